@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Installs the Debian/Ubuntu packages Kiln needs to build, run and test, skipping what is already there.
+set -euo pipefail
+pkgs=(
+  # Go toolchain needs (cgo for Fyne and libusb)
+  gcc pkg-config libgl1-mesa-dev xorg-dev libxkbcommon-dev libwayland-dev libusb-1.0-0-dev
+  # image building and its checks
+  mtools dosfstools gdisk fdisk cpio bmap-tools binutils e2fsprogs kmod
+  # compression peers
+  xz-utils zstd gzip pigz bzip2 zip unzip
+  # preview (QEMU, firmware)
+  qemu-system-x86 qemu-utils ovmf seabios
+  # GUI tests and screenshots
+  xvfb imagemagick xdotool
+  # networking tests, benchmarks
+  iproute2 socat hyperfine time
+)
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "deps: all ${#pkgs[@]} packages present"
+  exit 0
+fi
+sudo=""
+[ "$(id -u)" -eq 0 ] || sudo="sudo"
+echo "deps: installing ${missing[*]}"
+$sudo apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
