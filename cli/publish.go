@@ -1,0 +1,66 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/kilnproject/kiln/ota/repo"
+)
+
+func init() {
+	register(&Command{Name: "publish", Summary: "add a build's update to a signed update repository", Run: runPublish})
+}
+
+func runPublish(ctx context.Context, env *Env, args []string) error {
+	fs, common := newFlags(env, "publish", "--repo DIR OUT_DIR | --repo DIR --refresh")
+	dir := fs.String("repo", "", "update repository directory (created on first use)")
+	noDelta := fs.Bool("no-delta", false, "do not make delta payloads against earlier versions")
+	refresh := fs.Bool("refresh", false, "only re-sign the timestamp (for a repository served by another web server)")
+	if err := common.parse(env, fs, args, true); err != nil {
+		return err
+	}
+	if *dir == "" {
+		return fmt.Errorf("%w: --repo DIR is required", errUsage)
+	}
+	keyDir, err := repo.DefaultKeyDir()
+	if err != nil {
+		return err
+	}
+	keys, err := repo.LoadOrCreateKeys(keyDir)
+	if err != nil {
+		return err
+	}
+	if *refresh {
+		if fs.NArg() != 0 {
+			return fmt.Errorf("%w: --refresh takes no OUT_DIR", errUsage)
+		}
+		if _, err := repo.Refresh(*dir, keys, true, repo.Options{Log: env.Log}); err != nil {
+			return err
+		}
+		fmt.Fprintf(env.Stdout, "re-signed the timestamp of %s (valid for %s)\n", *dir, repo.TimestampExpiry)
+		return nil
+	}
+	if fs.NArg() != 1 {
+		return fmt.Errorf("%w: give one build output directory (e.g. out/kiln-tiny-1.1.0)", errUsage)
+	}
+	prog, finish := env.progressFunc(common)
+	pub, err := repo.Publish(ctx, *dir, keys, fs.Arg(0), repo.Options{NoDeltas: *noDelta, Log: env.Log, Progress: prog})
+	finish()
+	if err != nil {
+		return err
+	}
+	if common.JSON {
+		return env.printJSON(pub)
+	}
+	t := pub.Target
+	if pub.Unchanged {
+		fmt.Fprintf(env.Stdout, "%s %s is already published in %s\n", t.Name, t.Version, *dir)
+		return nil
+	}
+	fmt.Fprintf(env.Stdout, "published %s %s to %s (targets version %d)\n  payload  %s (%s)\n  sha256   %s\n",
+		t.Name, t.Version, *dir, pub.TargetsVersion, t.Path, humanBytes(t.Size), t.SHA256)
+	for _, d := range pub.Deltas {
+		fmt.Fprintf(env.Stdout, "  delta    from %s: %s (%.1f%% of the full payload)\n", d.From, humanBytes(d.Size), 100*float64(d.Size)/float64(t.Size))
+	}
+	return nil
+}

@@ -1,0 +1,170 @@
+// Package discovery advertises an update server on the LAN with DNS-SD (mDNS, service type
+// _kiln-ota._tcp) and finds one from a device. The TXT record carries the protocol version ("v")
+// and the fingerprint of the trust root the repository is signed under ("fp"), so a device
+// skips servers of other owners without talking to them.
+package discovery
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/brutella/dnssd"
+	dnslog "github.com/brutella/dnssd/log"
+
+	"github.com/kilnproject/kiln/ota"
+)
+
+// ErrLoopback: a server bound to a loopback address is not advertised (no one else could reach it).
+var ErrLoopback = errors.New("not advertised: the server listens on loopback only")
+
+// ErrNotFound: no matching server answered in time.
+var ErrNotFound = errors.New("no update server found on the LAN")
+
+func init() {
+	// The library logs to stdout by default; keep it quiet.
+	dnslog.Info.Disable()
+	dnslog.Debug.Disable()
+}
+
+// Service is an advertisement.
+type Service struct {
+	// Name is the instance name, e.g. "Kiln updates on desk".
+	Name string
+	// IP is the address the server listens on; nil or unspecified means every interface.
+	IP   net.IP
+	Port int
+	// Fingerprint of the trust root (repo.Fingerprint).
+	Fingerprint string
+}
+
+// Advertise announces s until ctx is cancelled; it returns once the responder runs, and the
+// returned function stops it and waits for the goodbye packets.
+func Advertise(ctx context.Context, s Service) (stop func(), err error) {
+	cfg := dnssd.Config{
+		Name: s.Name,
+		Type: ota.ServiceType,
+		Port: s.Port,
+		Text: map[string]string{"v": ota.ProtocolVersion, "fp": s.Fingerprint, "path": "/"},
+	}
+	if s.IP != nil && !s.IP.IsUnspecified() {
+		if s.IP.IsLoopback() {
+			return nil, ErrLoopback
+		}
+		iface, err := interfaceWith(s.IP)
+		if err != nil {
+			return nil, fmt.Errorf("advertise %s: %w", s.IP, err)
+		}
+		cfg.Ifaces = []string{iface}
+		cfg.IPs = []net.IP{s.IP}
+	}
+	if cfg.Name == "" {
+		host, _ := os.Hostname()
+		cfg.Name = "Kiln updates on " + host
+	}
+	sv, err := dnssd.NewService(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("advertise: %w", err)
+	}
+	rp, err := dnssd.NewResponder()
+	if err != nil {
+		return nil, fmt.Errorf("advertise: %w", err)
+	}
+	if _, err := rp.Add(sv); err != nil {
+		return nil, fmt.Errorf("advertise: %w", err)
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = rp.Respond(ctx)
+	}()
+	return func() { cancel(); <-done }, nil
+}
+
+func interfaceWith(ip net.IP) (string, error) {
+	ifs, err := net.Interfaces()
+	if err != nil {
+		return "", err
+	}
+	for _, ifc := range ifs {
+		addrs, _ := ifc.Addrs()
+		for _, a := range addrs {
+			if n, ok := a.(*net.IPNet); ok && n.IP.Equal(ip) {
+				return ifc.Name, nil
+			}
+		}
+	}
+	return "", fmt.Errorf("no interface has address %s", ip)
+}
+
+// Found is a server found by Browse.
+type Found struct {
+	Name        string
+	URL         string
+	Protocol    string
+	Fingerprint string
+}
+
+// Browse looks for update servers for up to timeout and returns the first whose protocol
+// version matches and, when fingerprint is not empty, whose trust root fingerprint shares a key
+// with it.
+func Browse(ctx context.Context, fingerprint string, timeout time.Duration) (*Found, error) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	found := make(chan Found, 1)
+	add := func(e dnssd.BrowseEntry) {
+		if e.Text["v"] != ota.ProtocolVersion || !sameRoot(fingerprint, e.Text["fp"]) || len(e.IPs) == 0 {
+			return
+		}
+		ip := e.IPs[0]
+		for _, c := range e.IPs { // prefer IPv4: no zone needed
+			if c.To4() != nil {
+				ip = c
+				break
+			}
+		}
+		host := ip.String()
+		if ip.To4() == nil && ip.IsLinkLocalUnicast() && e.IfaceName != "" {
+			host += "%" + e.IfaceName
+		}
+		u := url.URL{Scheme: "http", Host: net.JoinHostPort(host, strconv.Itoa(e.Port))}
+		select {
+		case found <- Found{Name: e.Name, URL: u.String(), Protocol: e.Text["v"], Fingerprint: e.Text["fp"]}:
+		default:
+		}
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- dnssd.LookupType(ctx, ota.ServiceType+".local.", add, func(dnssd.BrowseEntry) {}) }()
+	select {
+	case f := <-found:
+		cancel()
+		<-errc
+		return &f, nil
+	case err := <-errc:
+		if ctx.Err() != nil || err == nil {
+			return nil, ErrNotFound
+		}
+		return nil, fmt.Errorf("browse %s: %w", ota.ServiceType, err)
+	}
+}
+
+func sameRoot(want, got string) bool {
+	if want == "" {
+		return true
+	}
+	for _, w := range strings.Split(want, ",") {
+		for _, g := range strings.Split(got, ",") {
+			if w != "" && w == g {
+				return true
+			}
+		}
+	}
+	return false
+}

@@ -1,0 +1,359 @@
+// Package server is the LAN update server: it serves a repository directory (GET/HEAD with
+// ranges and ETags), answers devices' /v1/check and /v1/report, keeps a device table, and
+// advertises itself with DNS-SD. The same Server runs behind `kiln serve` and the GUI's toggle.
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/kilnproject/kiln/ota"
+	"github.com/kilnproject/kiln/ota/discovery"
+	"github.com/kilnproject/kiln/ota/repo"
+)
+
+// Limits and timeouts.
+const (
+	maxCheckBody   = 16 << 10
+	maxReportBody  = 16 << 10
+	maxHeaderBytes = 16 << 10
+	apiTimeout     = 30 * time.Second
+	// minRate is the slowest download the server waits for before dropping a connection.
+	minRate = 64 << 10
+)
+
+// ErrRunning / ErrNotRunning: Start on a running server, Stop on a stopped one.
+var (
+	ErrRunning    = errors.New("update server already running")
+	ErrNotRunning = errors.New("update server not running")
+)
+
+// Config configures a Server.
+type Config struct {
+	// Repo is the repository directory (made by kiln publish).
+	Repo string
+	// Addr is host:port to listen on; the server binds only there. ":0" picks a port.
+	Addr string
+	// Advertise announces the server with DNS-SD on the interface of Addr's host.
+	Advertise bool
+	// Name is the DNS-SD instance name (default "Kiln updates on <hostname>").
+	Name string
+	// Keys, when set, re-sign the repository's timestamp before it expires.
+	Keys *repo.Keys
+	// MaxDevices bounds the device table (default 4096); the least recently seen go first.
+	MaxDevices int
+	Log        *logrus.Logger
+	// OnChange is called (from a server goroutine) after the device table changed.
+	OnChange func()
+}
+
+// Server is an update server. The zero value is not usable; call New.
+type Server struct {
+	cfg  Config
+	log  *logrus.Logger
+	fs   *repoFS
+	devs *deviceTable
+
+	mu       sync.Mutex
+	srv      *http.Server
+	ln       net.Listener
+	stopAdv  func()
+	cancel   context.CancelFunc
+	done     chan error
+	serveErr error
+}
+
+// New checks the repository and returns a stopped server.
+func New(cfg Config) (*Server, error) {
+	if cfg.Addr == "" {
+		return nil, fmt.Errorf("update server: no listen address (give HOST:PORT, e.g. 192.168.1.10:8080)")
+	}
+	if _, _, err := net.SplitHostPort(cfg.Addr); err != nil {
+		return nil, fmt.Errorf("update server: listen address %q: %w", cfg.Addr, err)
+	}
+	log := cfg.Log
+	if log == nil {
+		log = logrus.New()
+		log.SetLevel(logrus.WarnLevel)
+	}
+	fsys, err := openRepoFS(cfg.Repo)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.MaxDevices <= 0 {
+		cfg.MaxDevices = 4096
+	}
+	return &Server{cfg: cfg, log: log, fs: fsys, devs: newDeviceTable(cfg.MaxDevices)}, nil
+}
+
+// Handler returns the server's HTTP handler (for tests and embedding).
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /metadata/", s.serveFile)
+	mux.HandleFunc("HEAD /metadata/", s.serveFile)
+	mux.HandleFunc("GET /targets/", s.serveFile)
+	mux.HandleFunc("HEAD /targets/", s.serveFile)
+	mux.HandleFunc("POST /v1/check", s.check)
+	mux.HandleFunc("POST /v1/report", s.report)
+	mux.HandleFunc("GET /v1/devices", s.devices)
+	mux.HandleFunc("GET /v1/info", s.info)
+	mux.HandleFunc("GET /{$}", s.info)
+	return mux
+}
+
+// Start listens on the configured address and serves in the background until Stop or ctx ends.
+func (s *Server) Start(ctx context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.srv != nil {
+		return ErrRunning
+	}
+	var lc net.ListenConfig
+	ln, err := lc.Listen(ctx, "tcp", s.cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("update server: listen on %s: %w (pick another port or address)", s.cfg.Addr, err)
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	srv := &http.Server{
+		Handler:           s.Handler(),
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       apiTimeout,
+		WriteTimeout:      apiTimeout, // downloads extend their own deadline by size
+		IdleTimeout:       90 * time.Second,
+		MaxHeaderBytes:    maxHeaderBytes,
+		ErrorLog:          nil,
+		BaseContext:       func(net.Listener) context.Context { return ctx },
+	}
+	s.srv, s.ln, s.cancel, s.done = srv, ln, cancel, make(chan error, 1)
+	go func() { s.done <- srv.Serve(ln) }()
+	go s.refreshLoop(ctx)
+	if s.cfg.Advertise {
+		tcp := ln.Addr().(*net.TCPAddr)
+		fp, _ := repo.Fingerprint(s.fs.rootJSON())
+		stop, err := discovery.Advertise(ctx, discovery.Service{Name: s.cfg.Name, IP: tcp.IP, Port: tcp.Port, Fingerprint: fp})
+		switch {
+		case errors.Is(err, discovery.ErrLoopback):
+			s.log.Info(err)
+		case err != nil:
+			s.log.WithError(err).Warn("update server: DNS-SD advertisement failed; devices need the server URL in their recipe")
+		default:
+			s.stopAdv = stop
+		}
+	}
+	s.log.WithField("addr", ln.Addr().String()).Info("update server listening")
+	return nil
+}
+
+// refreshLoop re-signs the timestamp when it is half-way to expiry, if the keys are at hand.
+func (s *Server) refreshLoop(ctx context.Context) {
+	if s.cfg.Keys == nil {
+		return
+	}
+	t := time.NewTicker(time.Hour)
+	defer t.Stop()
+	for {
+		if ok, err := repo.Refresh(s.cfg.Repo, s.cfg.Keys, false, repo.Options{}); err != nil {
+			s.log.WithError(err).Warn("update server: refresh timestamp")
+		} else if ok {
+			s.log.Info("update server: re-signed timestamp")
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// Addr is the address the server listens on (nil when stopped).
+func (s *Server) Addr() net.Addr {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ln == nil {
+		return nil
+	}
+	return s.ln.Addr()
+}
+
+// URL is the server's base URL, e.g. "http://192.168.1.10:8080" ("" when stopped).
+func (s *Server) URL() string {
+	if a := s.Addr(); a != nil {
+		return "http://" + a.String()
+	}
+	return ""
+}
+
+// Running reports whether the server is serving.
+func (s *Server) Running() bool { return s.Addr() != nil }
+
+// Stop stops advertising, stops accepting connections and waits (until ctx ends) for
+// transfers in progress; then it closes whatever is left.
+func (s *Server) Stop(ctx context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.srv == nil {
+		return ErrNotRunning
+	}
+	if s.stopAdv != nil {
+		s.stopAdv()
+		s.stopAdv = nil
+	}
+	err := s.srv.Shutdown(ctx)
+	if err != nil {
+		s.srv.Close()
+	}
+	s.cancel()
+	if serr := <-s.done; serr != nil && !errors.Is(serr, http.ErrServerClosed) && err == nil {
+		err = serr
+	}
+	s.srv, s.ln = nil, nil
+	if err != nil {
+		return fmt.Errorf("stop update server: %w", err)
+	}
+	return nil
+}
+
+// Devices returns the device table, most recently seen first.
+func (s *Server) Devices() []ota.DeviceStatus { return s.devs.list() }
+
+func (s *Server) changed() {
+	if s.cfg.OnChange != nil {
+		s.cfg.OnChange()
+	}
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func httpError(w http.ResponseWriter, code int, msg string) {
+	writeJSON(w, code, map[string]string{"error": msg})
+}
+
+func (s *Server) info(w http.ResponseWriter, r *http.Request) {
+	fp, _ := repo.Fingerprint(s.fs.rootJSON())
+	host, _ := os.Hostname()
+	writeJSON(w, http.StatusOK, map[string]string{"service": "kiln-ota", "protocol": ota.ProtocolVersion, "fingerprint": fp, "host": host})
+}
+
+// decode reads a JSON body of at most limit bytes.
+func decode(w http.ResponseWriter, r *http.Request, limit int64, v any) bool {
+	r.Body = http.MaxBytesReader(w, r.Body, limit)
+	if err := json.NewDecoder(r.Body).Decode(v); err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			httpError(w, http.StatusRequestEntityTooLarge, "body larger than "+strconv.FormatInt(limit, 10)+" bytes")
+		} else {
+			httpError(w, http.StatusBadRequest, "bad JSON: "+err.Error())
+		}
+		return false
+	}
+	return true
+}
+
+func validDevice(d *ota.Device) string {
+	if d.ID == "" || len(d.ID) > 128 {
+		return "id must be 1-128 characters"
+	}
+	if _, err := ota.CompareVersions(d.Version, d.Version); err != nil {
+		return err.Error()
+	}
+	for _, f := range []*string{&d.Name, &d.Arch, &d.Board, &d.Channel, &d.SHA256} {
+		if len(*f) > 128 {
+			return "fields are limited to 128 characters"
+		}
+	}
+	if len(d.Skip) > 64 {
+		return "skip lists at most 64 versions"
+	}
+	return ""
+}
+
+func (s *Server) check(w http.ResponseWriter, r *http.Request) {
+	var req ota.CheckRequest
+	if !decode(w, r, maxCheckBody, &req) {
+		return
+	}
+	if msg := validDevice(&req.Device); msg != "" {
+		httpError(w, http.StatusBadRequest, msg)
+		return
+	}
+	targets, err := s.fs.targets()
+	if err != nil {
+		s.log.WithError(err).Error("update server: read repository")
+		httpError(w, http.StatusServiceUnavailable, "repository unreadable: "+err.Error())
+		return
+	}
+	sel, err := ota.Select(targets, req.Device)
+	resp := ota.CheckResponse{Message: sel.Message}
+	if sel.Newest != nil {
+		resp.Newest = sel.Newest.Version
+	}
+	switch {
+	case err == nil:
+		resp.Update = true
+		resp.Target = info(sel.Target)
+		if sel.Delta != nil {
+			resp.Delta = info(sel.Delta)
+		}
+	case errors.Is(err, ota.ErrNoUpdate), errors.Is(err, ota.ErrNoPath):
+	default:
+		httpError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	offered := ""
+	if resp.Target != nil {
+		offered = resp.Target.Version
+	}
+	s.devs.seen(req.Device, r.RemoteAddr, offered, sel.Message)
+	s.log.WithFields(logrus.Fields{"device": req.ID, "version": req.Version, "offer": offered}).Debug(sel.Message)
+	s.changed()
+	writeJSON(w, http.StatusOK, resp)
+}
+
+func info(t *ota.Target) *ota.TargetInfo {
+	return &ota.TargetInfo{Path: t.Path, URL: "/" + ota.TargetFile(t.Path, t.SHA256), Version: t.Version, Size: t.Size, SHA256: t.SHA256}
+}
+
+func (s *Server) report(w http.ResponseWriter, r *http.Request) {
+	var rep ota.Report
+	if !decode(w, r, maxReportBody, &rep) {
+		return
+	}
+	if msg := validDevice(&rep.Device); msg != "" {
+		httpError(w, http.StatusBadRequest, msg)
+		return
+	}
+	if !ota.ValidState(rep.State) {
+		httpError(w, http.StatusBadRequest, "unknown state "+strconv.Quote(rep.State))
+		return
+	}
+	if len(rep.Message) > 1024 {
+		rep.Message = rep.Message[:1024]
+	}
+	if len(rep.Target) > 64 {
+		httpError(w, http.StatusBadRequest, "target too long")
+		return
+	}
+	s.devs.report(rep, r.RemoteAddr)
+	s.log.WithFields(logrus.Fields{"device": rep.ID, "version": rep.Version, "state": rep.State, "target": rep.Target}).Info(rep.Message)
+	s.changed()
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (s *Server) devices(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, s.devs.list())
+}
