@@ -1,0 +1,127 @@
+package cli
+
+import (
+	"bufio"
+	"context"
+	"errors"
+
+	"fmt"
+	"strings"
+
+	"github.com/kilnproject/kiln/flasher"
+)
+
+func init() {
+	register(&Command{Name: "flash", Summary: "write an image to USB sticks or SD cards and verify it", Run: runFlash})
+}
+
+// listFlag collects a repeatable string flag.
+type listFlag []string
+
+func (l *listFlag) String() string     { return strings.Join(*l, ",") }
+func (l *listFlag) Set(s string) error { *l = append(*l, s); return nil }
+
+func runFlash(ctx context.Context, env *Env, args []string) error {
+	fs, common := newFlags(env, "flash", "--image FILE --device DEV [--device DEV2 ...] [--yes] [--no-verify]")
+	image := fs.String("image", "", "image to write: .img/.iso, or compressed .gz/.xz/.zst/.bz2/.zip")
+	var devices listFlag
+	fs.Var(&devices, "device", "target drive (repeat for several drives flashed at once); see 'kiln devices'")
+	bmapPath := fs.String("bmap", "", "block map (default: IMAGE.bmap beside the image when present)")
+	noBmap := fs.Bool("no-bmap", false, "write every byte even when a block map exists")
+	noVerify := fs.Bool("no-verify", false, "skip reading the drive back to verify it")
+	yes := fs.Bool("yes", false, "do not ask for confirmation (the safety rules still apply)")
+	allowInternal := fs.Bool("allow-internal", false, "allow internal non-removable disks; you must type the disk's model to confirm")
+	eject := fs.Bool("eject", false, "eject the drives when done")
+	xzDecoder := fs.String("xz-decoder", "", "xz decoder: exec (the xz program) or go (built in); default picks exec when xz is installed")
+	if err := common.parse(env, fs, args, true); err != nil {
+		return err
+	}
+	devices = append(devices, fs.Args()...)
+	if *image == "" || len(devices) == 0 {
+		fs.Usage()
+		return fmt.Errorf("%w: --image and at least one --device are required", errUsage)
+	}
+	opts := flasher.Options{Bmap: *bmapPath, NoBmap: *noBmap, NoVerify: *noVerify, AllowInternal: *allowInternal,
+		Eject: *eject, XZDecoder: *xzDecoder, Log: env.Log, Confirm: map[string]string{}}
+	in := bufio.NewReader(env.Stdin)
+	if *allowInternal {
+		// Typing the model is required even with --yes: it is the one check that the user means
+		// this very disk.
+		opts.AllowInternal = false
+		for _, p := range devices {
+			d, err := flasher.Lookup(p)
+			if err != nil {
+				return fmt.Errorf("%s: %w", p, err)
+			}
+			if !d.Internal {
+				continue
+			}
+			fmt.Fprintf(env.Stderr, "%s is an internal disk (%s). Everything on it will be erased.\nType its model %q to confirm: ", p, d.Description(), flasher.ConfirmText(d))
+			line, _ := in.ReadString('\n')
+			opts.Confirm[p] = strings.TrimSpace(line)
+		}
+		opts.AllowInternal = true
+	}
+	job, err := flasher.Prepare(*image, devices, opts)
+	if err != nil {
+		return err
+	}
+	if !*yes {
+		fmt.Fprintf(env.Stderr, "Image %s (%s", job.Image.Path, job.Image.Format)
+		if job.Image.Size >= 0 {
+			fmt.Fprintf(env.Stderr, ", %s", flasher.HumanBytes(job.Image.Size))
+		}
+		if job.Bmap != nil {
+			fmt.Fprintf(env.Stderr, ", block map: %s of data", flasher.HumanBytes(job.Bmap.MappedBytes()))
+		}
+		fmt.Fprintln(env.Stderr, ")\nwill ERASE everything on:")
+		for _, d := range job.Targets {
+			fmt.Fprintf(env.Stderr, "  %s  %s\n", d.Path, d.Description())
+		}
+		fmt.Fprint(env.Stderr, "Continue? [y/N] ")
+		line, _ := in.ReadString('\n')
+		if a := strings.ToLower(strings.TrimSpace(line)); a != "y" && a != "yes" {
+			return errors.New("not confirmed; nothing was written")
+		}
+	}
+	f, finish := env.progressFunc(common)
+	job.SetProgress(f)
+	results, err := job.Run(ctx)
+	finish()
+	for _, r := range results {
+		for _, w := range r.Warnings {
+			fmt.Fprintf(env.Stderr, "warning: %s: %s\n", r.Device, w)
+		}
+	}
+	if common.JSON {
+		if jerr := env.printJSON(results); jerr != nil {
+			return jerr
+		}
+	} else {
+		for _, r := range results {
+			switch {
+			case r.Err != nil:
+				fmt.Fprintf(env.Stderr, "%s: FAILED: %v\n", r.Device, r.Err)
+			case r.Verified:
+				fmt.Fprintf(env.Stdout, "%s: written and verified (%s in %.1f s)\n", r.Device, flasher.HumanBytes(r.Written), r.Seconds)
+			default:
+				fmt.Fprintf(env.Stdout, "%s: written, not verified (%s in %.1f s)\n", r.Device, flasher.HumanBytes(r.Written), r.Seconds)
+			}
+		}
+	}
+	if err != nil {
+		if errors.Is(err, context.Canceled) {
+			fmt.Fprintln(env.Stderr, "cancelled: the drives hold an incomplete image; flash them again before use")
+		}
+		failed := 0
+		for _, r := range results {
+			if r.Err != nil {
+				failed++
+			}
+		}
+		return fmt.Errorf("%d of %d drives failed: %w", failed, len(results), err)
+	}
+	return nil
+}
+
+

@@ -1,0 +1,347 @@
+package flasher
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/kilnproject/kiln/flasher/source"
+	"github.com/kilnproject/kiln/internal/bmap"
+	"github.com/kilnproject/kiln/internal/progress"
+)
+
+// Options control a flash. The zero value verifies, uses a block map found beside the image, refuses
+// internal disks and does not eject.
+type Options struct {
+	// Bmap is the block map to use; empty looks for IMAGE.bmap (and the name without the
+	// compression suffix) beside the image.
+	Bmap string
+	// NoBmap writes every byte even when a block map exists.
+	NoBmap bool
+	// NoVerify skips the read-back verification.
+	NoVerify bool
+	// AllowInternal permits internal non-removable disks, each only when Confirm holds the drive's
+	// model (or its kernel name when it reports no model) exactly as the user typed it.
+	AllowInternal bool
+	Confirm       map[string]string // device path → what the user typed
+	// Eject ejects removable drives after a successful flash; a failed eject is only a warning.
+	Eject bool
+	// XZDecoder selects the xz decoder (see source.Image.XZDecoder).
+	XZDecoder string
+	Progress  progress.Func
+	Log       logrus.FieldLogger
+
+	hooks hooks
+}
+
+// hooks are test seams.
+type hooks struct {
+	open       func(Device) (blockDevice, error) // replaces openDevice
+	afterWrite func(Device)                      // runs between writing and verifying
+	lookup     func(string) (Device, error)      // replaces lookupDevice
+}
+
+// Job is a checked plan: the image, its block map and the target drives. Every safety rule that can
+// be checked before opening a drive has passed.
+type Job struct {
+	Image    *source.Image
+	Bmap     *bmap.Map
+	BmapPath string
+	Targets  []Device
+	opts     Options
+}
+
+// Result is the outcome for one drive.
+type Result struct {
+	Device      string   `json:"device"`
+	Description string   `json:"description"`
+	ImageSize   int64    `json:"image_size"`
+	Written     int64    `json:"written"`
+	Verified    bool     `json:"verified"`
+	SHA256      string   `json:"sha256,omitempty"` // of the whole uncompressed image, when it was read in full
+	Seconds     float64  `json:"seconds"`
+	Warnings    []string `json:"warnings,omitempty"`
+	Err         error    `json:"-"`
+	Error       string   `json:"error,omitempty"`
+}
+
+// Flash writes image to every device and verifies each; see Prepare and Job.Run.
+func Flash(ctx context.Context, image string, devices []string, opts Options) ([]Result, error) {
+	j, err := Prepare(image, devices, opts)
+	if err != nil {
+		return nil, err
+	}
+	return j.Run(ctx)
+}
+
+// Prepare probes the image, loads its block map and checks every target against the safety rules:
+// a block device, a whole drive, not the system drive, not the drive holding the image, not an
+// internal disk unless allowed and confirmed, not read-only, and large enough. Nothing is written.
+func Prepare(image string, devices []string, opts Options) (*Job, error) {
+	if opts.Log == nil {
+		l := logrus.New()
+		l.SetOutput(io.Discard)
+		opts.Log = l
+	}
+	if len(devices) == 0 {
+		return nil, errors.New("flash: no target drive given; choose one from 'kiln devices' (Kiln never picks one for you)")
+	}
+	im, err := source.Probe(image)
+	if err != nil {
+		return nil, fmt.Errorf("flash: %w: %w", ErrSource, err)
+	}
+	im.XZDecoder = opts.XZDecoder
+	j := &Job{Image: im, opts: opts}
+	if !opts.NoBmap {
+		if err := j.loadBmap(); err != nil {
+			return nil, err
+		}
+	}
+	imageDisks, _ := disksOfFile(image) // unknown on failure: the other rules still apply
+	lookup := lookupDevice
+	if opts.hooks.lookup != nil {
+		lookup = opts.hooks.lookup
+	}
+	seen := map[string]string{}
+	for _, p := range devices {
+		d, err := lookup(p)
+		if err != nil {
+			return nil, fmt.Errorf("flash %s: %w", p, err)
+		}
+		if prev, dup := seen[d.Name]; dup {
+			return nil, fmt.Errorf("flash %s: it is the same drive as %s; give each drive once", p, prev)
+		}
+		seen[d.Name] = p
+		if err := checkTarget(d, imageDisks, image, opts); err != nil {
+			return nil, fmt.Errorf("flash %s: %w", p, err)
+		}
+		if err := j.checkSize(d); err != nil {
+			return nil, fmt.Errorf("flash %s: %w", p, err)
+		}
+		j.Targets = append(j.Targets, d)
+	}
+	return j, nil
+}
+
+// checkTarget applies the rules that depend only on what the drive is.
+func checkTarget(d Device, imageDisks []string, image string, opts Options) error {
+	switch {
+	case d.System:
+		return fmt.Errorf("%w (%s); Kiln never writes the drive the computer runs from — choose another drive", ErrSystemDrive, d.SystemReason)
+	case slices.Contains(imageDisks, d.Name) || backedBy(d, image):
+		return fmt.Errorf("%w; copy the image to another drive first, or choose another target", ErrImageOnDevice)
+	case d.ReadOnly:
+		return fmt.Errorf("%w; if it is an SD card, slide its lock switch off and reinsert it", ErrReadOnly)
+	case d.Size == 0:
+		return fmt.Errorf("%w: no medium in the drive; insert the card and try again", ErrRemoved)
+	case d.Internal:
+		want := d.Model
+		if want == "" {
+			want = d.Name
+		}
+		if !opts.AllowInternal {
+			return fmt.Errorf("%w (%s); if you really mean to erase it, pass --allow-internal and type its model %q when asked", ErrInternal, d.Description(), want)
+		}
+		if got := strings.TrimSpace(opts.Confirm[d.Path]); got != want {
+			return fmt.Errorf("%w (%s): the confirmation %q does not match the drive's model %q", ErrInternal, d.Description(), got, want)
+		}
+	}
+	return nil
+}
+
+// ConfirmText is what a user must type to confirm flashing an internal drive.
+func ConfirmText(d Device) string {
+	if d.Model != "" {
+		return d.Model
+	}
+	return d.Name
+}
+
+// checkSize refuses a drive smaller than the image, before a byte is written. With a block map only
+// the mapped part has to fit.
+func (j *Job) checkSize(d Device) error {
+	need := j.Image.Size
+	if j.Bmap != nil {
+		need = j.Bmap.ImageSize
+		if need > d.Size {
+			last := j.Bmap.Ranges[len(j.Bmap.Ranges)-1]
+			off, n := j.Bmap.Bounds(last)
+			if off+n <= d.Size {
+				return nil // the overflow is unmapped: nothing is written there
+			}
+		}
+	}
+	if need < 0 {
+		if j.Image.MinSize > d.Size {
+			return fmt.Errorf("%w: the image holds at least %s but the drive %s; use a larger drive", ErrTooSmall, HumanBytes(j.Image.MinSize), HumanBytes(d.Size))
+		}
+		return nil // checked again while writing: nothing past the end is ever written
+	}
+	if need > d.Size {
+		return fmt.Errorf("%w: the image needs %s (%d bytes) but the drive holds %s (%d bytes); use a larger drive",
+			ErrTooSmall, HumanBytes(need), need, HumanBytes(d.Size), d.Size)
+	}
+	return nil
+}
+
+// bmapCandidates lists where a block map for image may be.
+func bmapCandidates(image string) []string {
+	out := []string{image + ".bmap"}
+	base := image
+	for _, ext := range []string{".gz", ".xz", ".zst", ".bz2", ".zip"} {
+		if s, ok := strings.CutSuffix(image, ext); ok {
+			base = s
+			out = append(out, s+".bmap")
+		}
+	}
+	if s, ok := strings.CutSuffix(base, filepath.Ext(base)); ok && filepath.Ext(base) != "" {
+		out = append(out, s+".bmap")
+	}
+	return out
+}
+
+func (j *Job) loadBmap() error {
+	path := j.opts.Bmap
+	if path == "" {
+		for _, c := range bmapCandidates(j.Image.Path) {
+			if _, err := os.Stat(c); err == nil {
+				path = c
+				break
+			}
+		}
+	}
+	if path == "" {
+		return nil
+	}
+	m, err := bmap.Load(path)
+	if err != nil {
+		return fmt.Errorf("flash: block map: %w; pass --no-bmap to write the whole image", err)
+	}
+	if j.Image.Size >= 0 && m.ImageSize != j.Image.Size {
+		return fmt.Errorf("flash: block map %s is for a %d-byte image but %s is %d bytes; give the right one with --bmap", path, m.ImageSize, j.Image.Path, j.Image.Size)
+	}
+	if len(m.Ranges) == 0 {
+		return fmt.Errorf("flash: block map %s maps no data", path)
+	}
+	j.Bmap, j.BmapPath = m, path
+	return nil
+}
+
+// Run flashes every target at once, each on its own goroutines with its own reader of the image,
+// so a slow drive does not hold back the others. It returns one Result per target and an error
+// joining the failures.
+func (j *Job) Run(ctx context.Context) ([]Result, error) {
+	results := make([]Result, len(j.Targets))
+	var wg sync.WaitGroup
+	for i, d := range j.Targets {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			results[i] = j.runDevice(ctx, d)
+		}()
+	}
+	wg.Wait()
+	var errs []error
+	for i := range results {
+		if results[i].Err != nil {
+			results[i].Error = results[i].Err.Error()
+			errs = append(errs, results[i].Err)
+		}
+	}
+	return results, errors.Join(errs...)
+}
+
+func (j *Job) runDevice(ctx context.Context, planned Device) (res Result) {
+	start := time.Now()
+	res = Result{Device: planned.Path, Description: planned.Description(), ImageSize: j.Image.Size}
+	if j.Bmap != nil {
+		res.ImageSize = j.Bmap.ImageSize
+	}
+	log := j.opts.Log.WithField("device", planned.Path)
+	defer func() { res.Seconds = time.Since(start).Seconds() }()
+	d, err := j.recheck(planned)
+	if err != nil {
+		res.Err = err
+		return res
+	}
+	if err := unmountAll(d, log); err != nil {
+		res.Err = err
+		return res
+	}
+	open := openDevice
+	if j.opts.hooks.open != nil {
+		open = j.opts.hooks.open
+	}
+	dev, err := open(d)
+	if err != nil {
+		res.Err = err
+		return res
+	}
+	w := &writer{job: j, dev: dev, d: d, progress: j.opts.Progress}
+	err = w.write(ctx)
+	res.Written, res.SHA256 = w.written.Load(), w.imageSum
+	if res.ImageSize < 0 {
+		res.ImageSize = w.imageBytes
+	}
+	if err == nil && j.opts.hooks.afterWrite != nil {
+		j.opts.hooks.afterWrite(d)
+	}
+	if err == nil && !j.opts.NoVerify {
+		err = w.verify(ctx)
+		res.Verified = err == nil
+	}
+	if cerr := dev.Close(); err == nil && cerr != nil {
+		err = fmt.Errorf("%s: close: %w", d.Path, cerr)
+	}
+	if err != nil {
+		if ctx.Err() != nil {
+			err = fmt.Errorf("%s: %w: flashing was cancelled; flash it again before use: %w", d.Path, ErrIncomplete, context.Cause(ctx))
+		}
+		res.Err = err
+		return res
+	}
+	log.WithField("seconds", time.Since(start).Seconds()).Info("flashed")
+	if j.opts.Eject {
+		if err := ejectDevice(d); err != nil {
+			res.Warnings = append(res.Warnings, fmt.Sprintf("the image was written and verified, but ejecting failed: %v; remove the drive after its light stops blinking", err))
+		}
+	}
+	return res
+}
+
+// recheck looks the drive up again right before opening it and refuses it when its identity (kernel
+// name, size, serial) changed — another drive plugged into the same path — or a rule now fails.
+func (j *Job) recheck(planned Device) (Device, error) {
+	lookup := lookupDevice
+	if j.opts.hooks.lookup != nil {
+		lookup = j.opts.hooks.lookup
+	}
+	d, err := lookup(planned.Path)
+	if err != nil {
+		if errors.Is(err, ErrNotBlockDevice) {
+			return d, fmt.Errorf("%s: %w: it is gone (%w); reinsert it and choose it again", planned.Path, ErrRemoved, err)
+		}
+		return d, err
+	}
+	if d.Name != planned.Name || d.Size != planned.Size || d.Serial != planned.Serial {
+		return d, fmt.Errorf("%s: %w (was %s %s serial %q, now %s %s serial %q); run 'kiln devices' and choose again",
+			planned.Path, ErrIdentityChanged, planned.Name, HumanBytes(planned.Size), planned.Serial, d.Name, HumanBytes(d.Size), d.Serial)
+	}
+	imageDisks, _ := disksOfFile(j.Image.Path)
+	if err := checkTarget(d, imageDisks, j.Image.Path, j.opts); err != nil {
+		return d, fmt.Errorf("%s: %w", d.Path, err)
+	}
+	return d, nil
+}
+
+// SetProgress sets where progress goes (after Prepare, for front ends that show the plan first).
+func (j *Job) SetProgress(f progress.Func) { j.opts.Progress = f }

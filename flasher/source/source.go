@@ -1,0 +1,299 @@
+// Package source opens disk images for flashing: raw .img/.iso files and images compressed with gzip
+// (parallel inflate), xz (multi-threaded), zstd, bzip2, or stored inside a zip archive. It detects the
+// format from the file's magic bytes and reads the uncompressed size from the headers where the
+// format records it.
+package source
+
+import (
+	"archive/zip"
+	"bytes"
+	"compress/bzip2"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/klauspost/compress/zstd"
+	"github.com/klauspost/pgzip"
+)
+
+// Formats.
+const (
+	Raw   = "raw"
+	Gzip  = "gzip"
+	XZ    = "xz"
+	Zstd  = "zstd"
+	Bzip2 = "bzip2"
+	Zip   = "zip"
+)
+
+// ErrFormat is returned for a file that is not a supported image or is corrupt.
+var ErrFormat = errors.New("unsupported or corrupt image file")
+
+// Image is a probed image file.
+type Image struct {
+	Path   string
+	Format string
+	// Entry is the image's name inside a zip archive.
+	Entry string
+	// Size is the exact uncompressed size, or -1 when the format does not record it.
+	Size int64
+	// MinSize is a lower bound of the uncompressed size (equal to Size when that is known).
+	MinSize int64
+	// FileSize is the size of the file on disk.
+	FileSize int64
+	// XZ describes the blocks of an xz file (for parallel decoding).
+	XZ *XZIndex
+	// XZDecoder chooses the xz decoder: "" picks the xz program when present (multi-threaded
+	// liblzma) and the built-in block-parallel decoder otherwise; "go" forces the built-in one;
+	// "exec" forces the program.
+	XZDecoder string
+}
+
+// Probe identifies path's format and uncompressed size without decompressing it.
+func Probe(path string) (*Image, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("open image %s: %w", path, err)
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("open image %s: %w", path, err)
+	}
+	if !st.Mode().IsRegular() {
+		return nil, fmt.Errorf("open image %s: %w: not a regular file", path, ErrFormat)
+	}
+	im := &Image{Path: path, FileSize: st.Size(), Size: -1}
+	head := make([]byte, 8)
+	n, _ := io.ReadFull(f, head)
+	head = head[:n]
+	switch {
+	case bytes.HasPrefix(head, []byte{0x1f, 0x8b}):
+		im.Format = Gzip
+		im.MinSize = gzipISize(f, st.Size())
+	case bytes.HasPrefix(head, []byte{0xfd, '7', 'z', 'X', 'Z', 0}):
+		im.Format = XZ
+		idx, err := ReadXZIndex(f, st.Size())
+		if err != nil {
+			return nil, fmt.Errorf("read xz index of %s: %w", path, err)
+		}
+		im.XZ, im.Size = idx, idx.UncompressedSize()
+	case bytes.HasPrefix(head, []byte{0x28, 0xb5, 0x2f, 0xfd}):
+		im.Format = Zstd
+		im.Size, im.MinSize = zstdSize(f, st.Size())
+	case bytes.HasPrefix(head, []byte("BZh")):
+		im.Format = Bzip2
+	case bytes.HasPrefix(head, []byte("PK\x03\x04")):
+		im.Format = Zip
+		zr, err := zip.NewReader(f, st.Size())
+		if err != nil {
+			return nil, fmt.Errorf("open image %s: %w: %w", path, ErrFormat, err)
+		}
+		e, err := pickEntry(zr.File)
+		if err != nil {
+			return nil, fmt.Errorf("open image %s: %w", path, err)
+		}
+		im.Entry, im.Size = e.Name, int64(e.UncompressedSize64)
+	default:
+		im.Format, im.Size = Raw, st.Size()
+	}
+	if im.Size >= 0 {
+		im.MinSize = im.Size
+	}
+	return im, nil
+}
+
+// pickEntry chooses the disk image inside a zip: the only file, or the largest .img/.iso/.raw/.bin.
+func pickEntry(files []*zip.File) (*zip.File, error) {
+	var only, best *zip.File
+	count := 0
+	for _, f := range files {
+		if f.FileInfo().IsDir() {
+			continue
+		}
+		count++
+		only = f
+		switch strings.ToLower(filepath.Ext(f.Name)) {
+		case ".img", ".iso", ".raw", ".bin":
+			if best == nil || f.UncompressedSize64 > best.UncompressedSize64 {
+				best = f
+			}
+		}
+	}
+	switch {
+	case best != nil:
+		return best, nil
+	case count == 1:
+		return only, nil
+	}
+	return nil, fmt.Errorf("%w: the zip holds %d files and none is a .img/.iso/.raw; unpack it and pick the image", ErrFormat, count)
+}
+
+// Open returns the uncompressed image stream. For raw images it is the *os.File itself (an
+// io.ReaderAt, so a block map can skip the unmapped ranges).
+func (im *Image) Open(ctx context.Context) (io.ReadCloser, error) {
+	f, err := os.Open(im.Path)
+	if err != nil {
+		return nil, fmt.Errorf("open image %s: %w", im.Path, err)
+	}
+	wrap := func(r io.Reader, closers ...io.Closer) io.ReadCloser {
+		return &readCloser{Reader: r, closers: append(closers, f), path: im.Path}
+	}
+	switch im.Format {
+	case Raw:
+		return f, nil
+	case Gzip:
+		zr, err := pgzip.NewReaderN(f, 1<<20, 8)
+		if err != nil {
+			f.Close()
+			return nil, fmt.Errorf("open image %s: %w: %w", im.Path, ErrFormat, err)
+		}
+		return wrap(zr, zr), nil
+	case XZ:
+		return im.openXZ(ctx, f)
+	case Zstd:
+		zr, err := zstd.NewReader(f, zstd.WithDecoderConcurrency(0), zstd.WithDecoderMaxMemory(1<<40),
+			zstd.WithDecoderMaxWindow(1<<30))
+		if err != nil {
+			f.Close()
+			return nil, fmt.Errorf("open image %s: %w: %w", im.Path, ErrFormat, err)
+		}
+		return wrap(zr, closerFunc(func() error { zr.Close(); return nil })), nil
+	case Bzip2:
+		return wrap(bzip2.NewReader(f)), nil
+	case Zip:
+		zr, err := zip.NewReader(f, im.FileSize)
+		if err != nil {
+			f.Close()
+			return nil, fmt.Errorf("open image %s: %w: %w", im.Path, ErrFormat, err)
+		}
+		for _, e := range zr.File {
+			if e.Name == im.Entry {
+				rc, err := e.Open()
+				if err != nil {
+					f.Close()
+					return nil, fmt.Errorf("open %s in %s: %w", e.Name, im.Path, err)
+				}
+				return wrap(rc, rc), nil
+			}
+		}
+		f.Close()
+		return nil, fmt.Errorf("open image %s: %w: %s vanished from the zip", im.Path, ErrFormat, im.Entry)
+	}
+	f.Close()
+	return nil, fmt.Errorf("open image %s: %w: format %q", im.Path, ErrFormat, im.Format)
+}
+
+type closerFunc func() error
+
+func (c closerFunc) Close() error { return c() }
+
+type readCloser struct {
+	io.Reader
+	closers []io.Closer
+	path    string
+}
+
+func (r *readCloser) Read(p []byte) (int, error) {
+	n, err := r.Reader.Read(p)
+	if err != nil && err != io.EOF {
+		err = fmt.Errorf("decompress %s: %w: %w", r.path, ErrFormat, err)
+	}
+	return n, err
+}
+
+func (r *readCloser) Close() error {
+	var errs []error
+	for _, c := range r.closers {
+		errs = append(errs, c.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// gzipISize returns the size recorded in a gzip trailer (the last member's size modulo 4 GiB), which
+// is a lower bound of the real size; it is only a hint.
+func gzipISize(f *os.File, size int64) int64 {
+	if size < 18 {
+		return 0
+	}
+	var b [4]byte
+	if _, err := f.ReadAt(b[:], size-4); err != nil {
+		return 0
+	}
+	return int64(binary.LittleEndian.Uint32(b[:]))
+}
+
+// zstdSize walks the frames of a zstd file (headers and block headers only) and sums their content
+// sizes. It returns -1 as the exact size when a frame does not record its size, with the sum of the
+// recorded ones as a lower bound.
+func zstdSize(f io.ReaderAt, size int64) (exact, lower int64) {
+	exact = 0
+	off := int64(0)
+	var hdr [18]byte
+	for off < size {
+		n, _ := f.ReadAt(hdr[:], off)
+		if n < 8 {
+			return -1, lower
+		}
+		magic := binary.LittleEndian.Uint32(hdr[:4])
+		if magic&0xfffffff0 == 0x184d2a50 { // skippable frame
+			off += 8 + int64(binary.LittleEndian.Uint32(hdr[4:8]))
+			continue
+		}
+		if magic != 0xfd2fb528 {
+			return -1, lower
+		}
+		fhd := hdr[4]
+		single := fhd&0x20 != 0
+		pos := 5
+		if !single {
+			pos++ // window descriptor
+		}
+		pos += []int{0, 1, 2, 4}[fhd&3]
+		fcsLen := []int{0, 2, 4, 8}[fhd>>6]
+		if fhd>>6 == 0 && single {
+			fcsLen = 1
+		}
+		if fcsLen == 0 {
+			exact = -1
+		} else {
+			var v [8]byte
+			copy(v[:], hdr[pos:pos+fcsLen])
+			fcs := int64(binary.LittleEndian.Uint64(v[:]))
+			if fcsLen == 2 {
+				fcs += 256
+			}
+			lower += fcs
+			if exact >= 0 {
+				exact += fcs
+			}
+		}
+		off += int64(pos + fcsLen)
+		for { // blocks
+			var bh [3]byte
+			if _, err := f.ReadAt(bh[:], off); err != nil {
+				return -1, lower
+			}
+			v := uint32(bh[0]) | uint32(bh[1])<<8 | uint32(bh[2])<<16
+			last, typ, bsize := v&1 != 0, (v>>1)&3, int64(v>>3)
+			off += 3
+			if typ == 1 {
+				off++ // RLE: one byte repeated
+			} else {
+				off += bsize
+			}
+			if last {
+				break
+			}
+		}
+		if fhd&0x04 != 0 {
+			off += 4 // content checksum
+		}
+	}
+	return exact, lower
+}
