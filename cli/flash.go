@@ -123,5 +123,3 @@ func runFlash(ctx context.Context, env *Env, args []string) error {
 	}
 	return nil
 }
-
-

@@ -414,5 +414,3 @@ func (p *parallelXZ) Close() error {
 	})
 	return p.f.Close()
 }
-
-
