@@ -1,0 +1,47 @@
+package disk
+
+import (
+	"encoding/binary"
+	"fmt"
+	"io/fs"
+	"os"
+
+	"github.com/diskfs/go-diskfs/partition/gpt"
+)
+
+// writeGPT writes the protective MBR and both GPT copies.
+func writeGPT(f *os.File, l Layout, parts []*gpt.Partition) error {
+	t := &gpt.Table{
+		LogicalSectorSize:  SectorSize,
+		PhysicalSectorSize: SectorSize,
+		ProtectiveMBR:      true,
+		GUID:               l.DiskGUID,
+		Partitions:         parts,
+	}
+	if err := t.Write(unsynced{f}, l.Size); err != nil {
+		return fmt.Errorf("write partition table: %w", err)
+	}
+	// go-diskfs leaves the protective entry's CHS fields zero and overflows its sector count above
+	// 2 TiB; write the entry as the UEFI specification has it.
+	e := make([]byte, 16)
+	copy(e[1:4], []byte{0x00, 0x02, 0x00}) // CHS of LBA 1
+	e[4] = 0xEE                            // GPT protective
+	copy(e[5:8], []byte{0xFF, 0xFF, 0xFF}) // CHS beyond reach
+	binary.LittleEndian.PutUint32(e[8:], 1)
+	binary.LittleEndian.PutUint32(e[12:], uint32(min(uint64(l.Size/SectorSize)-1, 0xFFFFFFFF)))
+	if _, err := f.WriteAt(e, 446); err != nil {
+		return fmt.Errorf("write protective MBR: %w", err)
+	}
+	return nil
+}
+
+// unsynced hands go-diskfs the image file without its Sync method: go-diskfs syncs after each of its
+// writes for crash safety on live disks, which on a new image file only costs time.
+type unsynced struct{ f *os.File }
+
+func (u unsynced) Stat() (fs.FileInfo, error)                { return u.f.Stat() }
+func (u unsynced) Read(p []byte) (int, error)                { return u.f.Read(p) }
+func (u unsynced) ReadAt(p []byte, off int64) (int, error)   { return u.f.ReadAt(p, off) }
+func (u unsynced) WriteAt(p []byte, off int64) (int, error)  { return u.f.WriteAt(p, off) }
+func (u unsynced) Seek(off int64, whence int) (int64, error) { return u.f.Seek(off, whence) }
+func (u unsynced) Close() error                              { return nil }
