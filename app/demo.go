@@ -1,0 +1,30 @@
+package app
+
+import (
+	"time"
+
+	"fyne.io/fyne/v2"
+)
+
+// demoCores are the fakes with delays that look like real work, for KILN_DEMO.
+func demoCores() Cores {
+	cores, b, f, _, _ := FakeCores()
+	b.Delay = 400 * time.Millisecond
+	f.Chunks = 2000
+	f.Delay = time.Millisecond
+	return cores
+}
+
+// demoFlash flashes a fake build to every offered drive without asking and quits when done, for the
+// benchmarks (KILN_DEMO=flash): a fast stream of progress events against the real UI thread.
+func (a *App) demoFlash() {
+	a.flash.setImage("/home/user/kiln/out/kiln-tiny-1.0.0/kiln-tiny.img")
+	for _, d := range a.flash.offered {
+		a.flash.checked[d.Path] = true
+	}
+	a.flash.showDevices(a.flash.offered, a.flash.hidden, nil)
+	a.flash.onFinished = func() {
+		time.AfterFunc(300*time.Millisecond, func() { fyne.Do(a.fa.Quit) })
+	}
+	a.flash.flash(a.flash.selected())
+}

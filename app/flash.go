@@ -1,0 +1,427 @@
+package app
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"fyne.io/fyne/v2"
+	"fyne.io/fyne/v2/container"
+	"fyne.io/fyne/v2/dialog"
+	"fyne.io/fyne/v2/storage"
+	"fyne.io/fyne/v2/theme"
+	"fyne.io/fyne/v2/widget"
+
+	"github.com/kilnproject/kiln/internal/progress"
+)
+
+// imageExtensions are the files the image picker offers (raw and compressed images).
+var imageExtensions = []string{".img", ".raw", ".iso", ".bin", ".gz", ".xz", ".zst", ".bz2", ".zip"}
+
+// flashScreen writes an image to one or more removable drives.
+type flashScreen struct {
+	a       *App
+	content fyne.CanvasObject
+
+	image      string
+	imageSel   *widget.Select
+	imageOpts  map[string]string // option label → image path
+	imageLabel *widget.Label
+
+	offered  []Device
+	hidden   []HiddenDevice
+	checked  map[string]bool
+	devBox   *fyne.Container
+	whyNot   *widget.Button
+	flashBtn *widget.Button
+	stopBtn  *widget.Button
+	cancel   context.CancelFunc
+
+	rows    map[string]*flashRow
+	rowsBox *fyne.Container
+	summary *widget.Label
+
+	onFinished func() // called on the UI thread after a flash ends (used by the demo mode)
+}
+
+// flashRow shows one device's progress and result.
+type flashRow struct {
+	bar          *widget.ProgressBar
+	title, state *widget.Label
+	phase        string
+	phaseStart   time.Time
+}
+
+func newFlashScreen(a *App) *flashScreen {
+	s := &flashScreen{a: a, checked: map[string]bool{}, rows: map[string]*flashRow{}, imageOpts: map[string]string{}}
+
+	s.imageSel = widget.NewSelect(nil, s.onImageSelected)
+	s.imageSel.PlaceHolder = "Choose one of your builds"
+	s.imageLabel = widget.NewLabel("No image chosen.")
+	s.imageLabel.Wrapping = fyne.TextWrapBreak
+	pick := widget.NewButtonWithIcon("Other file…", theme.FolderOpenIcon(), s.onPickFile)
+	imageCard := card("1. Image", "A Kiln build or any disk image (.img, .img.xz, .zst, .gz, .zip …)",
+		container.NewVBox(container.NewBorder(nil, nil, nil, pick, s.imageSel), s.imageLabel))
+
+	s.devBox = container.NewVBox()
+	s.whyNot = widget.NewButtonWithIcon("", theme.QuestionIcon(), s.onWhyNot)
+	s.whyNot.Importance = widget.LowImportance
+	s.whyNot.Hide()
+	devCard := card("2. Drives", "Plug in a USB stick or SD card: the list updates by itself",
+		container.NewVBox(s.devBox, container.NewHBox(s.whyNot)))
+
+	s.flashBtn = widget.NewButtonWithIcon("Flash", theme.UploadIcon(), s.onFlash)
+	s.flashBtn.Importance = widget.HighImportance
+	s.flashBtn.Disable()
+	s.stopBtn = widget.NewButtonWithIcon("Cancel", theme.CancelIcon(), s.onCancel)
+	s.stopBtn.Disable()
+	s.rowsBox = container.NewVBox()
+	s.summary = widget.NewLabel("Choose an image and at least one drive.")
+	s.summary.Wrapping = fyne.TextWrapWord
+	runCard := card("3. Flash", "Writes the image, then reads every drive back to verify it",
+		container.NewVBox(container.NewGridWithColumns(2, s.flashBtn, s.stopBtn), s.summary, s.rowsBox))
+
+	left := container.NewVBox(imageCard, devCard)
+	split := container.NewHSplit(container.NewVScroll(left), container.NewVScroll(runCard))
+	split.SetOffset(0.5)
+	s.content = container.NewBorder(heading("Flash a drive"), nil, nil, nil, split)
+	return s
+}
+
+// start lists the drives and keeps the list current while the app runs.
+func (s *flashScreen) start() {
+	s.refreshImages()
+	s.refreshDevices()
+	changes := s.a.cores.Flash.Changes(s.a.ctx)
+	s.a.watch(func() {
+		for {
+			select {
+			case <-s.a.ctx.Done():
+				return
+			case _, ok := <-changes:
+				if !ok {
+					return
+				}
+				s.refreshDevicesAsync()
+			}
+		}
+	})
+}
+
+// refreshImages offers Kiln's builds, newest first.
+func (s *flashScreen) refreshImages() {
+	s.imageOpts = map[string]string{}
+	var opts []string
+	for _, b := range s.a.cores.Build.Builds() {
+		label := fmt.Sprintf("%s %s — %s", b.Name, b.Version, formatIEC(b.Size))
+		s.imageOpts[label] = b.Image
+		opts = append(opts, label)
+	}
+	s.imageSel.SetOptions(opts)
+}
+
+func (s *flashScreen) onImageSelected(label string) {
+	if p, ok := s.imageOpts[label]; ok {
+		s.setImage(p)
+	}
+}
+
+func (s *flashScreen) onPickFile() {
+	d := dialog.NewFileOpen(func(rc fyne.URIReadCloser, err error) {
+		if err != nil || rc == nil {
+			return
+		}
+		rc.Close()
+		s.setImage(rc.URI().Path())
+	}, s.a.win)
+	d.SetFilter(storage.NewExtensionFileFilter(imageExtensions))
+	d.Show()
+}
+
+// setImage chooses the image to write.
+func (s *flashScreen) setImage(path string) {
+	s.image = path
+	s.imageLabel.SetText(path)
+	for label, p := range s.imageOpts {
+		if p == path && s.imageSel.Selected != label {
+			s.imageSel.SetSelected(label)
+		}
+	}
+	s.updateButton()
+}
+
+// refreshDevicesAsync lists drives in the background and shows them.
+func (s *flashScreen) refreshDevicesAsync() {
+	offered, hidden, err := s.a.cores.Flash.Devices(s.a.ctx)
+	fyne.Do(func() { s.showDevices(offered, hidden, err) })
+}
+
+// refreshDevices lists drives now (on the UI thread at start-up: enumeration reads sysfs only).
+func (s *flashScreen) refreshDevices() {
+	offered, hidden, err := s.a.cores.Flash.Devices(s.a.ctx)
+	s.showDevices(offered, hidden, err)
+}
+
+func (s *flashScreen) showDevices(offered []Device, hidden []HiddenDevice, err error) {
+	s.devBox.RemoveAll()
+	if err != nil {
+		l := widget.NewLabel("Cannot list drives: " + err.Error())
+		l.Importance = widget.DangerImportance
+		l.Wrapping = fyne.TextWrapWord
+		s.devBox.Add(l)
+	}
+	sort.Slice(offered, func(i, j int) bool { return offered[i].Path < offered[j].Path })
+	s.offered, s.hidden = offered, hidden
+	present := map[string]bool{}
+	for _, d := range offered {
+		present[d.Path] = true
+		c := widget.NewCheck(deviceTitle(d), nil)
+		c.SetChecked(s.checked[d.Path])
+		path := d.Path
+		c.OnChanged = func(on bool) { s.onDeviceToggled(path, on) }
+		detail := widget.NewLabel(deviceDetail(d))
+		detail.Importance = widget.LowImportance
+		s.devBox.Add(container.NewBorder(nil, nil, widget.NewIcon(deviceIcon(d)), nil,
+			container.NewVBox(c, detail)))
+	}
+	for p := range s.checked {
+		if !present[p] {
+			delete(s.checked, p) // a pulled drive is never flashed when it comes back
+		}
+	}
+	if len(offered) == 0 && err == nil {
+		l := widget.NewLabelWithStyle("No removable drive found. Plug in a USB stick or an SD card.",
+			fyne.TextAlignLeading, fyne.TextStyle{Italic: true})
+		l.Wrapping = fyne.TextWrapWord
+		s.devBox.Add(l)
+	}
+	if len(hidden) > 0 {
+		s.whyNot.SetText(fmt.Sprintf("%d system or internal drive(s) not offered — why not?", len(hidden)))
+		s.whyNot.Show()
+	} else {
+		s.whyNot.Hide()
+	}
+	s.updateButton()
+}
+
+func deviceTitle(d Device) string {
+	name := strings.TrimSpace(d.Vendor + " " + d.Model)
+	if name == "" {
+		name = "Unnamed drive"
+	}
+	return fmt.Sprintf("%s — %s", name, formatSI(d.Size))
+}
+
+func deviceDetail(d Device) string {
+	parts := []string{d.Path}
+	if d.Bus != "" {
+		parts = append(parts, strings.ToUpper(d.Bus))
+	}
+	if n := len(d.Partitions); n > 0 {
+		parts = append(parts, fmt.Sprintf("%d partition(s)", n))
+	}
+	return strings.Join(parts, " · ")
+}
+
+func deviceIcon(d Device) fyne.Resource {
+	if d.Bus == "mmc" {
+		return theme.StorageIcon()
+	}
+	return theme.UploadIcon()
+}
+
+func (s *flashScreen) onDeviceToggled(path string, on bool) {
+	if on {
+		s.checked[path] = true
+	} else {
+		delete(s.checked, path)
+	}
+	s.updateButton()
+}
+
+func (s *flashScreen) selected() []Device {
+	var out []Device
+	for _, d := range s.offered {
+		if s.checked[d.Path] {
+			out = append(out, d)
+		}
+	}
+	return out
+}
+
+func (s *flashScreen) updateButton() {
+	busy := s.cancel != nil
+	n := len(s.selected())
+	switch {
+	case busy:
+		s.flashBtn.Disable()
+		return
+	case s.image == "":
+		s.summary.SetText("Choose an image to write.")
+	case n == 0:
+		s.summary.SetText("Tick at least one drive.")
+	default:
+		s.summary.SetText(fmt.Sprintf("Ready to write %s to %d drive(s).", filepath.Base(s.image), n))
+	}
+	if s.image != "" && n > 0 {
+		s.flashBtn.SetText(fmt.Sprintf("Flash %d drive(s)", n))
+		s.flashBtn.Enable()
+	} else {
+		s.flashBtn.SetText("Flash")
+		s.flashBtn.Disable()
+	}
+}
+
+func (s *flashScreen) onWhyNot() {
+	var b strings.Builder
+	b.WriteString("Kiln never offers a drive it could break your computer with:\n\n")
+	for _, h := range s.hidden {
+		fmt.Fprintf(&b, "• %s (%s, %s): %s\n", deviceTitle(h.Device), h.Path, strings.ToUpper(h.Bus), h.Reason)
+	}
+	b.WriteString("\nDrives that hold the running system, are mounted by it, or are internal disks are hidden. " +
+		"To write to an internal disk on purpose, use `kiln flash --allow-internal` in a terminal.")
+	l := widget.NewLabel(b.String())
+	l.Wrapping = fyne.TextWrapWord
+	d := dialog.NewCustom("Why are some drives not offered?", "Got it", l, s.a.win)
+	d.Resize(fyne.NewSize(560, 320))
+	d.Show()
+}
+
+// onFlash asks for confirmation naming every drive and what it holds.
+func (s *flashScreen) onFlash() {
+	devs := s.selected()
+	if s.image == "" || len(devs) == 0 || s.cancel != nil {
+		return
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s will be written to:\n", filepath.Base(s.image))
+	for _, d := range devs {
+		fmt.Fprintf(&b, "\n• %s (%s)\n", deviceTitle(d), d.Path)
+		if len(d.Partitions) == 0 {
+			b.WriteString("    no partitions\n")
+		}
+		for _, p := range d.Partitions {
+			label := p.Label
+			if label == "" {
+				label = "no label"
+			}
+			fmt.Fprintf(&b, "    %s  %s  %s  %s\n", p.Name, label, p.FSType, formatIEC(p.Size))
+		}
+	}
+	b.WriteString("\nEverything on these drives will be erased.")
+	l := widget.NewLabel(b.String())
+	l.Wrapping = fyne.TextWrapWord
+	d := dialog.NewCustomConfirm("Erase and flash?", "Erase and flash", "Cancel", l, func(ok bool) {
+		if ok {
+			s.flash(devs)
+		}
+	}, s.a.win)
+	d.Resize(fyne.NewSize(520, 200+float32(40*len(devs))))
+	d.Show()
+}
+
+// flash starts writing in the background.
+func (s *flashScreen) flash(devs []Device) {
+	ctx, cancel := context.WithCancel(s.a.ctx)
+	s.cancel = cancel
+	s.flashBtn.Disable()
+	s.stopBtn.Enable()
+	s.rowsBox.RemoveAll()
+	s.rows = map[string]*flashRow{}
+	var paths []string
+	for _, d := range devs {
+		r := &flashRow{bar: widget.NewProgressBar(), title: widget.NewLabelWithStyle(deviceTitle(d)+" · "+d.Path,
+			fyne.TextAlignLeading, fyne.TextStyle{Bold: true}), state: widget.NewLabel("waiting")}
+		s.rows[d.Path] = r
+		s.rowsBox.Add(container.NewVBox(r.title, r.bar, r.state))
+		paths = append(paths, d.Path)
+	}
+	s.summary.SetText(fmt.Sprintf("Flashing %d drive(s)… Do not unplug them.", len(devs)))
+	img := s.image
+	bridge := NewBridge(s.showProgress)
+	s.a.background(func() {
+		res, err := s.a.cores.Flash.Flash(ctx, img, paths, bridge.Func())
+		bridge.Close()
+		fyne.Do(func() { s.finished(res, err) })
+	})
+}
+
+func (s *flashScreen) onCancel() {
+	if s.cancel != nil {
+		s.cancel()
+		s.stopBtn.Disable()
+		s.summary.SetText("Cancelling… the drives will need to be flashed again.")
+	}
+}
+
+// showProgress runs on the UI thread (through the bridge).
+func (s *flashScreen) showProgress(e progress.Event) {
+	r := s.rows[e.Device]
+	if r == nil {
+		return
+	}
+	now := time.Now()
+	if e.Phase != r.phase {
+		r.phase, r.phaseStart = e.Phase, now
+	}
+	if e.Total > 0 {
+		r.bar.SetValue(float64(e.Done) / float64(e.Total))
+	}
+	text := e.Phase
+	if el := now.Sub(r.phaseStart); el > 500*time.Millisecond && e.Done > 0 {
+		rate := float64(e.Done) / el.Seconds()
+		text += fmt.Sprintf(" · %s/s", formatIEC(int64(rate)))
+		if e.Total > e.Done && rate > 0 {
+			text += " · " + formatDuration(time.Duration(float64(e.Total-e.Done)/rate*float64(time.Second))) + " left"
+		}
+	}
+	if e.Total > 0 {
+		text += fmt.Sprintf(" · %s of %s", formatIEC(e.Done), formatIEC(e.Total))
+	}
+	r.state.SetText(text)
+}
+
+// finished shows each drive's result; it runs on the UI thread.
+func (s *flashScreen) finished(res []FlashResult, err error) {
+	s.cancel = nil
+	s.stopBtn.Disable()
+	s.updateButton()
+	ok := 0
+	for _, r := range res {
+		row := s.rows[r.Device]
+		if row == nil {
+			continue
+		}
+		switch {
+		case r.Err != nil:
+			row.state.SetText("Failed: " + r.Err.Error() + " " + s.a.cores.Flash.Advice(r.Err))
+			row.state.Importance = widget.DangerImportance
+			row.state.Wrapping = fyne.TextWrapWord
+			row.state.Refresh()
+		case r.Verified:
+			ok++
+			row.bar.SetValue(1)
+			row.state.SetText(fmt.Sprintf("Verified ✓ — %s written and read back in %s. You can remove the drive.",
+				formatIEC(r.Written), formatDuration(r.Elapsed)))
+			row.state.Importance = widget.SuccessImportance
+			row.state.Refresh()
+		default:
+			row.state.SetText(fmt.Sprintf("Written (%s), not verified.", formatIEC(r.Written)))
+		}
+	}
+	switch {
+	case errCancelled(err):
+		s.summary.SetText("Cancelled. The drives hold an incomplete image: flash them again before use.")
+	case err != nil:
+		s.summary.SetText("Flashing failed.")
+		s.a.showError("Flashing failed", err, s.a.cores.Flash.Advice(err))
+	default:
+		s.summary.SetText(fmt.Sprintf("Done: %d of %d drive(s) written and verified.", ok, len(res)))
+	}
+	if s.onFinished != nil {
+		s.onFinished()
+	}
+}

@@ -1,0 +1,326 @@
+package app
+
+import (
+	"context"
+	"fmt"
+	"image"
+	"sync"
+	"time"
+
+	"fyne.io/fyne/v2"
+	"fyne.io/fyne/v2/container"
+	"fyne.io/fyne/v2/dialog"
+	"fyne.io/fyne/v2/storage"
+	"fyne.io/fyne/v2/theme"
+	"fyne.io/fyne/v2/widget"
+
+	"github.com/kilnproject/kiln/app/rfb"
+)
+
+// screendumpFPS is the frame rate of the screendump fallback when no VNC socket is available.
+const screendumpFPS = 4
+
+// previewScreen boots an image in a VM and shows its screen and serial console.
+type previewScreen struct {
+	a       *App
+	content fyne.CanvasObject
+
+	image      string
+	imageSel   *widget.Select
+	imageOpts  map[string]string
+	imageLabel *widget.Label
+	firmware   *widget.Select
+	fwFile     string
+	attach     *widget.RadioGroup
+
+	startBtn, stopBtn *widget.Button
+	status, accel     *widget.Label
+	screen            *vmScreen
+	console           *console
+	input             *widget.Entry
+
+	mu     sync.Mutex
+	vm     VM
+	cancel context.CancelFunc
+}
+
+const (
+	fwUEFI = "UEFI (OVMF)"
+	fwBIOS = "BIOS (SeaBIOS)"
+	fwFile = "Firmware file…"
+
+	attachDisk = "Disk"
+	attachUSB  = "USB stick"
+)
+
+func newPreviewScreen(a *App) *previewScreen {
+	s := &previewScreen{a: a, imageOpts: map[string]string{}}
+	s.imageSel = widget.NewSelect(nil, s.onImageSelected)
+	s.imageSel.PlaceHolder = "Choose one of your builds"
+	pick := widget.NewButtonWithIcon("Other file…", theme.FolderOpenIcon(), s.onPickFile)
+	s.imageLabel = widget.NewLabel("No image chosen.")
+	s.imageLabel.Truncation = fyne.TextTruncateEllipsis
+	s.firmware = widget.NewSelect([]string{fwUEFI, fwBIOS, fwFile}, s.onFirmware)
+	s.firmware.SetSelected(fwUEFI)
+	s.attach = widget.NewRadioGroup([]string{attachDisk, attachUSB}, nil)
+	s.attach.Horizontal = true
+	s.attach.SetSelected(attachDisk)
+
+	s.startBtn = widget.NewButtonWithIcon("Start", theme.MediaPlayIcon(), s.onStart)
+	s.startBtn.Importance = widget.HighImportance
+	s.startBtn.Disable()
+	s.stopBtn = widget.NewButtonWithIcon("Stop", theme.MediaStopIcon(), s.onStop)
+	s.stopBtn.Disable()
+	s.status = widget.NewLabel("Not running.")
+	s.accel = widget.NewLabel("")
+	s.accel.Importance = widget.LowImportance
+	s.accel.Wrapping = fyne.TextWrapWord
+
+	s.screen = newVMScreen()
+	s.console = newConsole()
+	s.input = widget.NewEntry()
+	s.input.SetPlaceHolder("Type a command for the serial console and press Enter")
+	s.input.OnSubmitted = s.onSerialLine
+
+	controls := widget.NewForm(
+		&widget.FormItem{Text: "Image", Widget: container.NewBorder(nil, nil, nil, pick, s.imageSel)},
+		&widget.FormItem{Text: "", Widget: s.imageLabel},
+		&widget.FormItem{Text: "Firmware", Widget: s.firmware},
+		&widget.FormItem{Text: "Attach as", Widget: s.attach},
+	)
+	run := container.NewVBox(container.NewGridWithColumns(2, s.startBtn, s.stopBtn), s.status, s.accel)
+	top := container.NewGridWithColumns(2, controls, run)
+
+	screenCard := card("Screen", "Click the screen to type into the VM", s.screen)
+	consoleCard := card("Serial console", "", container.NewBorder(nil, s.input, nil, nil, s.console.scroll))
+	split := container.NewVSplit(screenCard, consoleCard)
+	split.SetOffset(0.6)
+	s.content = container.NewBorder(container.NewVBox(heading("Preview in a VM"), top), nil, nil, nil, split)
+	return s
+}
+
+func (s *previewScreen) refreshImages() {
+	s.imageOpts = map[string]string{}
+	var opts []string
+	for _, b := range s.a.cores.Build.Builds() {
+		label := fmt.Sprintf("%s %s", b.Name, b.Version)
+		s.imageOpts[label] = b.Image
+		opts = append(opts, label)
+	}
+	s.imageSel.SetOptions(opts)
+}
+
+func (s *previewScreen) onImageSelected(label string) {
+	if p, ok := s.imageOpts[label]; ok {
+		s.setImage(p)
+	}
+}
+
+func (s *previewScreen) onPickFile() {
+	d := dialog.NewFileOpen(func(rc fyne.URIReadCloser, err error) {
+		if err != nil || rc == nil {
+			return
+		}
+		rc.Close()
+		s.setImage(rc.URI().Path())
+	}, s.a.win)
+	d.SetFilter(storage.NewExtensionFileFilter([]string{".img", ".raw", ".iso", ".qcow2"}))
+	d.Show()
+}
+
+// setImage chooses the image to boot.
+func (s *previewScreen) setImage(path string) {
+	s.image = path
+	s.imageLabel.SetText(path)
+	s.refreshImages()
+	for label, p := range s.imageOpts {
+		if p == path && s.imageSel.Selected != label {
+			s.imageSel.SetSelected(label)
+		}
+	}
+	if s.running() == nil {
+		s.startBtn.Enable()
+	}
+}
+
+func (s *previewScreen) onFirmware(choice string) {
+	if choice != fwFile {
+		return
+	}
+	dialog.ShowFileOpen(func(rc fyne.URIReadCloser, err error) {
+		if err != nil || rc == nil {
+			s.firmware.SetSelected(fwUEFI)
+			return
+		}
+		rc.Close()
+		s.fwFile = rc.URI().Path()
+		s.status.SetText("Firmware: " + s.fwFile)
+	}, s.a.win)
+}
+
+func (s *previewScreen) options() PreviewOptions {
+	o := PreviewOptions{Image: s.image, Firmware: "uefi", AsUSB: s.attach.Selected == attachUSB, MemoryMB: 512}
+	switch s.firmware.Selected {
+	case fwBIOS:
+		o.Firmware = "bios"
+	case fwFile:
+		o.Firmware = s.fwFile
+	}
+	return o
+}
+
+func (s *previewScreen) running() VM {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.vm
+}
+
+// onStart boots the VM in the background.
+func (s *previewScreen) onStart() {
+	if s.image == "" || s.running() != nil || s.cancel != nil {
+		return
+	}
+	o := s.options()
+	ctx, cancel := context.WithCancel(s.a.ctx)
+	s.cancel = cancel
+	s.startBtn.Disable()
+	s.stopBtn.Enable()
+	s.console.Clear()
+	s.status.SetText("Starting QEMU…")
+	s.a.background(func() {
+		vm, err := s.a.cores.Preview.Start(ctx, o)
+		fyne.Do(func() { s.started(ctx, vm, err) })
+	})
+}
+
+// started wires the VM's console and screen; it runs on the UI thread.
+func (s *previewScreen) started(ctx context.Context, vm VM, err error) {
+	if err != nil {
+		s.cancel()
+		s.cancel = nil
+		s.stopBtn.Disable()
+		s.startBtn.Enable()
+		s.status.SetText("Not running.")
+		if !errCancelled(err) {
+			s.a.showError("The VM did not start", err, "Check that QEMU is installed (make deps) and that the image file exists.")
+		}
+		return
+	}
+	s.mu.Lock()
+	s.vm = vm
+	s.mu.Unlock()
+	name, why := vm.Accelerator()
+	s.status.SetText("Running " + s.image)
+	s.accel.SetText("Accelerator: " + name + " — " + why)
+	s.a.watch(func() { s.console.Follow(vm.Serial()) })
+	if sock := vm.VNCSocket(); sock != "" {
+		s.a.watch(func() { s.showVNC(ctx, vm, sock) })
+	} else {
+		s.a.watch(func() { s.showScreendumps(ctx, vm) })
+	}
+	s.a.watch(func() {
+		select {
+		case <-vm.Done():
+		case <-ctx.Done():
+			vm.Stop()
+			<-vm.Done()
+		}
+		fyne.Do(func() { s.stopped(vm) })
+	})
+}
+
+// showVNC draws the guest screen from the VNC socket, falling back to screendumps if it fails.
+func (s *previewScreen) showVNC(ctx context.Context, vm VM, sock string) {
+	c, err := rfb.Dial(sock)
+	if err != nil {
+		s.showScreendumps(ctx, vm)
+		return
+	}
+	fyne.Do(func() { s.screen.input = c })
+	var (
+		mu      sync.Mutex
+		pending bool
+		frame   *image.RGBA
+	)
+	c.OnUpdate = func() {
+		mu.Lock()
+		defer mu.Unlock()
+		if pending {
+			return
+		}
+		pending = true
+		time.AfterFunc(time.Second/maxUIRate, func() {
+			mu.Lock()
+			pending = false
+			frame = c.Snapshot(frame)
+			f := frame
+			mu.Unlock()
+			fyne.Do(func() { s.screen.SetFrame(f) })
+		})
+	}
+	go func() { <-ctx.Done(); c.Close() }()
+	c.Run()
+}
+
+// showScreendumps polls QMP screendumps at screendumpFPS until ctx ends.
+func (s *previewScreen) showScreendumps(ctx context.Context, vm VM) {
+	t := time.NewTicker(time.Second / screendumpFPS)
+	defer t.Stop()
+	for {
+		img, err := vm.Screendump(ctx)
+		if err == nil {
+			fyne.Do(func() { s.screen.SetFrame(img) })
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-vm.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// stopped resets the controls after the VM exited; it runs on the UI thread.
+func (s *previewScreen) stopped(vm VM) {
+	s.mu.Lock()
+	s.vm = nil
+	s.mu.Unlock()
+	if s.cancel != nil {
+		s.cancel()
+		s.cancel = nil
+	}
+	s.screen.Clear()
+	s.stopBtn.Disable()
+	if s.image != "" {
+		s.startBtn.Enable()
+	}
+	if err := vm.Err(); err != nil {
+		s.status.SetText("The VM stopped: " + err.Error())
+	} else {
+		s.status.SetText("Stopped.")
+	}
+}
+
+func (s *previewScreen) onStop() {
+	if s.cancel != nil {
+		s.status.SetText("Stopping…")
+		s.cancel()
+	}
+}
+
+// stopVM stops a running VM when the app closes.
+func (s *previewScreen) stopVM() {
+	if vm := s.running(); vm != nil {
+		vm.Stop()
+	}
+}
+
+func (s *previewScreen) onSerialLine(line string) {
+	vm := s.running()
+	if vm == nil {
+		return
+	}
+	s.a.background(func() { fmt.Fprint(vm.SerialIn(), line+"\r") })
+	s.input.SetText("")
+}

@@ -1,0 +1,83 @@
+package app
+
+import (
+	"image/color"
+	"fmt"
+	"time"
+
+	"fyne.io/fyne/v2"
+	"fyne.io/fyne/v2/canvas"
+	"fyne.io/fyne/v2/container"
+	"fyne.io/fyne/v2/theme"
+	"fyne.io/fyne/v2/widget"
+)
+
+// heading is a screen's title.
+func heading(text string) fyne.CanvasObject {
+	t := canvas.NewText(text, theme.Color(theme.ColorNameForeground))
+	t.TextSize = theme.TextHeadingSize()
+	t.TextStyle = fyne.TextStyle{Bold: true}
+	return container.NewPadded(t)
+}
+
+// formatIEC formats a byte count in binary units (images, partitions).
+func formatIEC(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	v := float64(n) / float64(div)
+	if v == float64(int64(v)) {
+		return fmt.Sprintf("%d %ciB", int64(v), "KMGTPE"[exp])
+	}
+	return fmt.Sprintf("%.1f %ciB", v, "KMGTPE"[exp])
+}
+
+// formatSI formats a byte count in decimal units, as drive makers label their drives.
+func formatSI(n int64) string {
+	const unit = 1000
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %cB", float64(n)/float64(div), "kMGTPE"[exp])
+}
+
+// formatDuration prints an ETA or elapsed time as "1 min 05 s" / "42 s".
+func formatDuration(d time.Duration) string {
+	d = d.Round(time.Second)
+	if d < time.Minute {
+		return fmt.Sprintf("%d s", int(d.Seconds()))
+	}
+	if d < time.Hour {
+		return fmt.Sprintf("%d min %02d s", int(d.Minutes()), int(d.Seconds())%60)
+	}
+	return fmt.Sprintf("%d h %02d min", int(d.Hours()), int(d.Minutes())%60)
+}
+
+// card is a titled section whose description wraps instead of widening the window.
+func card(title, description string, content fyne.CanvasObject) *widget.Card {
+	if description == "" {
+		return widget.NewCard(title, "", content)
+	}
+	d := widget.NewLabel(description)
+	d.Wrapping = fyne.TextWrapWord
+	d.Importance = widget.LowImportance
+	return widget.NewCard(title, "", container.NewVBox(d, content))
+}
+
+// minHeight gives o at least height h, at any width.
+func minHeight(o fyne.CanvasObject, h float32) fyne.CanvasObject {
+	r := canvas.NewRectangle(color.Transparent)
+	r.SetMinSize(fyne.NewSize(0, h))
+	return container.NewStack(r, o)
+}
