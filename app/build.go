@@ -30,7 +30,7 @@ type buildScreen struct {
 	loading  bool // true while the form is filled from a recipe: no validation per field
 	problems []FieldError
 
-	pathLabel *widget.Label
+	pathLabel                     *widget.Label
 	name, version, hostname, user *widget.Entry
 	password, wifiPSK             *widget.Entry
 	sshKeys                       *widget.Entry

@@ -123,9 +123,15 @@ func (s *vmScreen) key(e *fyne.KeyEvent, down bool) {
 	}
 }
 
-func (s *vmScreen) MouseDown(e *desktop.MouseEvent) { s.buttons |= buttonBit(e.Button); s.pointer(e.Position) }
-func (s *vmScreen) MouseUp(e *desktop.MouseEvent)   { s.buttons &^= buttonBit(e.Button); s.pointer(e.Position) }
-func (s *vmScreen) MouseIn(e *desktop.MouseEvent)   { s.pointer(e.Position) }
+func (s *vmScreen) MouseDown(e *desktop.MouseEvent) {
+	s.buttons |= buttonBit(e.Button)
+	s.pointer(e.Position)
+}
+func (s *vmScreen) MouseUp(e *desktop.MouseEvent) {
+	s.buttons &^= buttonBit(e.Button)
+	s.pointer(e.Position)
+}
+func (s *vmScreen) MouseIn(e *desktop.MouseEvent) { s.pointer(e.Position) }
 func (s *vmScreen) MouseMoved(e *desktop.MouseEvent) {
 	s.pointer(e.Position)
 }

@@ -1,8 +1,8 @@
 package app
 
 import (
-	"image/color"
 	"fmt"
+	"image/color"
 	"time"
 
 	"fyne.io/fyne/v2"
