@@ -1,0 +1,176 @@
+package deb
+
+import (
+	"bytes"
+	"compress/bzip2"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+
+	"github.com/klauspost/compress/gzip"
+	"github.com/klauspost/compress/zstd"
+)
+
+var magics = []struct {
+	comp  string
+	magic []byte
+}{
+	{"xz", []byte{0xfd, '7', 'z', 'X', 'Z', 0}},
+	{"zst", []byte{0x28, 0xb5, 0x2f, 0xfd}},
+	{"gz", []byte{0x1f, 0x8b}},
+	{"bz2", []byte("BZh")},
+}
+
+// sniff names the compression the data starts with ("" for none of the known ones).
+func sniff(head []byte) string {
+	for _, m := range magics {
+		if bytes.HasPrefix(head, m.magic) {
+			return m.comp
+		}
+	}
+	if len(head) >= 262 && string(head[257:262]) == "ustar" {
+		return "tar"
+	}
+	return "unknown"
+}
+
+// XZMode selects the xz decoder: "auto" (the xz tool when installed, else Go), "exec" or "go".
+// It is read from $KILN_XZ at first use; tests and benchmarks may set it directly.
+var XZMode = os.Getenv("KILN_XZ")
+
+// decompress returns a reader of the member's uncompressed tar stream and a close function that
+// ends the decoder (reporting its failure, if any); close may be called more than once.
+func decompress(sec *io.SectionReader, m member) (io.Reader, func() error, error) {
+	head := make([]byte, 262)
+	n, _ := sec.ReadAt(head, 0)
+	head = head[:n]
+	got := sniff(head)
+	want := m.compression
+	if want == "" {
+		want = "tar"
+	}
+	if got != want {
+		desc := "unrecognised data"
+		if got == "tar" {
+			desc = "an uncompressed tar"
+		} else if got != "unknown" {
+			desc = got + " data"
+		}
+		if n == 0 {
+			desc = "empty"
+		}
+		return nil, nil, fmt.Errorf("%w: %s holds %s, not %s; the package is damaged or was built wrongly", ErrCompression, m.name, desc, want)
+	}
+	nop := func() error { return nil }
+	switch m.compression {
+	case "":
+		return sec, nop, nil
+	case "gz":
+		zr, err := gzip.NewReader(sec)
+		if err != nil {
+			return nil, nil, fmt.Errorf("%s: %w", m.name, err)
+		}
+		return zr, zr.Close, nil
+	case "zst":
+		zr, err := zstd.NewReader(sec, zstd.WithDecoderConcurrency(0), zstd.WithDecoderLowmem(false))
+		if err != nil {
+			return nil, nil, fmt.Errorf("%s: %w", m.name, err)
+		}
+		return zr, func() error { zr.Close(); return nil }, nil
+	case "bz2":
+		return bzip2.NewReader(sec), nop, nil
+	case "xz":
+		return decompressXZ(sec, m.name)
+	}
+	return nil, nil, fmt.Errorf("%w: %s: unknown compression %q", ErrCompression, m.name, m.compression)
+}
+
+func decompressXZ(sec *io.SectionReader, name string) (io.Reader, func() error, error) {
+	mode := XZMode
+	if mode == "" || mode == "auto" {
+		mode = "go"
+		if _, err := exec.LookPath("xz"); err == nil {
+			mode = "exec"
+		}
+	}
+	switch mode {
+	case "exec":
+		return execXZ(sec, name)
+	case "go":
+		r, err := newXZReader(sec)
+		if err != nil {
+			return nil, nil, fmt.Errorf("%s: %w", name, err)
+		}
+		return r, r.Close, nil
+	}
+	return nil, nil, fmt.Errorf("KILN_XZ=%q: want auto, exec or go", mode)
+}
+
+// execXZ runs "xz -dc -T0" (multi-threaded decoding since xz 5.4) over the member.
+func execXZ(sec *io.SectionReader, name string) (io.Reader, func() error, error) {
+	cmd := exec.Command("xz", "--decompress", "--stdout", "--threads=0")
+	cmd.Stdin = sec
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s: xz: %w", name, err)
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, nil, fmt.Errorf("%s: start xz: %w", name, err)
+	}
+	r := &execReader{out: out, cmd: cmd, stderr: &stderr, name: name}
+	return r, r.close, nil
+}
+
+type execReader struct {
+	out    io.ReadCloser
+	cmd    *exec.Cmd
+	stderr *bytes.Buffer
+	name   string
+	once   sync.Once
+	err    error
+	eof    bool
+}
+
+func (r *execReader) Read(p []byte) (int, error) {
+	n, err := r.out.Read(p)
+	if err == io.EOF {
+		r.eof = true
+		// Report a failed decode (corrupt or cut-off data) as an error, not as a clean end.
+		if werr := r.close(); werr != nil {
+			return n, werr
+		}
+	}
+	return n, err
+}
+
+// close ends xz: after the stream's end it waits for xz's verdict; before it (an early stop) it
+// kills xz and reports nothing.
+func (r *execReader) close() error {
+	r.once.Do(func() {
+		if !r.eof {
+			// Drain what is left only if it is little (tar's end padding); else stop xz.
+			if n, _ := io.CopyN(io.Discard, r.out, 64<<10); n == 64<<10 {
+				_ = r.cmd.Process.Kill()
+				_ = r.cmd.Wait()
+				return
+			}
+		}
+		if err := r.cmd.Wait(); err != nil {
+			msg := strings.TrimSpace(r.stderr.String())
+			e := fmt.Errorf("%s: xz: %v: %s", r.name, err, msg)
+			if strings.Contains(msg, "Unexpected end") {
+				e = fmt.Errorf("%w: %s: xz data ends early; download the package again", ErrTruncated, r.name)
+			}
+			r.err = e
+		}
+	})
+	return r.err
+}
+
+var errXZLayout = errors.New("not a single-stream, indexed xz file")
