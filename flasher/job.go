@@ -303,8 +303,11 @@ func (j *Job) runDevice(ctx context.Context, planned Device) (res Result) {
 		err = fmt.Errorf("%s: close: %w", d.Path, cerr)
 	}
 	if err != nil {
-		if ctx.Err() != nil {
+		switch {
+		case ctx.Err() != nil:
 			err = fmt.Errorf("%s: %w: flashing was cancelled; flash it again before use: %w", d.Path, ErrIncomplete, context.Cause(ctx))
+		case !strings.HasPrefix(err.Error(), d.Path):
+			err = fmt.Errorf("%s: %w", d.Path, err)
 		}
 		res.Err = err
 		return res
