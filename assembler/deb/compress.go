@@ -174,3 +174,28 @@ func (r *execReader) close() error {
 }
 
 var errXZLayout = errors.New("not a single-stream, indexed xz file")
+
+// Decompress returns a reader of the data in sec, decompressed according to its magic bytes (xz,
+// zstd, gzip, bzip2, or none); name is used in messages. Close it to end the decoder early; a
+// decoding failure is reported by Read or, for a cut-off stream, by Close.
+func Decompress(sec *io.SectionReader, name string) (io.ReadCloser, error) {
+	head := make([]byte, 262)
+	n, _ := sec.ReadAt(head, 0)
+	comp := sniff(head[:n])
+	switch comp {
+	case "tar", "unknown":
+		comp = ""
+	}
+	r, closeFn, err := decompress(sec, member{name: name, compression: comp, size: sec.Size()})
+	if err != nil {
+		return nil, err
+	}
+	return readCloser{r, closeFn}, nil
+}
+
+type readCloser struct {
+	io.Reader
+	close func() error
+}
+
+func (r readCloser) Close() error { return r.close() }
