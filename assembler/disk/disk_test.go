@@ -64,7 +64,8 @@ func espEntries() []fat.File {
 }
 
 func dataEntries() []fat.File {
-	return []fat.File{dir("etc"), file("etc/hostname", []byte("kiln\n")), file("Notes For Me.md", []byte("# notes\n"))}
+	return []fat.File{dir("etc"), file("etc/hostname", []byte("kiln\n")), file("Notes For Me.md", []byte("# notes\n")),
+		file("readme.txt", []byte("lower-case 8.3 name\n")), file("Grüße – 日本語.txt", []byte("unicode\n"))}
 }
 
 func testLayout(t *testing.T) Layout {
@@ -201,7 +202,7 @@ func TestImageCheckedByPeers(t *testing.T) {
 			}
 		}
 	}
-	if res.Partitions[0].Files != 4 || res.Partitions[0].Dirs != 17 || res.Partitions[1].Files != 2 {
+	if res.Partitions[0].Files != 4 || res.Partitions[0].Dirs != 17 || res.Partitions[1].Files != 4 {
 		t.Errorf("result counts: %+v", res.Partitions)
 	}
 }
