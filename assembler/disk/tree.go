@@ -1,0 +1,51 @@
+package disk
+
+import (
+	"fmt"
+	"io/fs"
+
+	"github.com/kilnproject/kiln/assembler/fat"
+	"github.com/kilnproject/kiln/assembler/fstree"
+)
+
+// FromTree lists a file tree as a FAT partition's Files, in the tree's order. FAT holds only regular
+// files and directories: any other node (symbolic link, device, FIFO, socket) is an ErrUnsupported
+// error naming the node and where it came from.
+func FromTree(t *fstree.Tree) ([]fat.File, error) {
+	var out []fat.File
+	err := t.Walk(func(n *fstree.Node) error {
+		switch {
+		case n.Path == "":
+			// the root directory
+		case n.IsDir():
+			out = append(out, fat.File{Path: n.Path, Dir: true})
+		case n.IsRegular():
+			out = append(out, fat.File{Path: n.Path, Data: n.Data})
+		default:
+			from := ""
+			if n.Origin != "" {
+				from = " (from " + n.Origin + ")"
+			}
+			return fmt.Errorf("%s%s: %w: FAT32 cannot store a %s; put a regular file there or move it to the initramfs",
+				n.Path, from, ErrUnsupported, kind(n.Mode))
+		}
+		return nil
+	})
+	return out, err
+}
+
+func kind(m fs.FileMode) string {
+	switch {
+	case m&fs.ModeSymlink != 0:
+		return "symbolic link"
+	case m&fs.ModeCharDevice != 0:
+		return "character device"
+	case m&fs.ModeDevice != 0:
+		return "block device"
+	case m&fs.ModeNamedPipe != 0:
+		return "FIFO"
+	case m&fs.ModeSocket != 0:
+		return "socket"
+	}
+	return "special file"
+}
