@@ -1,0 +1,611 @@
+// Package agent is kiln-agent's logic on a device booted from a Kiln image: it confirms or rolls
+// back the boot (systemd-boot boot counting), finds the update server (the recipe's URL or
+// DNS-SD), verifies the signed metadata against the pinned trust root, streams the update into a
+// new boot entry on the ESP and reboots into it.
+package agent
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math/big"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/kilnproject/kiln/internal/progress"
+	"github.com/kilnproject/kiln/ota"
+	"github.com/kilnproject/kiln/ota/client"
+	"github.com/kilnproject/kiln/ota/delta"
+	"github.com/kilnproject/kiln/ota/discovery"
+	"github.com/kilnproject/kiln/ota/repo"
+)
+
+// Release is /etc/kiln/release.json, written into the image by the assembler.
+type Release struct {
+	Name        string `json:"name"`
+	Version     string `json:"version"`
+	Arch        string `json:"arch"`
+	Board       string `json:"board"`
+	Channel     string `json:"channel"`
+	Server      string `json:"server"`
+	HealthCheck string `json:"health_check"`
+	BootTries   int    `json:"boot_tries"`
+}
+
+// Config says where things are on the device; zero fields take the defaults of Kiln images.
+type Config struct {
+	Release  string // /etc/kiln/release.json
+	Root     string // /etc/kiln/root.json
+	ESP      string // /boot/efi
+	State    string // /data/kiln/ota
+	EFIVars  string // /sys/firmware/efi/efivars
+	Interval time.Duration
+	// HealthTimeout bounds one run of the health check (default 2 min); HealthAttempts is how
+	// many runs it gets, HealthPause the wait between them.
+	HealthTimeout  time.Duration
+	HealthAttempts int
+	HealthPause    time.Duration
+	// Reboot restarts the device (default: busybox reboot through init, then the syscall).
+	Reboot func() error
+	Log    *logrus.Logger
+	HTTP   *client.Client // template for the server client (tests); BaseURL is filled in
+}
+
+func (c *Config) defaults() {
+	def := func(p *string, v string) {
+		if *p == "" {
+			*p = v
+		}
+	}
+	def(&c.Release, "/etc/kiln/release.json")
+	def(&c.Root, "/etc/kiln/root.json")
+	def(&c.ESP, "/boot/efi")
+	def(&c.State, "/data/kiln/ota")
+	def(&c.EFIVars, "/sys/firmware/efi/efivars")
+	if c.Interval == 0 {
+		c.Interval = 5 * time.Minute
+	}
+	if c.HealthTimeout == 0 {
+		c.HealthTimeout = 2 * time.Minute
+	}
+	if c.HealthAttempts == 0 {
+		c.HealthAttempts = 3
+	}
+	if c.HealthPause == 0 {
+		c.HealthPause = 5 * time.Second
+	}
+	if c.Reboot == nil {
+		c.Reboot = Reboot
+	}
+	if c.Log == nil {
+		c.Log = logrus.New()
+	}
+}
+
+// Agent is the device agent.
+type Agent struct {
+	cfg    Config
+	rel    Release
+	root   []byte
+	fp     string
+	id     string
+	log    *logrus.Logger
+	server string // base URL in use
+	cur    Entry  // the running entry
+	curSHA string
+}
+
+// pending is what the agent remembers about an installed, not yet confirmed version.
+type pending struct {
+	Version string `json:"version"`
+	Base    string `json:"base"`
+	From    string `json:"from"`
+}
+
+// New reads the release file and the trust root.
+func New(cfg Config) (*Agent, error) {
+	cfg.defaults()
+	a := &Agent{cfg: cfg, log: cfg.Log}
+	data, err := os.ReadFile(cfg.Release)
+	if err != nil {
+		return nil, fmt.Errorf("read release %s: %w", cfg.Release, err)
+	}
+	if err := json.Unmarshal(data, &a.rel); err != nil {
+		return nil, fmt.Errorf("read release %s: %w", cfg.Release, err)
+	}
+	if a.rel.Name == "" || a.rel.Version == "" {
+		return nil, fmt.Errorf("read release %s: name and version are required", cfg.Release)
+	}
+	if a.rel.BootTries <= 0 {
+		a.rel.BootTries = 3
+	}
+	a.root, err = os.ReadFile(cfg.Root)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("read trust root %s: %w", cfg.Root, err)
+	}
+	if len(a.root) > 0 {
+		if a.fp, err = repo.Fingerprint(a.root); err != nil {
+			return nil, err
+		}
+	}
+	a.id = a.deviceID()
+	return a, nil
+}
+
+func (a *Agent) linuxDir() string { return filepath.Join(a.cfg.ESP, "EFI", "Linux") }
+func (a *Agent) base() string     { return a.rel.Name + "-" + a.rel.Version }
+
+// deviceID returns the device's persistent random ID (State/../device-id), made on first use.
+func (a *Agent) deviceID() string {
+	p := filepath.Join(filepath.Dir(a.cfg.State), "device-id")
+	if b, err := os.ReadFile(p); err == nil && len(strings.TrimSpace(string(b))) > 0 {
+		return strings.TrimSpace(string(b))
+	}
+	var raw [8]byte
+	rand.Read(raw[:])
+	id := a.rel.Name + "-" + hex.EncodeToString(raw[:])
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err == nil {
+		_ = os.WriteFile(p, []byte(id+"\n"), 0o644)
+	}
+	return id
+}
+
+func (a *Agent) device() ota.Device {
+	var skip []string
+	if b, err := os.ReadFile(filepath.Join(a.cfg.State, "failed")); err == nil {
+		skip = strings.Fields(string(b))
+	}
+	if len(skip) > 64 {
+		skip = skip[len(skip)-64:]
+	}
+	return ota.Device{ID: a.id, Name: a.rel.Name, Version: a.rel.Version, Arch: a.rel.Arch,
+		Board: a.rel.Board, Channel: a.rel.Channel, SHA256: a.curSHA, Skip: skip}
+}
+
+// Run confirms (or gives up on) the running version, then checks for updates every interval
+// until ctx ends or an update is installed and the device reboots.
+func (a *Agent) Run(ctx context.Context) error {
+	a.log.WithFields(logrus.Fields{"name": a.rel.Name, "version": a.rel.Version, "id": a.id}).Info("starting")
+	if len(a.root) == 0 {
+		a.log.Warn("no trust root (/etc/kiln/root.json): this image accepts no updates; rebuild it with kiln build")
+	}
+	if err := a.Assess(ctx); err != nil {
+		if errors.Is(err, errRebooting) {
+			return nil
+		}
+		a.log.WithError(err).Warn("boot assessment")
+	}
+	if len(a.root) == 0 {
+		<-ctx.Done()
+		return nil
+	}
+	for {
+		err := a.CheckAndInstall(ctx)
+		switch {
+		case errors.Is(err, errRebooting):
+			return nil
+		case errors.Is(err, ota.ErrNoUpdate), errors.Is(err, ota.ErrNoPath), err == nil:
+		case ctx.Err() != nil:
+			return nil
+		default:
+			a.log.WithError(err).Warn("update check failed; trying again later")
+			a.server = "" // look for the server again
+		}
+		jitter, _ := rand.Int(rand.Reader, big.NewInt(int64(a.cfg.Interval/10)+1))
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(a.cfg.Interval + time.Duration(jitter.Int64())):
+		}
+	}
+}
+
+var errRebooting = errors.New("rebooting")
+
+// Assess runs after boot. On a trial boot (the entry has a boot counter) it runs the health
+// check, blesses the entry when it passes and reboots when it does not, so that systemd-boot
+// tries again or falls back. On a normal boot after an install it notices a rollback.
+func (a *Agent) Assess(ctx context.Context) error {
+	cur, err := a.currentEntry()
+	if err != nil {
+		a.log.WithError(err).Warn("cannot find the running boot entry on the ESP; updates need the ESP at " + a.cfg.ESP)
+	}
+	a.cur = cur
+	if cur.File != "" {
+		a.curSHA, _ = sha256File(filepath.Join(a.linuxDir(), cur.File))
+	}
+	pend := a.loadPending()
+	if cur.Counted {
+		a.report(ctx, ota.StateBooted, a.rel.Version, fmt.Sprintf("trial boot, %d tries left", cur.Left))
+		if msg, ok := a.health(ctx); !ok {
+			a.log.WithFields(logrus.Fields{"version": a.rel.Version, "tries_left": cur.Left}).Warn("unhealthy: " + msg + "; rebooting so the boot loader retries or falls back")
+			a.report(ctx, ota.StateUnhealthy, a.rel.Version, msg)
+			return a.reboot()
+		}
+		blessed := a.base() + ".efi"
+		if err := os.Rename(filepath.Join(a.linuxDir(), cur.File), filepath.Join(a.linuxDir(), blessed)); err != nil {
+			return fmt.Errorf("bless %s: %w", cur.File, err)
+		}
+		if err := syncDir(a.linuxDir()); err != nil {
+			return fmt.Errorf("bless %s: %w", cur.File, err)
+		}
+		a.cur = Entry{File: blessed, Base: a.base()}
+		a.clearPending()
+		a.log.WithField("version", a.rel.Version).Info("healthy")
+		a.report(ctx, ota.StateHealthy, a.rel.Version, "new version confirmed: "+blessed)
+		return nil
+	}
+	if pend != nil && pend.Version != a.rel.Version && !a.onTrial(pend.Base) {
+		a.rolledBack(ctx, pend)
+	} else if pend != nil {
+		a.clearPending()
+	}
+	msg, ok := a.health(ctx)
+	if !ok {
+		a.log.WithField("version", a.rel.Version).Warn("unhealthy: " + msg)
+		a.report(ctx, ota.StateUnhealthy, a.rel.Version, msg)
+		return nil
+	}
+	if pend == nil || pend.Version == a.rel.Version {
+		a.log.WithField("version", a.rel.Version).Info("healthy")
+		a.report(ctx, ota.StateHealthy, a.rel.Version, msg)
+	}
+	return nil
+}
+
+// onTrial reports whether an entry of base still has boot tries left: then the old version
+// runs although the new one was not given up on (a reboot that has not happened yet).
+func (a *Agent) onTrial(base string) bool {
+	es, _ := entries(a.linuxDir())
+	for _, e := range es {
+		if e.Base == base && e.Counted && e.Left > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// rolledBack handles a boot of the old version after an installed one never became healthy.
+func (a *Agent) rolledBack(ctx context.Context, p *pending) {
+	es, _ := entries(a.linuxDir())
+	for _, e := range es {
+		if e.Base == p.Base {
+			os.Remove(filepath.Join(a.linuxDir(), e.File))
+		}
+	}
+	syncDir(a.linuxDir())
+	f, err := os.OpenFile(filepath.Join(a.cfg.State, "failed"), os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
+	if err == nil {
+		fmt.Fprintln(f, p.Version)
+		f.Sync()
+		f.Close()
+	}
+	a.clearPending()
+	msg := fmt.Sprintf("%s never became healthy; the boot loader went back to %s", p.Version, a.rel.Version)
+	a.log.WithFields(logrus.Fields{"from": p.Version, "version": a.rel.Version}).Warn("rolled-back")
+	a.report(ctx, ota.StateRolledBack, p.Version, msg)
+}
+
+// currentEntry finds the running UKI: the counted entry systemd-boot names in
+// LoaderBootCountPath, else an entry of this name and version on the ESP.
+func (a *Agent) currentEntry() (Entry, error) {
+	es, err := entries(a.linuxDir())
+	if err != nil {
+		return Entry{}, err
+	}
+	if f := bootCountFile(a.cfg.EFIVars); f != "" {
+		for _, e := range es {
+			if e.File == f && e.Base == a.base() {
+				return e, nil
+			}
+		}
+	}
+	var found Entry
+	for _, e := range es {
+		if e.Base != a.base() {
+			continue
+		}
+		if !e.Counted {
+			return e, nil // blessed
+		}
+		found = e
+	}
+	if found.File == "" {
+		return Entry{}, fmt.Errorf("no %s.efi in %s", a.base(), a.linuxDir())
+	}
+	return found, nil
+}
+
+// health runs the release's health check ("" = healthy) up to HealthAttempts times.
+func (a *Agent) health(ctx context.Context) (string, bool) {
+	cmd := strings.TrimSpace(a.rel.HealthCheck)
+	if cmd == "" {
+		return "no health check configured: reaching the agent counts as healthy", true
+	}
+	var msg string
+	for i := 0; i < a.cfg.HealthAttempts; i++ {
+		if i > 0 {
+			select {
+			case <-ctx.Done():
+				return ctx.Err().Error(), false
+			case <-time.After(a.cfg.HealthPause):
+			}
+		}
+		hctx, cancel := context.WithTimeout(ctx, a.cfg.HealthTimeout)
+		out, err := exec.CommandContext(hctx, "/bin/sh", "-c", cmd).CombinedOutput()
+		cancel()
+		if err == nil {
+			return "health check passed: " + cmd, true
+		}
+		tail := strings.TrimSpace(string(out))
+		if len(tail) > 200 {
+			tail = tail[len(tail)-200:]
+		}
+		msg = fmt.Sprintf("health check %q failed: %v %s", cmd, err, tail)
+		a.log.WithField("attempt", i+1).Debug(msg)
+	}
+	return strings.TrimSpace(msg), false
+}
+
+func (a *Agent) loadPending() *pending {
+	b, err := os.ReadFile(filepath.Join(a.cfg.State, "pending.json"))
+	if err != nil {
+		return nil
+	}
+	var p pending
+	if json.Unmarshal(b, &p) != nil || p.Version == "" {
+		return nil
+	}
+	return &p
+}
+
+func (a *Agent) savePending(p pending) error {
+	if err := os.MkdirAll(a.cfg.State, 0o755); err != nil {
+		return err
+	}
+	b, _ := json.Marshal(p)
+	tmp := filepath.Join(a.cfg.State, "pending.json.tmp")
+	if err := writeSync(tmp, b); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, filepath.Join(a.cfg.State, "pending.json")); err != nil {
+		return err
+	}
+	return syncDir(a.cfg.State)
+}
+
+func (a *Agent) clearPending() {
+	os.Remove(filepath.Join(a.cfg.State, "pending.json"))
+	syncDir(a.cfg.State)
+}
+
+func writeSync(path string, b []byte) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(b); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+func sha256File(p string) (string, error) {
+	f, err := os.Open(p)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// client returns a client for the update server, finding it first if needed.
+func (a *Agent) client(ctx context.Context) (*client.Client, error) {
+	if a.server == "" {
+		a.server = a.rel.Server
+	}
+	if a.server == "" {
+		f, err := discovery.Browse(ctx, a.fp, 15*time.Second)
+		if err != nil {
+			return nil, fmt.Errorf("find update server: %w (set update.server in the recipe to skip discovery)", err)
+		}
+		a.log.WithFields(logrus.Fields{"url": f.URL, "name": f.Name}).Info("found update server")
+		a.server = f.URL
+	}
+	c := &client.Client{}
+	if a.cfg.HTTP != nil {
+		*c = *a.cfg.HTTP
+	}
+	c.BaseURL = a.server
+	return c, nil
+}
+
+func (a *Agent) report(ctx context.Context, state, target, msg string) {
+	if len(a.root) == 0 {
+		return
+	}
+	c, err := a.client(ctx)
+	if err == nil {
+		err = c.Report(ctx, ota.Report{Device: a.device(), State: state, Target: target, Message: msg})
+	}
+	if err != nil {
+		a.log.WithError(err).WithField("state", state).Debug("report not delivered")
+	}
+}
+
+// CheckAndInstall asks the server for an update, verifies it against the trust root, installs
+// it into a new boot entry and reboots. It returns ota.ErrNoUpdate when there is nothing to do.
+func (a *Agent) CheckAndInstall(ctx context.Context) error {
+	c, err := a.client(ctx)
+	if err != nil {
+		return err
+	}
+	dev := a.device()
+	resp, err := c.Check(ctx, dev)
+	if err != nil {
+		return err
+	}
+	if !resp.Update {
+		a.log.Debug(resp.Message)
+		return ota.ErrNoUpdate
+	}
+	// The server's answer is advice: choose again from the verified, signed targets.
+	v := &client.Verifier{Root: a.root, StateDir: a.cfg.State}
+	verified, err := v.Update(ctx, c.Metadata)
+	if err != nil {
+		a.log.WithError(err).Error("update metadata rejected")
+		a.report(ctx, ota.StateFailed, resp.Target.Version, "metadata rejected: "+err.Error())
+		return err
+	}
+	sel, err := ota.Select(verified.Targets, dev)
+	if err != nil {
+		return err
+	}
+	if sel.Target.Version != resp.Target.Version {
+		a.log.WithFields(logrus.Fields{"server": resp.Target.Version, "signed": sel.Target.Version}).Warn("server offer differs from the signed targets; installing the signed choice")
+	}
+	a.log.WithFields(logrus.Fields{"version": sel.Target.Version, "from": a.rel.Version}).Info("update available: " + sel.Message)
+	if err := a.install(ctx, c, sel); err != nil {
+		a.log.WithError(err).Error("install failed")
+		a.report(ctx, ota.StateFailed, sel.Target.Version, err.Error())
+		return err
+	}
+	return a.reboot()
+}
+
+func (a *Agent) install(ctx context.Context, c *client.Client, sel ota.Selection) error {
+	t := *sel.Target
+	dir := a.linuxDir()
+	newBase := t.Name + "-" + t.Version
+	// Make room: keep the running entry (the fallback) and the partial download of this target.
+	part := filepath.Join(dir, "."+newBase+".efi.part")
+	if des, err := os.ReadDir(dir); err == nil {
+		for _, de := range des {
+			e, ok := ParseEntry(de.Name())
+			stale := ok && e.File != a.cur.File && a.cur.File != ""
+			if strings.HasSuffix(de.Name(), ".part") && de.Name() != filepath.Base(part) {
+				stale = true
+			}
+			if stale {
+				a.log.WithField("file", de.Name()).Info("removing old boot entry")
+				os.Remove(filepath.Join(dir, de.Name()))
+			}
+		}
+	}
+	a.report(ctx, ota.StateDownloading, t.Version, fmt.Sprintf("%d bytes", t.Size))
+	last := time.Time{}
+	pf := progress.Func(func(e progress.Event) {
+		if time.Since(last) > 10*time.Second || e.Done == e.Total {
+			last = time.Now()
+			a.log.WithFields(logrus.Fields{"version": t.Version, "done": e.Done, "total": e.Total}).Info(e.Phase)
+		}
+	})
+	f, err := os.OpenFile(part, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return fmt.Errorf("install %s: %w", t.Version, err)
+	}
+	defer f.Close()
+	done := false
+	if sel.Delta != nil && a.cur.File != "" && sel.Delta.FromSHA256 == a.curSHA {
+		if err := a.applyDelta(ctx, c, *sel.Delta, t, f, pf); err != nil {
+			a.log.WithError(err).Warn("delta failed; downloading the full update")
+			if err := f.Truncate(0); err != nil {
+				return err
+			}
+		} else {
+			done = true
+		}
+	}
+	if !done {
+		if err := c.Download(ctx, t, f, pf); err != nil {
+			if errors.Is(err, client.ErrHashMismatch) || errors.Is(err, client.ErrTooLong) {
+				f.Truncate(0)
+			}
+			return fmt.Errorf("install %s: %w", t.Version, err)
+		}
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("install %s: %w", t.Version, err)
+	}
+	final := filepath.Join(dir, TrialName(newBase, a.rel.BootTries))
+	if err := os.Rename(part, final); err != nil {
+		return fmt.Errorf("install %s: %w", t.Version, err)
+	}
+	if err := syncDir(dir); err != nil {
+		return fmt.Errorf("install %s: %w", t.Version, err)
+	}
+	if err := a.savePending(pending{Version: t.Version, Base: newBase, From: a.rel.Version}); err != nil {
+		return fmt.Errorf("install %s: remember the pending version: %w", t.Version, err)
+	}
+	a.log.WithFields(logrus.Fields{"version": t.Version, "entry": filepath.Base(final)}).Info("installed")
+	a.report(ctx, ota.StateInstalled, t.Version, "next boot: "+filepath.Base(final))
+	return nil
+}
+
+// applyDelta downloads the patch (to the state directory, resumable) and applies it to the
+// running UKI, writing the result into f and checking it against the signed full target.
+func (a *Agent) applyDelta(ctx context.Context, c *client.Client, d, full ota.Target, f *os.File, pf progress.Func) error {
+	if err := os.MkdirAll(a.cfg.State, 0o755); err != nil {
+		return err
+	}
+	pp := filepath.Join(a.cfg.State, d.SHA256[:16]+".patch.part")
+	pfile, err := os.OpenFile(pp, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return err
+	}
+	defer os.Remove(pp)
+	defer pfile.Close()
+	if err := c.Download(ctx, d, pfile, pf); err != nil {
+		return err
+	}
+	base, err := os.ReadFile(filepath.Join(a.linuxDir(), a.cur.File))
+	if err != nil {
+		return err
+	}
+	if _, err := pfile.Seek(0, io.SeekStart); err != nil {
+		return err
+	}
+	if err := f.Truncate(0); err != nil {
+		return err
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return err
+	}
+	h := sha256.New()
+	n, err := delta.Apply(ctx, io.MultiWriter(f, h), base, pfile, full.Size)
+	if err != nil {
+		return err
+	}
+	if n != full.Size || hex.EncodeToString(h.Sum(nil)) != full.SHA256 {
+		return fmt.Errorf("delta result: %w", client.ErrHashMismatch)
+	}
+	a.log.WithFields(logrus.Fields{"patch": d.Size, "full": full.Size}).Info("applied delta")
+	return f.Sync()
+}
+
+func (a *Agent) reboot() error {
+	a.log.Info("rebooting")
+	if err := a.cfg.Reboot(); err != nil {
+		return fmt.Errorf("reboot: %w", err)
+	}
+	return errRebooting
+}
