@@ -72,6 +72,7 @@ type Result struct {
 	Warnings    []string `json:"warnings,omitempty"`
 	Err         error    `json:"-"`
 	Error       string   `json:"error,omitempty"`
+	Code        string   `json:"code,omitempty"` // the error's sentinel, see ErrorCode
 }
 
 // Flash writes image to every device and verifies each; see Prepare and Job.Run.
@@ -253,7 +254,7 @@ func (j *Job) Run(ctx context.Context) ([]Result, error) {
 	var errs []error
 	for i := range results {
 		if results[i].Err != nil {
-			results[i].Error = results[i].Err.Error()
+			results[i].Error, results[i].Code = results[i].Err.Error(), ErrorCode(results[i].Err)
 			errs = append(errs, results[i].Err)
 		}
 	}

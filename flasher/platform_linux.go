@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 
@@ -180,4 +181,23 @@ func ejectDevice(d Device) error {
 		return fmt.Errorf("eject %s: %w", d.Path, err)
 	}
 	return nil
+}
+
+// OpenAsUser opens path for reading with the file-system identity of uid/gid, so a helper running
+// as root reads only what the requesting user may read.
+func OpenAsUser(path string, uid, gid int) (*os.File, error) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	unix.Setfsgid(gid)
+	unix.Setfsuid(uid)
+	f, err := os.Open(path)
+	unix.Setfsuid(0)
+	unix.Setfsgid(0)
+	if cur, _ := unix.SetfsuidRetUid(-1); cur != 0 {
+		runtime.Goexit() // never hand a thread with the wrong identity back to the scheduler
+	}
+	if err != nil {
+		return nil, fmt.Errorf("open %s as uid %d: %w", path, uid, err)
+	}
+	return f, nil
 }

@@ -151,8 +151,7 @@ func (im *Image) openXZ(ctx context.Context, f *os.File) (io.ReadCloser, error) 
 		}
 	}
 	if mode == "exec" {
-		f.Close()
-		return execXZ(ctx, im.Path)
+		return execXZ(ctx, f)
 	}
 	if im.XZ != nil && len(im.XZ.Blocks) > 1 {
 		return newParallelXZ(f, im.XZ, runtime.GOMAXPROCS(0)), nil
@@ -166,9 +165,12 @@ func (im *Image) openXZ(ctx context.Context, f *os.File) (io.ReadCloser, error) 
 	return &readCloser{Reader: zr, closers: []io.Closer{f}, path: im.Path}, nil
 }
 
-// execXZ runs the xz program (multi-threaded liblzma decoding) and reads its output.
-func execXZ(ctx context.Context, path string) (io.ReadCloser, error) {
-	cmd := exec.CommandContext(ctx, "xz", "--decompress", "--stdout", "--threads=0", "--", path)
+// execXZ runs the xz program (multi-threaded liblzma decoding) on f and reads its output.
+func execXZ(ctx context.Context, f *os.File) (io.ReadCloser, error) {
+	defer f.Close() // the child has its own copy
+	path := f.Name()
+	cmd := exec.CommandContext(ctx, "xz", "--decompress", "--stdout", "--threads=0")
+	cmd.Stdin = f
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.StdoutPipe()
