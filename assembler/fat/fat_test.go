@@ -12,7 +12,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 )
@@ -93,7 +92,8 @@ func writeVolume(t *testing.T, size int64, files []File, opt Options) (string, *
 
 var fsckSummary = regexp.MustCompile(`^\S+: (\d+) files, (\d+)/(\d+) clusters$`)
 
-// fsckClean runs fsck.vfat read-only with a verification pass and fails on any finding.
+// fsckClean runs fsck.vfat read-only with a verification pass and fails on any finding. entries is
+// what fsck counts as files: every file and directory below the root, and the volume label.
 func fsckClean(t *testing.T, img string, entries int, info *Info) {
 	t.Helper()
 	needTool(t, "fsck.vfat")
@@ -114,7 +114,7 @@ func fsckClean(t *testing.T, img string, entries int, info *Info) {
 	if summary == nil {
 		t.Fatalf("fsck.vfat printed no summary:\n%s", out)
 	}
-	if want := fmt.Sprint(entries + 1); summary[1] != want { // fsck counts the root too
+	if want := fmt.Sprint(entries); summary[1] != want {
 		t.Errorf("fsck.vfat counts %s files and directories, want %s", summary[1], want)
 	}
 	if info != nil && (summary[2] != fmt.Sprint(info.UsedClusters) || summary[3] != fmt.Sprint(info.Clusters)) {
@@ -193,7 +193,7 @@ func TestVolumeCheckedByFsckAndMtools(t *testing.T) {
 	files := sampleTree()
 	stamp := time.Date(2024, 5, 17, 13, 45, 31, 0, time.UTC)
 	img, info := writeVolume(t, 64*MiB, files, Options{Label: "Kiln-Data", VolumeID: 0xC0FFEE42, ModTime: stamp})
-	fsckClean(t, img, countEntries(files), info)
+	fsckClean(t, img, countEntries(files)+1, info)
 	readBack(t, img, files)
 
 	needTool(t, "mlabel")
@@ -237,22 +237,13 @@ func TestVolumeSizes(t *testing.T) {
 	for _, size := range []int64{33 * MiB, 300 * MiB, 1100 * MiB} {
 		t.Run(fmt.Sprintf("%dMiB", size/MiB), func(t *testing.T) {
 			img, info := writeVolume(t, size, files, Options{HiddenSectors: 2048})
-			fsckClean(t, img, 5, info)
+			fsckClean(t, img, 6, info)
 			readBack(t, img, files)
 			if used := allocated(t, img); used > 4*MiB {
 				t.Errorf("%d MiB volume allocates %d KiB on disk: the free space was written", size/MiB, used>>10)
 			}
 		})
 	}
-}
-
-func allocated(t *testing.T, path string) int64 {
-	t.Helper()
-	var st syscall.Stat_t
-	if err := syscall.Stat(path, &st); err != nil {
-		t.Fatal(err)
-	}
-	return st.Blocks * 512
 }
 
 func TestDeterministic(t *testing.T) {
@@ -322,5 +313,29 @@ func TestCancel(t *testing.T) {
 	_, err = Write(ctx, f, 0, 64*MiB, sampleTree(), Options{}, nil)
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("got %v, want context.Canceled", err)
+	}
+}
+
+func TestLargeDirectory(t *testing.T) {
+	var files []File
+	for i := range 10000 {
+		files = append(files, File{Path: fmt.Sprintf("flat/A Long File Name number %05d.txt", i), Data: []byte(fmt.Sprint(i))})
+	}
+	img, info := writeVolume(t, 64*MiB, files, Options{})
+	fsckClean(t, img, len(files)+1, info)
+	readBack(t, img, files)
+
+	// 22,000 names of three entries each pass FAT's 65,536 entries per directory.
+	for i := 10000; i < 22000; i++ {
+		files = append(files, File{Path: fmt.Sprintf("flat/A Long File Name number %05d.txt", i)})
+	}
+	f, err := os.Create(filepath.Join(t.TempDir(), "v.img"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := Write(context.Background(), f, 0, 64*MiB, files, Options{}, nil); err == nil ||
+		!strings.Contains(err.Error(), "FAT allows 65536: spread the files over subdirectories") {
+		t.Fatalf("got %v", err)
 	}
 }

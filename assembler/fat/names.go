@@ -174,13 +174,15 @@ func assignNames(names []string) ([]nameEntry, error) {
 		}
 		rest = append(rest, pending{i: i, base: base, ext: ext, needsTail: lossy})
 	}
+	lastTail := map[[2]string]int{} // per basis, the last tail number taken: later ones start above it
 	for _, p := range rest {
 		e := nameEntry{long: utf16.Encode([]rune(names[p.i]))}
 		if s := makeShort(p.base, p.ext); !p.needsTail && !used[s] {
 			e.short = s
 		} else {
 			found := false
-			for n := 1; n <= 999999; n++ {
+			key := [2]string{p.base, p.ext}
+			for n := lastTail[key] + 1; n <= 999999; n++ {
 				tail := "~" + strconv.Itoa(n)
 				b := p.base
 				if len(b)+len(tail) > 8 {
@@ -188,6 +190,7 @@ func assignNames(names []string) ([]nameEntry, error) {
 				}
 				if s := makeShort(b+tail, p.ext); !used[s] {
 					e.short, found = s, true
+					lastTail[key] = n
 					break
 				}
 			}
