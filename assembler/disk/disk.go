@@ -111,13 +111,6 @@ func Write(ctx context.Context, path string, layout Layout, prog progress.Func) 
 	if err != nil {
 		return nil, fmt.Errorf("disk %s: %w", path, err)
 	}
-	// Convert every tree before creating the file, so that bad input leaves nothing behind.
-	files := make([][]fat.File, len(parts))
-	for i, p := range layout.Partitions {
-		if files[i], err = partitionFiles(p); err != nil {
-			return nil, fmt.Errorf("disk %s: partition %s: %w", path, p.Name, err)
-		}
-	}
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("disk: create image: %w", err)
@@ -152,7 +145,7 @@ func Write(ctx context.Context, path string, layout Layout, prog progress.Func) 
 			}
 			opt := fat.Options{Label: p.Label, VolumeID: pr.Volume, HiddenSectors: uint32(parts[i].Start),
 				ModTime: layout.ModTime}
-			info, err := fat.Write(ctx, f, pr.Start, pr.Size, files[i], opt, fp)
+			info, err := fat.Write(ctx, f, pr.Start, pr.Size, p.Files, opt, fp)
 			if err != nil {
 				if errors.Is(err, fat.ErrTooSmall) || errors.Is(err, fat.ErrNoSpace) {
 					err = fmt.Errorf("%w: %w", ErrTooSmall, err)
@@ -230,9 +223,6 @@ func plan(l Layout) ([]*gpt.Partition, error) {
 	}
 	return out, nil
 }
-
-// partitionFiles collects what goes onto a partition's filesystem.
-func partitionFiles(p Partition) ([]fat.File, error) { return p.Files, nil }
 
 // volumeID derives a FAT volume serial number from the partition GUID, so it is stable per recipe
 // and differs between partitions.
