@@ -118,41 +118,61 @@ type Found struct {
 func Browse(ctx context.Context, fingerprint string, timeout time.Duration) (*Found, error) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	found := make(chan Found, 1)
-	add := func(e dnssd.BrowseEntry) {
-		if e.Text["v"] != ota.ProtocolVersion || !sameRoot(fingerprint, e.Text["fp"]) || len(e.IPs) == 0 {
-			return
-		}
-		ip := e.IPs[0]
-		for _, c := range e.IPs { // prefer IPv4: no zone needed
-			if c.To4() != nil {
-				ip = c
-				break
+	for {
+		var got *Found
+		incomplete := false
+		sub, stop := context.WithCancel(ctx)
+		add := func(e dnssd.BrowseEntry) {
+			if got != nil {
+				return
 			}
+			if len(e.Text) == 0 {
+				// Seen from a probe or announcement before its TXT record: ask again.
+				incomplete = true
+				stop()
+				return
+			}
+			if e.Text["v"] != ota.ProtocolVersion || !sameRoot(fingerprint, e.Text["fp"]) || len(e.IPs) == 0 {
+				return
+			}
+			got = found(e)
+			stop()
 		}
-		host := ip.String()
-		if ip.To4() == nil && ip.IsLinkLocalUnicast() && e.IfaceName != "" {
-			host += "%" + e.IfaceName
-		}
-		u := url.URL{Scheme: "http", Host: net.JoinHostPort(host, strconv.Itoa(e.Port))}
-		select {
-		case found <- Found{Name: e.Name, URL: u.String(), Protocol: e.Text["v"], Fingerprint: e.Text["fp"]}:
+		err := dnssd.LookupType(sub, ota.ServiceType+".local.", add, func(dnssd.BrowseEntry) {})
+		stop()
+		switch {
+		case got != nil:
+			return got, nil
+		case ctx.Err() != nil:
+			return nil, ErrNotFound
+		case incomplete:
+			select {
+			case <-ctx.Done():
+				return nil, ErrNotFound
+			case <-time.After(300 * time.Millisecond):
+			}
+		case err != nil:
+			return nil, fmt.Errorf("browse %s: %w", ota.ServiceType, err)
 		default:
-		}
-	}
-	errc := make(chan error, 1)
-	go func() { errc <- dnssd.LookupType(ctx, ota.ServiceType+".local.", add, func(dnssd.BrowseEntry) {}) }()
-	select {
-	case f := <-found:
-		cancel()
-		<-errc
-		return &f, nil
-	case err := <-errc:
-		if ctx.Err() != nil || err == nil {
 			return nil, ErrNotFound
 		}
-		return nil, fmt.Errorf("browse %s: %w", ota.ServiceType, err)
 	}
+}
+
+func found(e dnssd.BrowseEntry) *Found {
+	ip := e.IPs[0]
+	for _, c := range e.IPs { // prefer IPv4: no zone needed
+		if c.To4() != nil {
+			ip = c
+			break
+		}
+	}
+	host := ip.String()
+	if ip.To4() == nil && ip.IsLinkLocalUnicast() && e.IfaceName != "" {
+		host += "%" + e.IfaceName
+	}
+	u := url.URL{Scheme: "http", Host: net.JoinHostPort(host, strconv.Itoa(e.Port))}
+	return &Found{Name: e.Name, URL: u.String(), Protocol: e.Text["v"], Fingerprint: e.Text["fp"]}
 }
 
 func sameRoot(want, got string) bool {
