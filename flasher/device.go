@@ -8,6 +8,7 @@ package flasher
 import (
 	"errors"
 	"fmt"
+	"os"
 	"strings"
 )
 
@@ -128,4 +129,33 @@ func HumanBytes(n int64) string {
 		exp++
 	}
 	return fmt.Sprintf("%.1f %cB", float64(n)/float64(div), "kMGTPE"[exp])
+}
+
+// isSystemMount reports mounts the running system depends on. Removable media are mounted under
+// /media, /run/media, /mnt or a temporary directory; any other mountpoint (/, /boot, /usr, /home,
+// /var, /run/live/medium, ...) marks the drive as a system drive.
+func isSystemMount(mp string) bool {
+	if mp == "[swap]" {
+		return true
+	}
+	for _, p := range []string{"/media/", "/run/media/", "/mnt/", "/tmp/", "/var/tmp/", "/Volumes/"} {
+		if strings.HasPrefix(mp+"/", p) && len(mp) >= len(p) {
+			return false
+		}
+	}
+	return true
+}
+
+func modeName(m os.FileMode) string {
+	switch {
+	case m.IsDir():
+		return "directory"
+	case m.IsRegular():
+		return "regular file"
+	case m&os.ModeCharDevice != 0:
+		return "character device"
+	case m&os.ModeSymlink != 0:
+		return "symlink"
+	}
+	return "special file"
 }

@@ -415,21 +415,6 @@ func usbSpeedName(mbps string) string {
 	return mbps + " Mb/s"
 }
 
-// isSystemMount reports mounts the running system depends on. Removable media are mounted under
-// /media, /run/media, /mnt or a temporary directory; any other mountpoint (/, /boot, /usr, /home,
-// /var, /run/live/medium, ...) marks the drive as a system drive.
-func isSystemMount(mp string) bool {
-	if mp == "[swap]" {
-		return true
-	}
-	for _, p := range []string{"/media/", "/run/media/", "/mnt/", "/tmp/", "/var/tmp/"} {
-		if strings.HasPrefix(mp+"/", p) && len(mp) >= len(p) {
-			return false
-		}
-	}
-	return true
-}
-
 // lookup describes the whole disk at path, refusing anything that is not a whole-disk block device.
 func (s sysfs) lookup(path string) (Device, error) {
 	fi, err := os.Stat(path)
@@ -460,18 +445,4 @@ func (s sysfs) lookup(path string) (Device, error) {
 	d := s.device(name, mounts)
 	d.Path = path
 	return d, nil
-}
-
-func modeName(m os.FileMode) string {
-	switch {
-	case m.IsDir():
-		return "directory"
-	case m.IsRegular():
-		return "regular file"
-	case m&os.ModeCharDevice != 0:
-		return "character device"
-	case m&os.ModeSymlink != 0:
-		return "symlink"
-	}
-	return "special file"
 }
