@@ -1,0 +1,377 @@
+// Package assembler turns a recipe into a bootable, reproducible UEFI disk image: it resolves the
+// input packages, picks the kernel modules, builds the initramfs and the unified kernel image, lays
+// out the GPT disk with its FAT32 partitions, and writes the block map, the manifest and the update
+// bundle next to the image.
+//
+// Build writes into a temporary directory beside the output directory and renames it into place at
+// the end, so a failed or cancelled build leaves nothing behind. The same recipe, inputs and
+// SOURCE_DATE_EPOCH give byte-identical outputs.
+package assembler
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/sirupsen/logrus"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/kilnproject/kiln/assembler/deb"
+	"github.com/kilnproject/kiln/assembler/disk"
+	"github.com/kilnproject/kiln/assembler/fat"
+	"github.com/kilnproject/kiln/assembler/initramfs"
+	"github.com/kilnproject/kiln/assembler/recipe"
+	"github.com/kilnproject/kiln/assembler/uki"
+	"github.com/kilnproject/kiln/internal/bmap"
+	"github.com/kilnproject/kiln/internal/progress"
+	"github.com/kilnproject/kiln/internal/version"
+)
+
+// Options configure a build.
+type Options struct {
+	OutDir string // where the outputs go; replaced if it holds a previous build
+	Cache  string // input cache: package names are looked up in Cache/debs
+	Agent  string // the kiln-agent binary placed at /usr/bin/kiln-agent
+	// TrustedRoot is the OTA trust root (TUF root metadata) placed at /etc/kiln/root.json; nil: none.
+	TrustedRoot     []byte
+	SourceDateEpoch int64 // the timestamp of every file in the image
+	Progress        progress.Func
+	Log             *logrus.Logger
+}
+
+// Result describes a finished build. Paths are inside Options.OutDir.
+type Result struct {
+	Name        string `json:"name"`
+	Version     string `json:"version"`
+	Image       string `json:"image"`
+	Bmap        string `json:"bmap"`
+	Manifest    string `json:"manifest"`
+	UpdateDir   string `json:"update_dir"`
+	UKI         string `json:"uki"` // the UKI inside UpdateDir
+	ImageSHA256 string `json:"image_sha256"`
+	ImageSize   int64  `json:"image_size"`
+	MappedBytes int64  `json:"mapped_bytes"` // bytes of the image holding data (what a flash writes)
+}
+
+// BlockSize is the block size of the images' block maps.
+const BlockSize = 4096
+
+// Errors a front end branches on.
+var (
+	// ErrOptions: a required option is missing.
+	ErrOptions = errors.New("incomplete build options")
+)
+
+// Progress phases reported by Build, in order.
+const (
+	PhaseInputs    = "inputs"    // reading input packages and files
+	PhaseInitramfs = "initramfs" // building the root filesystem archive
+	PhaseUKI       = "uki"       // building the unified kernel image
+	PhaseDisk      = "disk"      // writing the disk image (Device: the partition)
+	PhaseHash      = "hash"      // block map and checksums
+	PhaseFinish    = "finish"    // manifest, update bundle, moving into place
+)
+
+// ImageName is the disk image's file name for a recipe.
+func ImageName(r *recipe.Recipe) string { return r.Name + ".img" }
+
+// Build builds the image r describes. On error or cancellation no output is left behind.
+func Build(ctx context.Context, r *recipe.Recipe, opts Options) (res *Result, err error) {
+	switch {
+	case r == nil:
+		return nil, fmt.Errorf("build: %w: no recipe", ErrOptions)
+	case opts.OutDir == "":
+		return nil, fmt.Errorf("build %s: %w: no output directory", r.Name, ErrOptions)
+	case opts.Agent == "":
+		return nil, fmt.Errorf("build %s: %w: no kiln-agent binary (run `make build`, or set KILN_AGENT)", r.Name, ErrOptions)
+	}
+	if opts.Log == nil {
+		opts.Log = logrus.New()
+		opts.Log.SetOutput(io.Discard)
+	}
+	if opts.Cache == "" {
+		opts.Cache = filepath.Dir(deb.CacheDir())
+	}
+	st, err := newStage(opts.OutDir, ImageName(r))
+	if err != nil {
+		return nil, fmt.Errorf("build %s: %w", r.Name, err)
+	}
+	defer func() {
+		if err != nil {
+			st.abort()
+		}
+	}()
+	start := time.Now()
+	b := &builder{r: r, opts: opts, st: st, log: opts.Log.WithField("recipe", r.Name), prog: opts.Progress}
+	if err := b.run(ctx); err != nil {
+		if ctxErr := ctx.Err(); ctxErr != nil && !errors.Is(err, ctxErr) {
+			err = fmt.Errorf("%w (%v)", ctxErr, err)
+		}
+		return nil, fmt.Errorf("build %s: %w", r.Name, err)
+	}
+	if err := st.commit(); err != nil {
+		return nil, fmt.Errorf("build %s: %w", r.Name, err)
+	}
+	out := st.out
+	b.res.Image = filepath.Join(out, ImageName(r))
+	b.res.Bmap = b.res.Image + ".bmap"
+	b.res.Manifest = filepath.Join(out, "manifest.json")
+	b.res.UpdateDir = filepath.Join(out, "update")
+	b.res.UKI = filepath.Join(b.res.UpdateDir, ukiName(r))
+	b.log.WithFields(logrus.Fields{"image": b.res.Image, "size": b.res.ImageSize, "sha256": b.res.ImageSHA256,
+		"seconds": time.Since(start).Seconds()}).Info("image built")
+	return b.res, nil
+}
+
+// builder carries one build's state.
+type builder struct {
+	r    *recipe.Recipe
+	opts Options
+	st   *stage
+	log  *logrus.Entry
+	prog progress.Func
+
+	inputs   inputs
+	manifest Manifest
+	res      *Result
+}
+
+func (b *builder) run(ctx context.Context) error {
+	r := b.r
+	b.manifest = Manifest{Format: ManifestFormat, Kiln: version.Version, Name: r.Name, Version: r.Version,
+		Arch: r.Arch, SourceDateEpoch: b.opts.SourceDateEpoch}
+
+	b.prog.Phase(PhaseInputs, "reading input packages", 0)
+	if err := b.readInputs(ctx); err != nil {
+		return err
+	}
+	in := &b.inputs
+
+	b.prog.Phase(PhaseInitramfs, "building the initramfs", 0)
+	rd, err := b.initramfs(ctx)
+	if err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+
+	b.prog.Phase(PhaseUKI, "building the unified kernel image", 0)
+	osrel := osRelease(r)
+	ukiData, err := uki.Build(uki.Input{Stub: in.stub, Kernel: in.kernel.image, Initrd: rd.Data,
+		Cmdline: r.Kernel.Cmdline, OSRelease: string(osrel), Uname: in.kernel.release})
+	if err != nil {
+		return fmt.Errorf("unified kernel image: %w", err)
+	}
+	if err := b.recordUKI(ukiData, in.kernel.release); err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+
+	// The update bundle does not depend on the disk: write it while the disk is written.
+	var bundleErr error
+	bundleDone := make(chan struct{})
+	go func() {
+		defer close(bundleDone)
+		_, bundleErr = writeBundle(b.st.path("update"), r, ukiData, b.manifest.UKI.SHA256)
+	}()
+
+	espFiles, err := b.espFiles(ukiData)
+	if err != nil {
+		return err
+	}
+	img := b.st.path(ImageName(r))
+	if err := b.writeDisk(ctx, img, espFiles); err != nil {
+		return err
+	}
+	<-bundleDone
+	if bundleErr != nil {
+		return bundleErr
+	}
+	if err := b.finish(ctx, img); err != nil {
+		return err
+	}
+	return nil
+}
+
+// initramfs builds the root filesystem archive and records its files.
+func (b *builder) initramfs(ctx context.Context) (*initramfs.Result, error) {
+	r, in := b.r, &b.inputs
+	rel, err := releaseJSON(r)
+	if err != nil {
+		return nil, err
+	}
+	spec := initramfs.Spec{
+		Name: r.Name, Version: r.Version, Hostname: r.System.Hostname, Timezone: r.System.Timezone,
+		Busybox: in.busybox, Agent: in.agent,
+		Kernel: initramfs.Modules{Release: in.kernel.release, Files: in.kernel.modules, Load: in.kernel.load},
+		Users:  in.users, OSRelease: osRelease(r), Release: rel, TrustedRoot: b.opts.TrustedRoot,
+		DataLabel: r.Data.Label, ESPName: espName, Extra: in.extra, SourceDateEpoch: b.opts.SourceDateEpoch,
+	}
+	if w := r.System.WiFi; w != nil {
+		spec.WiFi = &initramfs.WiFi{SSID: w.SSID, PSK: w.PSK, Country: w.Country}
+	}
+	rd, err := initramfs.Build(ctx, spec)
+	if err != nil {
+		return nil, err
+	}
+	for _, f := range rd.Files {
+		if pf, ok := placed("initramfs:", f.Path, f.Mode, f.Data, f.Target, f.Origin); ok {
+			b.manifest.Files = append(b.manifest.Files, pf)
+		}
+	}
+	b.log.WithFields(logrus.Fields{"files": len(rd.Files), "size": len(rd.Data), "uncompressed": rd.Size,
+		"compression": rd.Compression}).Debug("initramfs built")
+	return rd, nil
+}
+
+// recordUKI records the UKI and its sections in the manifest.
+func (b *builder) recordUKI(data []byte, release string) error {
+	secs, err := uki.Sections(data)
+	if err != nil {
+		return fmt.Errorf("unified kernel image: read back: %w", err)
+	}
+	info := UKIInfo{File: "/EFI/Linux/" + ukiName(b.r), Size: int64(len(data)), SHA256: sha256Hex(data), Uname: release}
+	for _, s := range secs {
+		info.Sections = append(info.Sections, UKISection{Name: s.Name, Size: int64(len(s.Data)), SHA256: sha256Hex(s.Data)})
+	}
+	b.manifest.UKI = info
+	return nil
+}
+
+// espName is the GPT name of the EFI system partition; the image's init finds the ESP by it.
+const espName = "ESP"
+
+// dataName is the GPT name of the data partition.
+const dataName = "data"
+
+// espFiles lays out the EFI system partition: systemd-boot as the removable-media boot loader
+// (EFI/BOOT/BOOTX64.EFI) and at its own path, its configuration, and the UKI under EFI/Linux where
+// systemd-boot finds unified kernel images by itself (Boot Loader Specification type #2).
+func (b *builder) espFiles(ukiData []byte) ([]fat.File, error) {
+	in := &b.inputs
+	files := []fat.File{
+		{Path: "EFI/BOOT/BOOTX64.EFI", Data: in.bootloader},
+		{Path: "EFI/Linux/" + ukiName(b.r), Data: ukiData},
+		{Path: "EFI/systemd/systemd-bootx64.efi", Data: in.bootloader},
+		{Path: "loader/loader.conf", Data: loaderConf(b.r)},
+		{Path: "loader/entries", Dir: true},
+	}
+	origin := map[string]string{
+		"EFI/BOOT/BOOTX64.EFI":            in.bootloaderOrigin,
+		"EFI/systemd/systemd-bootx64.efi": in.bootloaderOrigin,
+		"EFI/Linux/" + ukiName(b.r):       "kiln:uki",
+		"loader/loader.conf":              "kiln:loader.conf",
+	}
+	for _, f := range files {
+		if pf, ok := placed("esp:", f.Path, fileMode(f.Dir), f.Data, "", origin[f.Path]); ok {
+			b.manifest.Files = append(b.manifest.Files, pf)
+		}
+	}
+	return files, nil
+}
+
+// loaderConf is systemd-boot's loader.conf. It sets no "default": systemd-boot then boots the first
+// entry in its order, which puts entries whose boot counter is used up ("name+0-3.efi") last and
+// otherwise the highest version first. An update installed as "<name>-<new>+3.efi" is thus tried
+// up to boot_tries times and, unless the agent blesses it (renames it without the counter), the
+// previous version boots again by itself. "@saved" would pin one entry and defeat this.
+func loaderConf(r *recipe.Recipe) []byte {
+	return []byte("# systemd-boot configuration, written by kiln.\n" +
+		"# No \"default\": the newest entry whose boot counter is not used up boots (A/B fallback).\n" +
+		"timeout 0\n" +
+		"editor no\n" +
+		"auto-entries no\n" +
+		"auto-firmware no\n" +
+		"console-mode keep\n")
+}
+
+// writeDisk writes the GPT image with the ESP and the data partition.
+func (b *builder) writeDisk(ctx context.Context, img string, esp []fat.File) error {
+	r := b.r
+	l := r.Board.Layout()
+	layout := disk.Layout{
+		Size: l.DiskSize, DiskGUID: stableGUID(r.Name, "disk"), ModTime: time.Unix(b.opts.SourceDateEpoch, 0).UTC(),
+		Partitions: []disk.Partition{
+			{Name: espName, Type: disk.TypeESP, Size: l.ESPSize, Label: "ESP", GUID: stableGUID(r.Name, "esp"),
+				FS: disk.FSFAT32, Files: esp},
+			{Name: dataName, Type: disk.TypeData, Size: l.DataSize, Label: r.Data.Label, GUID: stableGUID(r.Name, "data"),
+				FS: disk.FSFAT32, Files: b.inputs.data},
+		},
+	}
+	b.prog.Phase(PhaseDisk, "writing the disk image", l.DiskSize)
+	dr, err := disk.Write(ctx, img, layout, b.prog)
+	if err != nil {
+		return err
+	}
+	b.manifest.Image = ImageInfo{File: ImageName(r), Size: dr.Size, Arch: r.Arch, DiskGUID: layout.DiskGUID,
+		Bmap: ImageName(r) + ".bmap"}
+	for i, p := range dr.Partitions {
+		lp := layout.Partitions[i]
+		b.manifest.Partitions = append(b.manifest.Partitions, Partition{Number: p.Index, Name: p.Name, Label: lp.Label,
+			Type: lp.Type, GUID: p.GUID, FS: p.FS, Offset: p.Start, Size: p.Size})
+	}
+	return nil
+}
+
+// finish writes the block map, computes the image's and partitions' checksums and writes the
+// manifest.
+func (b *builder) finish(ctx context.Context, img string) error {
+	b.prog.Phase(PhaseHash, "block map and checksums", 0)
+	var (
+		m        *bmap.Map
+		imageSHA string
+		partSHAs []string
+	)
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		f, err := os.Open(img)
+		if err != nil {
+			return fmt.Errorf("block map: %w", err)
+		}
+		defer f.Close()
+		if m, err = bmap.Create(f, BlockSize); err != nil {
+			return err
+		}
+		data, err := m.Marshal()
+		if err != nil {
+			return err
+		}
+		return os.WriteFile(img+".bmap", data, 0o644)
+	})
+	g.Go(func() error {
+		ranges := make([][2]int64, len(b.manifest.Partitions))
+		for i, p := range b.manifest.Partitions {
+			ranges[i] = [2]int64{p.Offset, p.Size}
+		}
+		var err error
+		imageSHA, partSHAs, err = hashRanges(gctx, img, ranges, b.prog)
+		return err
+	})
+	if err := g.Wait(); err != nil {
+		return err
+	}
+	b.manifest.Image.SHA256 = imageSHA
+	b.manifest.Image.Mapped = m.MappedBytes()
+	for i := range b.manifest.Partitions {
+		b.manifest.Partitions[i].SHA256 = partSHAs[i]
+	}
+
+	b.prog.Phase(PhaseFinish, "writing the manifest", 0)
+	data, err := b.manifest.Marshal()
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(b.st.path("manifest.json"), data, 0o644); err != nil {
+		return fmt.Errorf("write manifest: %w", err)
+	}
+	b.res = &Result{Name: b.r.Name, Version: b.r.Version, ImageSHA256: imageSHA, ImageSize: b.manifest.Image.Size,
+		MappedBytes: b.manifest.Image.Mapped}
+	return ctx.Err()
+}

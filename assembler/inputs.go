@@ -1,0 +1,165 @@
+package assembler
+
+import (
+	"archive/tar"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sync"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/kilnproject/kiln/assembler/deb"
+	"github.com/kilnproject/kiln/assembler/fat"
+	"github.com/kilnproject/kiln/assembler/initramfs"
+	"github.com/kilnproject/kiln/assembler/recipe"
+	"github.com/kilnproject/kiln/internal/progress"
+)
+
+// inputs is everything read before the image is assembled.
+type inputs struct {
+	kernel  kernelParts
+	busybox initramfs.File
+	agent   initramfs.File
+
+	stub             []byte // linuxx64.efi.stub
+	bootloader       []byte // systemd-bootx64.efi
+	bootloaderOrigin string
+
+	users []initramfs.User
+	extra []initramfs.File // recipe files and overlays for the root filesystem
+	data  []fat.File       // data partition contents
+
+	mu       sync.Mutex
+	recorded []Input
+}
+
+// initModules are the modules the image's init needs whatever the recipe asks for: it mounts the
+// ESP and the data partition (FAT32, with the kernel's default code page 437 and I/O charset
+// ascii). A kernel that has them built in, or lacks them, is fine: they are added when present.
+var initModules = []string{"vfat", "nls_cp437", "nls_ascii"}
+
+// kernelParts is what the image takes from the kernel package.
+type kernelParts struct {
+	image   []byte           // vmlinuz
+	release string           // uname -r
+	modules []initramfs.File // .ko files, paths relative to /lib/modules/<release>/
+	load    []string         // modules init loads, in the recipe's order
+}
+
+func (in *inputs) record(i Input) {
+	in.mu.Lock()
+	in.recorded = append(in.recorded, i)
+	in.mu.Unlock()
+}
+
+// readInputs reads the packages, the agent and the recipe's files concurrently: the kernel package
+// (by far the largest) is decompressed while everything else is read.
+func (b *builder) readInputs(ctx context.Context) error {
+	r, in := b.r, &b.inputs
+	debs := filepath.Join(b.opts.Cache, "debs")
+	g, gctx := errgroup.WithContext(ctx)
+
+	g.Go(func() error {
+		pkg, err := b.openPackage(g, debs, "kernel", "kernel.package", r.Kernel.Package)
+		if err != nil {
+			return err
+		}
+		in.kernel, err = readKernel(gctx, pkg, r.Kernel.Modules, initModules)
+		if err != nil {
+			return fmt.Errorf("kernel %s: %w", pkg.Name, err)
+		}
+		b.log.WithFields(map[string]any{"release": in.kernel.release, "modules": len(in.kernel.modules)}).Debug("kernel read")
+		return nil
+	})
+	g.Go(func() error {
+		pkg, err := b.openPackage(g, debs, "busybox", "system.busybox", r.System.Busybox)
+		if err != nil {
+			return err
+		}
+		in.busybox, err = initramfs.BusyboxFromDeb(pkg)
+		return err
+	})
+	g.Go(func() error {
+		pkg, err := b.openPackage(g, debs, "bootloader", "board.bootloader", r.Board.Bootloader)
+		if err != nil {
+			return err
+		}
+		const dir = "usr/lib/systemd/boot/efi/"
+		err = pkg.Walk(func(h *tar.Header, rd io.Reader) error {
+			if err := gctx.Err(); err != nil {
+				return err
+			}
+			var dst *[]byte
+			switch h.Name {
+			case dir + "linuxx64.efi.stub":
+				dst = &in.stub
+			case dir + "systemd-bootx64.efi":
+				dst = &in.bootloader
+			default:
+				return nil
+			}
+			data, err := io.ReadAll(rd)
+			*dst = data
+			return err
+		})
+		if err != nil {
+			return err
+		}
+		if in.stub == nil || in.bootloader == nil {
+			return fmt.Errorf("bootloader %s has no /%slinuxx64.efi.stub and systemd-bootx64.efi: name a systemd-boot-efi package in board.bootloader",
+				pkg, dir)
+		}
+		in.bootloaderOrigin = pkg.Name + " " + pkg.Version
+		return nil
+	})
+	g.Go(func() error {
+		data, err := os.ReadFile(b.opts.Agent)
+		if err != nil {
+			return fmt.Errorf("kiln-agent: %w (run `make build`, or set KILN_AGENT)", err)
+		}
+		in.agent = initramfs.File{Path: "usr/bin/kiln-agent", Mode: 0o755, Data: data, Origin: "kiln-agent"}
+		in.record(Input{Role: "agent", Path: filepath.Base(b.opts.Agent), Size: int64(len(data)), SHA256: sha256Hex(data)})
+		return nil
+	})
+	g.Go(func() error { return b.readRecipeFiles(gctx) })
+	g.Go(b.recordRecipe)
+	if err := g.Wait(); err != nil {
+		return err
+	}
+	// A stable order whatever finished first.
+	sortInputs(in.recorded, map[string]int{"kernel": 0, "busybox": 1, "bootloader": 2, "agent": 3})
+	rec := in.recorded
+	b.manifest.Inputs = rec
+	return nil
+}
+
+// openPackage resolves a package reference of the recipe and records it as an input. The .deb's
+// checksum is computed in g, in parallel with the caller reading the package.
+func (b *builder) openPackage(g *errgroup.Group, debs, role, field, ref string) (*deb.Package, error) {
+	written := ref
+	if recipe.IsPackagePath(ref) {
+		ref = b.r.Resolve(ref)
+	}
+	pkg, err := deb.Resolve(debs, ref)
+	if err != nil {
+		return nil, fmt.Errorf("%s (%s): %w", field, written, err)
+	}
+	b.prog.Report(progress.Event{Phase: PhaseInputs, Message: "reading " + pkg.Name + " " + pkg.Version})
+	in := Input{Role: role, Package: pkg.Name, Version: pkg.Version, Path: filepath.Base(pkg.Path), Size: pkg.Size()}
+	if recipe.IsPackagePath(written) {
+		in.Path = written
+	}
+	g.Go(func() error {
+		sum, err := pkg.SHA256()
+		if err != nil {
+			return err
+		}
+		in.SHA256 = sum
+		b.inputs.record(in)
+		return nil
+	})
+	return pkg, nil
+}

@@ -1,0 +1,124 @@
+package assembler
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"os"
+	"sort"
+)
+
+// ManifestFormat is the version of manifest.json's layout.
+const ManifestFormat = 1
+
+// Manifest is manifest.json: what went into an image and what came out, each with its sha256, so a
+// build can be audited and reproduced. It holds no absolute paths of the build machine other than
+// those a recipe names, so two builds with the same inputs and SOURCE_DATE_EPOCH write the same
+// bytes.
+type Manifest struct {
+	Format          int          `json:"format"`
+	Kiln            string       `json:"kiln"` // the kiln version that built the image
+	Name            string       `json:"name"`
+	Version         string       `json:"version"`
+	Arch            string       `json:"arch"`
+	SourceDateEpoch int64        `json:"source_date_epoch"`
+	Recipe          RecipeRef    `json:"recipe"`
+	Inputs          []Input      `json:"inputs"`
+	Image           ImageInfo    `json:"image"`
+	Partitions      []Partition  `json:"partitions"`
+	UKI             UKIInfo      `json:"uki"`
+	Files           []PlacedFile `json:"files"`
+}
+
+// RecipeRef identifies the recipe an image was built from.
+type RecipeRef struct {
+	Path   string `json:"path"` // as given to kiln; "builtin:kiln.toml" for the default recipe
+	SHA256 string `json:"sha256"`
+}
+
+// Input is one thing the build read: a package, a file, a directory or the agent binary.
+type Input struct {
+	Role    string `json:"role"`              // kernel, busybox, bootloader, agent, file, overlay …
+	Package string `json:"package,omitempty"` // Debian package name, when from a .deb
+	Version string `json:"version,omitempty"` // its version
+	Path    string `json:"path"`              // where it was read: a recipe path, or the .deb file name in the cache
+	Size    int64  `json:"size"`
+	SHA256  string `json:"sha256"`
+}
+
+// ImageInfo describes the disk image.
+type ImageInfo struct {
+	File     string `json:"file"`
+	Size     int64  `json:"size"`
+	SHA256   string `json:"sha256"`
+	Arch     string `json:"arch"`
+	DiskGUID string `json:"disk_guid"`
+	Bmap     string `json:"bmap"`
+	Mapped   int64  `json:"mapped_bytes"` // bytes holding data (the rest are holes)
+}
+
+// Partition is one GPT partition of the image.
+type Partition struct {
+	Number int    `json:"number"`
+	Name   string `json:"name"`
+	Label  string `json:"label"`
+	Type   string `json:"type"` // esp | data
+	GUID   string `json:"guid"`
+	FS     string `json:"fs"`
+	Offset int64  `json:"offset"`
+	Size   int64  `json:"size"`
+	SHA256 string `json:"sha256"`
+}
+
+// UKIInfo describes the unified kernel image and its PE sections.
+type UKIInfo struct {
+	File     string       `json:"file"` // path on the ESP
+	Size     int64        `json:"size"`
+	SHA256   string       `json:"sha256"`
+	Uname    string       `json:"uname"`
+	Sections []UKISection `json:"sections"`
+}
+
+// UKISection is one PE section of the UKI (.linux, .initrd, .cmdline, .osrel, .uname …).
+type UKISection struct {
+	Name   string `json:"name"`
+	Size   int64  `json:"size"`
+	SHA256 string `json:"sha256"`
+}
+
+// PlacedFile is one regular file or symlink placed in the image. Path is prefixed by where it lives:
+// "initramfs:/usr/bin/kiln-agent", "esp:/EFI/BOOT/BOOTX64.EFI", "data:/README".
+type PlacedFile struct {
+	Path   string `json:"path"`
+	Mode   string `json:"mode"`
+	Size   int64  `json:"size"`
+	SHA256 string `json:"sha256,omitempty"` // regular files
+	Target string `json:"target,omitempty"` // symlinks
+	Origin string `json:"origin"`
+}
+
+// Marshal encodes m as indented JSON with a final newline, files and inputs in a stable order.
+func (m *Manifest) Marshal() ([]byte, error) {
+	sort.SliceStable(m.Files, func(i, j int) bool { return m.Files[i].Path < m.Files[j].Path })
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetIndent("", "  ")
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(m); err != nil {
+		return nil, fmt.Errorf("encode manifest: %w", err)
+	}
+	return buf.Bytes(), nil
+}
+
+// LoadManifest reads a manifest.json written by Build.
+func LoadManifest(path string) (*Manifest, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read manifest %s: %w", path, err)
+	}
+	var m Manifest
+	if err := json.Unmarshal(data, &m); err != nil {
+		return nil, fmt.Errorf("parse manifest %s: %w", path, err)
+	}
+	return &m, nil
+}

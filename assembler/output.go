@@ -1,0 +1,150 @@
+package assembler
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"os"
+	"path/filepath"
+	"sync"
+
+	"github.com/kilnproject/kiln/internal/progress"
+)
+
+// ErrOutDirInUse: the output directory exists and holds something other than a previous build.
+var ErrOutDirInUse = errors.New("output directory holds other files")
+
+// outputNames are the entries a build writes into its output directory.
+var outputNames = map[string]bool{"manifest.json": true, "update": true}
+
+// stage is a temporary directory next to the output directory: a build writes into it and renames
+// it into place at the end, so an interrupted or failed build leaves no partial output behind and a
+// successful one replaces the previous build at once.
+type stage struct {
+	out, dir string
+}
+
+func newStage(out, imageName string) (*stage, error) {
+	out = filepath.Clean(out)
+	if err := checkOutDir(out, imageName); err != nil {
+		return nil, err
+	}
+	parent := filepath.Dir(out)
+	if err := os.MkdirAll(parent, 0o755); err != nil {
+		return nil, fmt.Errorf("create output directory %s: %w", parent, err)
+	}
+	dir, err := os.MkdirTemp(parent, "."+filepath.Base(out)+".build-")
+	if err != nil {
+		return nil, fmt.Errorf("create build directory in %s: %w", parent, err)
+	}
+	// MkdirTemp makes 0700 directories; the output is an ordinary directory.
+	if err := os.Chmod(dir, 0o755); err != nil {
+		os.RemoveAll(dir)
+		return nil, fmt.Errorf("create build directory in %s: %w", parent, err)
+	}
+	return &stage{out: out, dir: dir}, nil
+}
+
+// checkOutDir refuses to replace a directory that is not a previous build's output, so a mistyped
+// --out never deletes a user's files.
+func checkOutDir(out, imageName string) error {
+	entries, err := os.ReadDir(out)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("output directory %s: %w", out, err)
+	}
+	for _, e := range entries {
+		n := e.Name()
+		if outputNames[n] || n == imageName || n == imageName+".bmap" {
+			continue
+		}
+		return fmt.Errorf("%w: %s contains %s, which a build did not write; choose another output directory or remove it",
+			ErrOutDirInUse, out, n)
+	}
+	return nil
+}
+
+func (s *stage) path(name string) string { return filepath.Join(s.dir, name) }
+
+// commit moves the finished build into place, replacing a previous build's output.
+func (s *stage) commit() error {
+	old := ""
+	if _, err := os.Stat(s.out); err == nil {
+		old = s.dir + ".old"
+		if err := os.Rename(s.out, old); err != nil {
+			return fmt.Errorf("replace %s: %w", s.out, err)
+		}
+	}
+	if err := os.Rename(s.dir, s.out); err != nil {
+		if old != "" {
+			os.Rename(old, s.out)
+		}
+		return fmt.Errorf("move build into %s: %w", s.out, err)
+	}
+	if old != "" {
+		if err := os.RemoveAll(old); err != nil {
+			return fmt.Errorf("remove previous build %s: %w", old, err)
+		}
+	}
+	return nil
+}
+
+// abort removes the build directory.
+func (s *stage) abort() { os.RemoveAll(s.dir) }
+
+// hashRanges computes the sha256 of the whole file and of each [off, off+size) range in one read
+// pass, reading in large blocks and feeding the hashes concurrently.
+func hashRanges(ctx context.Context, path string, ranges [][2]int64, prog progress.Func) (string, []string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", nil, fmt.Errorf("hash %s: %w", path, err)
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return "", nil, fmt.Errorf("hash %s: %w", path, err)
+	}
+	size := st.Size()
+	whole := sha256.New()
+	parts := make([]hash.Hash, len(ranges))
+	for i := range parts {
+		parts[i] = sha256.New()
+	}
+	const block = 4 << 20
+	bufs := [2][]byte{make([]byte, block), make([]byte, block)}
+	for off, i := int64(0), 0; off < size; off, i = off+block, i^1 {
+		if err := ctx.Err(); err != nil {
+			return "", nil, err
+		}
+		buf := bufs[i][:min(block, size-off)]
+		if _, err := io.ReadFull(io.NewSectionReader(f, off, int64(len(buf))), buf); err != nil {
+			return "", nil, fmt.Errorf("hash %s: %w", path, err)
+		}
+		var wg sync.WaitGroup
+		wg.Go(func() { whole.Write(buf) })
+		for j, r := range ranges {
+			lo, hi := max(off, r[0]), min(off+int64(len(buf)), r[0]+r[1])
+			if lo < hi {
+				wg.Go(func() { parts[j].Write(buf[lo-off : hi-off]) })
+			}
+		}
+		wg.Wait()
+		prog.Report(progress.Event{Phase: "hash", Done: off + int64(len(buf)), Total: size})
+	}
+	sums := make([]string, len(parts))
+	for i, h := range parts {
+		sums[i] = hex.EncodeToString(h.Sum(nil))
+	}
+	return hex.EncodeToString(whole.Sum(nil)), sums, nil
+}
+
+func sha256Hex(b []byte) string {
+	s := sha256.Sum256(b)
+	return hex.EncodeToString(s[:])
+}

@@ -1,0 +1,263 @@
+package assembler
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io/fs"
+	"os"
+	"sort"
+	"strings"
+
+	"github.com/kilnproject/kiln/assembler/fat"
+	"github.com/kilnproject/kiln/assembler/fstree"
+	"github.com/kilnproject/kiln/assembler/initramfs"
+	"github.com/kilnproject/kiln/assembler/recipe"
+	"github.com/kilnproject/kiln/assets"
+)
+
+// builtinRecipe is the manifest's name for the built-in default recipe.
+const builtinRecipe = "builtin:kiln.toml"
+
+// recordRecipe records the recipe's path and checksum: of the file it was read from, of the
+// built-in default, or (for a recipe built in memory) of its canonical encoding.
+func (b *builder) recordRecipe() error {
+	r := b.r
+	ref := RecipeRef{Path: r.Path}
+	var data []byte
+	var err error
+	switch {
+	case r.Path == "":
+		ref.Path, data = builtinRecipe, assets.DefaultRecipe
+	default:
+		if data, err = os.ReadFile(r.Path); err != nil {
+			if data, err = r.Marshal(); err != nil {
+				return err
+			}
+		}
+	}
+	ref.SHA256 = sha256Hex(data)
+	b.manifest.Recipe = ref
+	return nil
+}
+
+// readRecipeFiles reads what the recipe adds to the image: users' SSH key files, extra files,
+// root filesystem overlays and the data partition's overlays.
+func (b *builder) readRecipeFiles(ctx context.Context) error {
+	r, in := b.r, &b.inputs
+	for i, u := range r.System.Users {
+		iu := initramfs.User{Name: u.Name, UID: -1, PasswordHash: u.PasswordHash, SSHKeys: append([]string(nil), u.SSHKeys...)}
+		if u.UID != nil {
+			iu.UID = *u.UID
+		}
+		for _, kf := range u.SSHKeyFiles {
+			data, err := os.ReadFile(r.Resolve(kf))
+			if err != nil {
+				return fmt.Errorf("system.users[%d].ssh_key_files: %w", i, err)
+			}
+			in.record(Input{Role: "ssh-keys", Path: kf, Size: int64(len(data)), SHA256: sha256Hex(data)})
+			sc := bufio.NewScanner(bytes.NewReader(data))
+			for sc.Scan() {
+				if l := strings.TrimSpace(sc.Text()); l != "" && !strings.HasPrefix(l, "#") {
+					iu.SSHKeys = append(iu.SSHKeys, l)
+				}
+			}
+		}
+		in.users = append(in.users, iu)
+	}
+
+	// Overlays first, then the recipe's files, which win over them.
+	if len(r.System.Overlays) > 0 {
+		t := fstree.New()
+		t.Replace, t.AllowDevices = true, r.System.AllowDevices
+		if err := b.addOverlays(ctx, t, "system.overlays", r.System.Overlays); err != nil {
+			return err
+		}
+		for _, n := range t.Sorted() {
+			if n.Path == "" {
+				continue
+			}
+			in.extra = append(in.extra, initramfs.File{Path: n.Path, Mode: n.Mode, Data: n.Data, Target: n.Target,
+				Major: n.Major, Minor: n.Minor, UID: uint32(n.UID), GID: uint32(n.GID), Origin: n.Origin})
+		}
+	}
+	for i, f := range r.System.Files {
+		mode := fs.FileMode(f.Mode)
+		if mode == 0 {
+			mode = 0o644
+		}
+		origin := fmt.Sprintf("recipe:system.files[%d]", i)
+		data := []byte(f.Content)
+		if f.Source != "" {
+			var err error
+			if data, err = os.ReadFile(r.Resolve(f.Source)); err != nil {
+				return fmt.Errorf("system.files[%d].source: %w", i, err)
+			}
+			origin = "file:" + f.Source
+			in.record(Input{Role: "file", Path: f.Source, Size: int64(len(data)), SHA256: sha256Hex(data)})
+		}
+		in.extra = append(in.extra, initramfs.File{Path: f.Path, Mode: mode.Perm(), Data: data, Origin: origin})
+	}
+
+	if len(r.Data.Overlays) > 0 {
+		t := fstree.New()
+		t.Replace = true
+		if err := b.addOverlays(ctx, t, "data.overlays", r.Data.Overlays); err != nil {
+			return err
+		}
+		for _, n := range t.Sorted() {
+			switch {
+			case n.Path == "":
+			case n.IsDir():
+				in.data = append(in.data, fat.File{Path: n.Path, Dir: true})
+			case n.IsRegular():
+				in.data = append(in.data, fat.File{Path: n.Path, Data: n.Data})
+			default:
+				return fmt.Errorf("data.overlays: %s (from %s): the data partition is FAT32 and holds only files and directories",
+					n.Path, n.Origin)
+			}
+		}
+		for _, f := range in.data {
+			if pf, ok := placed("data:", f.Path, fileMode(f.Dir), f.Data, "", t.Get(f.Path).Origin); ok {
+				b.manifest.Files = append(b.manifest.Files, pf)
+			}
+		}
+	}
+	return nil
+}
+
+// addOverlays merges overlay directories and tarballs into t and records each as an input.
+func (b *builder) addOverlays(ctx context.Context, t *fstree.Tree, field string, list []string) error {
+	for i, o := range list {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		p := b.r.Resolve(o)
+		origin := "overlay:" + o
+		var err error
+		in := Input{Role: "overlay", Path: o}
+		if recipe.IsTarball(o) {
+			err = t.AddTarball(p, "", origin)
+			if err == nil {
+				var data []byte
+				if data, err = os.ReadFile(p); err == nil {
+					in.Size, in.SHA256 = int64(len(data)), sha256Hex(data)
+				}
+			}
+		} else {
+			err = t.AddOverlayDir(p, "", origin)
+			if err == nil {
+				in.Size, in.SHA256 = treeDigest(t, origin)
+			}
+		}
+		if err != nil {
+			return fmt.Errorf("%s[%d] (%s): %w", field, i, o, err)
+		}
+		b.inputs.record(in)
+	}
+	return nil
+}
+
+// treeDigest summarises the nodes of t that came from origin: the sha256 of a sorted listing of
+// their paths, modes, link targets and content checksums, and their total size.
+func treeDigest(t *fstree.Tree, origin string) (int64, string) {
+	h := sha256.New()
+	var size int64
+	for _, n := range t.Sorted() {
+		if !strings.HasPrefix(n.Origin, origin) {
+			continue
+		}
+		sum := sha256.Sum256(n.Data)
+		fmt.Fprintf(h, "%s\x00%o\x00%s\x00%s\n", n.Path, uint32(n.Mode), n.Target, hex.EncodeToString(sum[:]))
+		size += int64(len(n.Data))
+	}
+	return size, hex.EncodeToString(h.Sum(nil))
+}
+
+// osRelease is the image's os-release(5): /etc/os-release and the UKI's .osrel section, from which
+// systemd-boot takes the menu title and orders versions (IMAGE_ID, IMAGE_VERSION).
+func osRelease(r *recipe.Recipe) []byte {
+	pretty := r.Description
+	if pretty == "" {
+		pretty = r.Name
+	}
+	if i := strings.IndexAny(pretty, ":"); i > 0 {
+		pretty = pretty[:i]
+	}
+	var b strings.Builder
+	for _, kv := range [][2]string{
+		{"NAME", r.Name}, {"ID", r.Name}, {"PRETTY_NAME", pretty + " " + r.Version},
+		{"VERSION", r.Version}, {"VERSION_ID", r.Version},
+		{"IMAGE_ID", r.Name}, {"IMAGE_VERSION", r.Version},
+		{"HOME_URL", "https://github.com/kilnproject/kiln"},
+	} {
+		fmt.Fprintf(&b, "%s=%s\n", kv[0], osrelQuote(kv[1]))
+	}
+	return []byte(b.String())
+}
+
+// osrelQuote quotes a value for os-release (shell-compatible double quotes).
+func osrelQuote(s string) string {
+	r := strings.NewReplacer(`\`, `\\`, `"`, `\"`, "$", `\$`, "`", "\\`")
+	return `"` + r.Replace(s) + `"`
+}
+
+// Release is /etc/kiln/release.json: what the device agent knows about the image it runs.
+type Release struct {
+	Name        string `json:"name"`
+	Version     string `json:"version"`
+	Arch        string `json:"arch"`
+	Channel     string `json:"channel"`
+	Server      string `json:"server"`
+	HealthCheck string `json:"health_check"`
+}
+
+func releaseJSON(r *recipe.Recipe) ([]byte, error) {
+	data, err := json.MarshalIndent(Release{Name: r.Name, Version: r.Version, Arch: r.Arch, Channel: r.Update.Channel,
+		Server: r.Update.Server, HealthCheck: r.Update.HealthCheck}, "", "  ")
+	if err != nil {
+		return nil, fmt.Errorf("encode release.json: %w", err)
+	}
+	return append(data, '\n'), nil
+}
+
+// placed describes a regular file or symlink for the manifest; other entries are not listed.
+func placed(where, path string, mode fs.FileMode, data []byte, target, origin string) (PlacedFile, bool) {
+	path = "/" + strings.TrimPrefix(path, "/")
+	switch {
+	case mode&fs.ModeSymlink != 0:
+		return PlacedFile{Path: where + path, Mode: fmt.Sprintf("%04o", mode.Perm()), Size: int64(len(target)),
+			Target: target, Origin: origin}, true
+	case mode.IsRegular():
+		return PlacedFile{Path: where + path, Mode: fmt.Sprintf("%04o", mode.Perm()), Size: int64(len(data)),
+			SHA256: sha256Hex(data), Origin: origin}, true
+	}
+	return PlacedFile{}, false
+}
+
+func fileMode(dir bool) fs.FileMode {
+	if dir {
+		return fs.ModeDir | 0o755
+	}
+	return 0o644
+}
+
+func sortInputs(in []Input, order map[string]int) {
+	sort.SliceStable(in, func(i, j int) bool {
+		oi, oki := order[in[i].Role]
+		oj, okj := order[in[j].Role]
+		switch {
+		case oki != okj:
+			return oki
+		case oi != oj:
+			return oi < oj
+		case in[i].Role != in[j].Role:
+			return in[i].Role < in[j].Role
+		}
+		return in[i].Path < in[j].Path
+	})
+}

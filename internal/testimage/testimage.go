@@ -1,0 +1,126 @@
+// Package testimage builds real Kiln images for the tests of other packages (vmrunner, flasher, ota,
+// app): the real input packages from the input cache and the real kiln-agent, into t.TempDir().
+//
+// Without the input packages the test is skipped, or fails when CI=true: run `make inputs` (or
+// `make test`, which does it).
+package testimage
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"testing"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/kilnproject/kiln/assembler"
+	"github.com/kilnproject/kiln/assembler/recipe"
+)
+
+// SourceDateEpoch is the timestamp of every file in test images.
+const SourceDateEpoch = 1704067200
+
+// Build builds an image from recipeTOML ("" = the built-in default recipe "Kiln Tiny") into a
+// directory under t.TempDir() and returns its result. Relative paths in the recipe (files,
+// overlays) are resolved against the test's working directory (the package directory).
+func Build(t testing.TB, recipeTOML string) *assembler.Result {
+	t.Helper()
+	r := parse(t, recipeTOML)
+	opts := Options(t)
+	opts.OutDir = filepath.Join(t.TempDir(), "out")
+	res, err := assembler.Build(context.Background(), r, opts)
+	if err != nil {
+		t.Fatalf("testimage: build %s: %v", r.Name, err)
+	}
+	return res
+}
+
+// parse parses recipeTOML like Build does ("" = the default recipe).
+func parse(t testing.TB, recipeTOML string) *recipe.Recipe {
+	t.Helper()
+	if recipeTOML == "" {
+		return recipe.Default()
+	}
+	wd, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := recipe.Parse(filepath.Join(wd, "test-recipe.toml"), []byte(recipeTOML))
+	if err != nil {
+		t.Fatalf("testimage: recipe: %v", err)
+	}
+	return r
+}
+
+// Options returns build options for a test: the input cache, the agent, a fixed SOURCE_DATE_EPOCH
+// and a logger that writes through t.Log. OutDir is left for the caller. It skips the test (fails
+// under CI=true) when the input packages are missing.
+func Options(t testing.TB) assembler.Options {
+	t.Helper()
+	cache := Cache(t)
+	log := logrus.New()
+	log.SetOutput(testWriter{t})
+	log.SetLevel(logrus.InfoLevel)
+	return assembler.Options{Cache: cache, Agent: Agent(t), SourceDateEpoch: SourceDateEpoch, Log: log}
+}
+
+// Cache returns the input cache ($KILN_CACHE, else <user cache dir>/kiln) after checking that the
+// default recipe's packages are in it.
+func Cache(t testing.TB) string {
+	t.Helper()
+	cache := os.Getenv("KILN_CACHE")
+	if cache == "" {
+		d, err := os.UserCacheDir()
+		if err != nil {
+			Missing(t, "no user cache dir and KILN_CACHE unset")
+		}
+		cache = filepath.Join(d, "kiln")
+	}
+	for _, p := range []string{"linux-image-amd64", "busybox-static", "systemd-boot-efi"} {
+		if m, _ := filepath.Glob(filepath.Join(cache, "debs", p+"_*.deb")); len(m) == 0 {
+			Missing(t, "input package "+p+" not in "+filepath.Join(cache, "debs")+" (run `make inputs`)")
+		}
+	}
+	return cache
+}
+
+// Agent returns the kiln-agent binary to put into images: $KILN_AGENT, else one built from
+// ./cmd/kiln-agent (static, CGO_ENABLED=0) into t.TempDir().
+func Agent(t testing.TB) string {
+	t.Helper()
+	if p := os.Getenv("KILN_AGENT"); p != "" {
+		if _, err := os.Stat(p); err != nil {
+			t.Fatalf("testimage: KILN_AGENT: %v (run `make build`)", err)
+		}
+		return p
+	}
+	gobin, err := exec.LookPath("go")
+	if err != nil {
+		gobin = filepath.Join(runtime.GOROOT(), "bin", "go")
+	}
+	path := filepath.Join(t.TempDir(), "kiln-agent")
+	cmd := exec.Command(gobin, "build", "-trimpath", "-o", path, "github.com/kilnproject/kiln/cmd/kiln-agent")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("testimage: build kiln-agent (or set KILN_AGENT; `make build` writes bin/kiln-agent): %v\n%s", err, out)
+	}
+	return path
+}
+
+// Missing skips the test with reason, or fails it when CI=true (CI must provide what tests need).
+func Missing(t testing.TB, reason string) {
+	t.Helper()
+	if os.Getenv("CI") == "true" {
+		t.Fatalf("CI: %s", reason)
+	}
+	t.Skip(reason)
+}
+
+type testWriter struct{ t testing.TB }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(string(p))
+	return len(p), nil
+}
