@@ -110,6 +110,8 @@ type CheckResponse struct {
 	// Target is a stepping stone.
 	Newest  string `json:"newest,omitempty"`
 	Message string `json:"message"`
+	// Interval, when set, is how many seconds the device should wait before its next check.
+	Interval int `json:"interval,omitempty"`
 }
 
 // TargetInfo is a target as the check response names it: where to fetch it and what it is.

@@ -101,6 +101,10 @@ type Agent struct {
 	id     string
 	log    *logrus.Logger
 	server string // base URL in use
+	// interval is the server's requested check interval (0: the configured one).
+	interval time.Duration
+	// unsent is the last report that could not be delivered; it goes with the next contact.
+	unsent *ota.Report
 	cur    Entry  // the running entry
 	curSHA string
 }
@@ -189,23 +193,30 @@ func (a *Agent) Run(ctx context.Context) error {
 		<-ctx.Done()
 		return nil
 	}
+	retry := 5 * time.Second
 	for {
+		wait := a.cfg.Interval
+		if a.interval > 0 {
+			wait = a.interval
+		}
 		err := a.CheckAndInstall(ctx)
 		switch {
 		case errors.Is(err, errRebooting):
 			return nil
 		case errors.Is(err, ota.ErrNoUpdate), errors.Is(err, ota.ErrNoPath), err == nil:
+			retry = 5 * time.Second
 		case ctx.Err() != nil:
 			return nil
 		default:
-			a.log.WithError(err).Warn("update check failed; trying again later")
+			a.log.WithError(err).WithField("retry_in", retry).Warn("update check failed")
 			a.server = "" // look for the server again
+			wait, retry = min(wait, retry), min(2*retry, a.cfg.Interval)
 		}
-		jitter, _ := rand.Int(rand.Reader, big.NewInt(int64(a.cfg.Interval/10)+1))
+		jitter, _ := rand.Int(rand.Reader, big.NewInt(int64(wait/10)+1))
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-time.After(a.cfg.Interval + time.Duration(jitter.Int64())):
+		case <-time.After(wait + time.Duration(jitter.Int64())):
 		}
 	}
 }
@@ -439,17 +450,33 @@ func (a *Agent) client(ctx context.Context) (*client.Client, error) {
 	return c, nil
 }
 
+// report tells the server what happened, retrying for a little while (the network may still be
+// coming up after a boot). A report that cannot be delivered is sent with the next contact.
 func (a *Agent) report(ctx context.Context, state, target, msg string) {
 	if len(a.root) == 0 {
 		return
 	}
-	c, err := a.client(ctx)
-	if err == nil {
-		err = c.Report(ctx, ota.Report{Device: a.device(), State: state, Target: target, Message: msg})
+	r := ota.Report{Device: a.device(), State: state, Target: target, Message: msg}
+	var err error
+	for attempt := 0; attempt < 6; attempt++ {
+		if attempt > 0 {
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(2 * time.Second):
+			}
+		}
+		var c *client.Client
+		if c, err = a.client(ctx); err == nil {
+			if err = c.Report(ctx, r); err == nil {
+				a.unsent = nil
+				return
+			}
+		}
+		a.server = ""
 	}
-	if err != nil {
-		a.log.WithError(err).WithField("state", state).Debug("report not delivered")
-	}
+	a.log.WithError(err).WithField("state", state).Warn("report not delivered; it goes with the next check")
+	a.unsent = &r
 }
 
 // CheckAndInstall asks the server for an update, verifies it against the trust root, installs
@@ -459,10 +486,19 @@ func (a *Agent) CheckAndInstall(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if u := a.unsent; u != nil {
+		if err := c.Report(ctx, *u); err == nil {
+			a.unsent = nil
+		}
+	}
 	dev := a.device()
 	resp, err := c.Check(ctx, dev)
 	if err != nil {
 		return err
+	}
+	a.interval = 0
+	if resp.Interval > 0 {
+		a.interval = min(max(time.Duration(resp.Interval)*time.Second, 5*time.Second), 24*time.Hour)
 	}
 	if !resp.Update {
 		a.log.Debug(resp.Message)

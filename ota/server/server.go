@@ -50,6 +50,8 @@ type Config struct {
 	Name string
 	// Keys, when set, re-sign the repository's timestamp before it expires.
 	Keys *repo.Keys
+	// PollInterval, when set, is the check interval the server asks devices to use.
+	PollInterval time.Duration
 	// MaxDevices bounds the device table (default 4096); the least recently seen go first.
 	MaxDevices int
 	Log        *logrus.Logger
@@ -298,7 +300,7 @@ func (s *Server) check(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	sel, err := ota.Select(targets, req.Device)
-	resp := ota.CheckResponse{Message: sel.Message}
+	resp := ota.CheckResponse{Message: sel.Message, Interval: int(s.cfg.PollInterval / time.Second)}
 	if sel.Newest != nil {
 		resp.Newest = sel.Newest.Version
 	}
