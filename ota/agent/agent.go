@@ -105,7 +105,7 @@ type Agent struct {
 	interval time.Duration
 	// unsent is the last report that could not be delivered; it goes with the next contact.
 	unsent *ota.Report
-	cur    Entry  // the running entry
+	cur    Entry // the running entry
 	curSHA string
 }
 
