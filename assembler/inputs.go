@@ -36,17 +36,13 @@ type inputs struct {
 	recorded []Input
 }
 
-// initModules are the modules the image's init needs whatever the recipe asks for: it mounts the
-// ESP and the data partition (FAT32, with the kernel's default code page 437 and I/O charset
-// ascii). A kernel that has them built in, or lacks them, is fine: they are added when present.
-var initModules = []string{"vfat", "nls_cp437", "nls_ascii"}
-
 // kernelParts is what the image takes from the kernel package.
 type kernelParts struct {
 	image   []byte           // vmlinuz
 	release string           // uname -r
 	modules []initramfs.File // .ko files, paths relative to /lib/modules/<release>/
 	load    []string         // modules init loads, in the recipe's order
+	dep     []byte           // modules.dep of the modules
 }
 
 func (in *inputs) record(i Input) {
@@ -67,7 +63,7 @@ func (b *builder) readInputs(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		in.kernel, err = readKernel(gctx, pkg, r.Kernel.Modules, initModules)
+		in.kernel, err = b.readKernel(gctx, pkg, r.Kernel.Modules)
 		if err != nil {
 			return fmt.Errorf("kernel %s: %w", pkg.Name, err)
 		}
