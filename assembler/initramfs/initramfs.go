@@ -154,7 +154,7 @@ func Build(ctx context.Context, s Spec) (*Result, error) {
 			Linkname: f.Target, Major: f.Major, Minor: f.Minor}
 	}
 	var buf bytes.Buffer
-	w, closeW, err := compressor(&buf, s.Compression)
+	w, err := NewWriter(&buf, s.Compression)
 	if err != nil {
 		return nil, fmt.Errorf("initramfs: %w", err)
 	}
@@ -162,34 +162,32 @@ func Build(ctx context.Context, s Spec) (*Result, error) {
 	if err != nil {
 		return nil, fmt.Errorf("initramfs: %w", err)
 	}
-	if err := closeW(); err != nil {
+	if err := w.Close(); err != nil {
 		return nil, fmt.Errorf("initramfs: compress: %w", err)
 	}
 	return &Result{Data: buf.Bytes(), Compression: s.Compression, Files: files, Size: n}, nil
 }
 
-func compressor(w io.Writer, c Compression) (io.Writer, func() error, error) {
+// NewWriter returns a writer that compresses what is written to it onto w the way Build does;
+// Close flushes it (and does not close w).
+func NewWriter(w io.Writer, c Compression) (io.WriteCloser, error) {
 	switch c {
-	case Zstd:
+	case Zstd, "":
 		// One encoder goroutine and a fixed window: deterministic output whatever the host, and
 		// a window the kernel's unzstd accepts.
-		z, err := zstd.NewWriter(w, zstd.WithEncoderLevel(zstd.SpeedDefault),
+		return zstd.NewWriter(w, zstd.WithEncoderLevel(zstd.SpeedDefault),
 			zstd.WithEncoderConcurrency(1), zstd.WithWindowSize(8<<20), zstd.WithEncoderCRC(true))
-		if err != nil {
-			return nil, nil, err
-		}
-		return z, z.Close, nil
 	case Gzip:
-		z, err := gzip.NewWriterLevel(w, gzip.DefaultCompression)
-		if err != nil {
-			return nil, nil, err
-		}
-		return z, z.Close, nil
+		return gzip.NewWriterLevel(w, gzip.DefaultCompression)
 	case None:
-		return w, func() error { return nil }, nil
+		return nopCloser{w}, nil
 	}
-	return nil, nil, fmt.Errorf("unknown compression %q (use zstd, gzip or none)", c)
+	return nil, fmt.Errorf("unknown compression %q (use zstd, gzip or none)", c)
 }
+
+type nopCloser struct{ io.Writer }
+
+func (nopCloser) Close() error { return nil }
 
 // tree is the file set being assembled: path → file, later additions replacing earlier ones.
 type tree struct{ files map[string]*File }
