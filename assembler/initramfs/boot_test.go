@@ -116,6 +116,8 @@ func bootSpec(t *testing.T, k kernelInputs) Spec {
 	s := fullSpec(t)
 	s.Kernel = k.modules
 	s.Agent = File{} // no agent: the supervisor idles
+	s.Extra = append(s.Extra, File{Path: "etc/init.d/S50hello", Mode: 0o755,
+		Data: []byte("#!/bin/sh\n[ \"$1\" = start ] && echo \"hello from S50: $(cat /etc/motd)\"\n")})
 	return s
 }
 
@@ -135,7 +137,8 @@ func TestBootDirect(t *testing.T) {
 	os.WriteFile(ipath, r.Data, 0o644)
 	v := startVM(t, "-kernel", kpath, "-initrd", ipath, "-append", "console=ttyS0",
 		"-nic", "user,model=virtio-net-pci")
-	at := v.wait(readyRE, 0, 120*time.Second)
+	at := v.wait(`hello from S50: hello`, 0, 120*time.Second) // a service from the recipe's files
+	at = v.wait(readyRE, at, 120*time.Second)
 	t.Logf("ready line after %v", time.Since(v.start).Round(time.Second))
 	v.wait(`no data partition labelled KILN-DATA`, 0, time.Second)
 	v.wait(`eth0 10\.0\.2\.15/`, 0, 30*time.Second)
