@@ -320,6 +320,7 @@ func TestImageFiles(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Logf("checked %d files of the manifest against the image", len(seen))
 	var missing []string
 	for k := range listed {
 		if !seen[k] {
