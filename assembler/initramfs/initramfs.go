@@ -216,10 +216,8 @@ func (t *tree) add(f File) error {
 			return fmt.Errorf("%s: parent %s is not a directory", f.Path, dir)
 		}
 	}
-	if old, ok := t.files[f.Path]; ok && old.Mode.IsDir() != f.Mode.IsDir() {
-		if old.Mode.IsDir() {
-			return fmt.Errorf("%s: a directory is in the way", f.Path)
-		}
+	if old, ok := t.files[f.Path]; ok && old.Mode.IsDir() && !f.Mode.IsDir() {
+		return fmt.Errorf("%s: a directory is in the way", f.Path)
 	}
 	t.files[f.Path] = &f
 	return nil
@@ -296,8 +294,7 @@ func addBusybox(t *tree, s *Spec) error {
 		if p == "bin/busybox" {
 			continue
 		}
-		rel, _ := relTo(path.Dir(p), "bin/busybox")
-		if err := t.link(p, rel); err != nil {
+		if err := t.link(p, relTo(path.Dir(p), "bin/busybox")); err != nil {
 			return err
 		}
 	}
@@ -305,12 +302,11 @@ func addBusybox(t *tree, s *Spec) error {
 }
 
 // relTo returns the relative path from directory dir to target (both relative to the root).
-func relTo(dir, target string) (string, error) {
+func relTo(dir, target string) string {
 	if dir == "." || dir == "" {
-		return target, nil
+		return target
 	}
-	up := strings.Repeat("../", strings.Count(dir, "/")+1)
-	return up + target, nil
+	return strings.Repeat("../", strings.Count(dir, "/")+1) + target
 }
 
 func addInit(t *tree, s *Spec) error {

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -313,4 +312,3 @@ func set(s string) string {
 	return strings.Join(out, " ")
 }
 
-var _ = fs.ModeDir
