@@ -311,4 +311,3 @@ func set(s string) string {
 	sortStrings(out)
 	return strings.Join(out, " ")
 }
-
