@@ -6,6 +6,8 @@ pkgs=(
   gcc pkg-config libgl1-mesa-dev xorg-dev libxkbcommon-dev libwayland-dev libusb-1.0-0-dev
   # image building and its checks
   mtools dosfstools gdisk fdisk cpio bmap-tools binutils e2fsprogs kmod
+  # peers for the cpio and UKI tests (busybox cpio -t, systemd's EFI stub)
+  busybox-static systemd-boot-efi
   # compression peers
   xz-utils zstd gzip pigz bzip2 zip unzip
   # preview (QEMU, firmware)
