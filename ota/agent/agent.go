@@ -195,11 +195,11 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	retry := 5 * time.Second
 	for {
+		err := a.CheckAndInstall(ctx)
 		wait := a.cfg.Interval
 		if a.interval > 0 {
 			wait = a.interval
 		}
-		err := a.CheckAndInstall(ctx)
 		switch {
 		case errors.Is(err, errRebooting):
 			return nil
