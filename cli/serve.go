@@ -3,6 +3,8 @@ package cli
 import (
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/sirupsen/logrus"
@@ -30,10 +32,13 @@ func runServe(ctx context.Context, env *Env, args []string) error {
 	if !common.Verbose && env.Log.GetLevel() < logrus.InfoLevel {
 		env.Log.SetLevel(logrus.InfoLevel) // show device reports
 	}
+	// With the owner's keys at hand the server keeps the timestamp fresh; it never makes keys.
 	var keys *repo.Keys
 	if keyDir, err := repo.DefaultKeyDir(); err == nil {
-		if k, err := repo.LoadOrCreateKeys(keyDir); err == nil {
-			keys = k
+		if _, err := os.Stat(filepath.Join(keyDir, "root.json")); err == nil {
+			if keys, err = repo.LoadOrCreateKeys(keyDir); err != nil {
+				env.Log.WithError(err).Warn("signing keys unusable: the timestamp will not be re-signed")
+			}
 		}
 	}
 	srv, err := server.New(server.Config{Repo: *dir, Addr: *addr, Advertise: !*noMDNS, Name: *name, Keys: keys, Log: env.Log})
