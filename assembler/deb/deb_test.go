@@ -445,3 +445,34 @@ func TestRealKernelParallelXZ(t *testing.T) {
 		t.Errorf("Go decoder sha256 %s, xz %s", g, x)
 	}
 }
+
+// BenchmarkWalkKernel streams every entry of the kernel package (what `dpkg-deb --fsys-tarfile |
+// tar -x` reads) with each xz decoder; bench/deb.sh compares it with the shell tools.
+func BenchmarkWalkKernel(b *testing.B) {
+	dir := CacheDir()
+	m, _ := filepath.Glob(filepath.Join(dir, "linux-image-6.*.deb"))
+	if len(m) == 0 {
+		b.Skip("no linux-image-6.* package in " + dir)
+	}
+	p, err := Open(m[0])
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, mode := range []string{"exec", "go"} {
+		b.Run(mode, func(b *testing.B) {
+			defer func(m string) { XZMode = m }(XZMode)
+			XZMode = mode
+			b.SetBytes(410 << 20)
+			buf := make([]byte, 256<<10)
+			for range b.N {
+				err := p.Walk(func(h *tar.Header, r io.Reader) error {
+					_, err := io.CopyBuffer(io.Discard, r, buf)
+					return err
+				})
+				if err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

@@ -413,3 +413,41 @@ func must(t *testing.T, err error) {
 }
 
 var _ = fmt.Sprint
+
+// BenchmarkReadPackage reads the kernel image and the default recipe's module closure from the
+// Debian kernel package, without (cold) and with (cached) an index; bench/deb.sh compares it with
+// dpkg-deb -x plus depmod.
+func BenchmarkReadPackage(b *testing.B) {
+	dir := deb.CacheDir()
+	if m, _ := filepath.Glob(filepath.Join(dir, "linux-image-amd64_*.deb")); len(m) == 0 {
+		b.Skip("no linux-image-amd64 in " + dir)
+	}
+	pkg, err := deb.Resolve(dir, "linux-image-amd64")
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, cached := range []bool{false, true} {
+		name := "cold"
+		if cached {
+			name = "cached"
+		}
+		b.Run(name, func(b *testing.B) {
+			cache := b.TempDir()
+			if cached {
+				if _, err := ReadPackage(context.Background(), pkg, defaultModules, Options{CacheDir: cache}); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ResetTimer()
+			for range b.N {
+				c := cache
+				if !cached {
+					c = ""
+				}
+				if _, err := ReadPackage(context.Background(), pkg, defaultModules, Options{CacheDir: c}); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
