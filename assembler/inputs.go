@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 
 	"golang.org/x/sync/errgroup"
@@ -58,11 +59,25 @@ func (b *builder) readInputs(ctx context.Context) error {
 	debs := filepath.Join(b.opts.Cache, "debs")
 	g, gctx := errgroup.WithContext(ctx)
 
+	// Find all packages first (quick: their indexes and control files) so that every missing one
+	// is reported at once.
+	var errs []error
+	open := func(role, field, ref string) *deb.Package {
+		pkg, err := b.openPackage(g, debs, role, field, ref)
+		errs = append(errs, err)
+		return pkg
+	}
+	kernel := open("kernel", "kernel.package", r.Kernel.Package)
+	busybox := open("busybox", "system.busybox", r.System.Busybox)
+	boot := open("bootloader", "board.bootloader", r.Board.Bootloader)
+	if err := joinErrors(errs); err != nil {
+		g.Wait()
+		return err
+	}
+
 	g.Go(func() error {
-		pkg, err := b.openPackage(g, debs, "kernel", "kernel.package", r.Kernel.Package)
-		if err != nil {
-			return err
-		}
+		pkg := kernel
+		var err error
 		in.kernel, err = b.readKernel(gctx, pkg, r.Kernel.Modules)
 		if err != nil {
 			return fmt.Errorf("kernel %s: %w", pkg.Name, err)
@@ -71,20 +86,14 @@ func (b *builder) readInputs(ctx context.Context) error {
 		return nil
 	})
 	g.Go(func() error {
-		pkg, err := b.openPackage(g, debs, "busybox", "system.busybox", r.System.Busybox)
-		if err != nil {
-			return err
-		}
-		in.busybox, err = initramfs.BusyboxFromDeb(pkg)
+		var err error
+		in.busybox, err = initramfs.BusyboxFromDeb(busybox)
 		return err
 	})
 	g.Go(func() error {
-		pkg, err := b.openPackage(g, debs, "bootloader", "board.bootloader", r.Board.Bootloader)
-		if err != nil {
-			return err
-		}
+		pkg := boot
 		const dir = "usr/lib/systemd/boot/efi/"
-		err = pkg.Walk(func(h *tar.Header, rd io.Reader) error {
+		err := pkg.Walk(func(h *tar.Header, rd io.Reader) error {
 			if err := gctx.Err(); err != nil {
 				return err
 			}
@@ -158,4 +167,20 @@ func (b *builder) openPackage(g *errgroup.Group, debs, role, field, ref string) 
 		return nil
 	})
 	return pkg, nil
+}
+
+// joinErrors joins the non-nil errors on one line ("a; b"), wrapping each.
+func joinErrors(errs []error) error {
+	var format []string
+	var args []any
+	for _, e := range errs {
+		if e != nil {
+			format = append(format, "%w")
+			args = append(args, e)
+		}
+	}
+	if len(args) == 0 {
+		return nil
+	}
+	return fmt.Errorf(strings.Join(format, "; "), args...)
 }
