@@ -190,8 +190,14 @@ func (r *Recipe) Marshal() ([]byte, error) {
 	return buf.Bytes(), nil
 }
 
-// Resolve returns p resolved against the recipe's directory when it is relative.
+// Resolve returns p resolved against the recipe's directory when it is relative; a leading "~/"
+// stands for the user's home directory.
 func (r *Recipe) Resolve(p string) string {
+	if rest, ok := strings.CutPrefix(p, "~/"); ok {
+		if home, err := os.UserHomeDir(); err == nil {
+			return filepath.Join(home, rest)
+		}
+	}
 	if p == "" || filepath.IsAbs(p) || r.Dir == "" {
 		return p
 	}

@@ -148,6 +148,10 @@ health_check = "ping -c1 192.168.1.1"
 	if r.System.Files[1].Mode != 0o755 || r.System.Files[0].Perm() != 0o644 {
 		t.Errorf("modes: %+v", r.System.Files)
 	}
+	home, _ := os.UserHomeDir()
+	if r.Resolve("~/.ssh/id.pub") != filepath.Join(home, ".ssh/id.pub") {
+		t.Errorf("Resolve(~/...) = %q", r.Resolve("~/.ssh/id.pub"))
+	}
 	if r.Resolve("motd") != filepath.Join(dir, "motd") || r.Resolve("/abs") != "/abs" {
 		t.Errorf("Resolve: %q", r.Resolve("motd"))
 	}

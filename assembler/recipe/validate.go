@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"os"
 	"path"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"time"
@@ -196,7 +197,7 @@ func (v *validator) inputFile(field, p string, dirOK bool) {
 	switch {
 	case err != nil && os.IsNotExist(err):
 		where := ""
-		if !strings.HasPrefix(p, "/") && v.r.Dir != "" {
+		if !filepath.IsAbs(p) && !strings.HasPrefix(p, "~/") && v.r.Dir != "" {
 			where = " (relative to " + v.r.Dir + ")"
 		}
 		v.add(field, "check the path"+where, "input %s does not exist", p)
