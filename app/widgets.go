@@ -71,7 +71,7 @@ func card(title, description string, content fyne.CanvasObject) *widget.Card {
 	}
 	d := widget.NewLabel(description)
 	d.Wrapping = fyne.TextWrapWord
-	d.Importance = widget.LowImportance
+	d.TextStyle = fyne.TextStyle{Italic: true}
 	return widget.NewCard(title, "", container.NewVBox(d, content))
 }
 
