@@ -1,12 +1,530 @@
 package app
 
 import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"image"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"sync"
+	"time"
+
 	"fyne.io/fyne/v2"
+	"github.com/sirupsen/logrus"
+
+	"github.com/kilnproject/kiln/assembler"
+	"github.com/kilnproject/kiln/assembler/recipe"
+	"github.com/kilnproject/kiln/flasher"
+	"github.com/kilnproject/kiln/internal/progress"
+	"github.com/kilnproject/kiln/ota"
+	"github.com/kilnproject/kiln/ota/repo"
+	"github.com/kilnproject/kiln/ota/server"
+	"github.com/kilnproject/kiln/vmrunner"
 )
 
-// RealCores returns the adapters over Kiln's core packages. Settings (cache and output folders)
-// are read from prefs at the time of each call.
+// defaultSourceDateEpoch matches `kiln build`: 2024-01-01T00:00:00Z, so the app and the CLI make
+// byte-identical images from the same recipe and inputs.
+const defaultSourceDateEpoch = 1704067200
+
+// RealCores returns the adapters over Kiln's core packages. Folders (input cache, build output,
+// update repository) are read from prefs at the time of each call.
 func RealCores(prefs fyne.Preferences) Cores {
-	c, _, _, _, _ := FakeCores()
-	return c
+	log := logrus.New()
+	log.SetOutput(os.Stderr)
+	log.SetLevel(logrus.WarnLevel)
+	st := &settings{prefs: prefs, log: log}
+	return Cores{
+		Build:   &realBuild{st: st},
+		Flash:   &realFlash{st: st},
+		Preview: &realPreview{st: st},
+		Serve:   &realServe{st: st},
+	}
 }
+
+// settings reads the folders the adapters work in.
+type settings struct {
+	prefs fyne.Preferences
+	log   *logrus.Logger
+}
+
+func (s *settings) cacheDir() string { return s.prefs.StringWithFallback(prefCacheDir, defaultCacheDir()) }
+func (s *settings) outDir() string   { return s.prefs.StringWithFallback(prefOutDir, defaultOutDir()) }
+func (s *settings) repoDir() string  { return filepath.Join(s.outDir(), "update-repository") }
+
+// realBuild adapts assembler and assembler/recipe.
+type realBuild struct {
+	st     *settings
+	mu     sync.Mutex
+	recent []BuildResult // built in this session, newest first
+}
+
+func (b *realBuild) New() (*Recipe, error) { return toForm(recipe.Default()), nil }
+
+func (b *realBuild) Load(path string) (*Recipe, error) {
+	r, err := recipe.Load(path)
+	if err != nil {
+		return nil, err
+	}
+	return toForm(r), nil
+}
+
+func (b *realBuild) Save(f *Recipe, path string) error {
+	r := fromForm(f)
+	data, err := r.Marshal()
+	if err != nil {
+		return err
+	}
+	head := "# Kiln recipe, saved by the Kiln app. Fields not set here take the built-in defaults.\n"
+	if err := os.WriteFile(path, append([]byte(head), data...), 0o644); err != nil {
+		return fmt.Errorf("save recipe %s: %w", path, err)
+	}
+	return nil
+}
+
+func (b *realBuild) Validate(f *Recipe) []FieldError {
+	err := fromForm(f).Validate()
+	var re *recipe.Error
+	if !errors.As(err, &re) {
+		if err != nil {
+			return []FieldError{{Field: "", Message: err.Error()}}
+		}
+		return nil
+	}
+	out := make([]FieldError, 0, len(re.Problems))
+	for _, p := range re.Problems {
+		msg := p.Msg
+		if p.Hint != "" {
+			msg += "; " + p.Hint
+		}
+		out = append(out, FieldError{Field: p.Field, Message: msg})
+	}
+	return out
+}
+
+func (b *realBuild) Build(ctx context.Context, f *Recipe, p progress.Func) (*BuildResult, error) {
+	r := fromForm(f)
+	agent, err := findAgent()
+	if err != nil {
+		return nil, err
+	}
+	var root []byte
+	if dir, err := repo.DefaultKeyDir(); err == nil {
+		keys, err := repo.LoadOrCreateKeys(dir)
+		if err != nil {
+			return nil, fmt.Errorf("load the update signing keys: %w", err)
+		}
+		root = keys.Root
+	}
+	epoch := int64(defaultSourceDateEpoch)
+	if s := os.Getenv("SOURCE_DATE_EPOCH"); s != "" {
+		if v, err := strconv.ParseInt(s, 10, 64); err == nil && v >= 0 {
+			epoch = v
+		}
+	}
+	res, err := assembler.Build(ctx, r, assembler.Options{
+		OutDir: filepath.Join(b.st.outDir(), r.Name+"-"+r.Version), Cache: b.st.cacheDir(), Agent: agent,
+		TrustedRoot: root, SourceDateEpoch: epoch, Progress: p, Log: b.st.log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	out := BuildResult{Name: res.Name, Version: res.Version, Image: res.Image, Bmap: res.Bmap,
+		Manifest: res.Manifest, UpdateDir: res.UpdateDir, SHA256: res.ImageSHA256, Size: res.ImageSize}
+	b.mu.Lock()
+	b.recent = append([]BuildResult{out}, b.recent...)
+	b.mu.Unlock()
+	return &out, nil
+}
+
+// Builds lists this session's builds and the builds found in the output folder, newest first.
+func (b *realBuild) Builds() []BuildResult {
+	b.mu.Lock()
+	out := append([]BuildResult(nil), b.recent...)
+	b.mu.Unlock()
+	seen := map[string]bool{}
+	for _, r := range out {
+		seen[r.Image] = true
+	}
+	dirs, _ := filepath.Glob(filepath.Join(b.st.outDir(), "*", "update", "update.json"))
+	type found struct {
+		BuildResult
+		mod time.Time
+	}
+	var fs []found
+	for _, u := range dirs {
+		data, err := os.ReadFile(u)
+		if err != nil {
+			continue
+		}
+		var meta struct{ Name, Version string }
+		if json.Unmarshal(data, &meta) != nil || meta.Name == "" {
+			continue
+		}
+		dir := filepath.Dir(filepath.Dir(u))
+		img := filepath.Join(dir, meta.Name+".img")
+		st, err := os.Stat(img)
+		if err != nil || seen[img] {
+			continue
+		}
+		fs = append(fs, found{BuildResult{Name: meta.Name, Version: meta.Version, Image: img,
+			Bmap: img + ".bmap", Manifest: filepath.Join(dir, "manifest.json"), UpdateDir: filepath.Dir(u),
+			Size: st.Size()}, st.ModTime()})
+	}
+	sort.Slice(fs, func(i, j int) bool { return fs[i].mod.After(fs[j].mod) })
+	for _, f := range fs {
+		out = append(out, f.BuildResult)
+	}
+	return out
+}
+
+// findAgent locates kiln-agent as `kiln build` does: $KILN_AGENT, else next to the executable.
+func findAgent() (string, error) {
+	if p := os.Getenv("KILN_AGENT"); p != "" {
+		return p, nil
+	}
+	exe, err := os.Executable()
+	if err == nil {
+		for _, p := range []string{filepath.Join(filepath.Dir(exe), "kiln-agent"), "/usr/lib/kiln/kiln-agent"} {
+			if _, err := os.Stat(p); err == nil {
+				return p, nil
+			}
+		}
+	}
+	return "", fmt.Errorf("kiln-agent not found next to %s: reinstall Kiln, or set KILN_AGENT to its path", exe)
+}
+
+// toForm copies the fields the form edits out of r; r itself travels in Base.
+func toForm(r *recipe.Recipe) *Recipe {
+	f := &Recipe{Path: r.Path, Name: r.Name, Version: r.Version, Hostname: r.System.Hostname,
+		Timezone: r.System.Timezone, DiskSize: r.Board.DiskSize.String(), Firmware: r.Board.Firmware,
+		Overlays: append([]string(nil), r.System.Overlays...), Base: r}
+	if len(r.System.Users) > 0 {
+		u := r.System.Users[0]
+		f.User, f.PasswordHash, f.SSHKeys = u.Name, u.PasswordHash, append([]string(nil), u.SSHKeys...)
+	}
+	if w := r.System.WiFi; w != nil {
+		f.WifiSSID, f.WifiPSK, f.WifiCountry = w.SSID, w.PSK, w.Country
+	}
+	for _, file := range r.System.Files {
+		if file.Source != "" {
+			f.Files = append(f.Files, RecipeFile{Path: file.Path, Source: file.Source})
+		}
+	}
+	return f
+}
+
+// fromForm applies the form to a copy of its base recipe.
+func fromForm(f *Recipe) *recipe.Recipe {
+	base, _ := f.Base.(*recipe.Recipe)
+	if base == nil {
+		base = recipe.Default()
+	}
+	r := *base
+	r.System.Users = append([]recipe.User(nil), base.System.Users...)
+	r.Name, r.Version = f.Name, f.Version
+	if f.Path != "" {
+		r.Path, r.Dir = f.Path, filepath.Dir(f.Path)
+	}
+	r.System.Hostname, r.System.Timezone = f.Hostname, f.Timezone
+	r.Board.Firmware = f.Firmware
+	if z, err := recipe.ParseSize(f.DiskSize); err == nil {
+		r.Board.DiskSize = z
+	} else {
+		r.Board.DiskSize = -1 // the validator reports it
+	}
+	switch {
+	case f.User == "" && len(r.System.Users) > 0:
+		r.System.Users = r.System.Users[1:]
+	case f.User != "":
+		u := recipe.User{}
+		if len(r.System.Users) > 0 {
+			u = r.System.Users[0]
+		}
+		u.Name, u.PasswordHash, u.SSHKeys = f.User, f.PasswordHash, f.SSHKeys
+		if len(r.System.Users) > 0 {
+			r.System.Users[0] = u
+		} else {
+			r.System.Users = []recipe.User{u}
+		}
+	}
+	if f.WifiSSID != "" {
+		r.System.WiFi = &recipe.WiFi{SSID: f.WifiSSID, PSK: f.WifiPSK, Country: f.WifiCountry}
+	} else {
+		r.System.WiFi = nil
+	}
+	var files []recipe.File
+	for _, file := range base.System.Files {
+		if file.Source == "" { // inline content the form does not show
+			files = append(files, file)
+		}
+	}
+	for _, file := range f.Files {
+		files = append(files, recipe.File{Path: file.Path, Source: file.Source})
+	}
+	r.System.Files = files
+	r.System.Overlays = append([]string(nil), f.Overlays...)
+	return &r
+}
+
+// realFlash adapts flasher. As root it flashes in-process; otherwise it runs `kiln flash-helper`
+// through pkexec, which applies the same safety rules with administrator rights.
+type realFlash struct{ st *settings }
+
+func (f *realFlash) Devices(ctx context.Context) ([]Device, []HiddenDevice, error) {
+	all, err := flasher.List(true)
+	if err != nil {
+		return nil, nil, err
+	}
+	var offered []Device
+	var hidden []HiddenDevice
+	for _, d := range all {
+		dev := Device{Path: d.Path, Model: d.Model, Vendor: d.Vendor, Serial: d.Serial, Bus: d.Transport,
+			Size: d.Size, Removable: d.Removable, Partitions: partitionsOf(d.Name)}
+		if dev.Model == "" && d.USB != nil {
+			dev.Vendor, dev.Model = d.USB.Manufacturer, d.USB.Product
+		}
+		if h, why := d.Hidden(); h {
+			hidden = append(hidden, HiddenDevice{Device: dev, Reason: why})
+			continue
+		}
+		offered = append(offered, dev)
+	}
+	return offered, hidden, nil
+}
+
+func (f *realFlash) Changes(ctx context.Context) <-chan struct{} { return watchDrives(ctx) }
+
+func (f *realFlash) Flash(ctx context.Context, img string, devs []string, p progress.Func) ([]FlashResult, error) {
+	var (
+		res []flasher.Result
+		err error
+	)
+	if os.Geteuid() == 0 {
+		res, err = flasher.Flash(ctx, img, devs, flasher.Options{Progress: p, Eject: true, Log: f.st.log})
+	} else {
+		exe, xerr := os.Executable()
+		if xerr != nil {
+			return nil, fmt.Errorf("flash: find the kiln executable: %w", xerr)
+		}
+		var expect []flasher.Device
+		for _, d := range devs {
+			if dev, lerr := flasher.Lookup(d); lerr == nil {
+				expect = append(expect, dev)
+			}
+		}
+		cmd, cerr := flasher.HelperCommand(ctx, exe)
+		if cerr != nil {
+			return nil, cerr
+		}
+		res, err = flasher.RunHelper(ctx, cmd, flasher.HelperRequest{Image: img, Devices: devs, Eject: true, Expect: expect}, p)
+	}
+	out := make([]FlashResult, 0, len(res))
+	for _, r := range res {
+		out = append(out, FlashResult{Device: r.Device, Written: r.Written, Verified: r.Verified,
+			Elapsed: time.Duration(r.Seconds * float64(time.Second)), Err: r.Err})
+	}
+	return out, err
+}
+
+// flashAdvice says what to do about each of the flasher's error states.
+var flashAdvice = []struct {
+	err    error
+	advice string
+}{
+	{flasher.ErrTooSmall, "Use a larger drive, or build the image with a smaller disk size."},
+	{flasher.ErrBusy, "Close programs and file windows using the drive, then try again."},
+	{flasher.ErrReadOnly, "Slide the write-protect switch on the SD card or adapter to unlocked."},
+	{flasher.ErrIdentityChanged, "The drive was swapped: check which drive is plugged in and choose it again."},
+	{flasher.ErrRemoved, "Plug the drive in again (try another port) and flash it again."},
+	{flasher.ErrPermission, "Flashing needs administrator rights: accept the password prompt, or run 'sudo kiln flash'."},
+	{flasher.ErrVerify, "The drive did not keep what was written: it may be failing. Try another drive."},
+	{flasher.ErrIncomplete, "Flash the drive again before using it."},
+	{flasher.ErrSource, "The image file is damaged: download or build it again."},
+	{flasher.ErrSystemDrive, "Kiln never writes to the drive your computer runs from. Choose a USB stick or SD card."},
+	{flasher.ErrInternal, "Internal disks are refused in the app; use 'kiln flash --allow-internal' if you really mean it."},
+	{flasher.ErrImageOnDevice, "Copy the image to another drive first."},
+	{flasher.ErrNotBlockDevice, "Choose a drive from the list."},
+}
+
+func (f *realFlash) Advice(err error) string {
+	for _, a := range flashAdvice {
+		if errors.Is(err, a.err) {
+			return a.advice
+		}
+	}
+	if errors.Is(err, context.Canceled) {
+		return "The drive holds an incomplete image: flash it again before use."
+	}
+	return "Unplug and replug the drive, then try again."
+}
+
+// realPreview adapts vmrunner.
+type realPreview struct{ st *settings }
+
+func (p *realPreview) Start(ctx context.Context, o PreviewOptions) (VM, error) {
+	cfg := vmrunner.Config{Image: o.Image, Display: vmrunner.DisplayVNC, MemoryMiB: o.MemoryMB, Log: p.st.log}
+	switch o.Firmware {
+	case "uefi":
+		cfg.Firmware = vmrunner.FirmwareUEFI
+	case "bios":
+		cfg.Firmware = vmrunner.FirmwareBIOS
+	case "":
+	default:
+		cfg.Firmware, cfg.FirmwareFile = vmrunner.FirmwareFile, o.Firmware
+	}
+	if o.AsUSB {
+		cfg.Attach = vmrunner.AttachUSB
+	}
+	vm, err := vmrunner.Start(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	return &realVM{vm: vm, serial: vm.Serial()}, nil
+}
+
+type realVM struct {
+	vm     *vmrunner.VM
+	serial io.ReadCloser
+}
+
+func (v *realVM) Serial() io.Reader   { return v.serial }
+func (v *realVM) SerialIn() io.Writer { return v.vm.SerialInput() }
+func (v *realVM) VNCSocket() string   { return v.vm.Info().VNCSocket }
+func (v *realVM) Screendump(ctx context.Context) (image.Image, error) {
+	return v.vm.Screenshot(ctx)
+}
+func (v *realVM) Accelerator() (string, string) {
+	a := v.vm.Info().Accel
+	return string(a.Accel), a.Reason
+}
+func (v *realVM) Stop() error           { err := v.vm.Stop(); v.serial.Close(); return err }
+func (v *realVM) Done() <-chan struct{} { return v.vm.Done() }
+func (v *realVM) Err() error            { return v.vm.Wait() }
+
+// realServe adapts ota/server and ota/repo.
+type realServe struct {
+	st  *settings
+	mu  sync.Mutex
+	srv *server.Server
+}
+
+func (s *realServe) keys() (*repo.Keys, error) {
+	dir, err := repo.DefaultKeyDir()
+	if err != nil {
+		return nil, err
+	}
+	return repo.LoadOrCreateKeys(dir)
+}
+
+func (s *realServe) Start(ctx context.Context, addr string) (string, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.srv != nil && s.srv.Running() {
+		return s.srv.URL(), nil
+	}
+	if _, err := repo.Load(s.st.repoDir()); err != nil {
+		return "", fmt.Errorf("no update repository in %s yet: %w", s.st.repoDir(), errNothingPublished)
+	}
+	keys, _ := s.keys()
+	srv, err := server.New(server.Config{Repo: s.st.repoDir(), Addr: addr, Advertise: true, Keys: keys, Log: s.st.log})
+	if err != nil {
+		return "", err
+	}
+	if err := srv.Start(context.WithoutCancel(ctx)); err != nil {
+		return "", err
+	}
+	s.srv = srv
+	return srv.URL(), nil
+}
+
+// errNothingPublished: the server has nothing to serve until a build is published.
+var errNothingPublished = errors.New(`publish a build first ("Publish current build")`)
+
+func (s *realServe) Stop() error {
+	s.mu.Lock()
+	srv := s.srv
+	s.srv = nil
+	s.mu.Unlock()
+	if srv == nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	return srv.Stop(ctx)
+}
+
+func (s *realServe) Running() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.srv != nil && s.srv.Running()
+}
+
+func (s *realServe) Versions() ([]PublishedVersion, error) {
+	r, err := repo.Load(s.st.repoDir())
+	if err != nil {
+		return nil, nil // nothing published yet
+	}
+	ts, err := r.List()
+	if err != nil {
+		return nil, err
+	}
+	var out []PublishedVersion
+	for _, t := range ts {
+		if t.From != "" { // a delta to a full target listed as well
+			continue
+		}
+		out = append(out, targetVersion(t))
+	}
+	sort.Slice(out, func(i, j int) bool { return recipe.CompareVersions(out[i].Version, out[j].Version) > 0 })
+	return out, nil
+}
+
+func targetVersion(t ota.Target) PublishedVersion {
+	return PublishedVersion{Name: t.Name, Version: t.Version, Channel: t.Channel, MinFrom: t.MinFrom,
+		MaxFrom: t.MaxFrom, Size: t.Size}
+}
+
+func (s *realServe) Devices() []DeviceStatus {
+	s.mu.Lock()
+	srv := s.srv
+	s.mu.Unlock()
+	if srv == nil {
+		return nil
+	}
+	var out []DeviceStatus
+	for _, d := range srv.Devices() {
+		out = append(out, DeviceStatus{ID: d.ID, Hostname: d.Name, Address: d.Addr, Version: d.Version,
+			State: d.State, LastSeen: d.LastSeen})
+	}
+	return out
+}
+
+func (s *realServe) Publish(ctx context.Context, b *BuildResult) (*PublishedVersion, error) {
+	keys, err := s.keys()
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(s.st.repoDir(), 0o755); err != nil {
+		return nil, fmt.Errorf("create the update repository %s: %w", s.st.repoDir(), err)
+	}
+	p, err := repo.Publish(ctx, s.st.repoDir(), keys, b.UpdateDir, repo.Options{Log: s.st.log})
+	if err != nil {
+		return nil, err
+	}
+	v := targetVersion(p.Target)
+	v.Published = time.Now()
+	return &v, nil
+}
+
+// compile-time checks
+var (
+	_ BuildCore   = (*realBuild)(nil)
+	_ FlashCore   = (*realFlash)(nil)
+	_ PreviewCore = (*realPreview)(nil)
+	_ ServeCore   = (*realServe)(nil)
+)
