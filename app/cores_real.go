@@ -52,9 +52,11 @@ type settings struct {
 	log   *logrus.Logger
 }
 
-func (s *settings) cacheDir() string { return s.prefs.StringWithFallback(prefCacheDir, defaultCacheDir()) }
-func (s *settings) outDir() string   { return s.prefs.StringWithFallback(prefOutDir, defaultOutDir()) }
-func (s *settings) repoDir() string  { return filepath.Join(s.outDir(), "update-repository") }
+func (s *settings) cacheDir() string {
+	return s.prefs.StringWithFallback(prefCacheDir, defaultCacheDir())
+}
+func (s *settings) outDir() string  { return s.prefs.StringWithFallback(prefOutDir, defaultOutDir()) }
+func (s *settings) repoDir() string { return filepath.Join(s.outDir(), "update-repository") }
 
 // realBuild adapts assembler and assembler/recipe.
 type realBuild struct {
