@@ -138,6 +138,22 @@ type builder struct {
 	inputs   inputs
 	manifest Manifest
 	res      *Result
+
+	phaseName  string
+	phaseStart time.Time
+}
+
+// phase starts a build phase: it reports it and logs how long the previous one took.
+func (b *builder) phase(name, msg string, total int64) {
+	b.endPhase()
+	b.phaseName, b.phaseStart = name, time.Now()
+	b.prog.Phase(name, msg, total)
+}
+
+func (b *builder) endPhase() {
+	if b.phaseName != "" {
+		b.log.WithFields(logrus.Fields{"phase": b.phaseName, "seconds": time.Since(b.phaseStart).Seconds()}).Debug("phase done")
+	}
 }
 
 func (b *builder) run(ctx context.Context) error {
@@ -145,13 +161,13 @@ func (b *builder) run(ctx context.Context) error {
 	b.manifest = Manifest{Format: ManifestFormat, Kiln: version.Version, Name: r.Name, Version: r.Version,
 		Arch: r.Arch, SourceDateEpoch: b.opts.SourceDateEpoch}
 
-	b.prog.Phase(PhaseInputs, "reading input packages", 0)
+	b.phase(PhaseInputs, "reading input packages", 0)
 	if err := b.readInputs(ctx); err != nil {
 		return err
 	}
 	in := &b.inputs
 
-	b.prog.Phase(PhaseInitramfs, "building the initramfs", 0)
+	b.phase(PhaseInitramfs, "building the initramfs", 0)
 	rd, err := b.initramfs(ctx)
 	if err != nil {
 		return err
@@ -160,7 +176,7 @@ func (b *builder) run(ctx context.Context) error {
 		return err
 	}
 
-	b.prog.Phase(PhaseUKI, "building the unified kernel image", 0)
+	b.phase(PhaseUKI, "building the unified kernel image", 0)
 	osrel := osRelease(r)
 	ukiData, err := uki.Build(uki.Input{Stub: in.stub, Kernel: in.kernel.image, Initrd: rd.Data,
 		Cmdline: r.Kernel.Cmdline, OSRelease: string(osrel), Uname: in.kernel.release})
@@ -197,6 +213,7 @@ func (b *builder) run(ctx context.Context) error {
 	if err := b.finish(ctx, img); err != nil {
 		return err
 	}
+	b.endPhase()
 	return nil
 }
 
@@ -305,7 +322,7 @@ func (b *builder) writeDisk(ctx context.Context, img string, esp []fat.File) err
 				FS: disk.FSFAT32, Files: b.inputs.data},
 		},
 	}
-	b.prog.Phase(PhaseDisk, "writing the disk image", l.DiskSize)
+	b.phase(PhaseDisk, "writing the disk image", l.DiskSize)
 	dr, err := disk.Write(ctx, img, layout, b.prog)
 	if err != nil {
 		return err
@@ -323,7 +340,7 @@ func (b *builder) writeDisk(ctx context.Context, img string, esp []fat.File) err
 // finish writes the block map, computes the image's and partitions' checksums and writes the
 // manifest.
 func (b *builder) finish(ctx context.Context, img string) error {
-	b.prog.Phase(PhaseHash, "block map and checksums", 0)
+	b.phase(PhaseHash, "block map and checksums", 0)
 	var (
 		m        *bmap.Map
 		imageSHA string
@@ -363,7 +380,7 @@ func (b *builder) finish(ctx context.Context, img string) error {
 		b.manifest.Partitions[i].SHA256 = partSHAs[i]
 	}
 
-	b.prog.Phase(PhaseFinish, "writing the manifest", 0)
+	b.phase(PhaseFinish, "writing the manifest", 0)
 	data, err := b.manifest.Marshal()
 	if err != nil {
 		return err

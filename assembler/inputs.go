@@ -153,7 +153,7 @@ func (b *builder) openPackage(g *errgroup.Group, debs, role, field, ref string) 
 		return nil, fmt.Errorf("%s (%s): %w", field, written, err)
 	}
 	b.prog.Report(progress.Event{Phase: PhaseInputs, Message: "reading " + pkg.Name + " " + pkg.Version})
-	in := Input{Role: role, Package: pkg.Name, Version: pkg.Version, Path: filepath.Base(pkg.Path), Size: pkg.Size()}
+	in := Input{Role: role, Package: pkg.Name, Version: pkg.Version, Via: pkg.Via, Path: filepath.Base(pkg.Path), Size: pkg.Size()}
 	if recipe.IsPackagePath(written) {
 		in.Path = written
 	}

@@ -41,6 +41,7 @@ type Input struct {
 	Role    string `json:"role"`              // kernel, busybox, bootloader, agent, file, overlay …
 	Package string `json:"package,omitempty"` // Debian package name, when from a .deb
 	Version string `json:"version,omitempty"` // its version
+	Via     string `json:"via,omitempty"`     // the metapackage the recipe named, if any ("linux-image-amd64 6.1.192-2")
 	Path    string `json:"path"`              // where it was read: a recipe path, or the .deb file name in the cache
 	Size    int64  `json:"size"`
 	SHA256  string `json:"sha256"`
