@@ -136,8 +136,12 @@ func ProbeAccel(ctx context.Context, qemuBinary string, accel Accel, timeout tim
 	}
 	release := guardProcess(cmd)
 	defer release()
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
+	var waitErr error
+	exited := make(chan struct{})
+	go func() {
+		waitErr = cmd.Wait()
+		close(exited)
+	}()
 	defer func() {
 		select {
 		case <-exited:
@@ -146,12 +150,13 @@ func ProbeAccel(ctx context.Context, qemuBinary string, accel Accel, timeout tim
 			<-exited
 		}
 	}()
-	exitProblem := func(err error) error {
+	exitProblem := func() error {
+		err := waitErr
 		var ee *exec.ExitError
 		if errors.As(err, &ee) && ee.ExitCode() == probeExitOK {
 			return nil
 		}
-		msg := lastLine(stderr.String())
+		msg := problemLine(stderr.String())
 		if msg == "" {
 			msg = err.Error()
 		}
@@ -167,27 +172,32 @@ func ProbeAccel(ctx context.Context, qemuBinary string, accel Accel, timeout tim
 		dialed <- err
 	}()
 	select {
-	case err := <-exited:
+	case <-exited:
 		<-dialed
-		return exitProblem(err)
+		return exitProblem()
 	case err := <-dialed:
 		if err != nil {
+			select { // QEMU dying while we connect closes the socket: its exit says why
+			case <-exited:
+				return exitProblem()
+			case <-time.After(500 * time.Millisecond):
+			}
 			return fmt.Errorf("no QMP connection: %w", err)
 		}
 	}
 	defer client.Close()
 	if err := client.Cont(ctx); err != nil {
 		select {
-		case err := <-exited:
-			return exitProblem(err)
+		case <-exited:
+			return exitProblem()
 		case <-time.After(200 * time.Millisecond):
 			return fmt.Errorf("resume: %w", err)
 		}
 	}
 	for {
 		select {
-		case err := <-exited:
-			return exitProblem(err)
+		case <-exited:
+			return exitProblem()
 		case ev, ok := <-client.Events():
 			if !ok || ev.Name != "STOP" {
 				continue
@@ -229,8 +239,15 @@ func probeArgs(accel Accel, rom, qmpSocket string) []string {
 	}
 }
 
-func lastLine(s string) string {
+// problemLine picks the line of QEMU's messages that says what went wrong: the first error, else
+// the last line that is not a warning.
+func problemLine(s string) string {
 	lines := strings.Split(strings.TrimSpace(s), "\n")
+	for _, l := range lines {
+		if strings.Contains(strings.ToLower(l), "error") {
+			return strings.TrimSpace(strings.TrimPrefix(l, "qemu-system-x86_64: "))
+		}
+	}
 	for i := len(lines) - 1; i >= 0; i-- {
 		if l := strings.TrimSpace(lines[i]); l != "" && !strings.Contains(l, "warning:") {
 			return strings.TrimPrefix(l, "qemu-system-x86_64: ")
