@@ -1,0 +1,106 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/kilnproject/kiln/ota"
+)
+
+func otaEnv(t *testing.T) (*Env, *bytes.Buffer, *bytes.Buffer) {
+	t.Helper()
+	t.Setenv("KILN_KEYS", filepath.Join(t.TempDir(), "keys"))
+	var stdout, stderr bytes.Buffer
+	log := logrus.New()
+	log.SetOutput(&stderr)
+	return &Env{Stdout: &stdout, Stderr: &stderr, Stdin: strings.NewReader(""), Log: log}, &stdout, &stderr
+}
+
+// bundle writes OUT/update/ as `kiln build` does and returns OUT.
+func bundle(t *testing.T, version string, payload []byte) string {
+	out := t.TempDir()
+	dir := filepath.Join(out, "update")
+	os.MkdirAll(dir, 0o755)
+	sum := sha256.Sum256(payload)
+	file := "kiln-tiny-" + version + ".efi"
+	os.WriteFile(filepath.Join(dir, file), payload, 0o644)
+	b, _ := json.Marshal(ota.Bundle{Name: "kiln-tiny", Version: version, Arch: "x86_64", Channel: "stable",
+		MinFrom: "0.0.0", Payload: ota.Payload{File: file, Size: int64(len(payload)), SHA256: hex.EncodeToString(sum[:])}})
+	os.WriteFile(filepath.Join(dir, "update.json"), b, 0o644)
+	return out
+}
+
+func TestPublishAndServe(t *testing.T) {
+	env, stdout, stderr := otaEnv(t)
+	repoDir := filepath.Join(t.TempDir(), "repo")
+	payload := bytes.Repeat([]byte("kiln"), 64<<10)
+	if code := run(t.Context(), env, []string{"publish", "--repo", repoDir, bundle(t, "1.0.0", payload)}); code != 0 {
+		t.Fatalf("kiln publish: exit %d\n%s", code, stderr)
+	}
+	if !strings.Contains(stdout.String(), "published kiln-tiny 1.0.0") {
+		t.Fatalf("publish output: %s", stdout)
+	}
+	if fi, err := os.Stat(os.Getenv("KILN_KEYS")); err != nil || fi.Mode().Perm() != 0o700 {
+		t.Fatalf("key directory: %v %v", fi, err)
+	}
+	stdout.Reset()
+	if code := run(t.Context(), env, []string{"publish", "--repo", repoDir, bundle(t, "1.0.0", payload)}); code != 0 || !strings.Contains(stdout.String(), "already published") {
+		t.Fatalf("republish: exit %d: %s %s", code, stdout, stderr)
+	}
+	stderr.Reset()
+	if code := run(t.Context(), env, []string{"publish", "--repo", repoDir, bundle(t, "1.0.0", []byte("other"))}); code != 1 || !strings.Contains(stderr.String(), "bump the version") {
+		t.Fatalf("same version, other content: exit %d: %s", code, stderr)
+	}
+	if code := run(t.Context(), env, []string{"serve", "--repo", repoDir}); code != 2 {
+		t.Fatalf("serve without --addr: exit %d, want 2 (usage)", code)
+	}
+
+	// kiln serve on a free loopback port until cancelled.
+	l, _ := net.Listen("tcp", "127.0.0.1:0")
+	addr := l.Addr().String()
+	l.Close()
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan int)
+	stdout.Reset()
+	go func() { done <- run(ctx, env, []string{"serve", "--repo", repoDir, "--addr", addr, "--no-mdns"}) }()
+	var body []byte
+	for i := 0; i < 100; i++ {
+		resp, err := http.Post("http://"+addr+"/v1/check", "application/json",
+			strings.NewReader(`{"id":"d1","name":"kiln-tiny","version":"0.9.0","channel":"stable"}`))
+		if err == nil {
+			body, _ = io.ReadAll(resp.Body)
+			resp.Body.Close()
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	var cr ota.CheckResponse
+	if err := json.Unmarshal(body, &cr); err != nil || !cr.Update || cr.Target.Version != "1.0.0" {
+		t.Fatalf("check through kiln serve: %s (%v)", body, err)
+	}
+	cancel()
+	select {
+	case code := <-done:
+		if code != 0 {
+			t.Fatalf("kiln serve exited %d: %s", code, stderr)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("kiln serve did not stop on cancel")
+	}
+	if _, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
+		t.Fatal("kiln serve still listening after it returned")
+	}
+}
