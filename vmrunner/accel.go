@@ -85,11 +85,8 @@ func ChooseAccel(ctx context.Context, qemuBinary string, cfg Config) AccelChoice
 	c := verdict(hw, problem == nil, errString(problem))
 	c.Probe = time.Since(start)
 	writeProbeCache(cacheFile, key, probeVerdict{Works: problem == nil, Problem: errString(problem), Checked: time.Now().UTC()})
-	level := logrus.InfoLevel
-	if problem != nil {
-		level = logrus.WarnLevel
-	}
-	log.WithFields(logrus.Fields{"accel": c.Accel, "reason": c.Reason, "probe": c.Probe.Round(time.Millisecond)}).Log(level, "vmrunner: accelerator")
+	// Info, not a warning: the fallback is expected on many hosts and Reason carries it to the UI.
+	log.WithFields(logrus.Fields{"accel": c.Accel, "reason": c.Reason, "probe": c.Probe.Round(time.Millisecond)}).Info("vmrunner: accelerator")
 	return c
 }
 
