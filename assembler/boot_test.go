@@ -1,6 +1,8 @@
 package assembler_test
 
 import (
+	"bytes"
+	"os"
 	"regexp"
 	"strings"
 	"testing"
@@ -22,11 +24,13 @@ func TestBootDefault(t *testing.T) {
 
 const (
 	gardenPassword = "kiln-test-pw"
+	gardenPSK      = "correct horse battery"
 	gardenKey      = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOXzEncxyh3P65LMYc4iHdPlQekFmlftxiKo9KMhcYCg alice@garden"
 )
 
-// gardenRecipe changes the hostname, adds a user with a password and an SSH key, and places two
-// extra files: one from the recipe's text, one from a file next to it.
+// gardenRecipe changes the hostname and the time zone, adds a user with a password and an SSH key,
+// Wi-Fi credentials, two extra files (one from the recipe's text, one from a file next to it), an
+// overlay directory on the root filesystem and one on the data partition.
 var gardenRecipe = `
 kiln = 1
 name = "garden"
@@ -34,6 +38,13 @@ version = "2.3.4"
 
 [system]
 hostname = "garden-pi"
+timezone = "Europe/Berlin"
+overlays = ["testdata/rootfs"]
+
+[system.wifi]
+ssid = "garden-net"
+psk = "` + gardenPSK + `"
+country = "DE"
 
 [[system.users]]
 name = "alice"
@@ -48,12 +59,19 @@ content = "hello from the recipe\n"
 [[system.files]]
 path = "/etc/motd"
 source = "testdata/motd.txt"
+
+[data]
+overlays = ["testdata/data"]
 `
 
 // TestBootCustomRecipe logs in on the serial console of a booted custom image as the recipe's
 // user and checks that the hostname, the account, the SSH key and the extra files took effect.
 func TestBootCustomRecipe(t *testing.T) {
 	res := testimage.Build(t, gardenRecipe)
+	// The Wi-Fi passphrase is a secret: the manifest lists the file, never the passphrase.
+	if data, err := os.ReadFile(res.Manifest); err != nil || bytes.Contains(data, []byte(gardenPSK)) {
+		t.Errorf("manifest: %v, or it contains the Wi-Fi passphrase", err)
+	}
 	g := boot(t, res.Image)
 	g.expect(regexp.MustCompile(`kiln: ready name=garden version=2\.3\.4 hostname=garden-pi\b`), bootTimeout)
 	// The getty may have printed its prompt before the ready line or after it: ask for a new one.
@@ -65,7 +83,7 @@ func TestBootCustomRecipe(t *testing.T) {
 	g.expect(regexp.MustCompile(`Grown in the garden\.`), bootTimeout) // /etc/motd at login
 	g.expect(regexp.MustCompile(`\$ $|\$ \r?\n?`), bootTimeout)
 	// The quotes keep the markers' echo of the typed line from matching.
-	g.send(`echo =BE""GIN=; hostname; id; cat ~/.ssh/authorized_keys; cat /etc/garden/hello.txt; stat -c '%a %U' ~/.ssh ~/.ssh/authorized_keys; echo =E""ND=` + "\n")
+	g.send(`echo =BE""GIN=; hostname; id; cat ~/.ssh/authorized_keys; cat /etc/garden/hello.txt; stat -c '%a %U' ~/.ssh ~/.ssh/authorized_keys; date +%Z; cat /usr/share/garden/seeds.txt /data/notes.txt; stat -c '%a %U' /etc/wpa_supplicant/wpa_supplicant.conf; echo =E""ND=` + "\n")
 	m := g.expect(regexp.MustCompile(`(?s)=BEGIN=\r?\n(.*?)=END=`), bootTimeout)
 	var lines []string
 	for _, l := range strings.Split(m[1], "\n") {
@@ -80,6 +98,10 @@ func TestBootCustomRecipe(t *testing.T) {
 		regexp.MustCompile(`^hello from the recipe$`),
 		regexp.MustCompile(`^700 alice$`),
 		regexp.MustCompile(`^600 alice$`),
+		regexp.MustCompile(`^CES?T$`),
+		regexp.MustCompile(`^tomato basil$`),
+		regexp.MustCompile(`^persistent notes$`),
+		regexp.MustCompile(`^600 root$`),
 	}
 	if len(lines) != len(want) {
 		t.Fatalf("guest printed %d lines, want %d:\n%s", len(lines), len(want), strings.Join(lines, "\n"))
