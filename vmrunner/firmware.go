@@ -79,10 +79,14 @@ func FindUEFI(dirs []string, qemuBinary string) (*UEFIFirmware, error) {
 	if dirs == nil {
 		dirs = descriptorDirs(qemuBinary)
 	}
+	return findUEFI(dirs, knownUEFI(qemuBinary))
+}
+
+func findUEFI(dirs []string, known []UEFIFirmware) (*UEFIFirmware, error) {
 	if fw := fromDescriptors(dirs); fw != nil {
 		return fw, nil
 	}
-	for _, k := range knownUEFI(qemuBinary) {
+	for _, k := range known {
 		if fileExists(k.Code) && (k.Device == "memory" || fileExists(k.Vars)) {
 			return &k, nil
 		}
