@@ -13,7 +13,7 @@ pkgs=(
   # preview (QEMU, firmware)
   qemu-system-x86 qemu-utils ovmf seabios xorriso
   # GUI tests and screenshots
-  xvfb imagemagick xdotool
+  xvfb imagemagick xdotool x11-utils
   # networking tests, benchmarks
   iproute2 socat hyperfine time
 )
