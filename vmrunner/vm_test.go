@@ -1,9 +1,15 @@
 package vmrunner
 
 import (
+	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
+	"image"
+	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -180,5 +186,225 @@ func TestProbeROMPassesUnderTCG(t *testing.T) {
 	qemu := needQEMU(t)
 	if err := ProbeAccel(context.Background(), qemu, AccelTCG, 60*time.Second); err != nil {
 		t.Fatalf("probe under TCG: %v", err)
+	}
+}
+
+func fileSHA256(t *testing.T, path string) string {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		t.Fatal(err)
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+func TestUSBStickBoot(t *testing.T) {
+	needQEMU(t)
+	vm := startVM(t, Config{Image: writeMBRImage(t, "stick.img"), Attach: AttachUSB})
+	if !hasSeq(vm.Info().Args, "-device", "usb-storage,bus=xhci.0,drive=boot0,removable=on,bootindex=1") {
+		t.Fatalf("image not attached as a USB stick: %q", vm.Info().Args)
+	}
+	waitFor(t, vm, mbrMarker)
+}
+
+func TestISOBootsAsCDROM(t *testing.T) {
+	needQEMU(t)
+	vm := startVM(t, Config{Image: isoImage(t, false)})
+	if i := vm.Info(); i.Format != FormatISO || i.Attach != AttachCDROM || i.Firmware != FirmwareBIOS {
+		t.Fatalf("ISO resolved to format %s, attach %s, firmware %s; want iso, cdrom, bios", i.Format, i.Attach, i.Firmware)
+	}
+	waitFor(t, vm, mbrMarker)
+}
+
+func TestPathWithCommaAndSpaceBoots(t *testing.T) {
+	needQEMU(t)
+	img := writeMBRImage(t, "my disk, v2.img")
+	vm := startVM(t, Config{Image: img, SerialLog: filepath.Join(filepath.Dir(img), "serial, log.txt")})
+	waitFor(t, vm, mbrMarker)
+	vm.Stop()
+	log, err := os.ReadFile(filepath.Join(filepath.Dir(img), "serial, log.txt"))
+	if err != nil || !bytes.Contains(log, []byte(mbrMarker)) {
+		t.Errorf("serial log file: %q, %v; want the marker", log, err)
+	}
+}
+
+func TestPreviewLeavesImageUnchanged(t *testing.T) {
+	needQEMU(t)
+	img := writeMBRImage(t, "tiny.img")
+	before := fileSHA256(t, img)
+	st, _ := os.Stat(img)
+	vm := startVM(t, Config{Image: img})
+	waitFor(t, vm, mbrMarker)
+	// A guest write must land in the snapshot, not in the file: write over the boot sector
+	// through QEMU's monitor, the way a guest's disk driver would.
+	var out string
+	if err := vm.QMP().Execute(context.Background(), "human-monitor-command",
+		map[string]any{"command-line": "qemu-io boot0 \"write -P 0x55 0 1M\""}, &out); err != nil {
+		t.Fatalf("write to the disk: %v", err)
+	}
+	vm.Stop()
+	if after := fileSHA256(t, img); after != before {
+		t.Fatalf("image sha256 changed from %s to %s", before, after)
+	}
+	if st2, _ := os.Stat(img); !st2.ModTime().Equal(st.ModTime()) {
+		t.Errorf("image modification time changed")
+	}
+}
+
+func TestPersistWritesToTheCopy(t *testing.T) {
+	needQEMU(t)
+	img := writeMBRImage(t, "tiny.img")
+	before := fileSHA256(t, img)
+	cp := filepath.Join(t.TempDir(), "work.img")
+	vm := startVM(t, Config{Image: img, Persist: cp})
+	if hasSeq(vm.Info().Args, "-snapshot") || vm.Info().Image != cp {
+		t.Fatalf("persist: booted %s with %q; want the copy without -snapshot", vm.Info().Image, vm.Info().Args)
+	}
+	waitFor(t, vm, mbrMarker)
+	if err := vm.QMP().Execute(context.Background(), "human-monitor-command",
+		map[string]any{"command-line": "qemu-io boot0 \"write -P 0x55 4096 4096\""}, nil); err != nil {
+		t.Fatalf("write to the disk: %v", err)
+	}
+	vm.Stop()
+	if fileSHA256(t, img) != before {
+		t.Fatal("the original image changed")
+	}
+	data, err := os.ReadFile(cp)
+	if err != nil || len(data) < 8192 || data[4096] != 0x55 || !bytes.Equal(data[:512], mbrImage()[:512]) {
+		t.Fatalf("the copy does not hold the guest's write (err %v)", err)
+	}
+}
+
+func TestScreenshotHasGuestResolution(t *testing.T) {
+	needQEMU(t)
+	vm := startVM(t, Config{Image: writeMBRImage(t, "tiny.img")})
+	waitFor(t, vm, mbrMarker)
+	// The boot sector switched the VGA to mode 12h: 640x480, white text on black.
+	var img image.Image
+	var err error
+	for range 50 { // the display refreshes asynchronously after the mode switch
+		if img, err = vm.Screenshot(context.Background()); err == nil && img.Bounds().Dx() == 640 && lit(img) > 0 {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b := img.Bounds(); b.Dx() != 640 || b.Dy() != 480 {
+		t.Fatalf("screenshot is %dx%d, want the guest's 640x480", b.Dx(), b.Dy())
+	}
+	if n := lit(img); n < 50 {
+		t.Fatalf("screenshot is blank (%d lit pixels), want the marker text", n)
+	}
+}
+
+// lit counts pixels that are not black.
+func lit(img image.Image) int {
+	n := 0
+	b := img.Bounds()
+	for y := b.Min.Y; y < b.Max.Y; y++ {
+		for x := b.Min.X; x < b.Max.X; x++ {
+			if r, g, bl, _ := img.At(x, y).RGBA(); r|g|bl > 0x1000 {
+				n++
+			}
+		}
+	}
+	return n
+}
+
+func TestCancelStopsQEMU(t *testing.T) {
+	needQEMU(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	vm, err := Start(ctx, Config{Image: writeMBRImage(t, "tiny.img"), Accel: AccelTCG, Display: DisplayNone, MemoryMiB: 128, Log: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer vm.Stop()
+	waitFor(t, vm, mbrMarker)
+	cancel()
+	select {
+	case <-vm.Done():
+	case <-time.After(30 * time.Second):
+		t.Fatal("QEMU still running 30s after the context was cancelled")
+	}
+	if err := vm.Wait(); err != nil {
+		t.Errorf("Wait after cancel = %v, want a clean exit", err)
+	}
+	if vm.cmd.ProcessState == nil || !vm.cmd.ProcessState.Exited() {
+		t.Errorf("QEMU did not exit by itself: %v", vm.cmd.ProcessState)
+	}
+	if _, err := os.Stat(vm.Info().RunDir); !os.IsNotExist(err) {
+		t.Errorf("run directory not removed: %v", err)
+	}
+}
+
+// kilnBin returns the kiln binary ($KILN_BIN, set by make); without it the test is skipped (CI fails).
+func kilnBin(t *testing.T) string {
+	t.Helper()
+	p := os.Getenv("KILN_BIN")
+	if p == "" {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("CI: KILN_BIN is not set (make test builds bin/kiln and sets it)")
+		}
+		t.Skip("KILN_BIN not set: run through make test, or set it to a built kiln binary")
+	}
+	if _, err := os.Stat(p); err != nil {
+		t.Fatalf("KILN_BIN: %v", err)
+	}
+	return p
+}
+
+func TestPreviewCommandExpect(t *testing.T) {
+	needQEMU(t)
+	kiln := kilnBin(t)
+	img := writeMBRImage(t, "tiny.img")
+	out, err := exec.Command(kiln, "preview", "--headless", "--accel", "tcg", "--expect", mbrMarker, "--timeout", "3m", img).CombinedOutput()
+	if err != nil {
+		t.Fatalf("kiln preview --expect: %v\n%s", err, out)
+	}
+	cmd := exec.Command(kiln, "preview", "--headless", "--accel", "tcg", "--expect", "never printed", "--timeout", "5s", img)
+	out, err = cmd.CombinedOutput()
+	if err == nil || cmd.ProcessState.ExitCode() == 0 {
+		t.Fatalf("kiln preview --expect of a missing text exited 0:\n%s", out)
+	}
+	if !strings.Contains(string(out), "last 1 lines of the serial console") || !strings.Contains(string(out), mbrMarker) {
+		t.Errorf("failure output does not show the console's last lines:\n%s", out)
+	}
+}
+
+// Killing kiln with SIGKILL must not leave QEMU behind.
+func TestQEMUDiesWithKiln(t *testing.T) {
+	needQEMU(t)
+	kiln := kilnBin(t)
+	cmd := exec.Command(kiln, "preview", "--headless", "--accel", "tcg", writeMBRImage(t, "tiny.img"))
+	stdout, _ := cmd.StdoutPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 4096)
+	var seen []byte
+	deadline := time.Now().Add(bootTimeout)
+	for !bytes.Contains(seen, []byte(mbrMarker)) && time.Now().Before(deadline) {
+		n, err := stdout.Read(buf)
+		seen = append(seen, buf[:n]...)
+		if err != nil {
+			break
+		}
+	}
+	if !bytes.Contains(seen, []byte(mbrMarker)) {
+		cmd.Process.Kill()
+		cmd.Wait()
+		t.Fatalf("kiln preview printed %q, not the marker", seen)
+	}
+	cmd.Process.Kill()
+	cmd.Wait()
+	if left := leftoverQEMU(os.Getenv(testMarkEnv), 10*time.Second); len(left) > 0 {
+		t.Fatalf("QEMU outlived a killed kiln: %s", strings.Join(left, "; "))
 	}
 }
