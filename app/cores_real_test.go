@@ -1,10 +1,17 @@
 package app
 
 import (
+	"image"
+	"image/png"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	"fyne.io/fyne/v2/test"
+	"github.com/sirupsen/logrus"
 
 	"github.com/kilnproject/kiln/app/pwhash"
 	"github.com/kilnproject/kiln/assembler/recipe"
@@ -80,4 +87,73 @@ func TestFlashAdviceForEverySentinel(t *testing.T) {
 			t.Errorf("no specific advice for %v", e)
 		}
 	}
+}
+
+// The Preview screen boots a real QEMU through vmrunner and shows the guest's screen from the VNC
+// socket (a blank disk under SeaBIOS: the BIOS banner and "No bootable device").
+func TestPreviewRealVM(t *testing.T) {
+	if _, err := exec.LookPath("qemu-system-x86_64"); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("qemu-system-x86_64 is required under CI")
+		}
+		t.Skip("qemu-system-x86_64 not installed")
+	}
+	a, _, _, _, _ := newTestApp(t)
+	lg := logrus.New()
+	lg.SetLevel(logrus.WarnLevel)
+	a.cores.Preview = &realPreview{st: &settings{prefs: a.fa.Preferences(), log: lg}}
+	// A 1 MiB disk with an MBR partition table and no boot code.
+	mbr := make([]byte, 1<<20)
+	copy(mbr[446:], []byte{0, 0, 0, 0, 0x0c, 0, 0, 0, 1, 0, 0, 0, 0xff, 0x07, 0, 0})
+	mbr[510], mbr[511] = 0x55, 0xaa
+	disk := filepath.Join(t.TempDir(), "blank.img")
+	if err := os.WriteFile(disk, mbr, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p := a.preview
+	p.setImage(disk)
+	p.firmware.SetSelected(fwBIOS)
+	test.Tap(p.startBtn)
+	a.Wait()
+	vm := p.running()
+	if vm == nil {
+		t.Fatalf("VM not running: %s\n%s", p.status.Text, texts(a))
+	}
+	if vm.VNCSocket() == "" {
+		t.Error("no VNC socket: the screen falls back to screendumps")
+	}
+	if !strings.HasPrefix(p.accel.Text, "Accelerator: ") || len(p.accel.Text) < 20 {
+		t.Errorf("accelerator line %q", p.accel.Text)
+	}
+	lit := func() int {
+		img, ok := p.screen.frame.(*image.RGBA)
+		if !ok {
+			return 0
+		}
+		n := 0
+		for i := 0; i < len(img.Pix); i += 4 {
+			if img.Pix[i] > 0x40 || img.Pix[i+1] > 0x40 || img.Pix[i+2] > 0x40 {
+				n++
+			}
+		}
+		return n
+	}
+	for i := 0; lit() < 100; i++ {
+		if i > 1200 {
+			t.Fatal("the guest screen did not appear within 120 s")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	_ = a.Show("preview")
+	if f, err := os.Create(filepath.Join(os.TempDir(), "kiln-preview-real-vm.png")); err == nil {
+		png.Encode(f, a.win.Canvas().Capture())
+		f.Close()
+	}
+	test.Tap(p.stopBtn)
+	select {
+	case <-vm.Done():
+	case <-time.After(30 * time.Second):
+		t.Fatal("QEMU did not stop")
+	}
+	waitFor(t, func() bool { return p.running() == nil })
 }

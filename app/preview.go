@@ -202,7 +202,7 @@ func (s *previewScreen) started(ctx context.Context, vm VM, err error) {
 		s.startBtn.Enable()
 		s.status.SetText("Not running.")
 		if !errCancelled(err) {
-			s.a.showError("The VM did not start", err, "Check that QEMU is installed (make deps) and that the image file exists.")
+			s.a.showError("The VM did not start", err, "Check the image file and the firmware choice. Kiln needs QEMU (and OVMF for UEFI): install them with your package manager.")
 		}
 		return
 	}
