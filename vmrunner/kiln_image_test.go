@@ -1,0 +1,147 @@
+package vmrunner_test
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"io"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/kilnproject/kiln/internal/testimage"
+	"github.com/kilnproject/kiln/vmrunner"
+)
+
+// readyLine is what the default image (recipe "Kiln Tiny") prints on the serial console when up.
+const readyLine = "kiln: ready name=kiln-tiny version=1.0.0 hostname=kiln"
+
+func requireQEMUAndOVMF(t *testing.T) {
+	t.Helper()
+	missing := func(err error) {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("CI: %v", err)
+		}
+		t.Skip(err)
+	}
+	if _, err := vmrunner.FindQEMU(""); err != nil {
+		missing(err)
+	}
+	if _, err := vmrunner.FindUEFI(nil, ""); err != nil {
+		missing(err)
+	}
+}
+
+func sha256File(t *testing.T, path string) string {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		t.Fatal(err)
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// The default image boots under UEFI through `kiln preview --expect`, and stays byte-identical
+// although its init mounts the data partition read-write.
+func TestKilnImageBootsUnderUEFI(t *testing.T) {
+	requireQEMUAndOVMF(t)
+	kiln := os.Getenv("KILN_BIN")
+	if kiln == "" {
+		testimage.Missing(t, "KILN_BIN not set: run through make test, or set it to a built kiln binary")
+	}
+	res := testimage.Build(t, "")
+	before := sha256File(t, res.Image)
+	cmd := exec.Command(kiln, "preview", "--headless", "--accel", "tcg", "--memory", "1024",
+		"--expect", readyLine, "--timeout", "5m", "--json", res.Image)
+	out, err := cmd.CombinedOutput()
+	t.Logf("kiln preview:\n%s", out)
+	if err != nil {
+		t.Fatalf("kiln preview --expect %q: %v", readyLine, err)
+	}
+	if !strings.Contains(string(out), `"firmware":"uefi"`) || !strings.Contains(string(out), `"found":true`) {
+		t.Errorf("result does not report a UEFI boot that found the ready line")
+	}
+	if after := sha256File(t, res.Image); after != before {
+		t.Fatalf("image sha256 changed from %s to %s", before, after)
+	}
+}
+
+// acpiRecipe is the default image plus busybox acpid, which turns the ACPI power button into
+// poweroff: system_powerdown must then end QEMU by itself.
+const acpiRecipe = `kiln = 1
+name = "kiln-tiny"
+version = "1.0.0"
+
+[kernel]
+modules = ["virtio_blk", "virtio_pci", "virtio_net", "virtio_scsi", "sd_mod", "usb_storage", "uas",
+           "xhci_pci", "ehci_pci", "vfat", "nls_cp437", "nls_iso8859_1", "efivarfs", "button", "evdev"]
+
+[system]
+hostname = "kiln"
+
+[[system.files]]
+path = "/etc/init.d/S10acpid"
+content = "#!/bin/sh\ncase \"$1\" in\nstart) acpid -c /etc/acpi ;;\nstop) killall acpid ;;\nesac\n"
+mode = "0755"
+
+[[system.files]]
+path = "/etc/acpi/PWRF/00000080"
+content = "#!/bin/sh\npoweroff\n"
+mode = "0755"
+`
+
+func TestPowerdownEndsQEMU(t *testing.T) {
+	requireQEMUAndOVMF(t)
+	res := testimage.Build(t, acpiRecipe)
+	log := logrus.New()
+	log.SetOutput(io.Discard)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	vm, err := vmrunner.Start(ctx, vmrunner.Config{Image: res.Image, Accel: vmrunner.AccelTCG,
+		Display: vmrunner.DisplayNone, MemoryMiB: 1024, Log: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer vm.Stop()
+	if vm.Info().Firmware != vmrunner.FirmwareUEFI {
+		t.Errorf("firmware = %s, want uefi for an image with an EFI system partition", vm.Info().Firmware)
+	}
+	wctx, wcancel := context.WithTimeout(ctx, 5*time.Minute)
+	defer wcancel()
+	if err := vm.WaitFor(wctx, readyLine); err != nil {
+		var ee *vmrunner.ExpectError
+		errors.As(err, &ee)
+		t.Fatalf("%v\n%s", err, strings.Join(ee.Tail, "\n"))
+	}
+	img, err := vm.Screenshot(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("UEFI screen: %dx%d", img.Bounds().Dx(), img.Bounds().Dy())
+	events := vm.Events()
+	start := time.Now()
+	if err := vm.Powerdown(ctx, 2*time.Minute); err != nil {
+		t.Fatalf("Powerdown: %v\nlast console lines:\n%s", err, strings.Join(vm.Tail(20), "\n"))
+	}
+	t.Logf("guest powered off %s after the power button", time.Since(start).Round(time.Millisecond))
+	if err := vm.Wait(); err != nil {
+		t.Errorf("Wait = %v, want a clean exit", err)
+	}
+	var names []string
+	for ev := range events {
+		names = append(names, ev.Name)
+	}
+	if !strings.Contains(strings.Join(names, " "), "SHUTDOWN") {
+		t.Errorf("events %v, want a SHUTDOWN event", names)
+	}
+}
