@@ -254,3 +254,32 @@ func TestPayloadAttacksRejected(t *testing.T) {
 		})
 	}
 }
+
+// TestRootRenewalChain: a device pinning the first trust root keeps accepting updates after that
+// root's expiry, by following the renewed root the owner's keys signed.
+func TestRootRenewalChain(t *testing.T) {
+	keys := otatest.Keys(t)
+	pinned := keys.Root
+	later := time.Now().Add(repo.RootExpiry + 24*time.Hour) // the first root has expired
+	if err := keys.RenewRoot(later); err != nil {
+		t.Fatal(err)
+	}
+	if keys.RootVersion() != 2 {
+		t.Fatalf("root version %d after renewal, want 2", keys.RootVersion())
+	}
+	dir := t.TempDir()
+	otatest.Publish(t, dir, keys, "1.0.0", []byte("one"), repo.Options{Now: func() time.Time { return later }})
+	at := func() time.Time { return later.Add(time.Hour) }
+	got, err := (&client.Verifier{Root: pinned, Now: at}).Update(context.Background(), dirFetch(dir, nil))
+	if err != nil {
+		t.Fatalf("device pinning root 1: %v", err)
+	}
+	if got.Root.Signed.Version != 2 {
+		t.Fatalf("verified with root version %d, want 2", got.Root.Signed.Version)
+	}
+	// Without version 2 in the repository the expired pinned root is refused.
+	os.Remove(filepath.Join(dir, "metadata", "2.root.json"))
+	if _, err := (&client.Verifier{Root: pinned, Now: at}).Update(context.Background(), dirFetch(dir, nil)); !errors.Is(err, client.ErrExpired) {
+		t.Fatalf("expired pinned root without renewal: %v, want ErrExpired", err)
+	}
+}

@@ -22,8 +22,12 @@ import (
 // Roles, one ed25519 key each.
 var roles = []string{metadata.ROOT, metadata.TARGETS, metadata.SNAPSHOT, metadata.TIMESTAMP}
 
-// RootExpiry is how long the trust root metadata that images pin stays valid.
-const RootExpiry = 10 * 365 * 24 * time.Hour
+// RootExpiry is how long the trust root metadata that images pin stays valid; RootRenewal is
+// how long before its expiry a new version is signed (devices follow N+1.root.json).
+const (
+	RootExpiry  = 10 * 365 * 24 * time.Hour
+	RootRenewal = 365 * 24 * time.Hour
+)
 
 // ErrKeyPermissions: a private key file is readable by other users.
 var ErrKeyPermissions = errors.New("signing key readable by others")
@@ -88,7 +92,71 @@ func LoadOrCreateKeys(dir string) (*Keys, error) {
 		return nil, fmt.Errorf("trust root %s: %w", rootPath, err)
 	}
 	k.Root = data
+	if err := k.RenewRoot(time.Now()); err != nil {
+		return nil, err
+	}
 	return k, nil
+}
+
+// RootVersion returns the version of the current trust root.
+func (k *Keys) RootVersion() int64 {
+	root, err := metadata.Root().FromBytes(k.Root)
+	if err != nil {
+		return 0
+	}
+	return root.Signed.Version
+}
+
+// RootFile is where version v of the trust root is kept in the key directory.
+func (k *Keys) RootFile(v int64) string {
+	return filepath.Join(k.Dir, fmt.Sprintf("%d.root.json", v))
+}
+
+// RenewRoot signs version N+1 of the trust root, with the same keys and a new expiry, when
+// version N expires within RootRenewal. Every version stays in the key directory as
+// N.root.json: publish copies them into repositories, where devices pinning an older version
+// find the chain.
+func (k *Keys) RenewRoot(now time.Time) error {
+	root, err := metadata.Root().FromBytes(k.Root)
+	if err != nil {
+		return err
+	}
+	v := root.Signed.Version
+	if _, err := os.Stat(k.RootFile(v)); errors.Is(err, fs.ErrNotExist) {
+		if err := atomicWrite(k.RootFile(v), k.Root); err != nil {
+			return fmt.Errorf("keep trust root version %d: %w", v, err)
+		}
+	}
+	if root.Signed.Expires.Sub(now) > RootRenewal {
+		return nil
+	}
+	root.Signed.Version++
+	root.Signed.Expires = now.UTC().Add(RootExpiry).Truncate(time.Second)
+	root.ClearSignatures()
+	s, err := k.signer(metadata.ROOT)
+	if err != nil {
+		return err
+	}
+	if _, err := root.Sign(s); err != nil {
+		return fmt.Errorf("renew trust root: %w", err)
+	}
+	data, err := root.ToBytes(true)
+	if err != nil {
+		return err
+	}
+	if err := writeExclusive(k.RootFile(v+1), data, 0o644); err != nil {
+		if errors.Is(err, fs.ErrExist) { // renewed concurrently
+			data, err = os.ReadFile(k.RootFile(v + 1))
+		}
+		if err != nil {
+			return fmt.Errorf("renew trust root: %w", err)
+		}
+	}
+	if err := atomicWrite(filepath.Join(k.Dir, "root.json"), data); err != nil {
+		return fmt.Errorf("renew trust root: %w", err)
+	}
+	k.Root = data
+	return nil
 }
 
 func loadOrCreateKey(path string) (ed25519.PrivateKey, error) {

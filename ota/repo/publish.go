@@ -244,7 +244,7 @@ func openOrInit(dir string, keys *Keys, opts *Options) (*Repository, error) {
 		if err := keys.owns(r); err != nil {
 			return nil, err
 		}
-		return r, nil
+		return r, r.syncRoots(keys)
 	}
 	if !errors.Is(err, ErrNotRepository) {
 		return nil, err
@@ -266,14 +266,48 @@ func openOrInit(dir string, keys *Keys, opts *Options) (*Repository, error) {
 	}
 	// Version 0 so that the first commit writes version 1 of each.
 	r.Targets.Signed.Version, r.Snapshot.Signed.Version, r.Timestamp.Signed.Version = 0, 0, 0
-	v := root.Signed.Version
-	if err := atomicWrite(metaPath(dir, fmt.Sprintf("%d.root.json", v)), keys.Root); err != nil {
+	// Every root version, so that devices pinning any of them find the chain to the current one.
+	for v := int64(1); v < root.Signed.Version; v++ {
+		if data, err := os.ReadFile(keys.RootFile(v)); err == nil {
+			if err := atomicWrite(metaPath(dir, fmt.Sprintf("%d.root.json", v)), data); err != nil {
+				return nil, err
+			}
+		}
+	}
+	if err := atomicWrite(metaPath(dir, fmt.Sprintf("%d.root.json", root.Signed.Version)), keys.Root); err != nil {
 		return nil, err
 	}
 	if err := atomicWrite(metaPath(dir, "root.json"), keys.Root); err != nil {
 		return nil, err
 	}
 	return r, nil
+}
+
+// syncRoots copies trust root versions newer than the repository's from the key directory, so
+// devices pinning an older root can follow the chain.
+func (r *Repository) syncRoots(keys *Keys) error {
+	have, want := r.Root.Signed.Version, keys.RootVersion()
+	for v := have + 1; v <= want; v++ {
+		data, err := os.ReadFile(keys.RootFile(v))
+		if err != nil {
+			return fmt.Errorf("trust root version %d: %w", v, err)
+		}
+		if err := atomicWrite(metaPath(r.Dir, fmt.Sprintf("%d.root.json", v)), data); err != nil {
+			return err
+		}
+	}
+	if want > have {
+		if err := atomicWrite(metaPath(r.Dir, "root.json"), keys.Root); err != nil {
+			return err
+		}
+		r.RootJSON = keys.Root
+		root, err := metadata.Root().FromBytes(keys.Root)
+		if err != nil {
+			return err
+		}
+		r.Root = root
+	}
+	return nil
 }
 
 // owns checks that the repository's root is the keys' root.
@@ -371,6 +405,9 @@ func Refresh(dir string, keys *Keys, force bool, opts Options) (bool, error) {
 		return false, fmt.Errorf("refresh: %w", err)
 	}
 	if err := keys.owns(r); err != nil {
+		return false, fmt.Errorf("refresh %s: %w", dir, err)
+	}
+	if err := r.syncRoots(keys); err != nil {
 		return false, fmt.Errorf("refresh %s: %w", dir, err)
 	}
 	now := opts.now()
