@@ -49,10 +49,29 @@ func runPublish(ctx context.Context, env *Env, args []string) error {
 	if err != nil {
 		return err
 	}
-	if common.JSON {
-		return env.printJSON(pub)
-	}
 	t := pub.Target
+	if common.JSON {
+		type payload struct {
+			Path    string `json:"path"`
+			Version string `json:"version"`
+			From    string `json:"from,omitempty"`
+			Size    int64  `json:"size"`
+			SHA256  string `json:"sha256"`
+		}
+		out := struct {
+			Repo           string    `json:"repo"`
+			Name           string    `json:"name"`
+			Unchanged      bool      `json:"unchanged"`
+			TargetsVersion int64     `json:"targets_version"`
+			Target         payload   `json:"target"`
+			Deltas         []payload `json:"deltas"`
+		}{Repo: *dir, Name: t.Name, Unchanged: pub.Unchanged, TargetsVersion: pub.TargetsVersion,
+			Target: payload{t.Path, t.Version, "", t.Size, t.SHA256}, Deltas: []payload{}}
+		for _, d := range pub.Deltas {
+			out.Deltas = append(out.Deltas, payload{d.Path, d.Version, d.From, d.Size, d.SHA256})
+		}
+		return env.printJSON(out)
+	}
 	if pub.Unchanged {
 		fmt.Fprintf(env.Stdout, "%s %s is already published in %s\n", t.Name, t.Version, *dir)
 		return nil

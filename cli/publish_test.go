@@ -60,6 +60,26 @@ func TestPublishAndServe(t *testing.T) {
 	if code := run(t.Context(), env, []string{"publish", "--repo", repoDir, bundle(t, "1.0.0", payload)}); code != 0 || !strings.Contains(stdout.String(), "already published") {
 		t.Fatalf("republish: exit %d: %s %s", code, stdout, stderr)
 	}
+	stdout.Reset()
+	if code := run(t.Context(), env, []string{"publish", "--json", "--repo", repoDir, bundle(t, "1.1.0", append(payload, "x"...))}); code != 0 {
+		t.Fatalf("publish --json: exit %d: %s", code, stderr)
+	}
+	var out struct {
+		Result struct {
+			Target struct {
+				Path, Version, SHA256 string
+				Size                  int64
+			}
+			Deltas []struct{ From string }
+		}
+	}
+	lines := strings.Split(strings.TrimSpace(stdout.String()), "\n") // progress events, then the result
+	err := json.Unmarshal([]byte(lines[len(lines)-1]), &out)
+	res := out.Result
+	if err != nil || res.Target.Version != "1.1.0" || res.Target.Size != int64(len(payload))+1 ||
+		len(res.Target.SHA256) != 64 || len(res.Deltas) != 1 || res.Deltas[0].From != "1.0.0" {
+		t.Fatalf("publish --json output %s (%v)", stdout, err)
+	}
 	stderr.Reset()
 	if code := run(t.Context(), env, []string{"publish", "--repo", repoDir, bundle(t, "1.0.0", []byte("other"))}); code != 1 || !strings.Contains(stderr.String(), "bump the version") {
 		t.Fatalf("same version, other content: exit %d: %s", code, stderr)
@@ -88,7 +108,7 @@ func TestPublishAndServe(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	var cr ota.CheckResponse
-	if err := json.Unmarshal(body, &cr); err != nil || !cr.Update || cr.Target.Version != "1.0.0" {
+	if err := json.Unmarshal(body, &cr); err != nil || !cr.Update || cr.Target.Version != "1.1.0" {
 		t.Fatalf("check through kiln serve: %s (%v)", body, err)
 	}
 	cancel()
