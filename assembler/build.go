@@ -197,6 +197,7 @@ func (b *builder) run(ctx context.Context) error {
 		defer close(bundleDone)
 		_, bundleErr = writeBundle(b.st.path("update"), r, ukiData, b.manifest.UKI.SHA256)
 	}()
+	defer func() { <-bundleDone }() // never remove the build directory while it is written to
 
 	espFiles, err := b.espFiles(ukiData)
 	if err != nil {
