@@ -29,6 +29,8 @@ var (
 	ErrExited = errors.New("the VM exited")
 	// ErrPowerdownIgnored: the guest ignored the ACPI power button, so QEMU was told to quit.
 	ErrPowerdownIgnored = errors.New("the guest did not power off")
+	// ErrNoDisplay: a window was asked for outside a graphical session.
+	ErrNoDisplay = errors.New("no graphical session for the preview window (DISPLAY and WAYLAND_DISPLAY are unset): use --headless or --vnc")
 )
 
 // Info describes a running VM.
@@ -101,6 +103,9 @@ func Start(ctx context.Context, cfg Config) (vm *VM, err error) {
 		if info.EFI {
 			spec.Firmware = FirmwareUEFI
 		}
+	}
+	if spec.Display == DisplayWindow && runtime.GOOS == "linux" && os.Getenv("DISPLAY") == "" && os.Getenv("WAYLAND_DISPLAY") == "" {
+		return nil, ErrNoDisplay
 	}
 	if spec.CPUs == 0 {
 		spec.CPUs = min(2, runtime.NumCPU())
@@ -212,10 +217,10 @@ func (vm *VM) connect(ctx context.Context, exited <-chan struct{}) error {
 		}
 	}()
 	fail := func(what string, err error) error {
-		select {
+		select { // a dying QEMU closes its sockets just before it exits: its messages say why
 		case <-exited:
 			return fmt.Errorf("QEMU failed to start: %s", vm.stderr.lastLines(5))
-		default:
+		case <-time.After(time.Second):
 		}
 		return fmt.Errorf("%s: %w", what, err)
 	}
