@@ -257,3 +257,53 @@ func TestBadInputs(t *testing.T) {
 		})
 	}
 }
+
+// TestKernelCache: a second build takes the kernel and its modules from the kernel cache and gives
+// the same image; a damaged cache entry is noticed, ignored and rewritten.
+func TestKernelCache(t *testing.T) {
+	res := defaultImage(t)
+	cache := t.TempDir()
+	debs, _ := filepath.Glob(filepath.Join(testimage.Cache(t), "debs", "*.deb"))
+	os.Mkdir(filepath.Join(cache, "debs"), 0o755)
+	for _, d := range debs {
+		if err := os.Symlink(d, filepath.Join(cache, "debs", filepath.Base(d))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	build := func(name string) *assembler.Result {
+		opts := testimage.Options(t)
+		opts.Cache = cache
+		opts.OutDir = filepath.Join(t.TempDir(), name)
+		r, err := assembler.Build(t.Context(), defaultRecipe(), opts)
+		if err != nil {
+			t.Fatalf("%s build: %v", name, err)
+		}
+		if r.ImageSHA256 != res.ImageSHA256 {
+			t.Errorf("%s build: image sha256 %s, want %s", name, r.ImageSHA256, res.ImageSHA256)
+		}
+		return r
+	}
+	build("fresh")
+	entries, _ := filepath.Glob(filepath.Join(cache, "kernels", "*", "index.json"))
+	if len(entries) != 1 {
+		t.Fatalf("kernel cache holds %d entries, want 1", len(entries))
+	}
+	build("cached")
+	// Damage the largest file of the entry (the kernel image).
+	dir := filepath.Dir(entries[0])
+	files, _ := os.ReadDir(dir)
+	var victim string
+	var size int64
+	for _, f := range files {
+		if info, err := f.Info(); err == nil && info.Size() > size && f.Name() != "index.json" {
+			victim, size = filepath.Join(dir, f.Name()), info.Size()
+		}
+	}
+	if err := os.WriteFile(victim, []byte("damaged"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	build("damaged")
+	if info, err := os.Stat(victim); err != nil || info.Size() != size {
+		t.Errorf("the damaged cache entry was not rewritten")
+	}
+}
