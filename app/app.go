@@ -345,6 +345,7 @@ type uiStatsRun struct {
 	maxLag  time.Duration
 	beats   int
 	firstUI time.Duration
+	running time.Time // when the first heartbeat ran: the event loop is up
 }
 
 func startUIStats(path string) *uiStatsRun {
@@ -368,9 +369,13 @@ func startUIStats(path string) *uiStatsRun {
 					mu.Lock()
 					if s.beats == 0 {
 						s.firstUI = time.Since(s.start)
+						s.running = time.Now()
 					}
 					s.beats++
-					s.maxLag = max(s.maxLag, lag)
+					// Beats queued before the event loop ran measure start-up, not a stall.
+					if sent.After(s.running) {
+						s.maxLag = max(s.maxLag, lag)
+					}
 					mu.Unlock()
 				})
 			}

@@ -2,6 +2,7 @@ package app
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"image"
 	"image/png"
@@ -68,7 +69,9 @@ func startXvfb(t *testing.T) string {
 // xrun runs an X client on disp and returns its output.
 func xrun(t *testing.T, disp string, name string, args ...string) []byte {
 	t.Helper()
-	cmd := exec.Command(name, args...)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, name, args...)
 	cmd.Env = append(os.Environ(), "DISPLAY="+disp)
 	out, err := cmd.Output()
 	if err != nil {
