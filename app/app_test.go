@@ -119,6 +119,7 @@ func TestBuildThenFlashWithConfirmation(t *testing.T) {
 		t.Errorf("result size %q, sha256 %q", s.resSize.Text, s.resHash.Text)
 	}
 	test.AssertRendersToMarkup(t, "build_result.xml", a.win.Canvas())
+	test.AssertRendersToImage(t, "build_result.png", a.win.Canvas())
 
 	test.Tap(findButton(t, a, "Flash"))
 	if a.tabs.SelectedIndex() != 1 {
@@ -145,6 +146,7 @@ func TestBuildThenFlashWithConfirmation(t *testing.T) {
 	if len(f.Flashed) != 0 {
 		t.Fatal("flashed before confirmation")
 	}
+	test.AssertRendersToImage(t, "flash_confirm.png", a.win.Canvas())
 	test.Tap(findButton(t, a, "Erase and flash"))
 	a.Wait()
 	if len(f.Flashed) != 1 || f.Flashed[0] != "/dev/sdb" {
@@ -157,6 +159,8 @@ func TestBuildThenFlashWithConfirmation(t *testing.T) {
 	if !strings.Contains(fl.summary.Text, "1 of 1") {
 		t.Errorf("summary %q", fl.summary.Text)
 	}
+	test.AssertRendersToMarkup(t, "flash_done.xml", a.win.Canvas())
+	test.AssertRendersToImage(t, "flash_done.png", a.win.Canvas())
 }
 
 func findCheck(t *testing.T, a *App, prefix string) *widget.Check {

@@ -52,6 +52,7 @@ type buildScreen struct {
 	resultBox                  *fyne.Container
 	resImage, resSize, resHash *widget.Label
 	emptyResult                *widget.Label
+	right                      *fyne.Container // the build and result column, re-laid out when a result arrives
 }
 
 // form fields and the recipe fields whose problems they show.
@@ -213,6 +214,7 @@ func newBuildScreen(a *App) *buildScreen {
 	s.emptyResult = empty
 
 	right := container.NewVBox(buildCard, resultCard)
+	s.right = right
 	header := container.NewBorder(nil, nil, heading("Build an image"), toolbar, s.pathLabel)
 	split := container.NewHSplit(form, container.NewVScroll(right))
 	split.SetOffset(0.6)
@@ -585,6 +587,7 @@ func (s *buildScreen) showResult(res *BuildResult) {
 	s.resHash.SetText(res.SHA256)
 	s.setEmptyResult(false)
 	s.resultBox.Show()
+	s.right.Refresh()
 }
 
 func (s *buildScreen) onManifest() {

@@ -335,6 +335,7 @@ func (s *flashScreen) flash(devs []Device) {
 	for _, d := range devs {
 		r := &flashRow{bar: widget.NewProgressBar(), title: widget.NewLabelWithStyle(deviceTitle(d)+" · "+d.Path,
 			fyne.TextAlignLeading, fyne.TextStyle{Bold: true}), state: widget.NewLabel("waiting")}
+		r.state.Wrapping = fyne.TextWrapWord
 		s.rows[d.Path] = r
 		s.rowsBox.Add(container.NewVBox(r.title, r.bar, r.state))
 		paths = append(paths, d.Path)

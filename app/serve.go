@@ -2,6 +2,7 @@ package app
 
 import (
 	"fmt"
+	"net"
 	"time"
 
 	"fyne.io/fyne/v2"
@@ -19,7 +20,7 @@ type serveScreen struct {
 	content fyne.CanvasObject
 
 	toggle     *widget.Check
-	addr       *widget.Entry
+	addr       *widget.SelectEntry
 	status     *widget.Label
 	publishBtn *widget.Button
 	current    *widget.Label
@@ -42,7 +43,7 @@ var (
 func newServeScreen(a *App) *serveScreen {
 	s := &serveScreen{a: a}
 	s.toggle = widget.NewCheck("Serve updates on this network", s.onToggle)
-	s.addr = widget.NewEntry()
+	s.addr = widget.NewSelectEntry(listenChoices(DefaultServeAddr))
 	s.addr.SetText(a.pref(prefServeAddr, DefaultServeAddr))
 	s.addr.OnSubmitted = func(string) { s.onAddrSubmitted() }
 	s.status = widget.NewLabel("Stopped. Devices keep their current version.")
@@ -63,7 +64,7 @@ func newServeScreen(a *App) *serveScreen {
 	server := card("Update server", "Devices running a Kiln image find it on the LAN (DNS-SD) and update themselves",
 		container.NewVBox(s.toggle,
 			widget.NewForm(&widget.FormItem{Text: "Listen on", Widget: s.addr,
-				HintText: "host:port — 0.0.0.0 serves every interface"}),
+				HintText: "host:port — pick an interface's address, or 0.0.0.0 for all"}),
 			s.status))
 	publish := card("Publish", "Add the last build to the signed update repository",
 		container.NewVBox(s.publishBtn, s.current))
@@ -289,4 +290,26 @@ func placeholder(text string) *fyne.Container {
 	l.Importance = widget.LowImportance
 	l.Wrapping = fyne.TextWrapWord
 	return container.NewBorder(nil, nil, nil, nil, l)
+}
+
+// listenChoices offers every interface's IPv4 address with the port of def, after def itself.
+func listenChoices(def string) []string {
+	_, port, err := net.SplitHostPort(def)
+	if err != nil {
+		return []string{def}
+	}
+	out := []string{def}
+	ifs, _ := net.Interfaces()
+	for _, i := range ifs {
+		if i.Flags&net.FlagUp == 0 {
+			continue
+		}
+		addrs, _ := i.Addrs()
+		for _, a := range addrs {
+			if ip, ok := a.(*net.IPNet); ok && ip.IP.To4() != nil {
+				out = append(out, net.JoinHostPort(ip.IP.String(), port))
+			}
+		}
+	}
+	return out
 }

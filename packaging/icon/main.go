@@ -1,5 +1,5 @@
-// Command icon renders Kiln's application icon (packaging/icon.svg) to PNG files: the one the app
-// embeds (assets/icon.png) and the hicolor sizes used by the Linux packages.
+// Command icon renders Kiln's application icon (packaging/icon.svg) to a PNG: the one the app
+// embeds and the packages install (assets/icon.png, 512×512).
 //
 //	go run ./packaging/icon -svg packaging/icon.svg -out assets/icon.png -size 512
 package main
