@@ -32,6 +32,7 @@ func runFlash(ctx context.Context, env *Env, args []string) error {
 	yes := fs.Bool("yes", false, "do not ask for confirmation (the safety rules still apply)")
 	allowInternal := fs.Bool("allow-internal", false, "allow internal non-removable disks; you must type the disk's model to confirm")
 	eject := fs.Bool("eject", false, "eject the drives when done")
+	sum := fs.Bool("sha256", false, "print the sha256 of the uncompressed image (computed while writing)")
 	xzDecoder := fs.String("xz-decoder", "", "xz decoder: exec (the xz program) or go (built in); default picks exec when xz is installed")
 	if err := common.parse(env, fs, args, true); err != nil {
 		return err
@@ -42,7 +43,7 @@ func runFlash(ctx context.Context, env *Env, args []string) error {
 		return fmt.Errorf("%w: --image and at least one --device are required", errUsage)
 	}
 	opts := flasher.Options{Bmap: *bmapPath, NoBmap: *noBmap, NoVerify: *noVerify, AllowInternal: *allowInternal,
-		Eject: *eject, XZDecoder: *xzDecoder, Log: env.Log, Confirm: map[string]string{}}
+		Eject: *eject, HashImage: *sum, XZDecoder: *xzDecoder, Log: env.Log, Confirm: map[string]string{}}
 	in := bufio.NewReader(env.Stdin)
 	if *allowInternal {
 		// Typing the model is required even with --yes: it is the one check that the user means
@@ -104,6 +105,9 @@ func runFlash(ctx context.Context, env *Env, args []string) error {
 				fmt.Fprintf(env.Stderr, "%s: FAILED: %v\n", r.Device, r.Err)
 			case r.Verified:
 				fmt.Fprintf(env.Stdout, "%s: written and verified (%s in %.1f s)\n", r.Device, flasher.HumanBytes(r.Written), r.Seconds)
+				if r.SHA256 != "" {
+					fmt.Fprintf(env.Stdout, "%s: image sha256 %s\n", r.Device, r.SHA256)
+				}
 			default:
 				fmt.Fprintf(env.Stdout, "%s: written, not verified (%s in %.1f s)\n", r.Device, flasher.HumanBytes(r.Written), r.Seconds)
 			}

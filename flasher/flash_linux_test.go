@@ -2,7 +2,9 @@ package flasher
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -22,7 +24,7 @@ func TestFlashRawAndVerifyFromDevice(t *testing.T) {
 	dev := loopDevice(t, 16<<20)
 	readBefore, _ := stat(t, dev)
 	var phases []string
-	res, err := Flash(context.Background(), img, []string{dev}, Options{Progress: func(e progress.Event) {
+	res, err := Flash(context.Background(), img, []string{dev}, Options{HashImage: true, Progress: func(e progress.Event) {
 		if e.Device != dev {
 			t.Errorf("progress event without the device: %+v", e)
 		}
@@ -33,7 +35,8 @@ func TestFlashRawAndVerifyFromDevice(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !res[0].Verified || res[0].Written != 9<<20+1000 || res[0].SHA256 == "" {
+	want, _ := os.ReadFile(img)
+	if !res[0].Verified || res[0].Written != 9<<20+1000 || res[0].SHA256 != fmt.Sprintf("%x", sha256.Sum256(want)) {
 		t.Fatalf("result %+v", res[0])
 	}
 	cmpDevice(t, dev, img)

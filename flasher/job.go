@@ -35,6 +35,9 @@ type Options struct {
 	Confirm       map[string]string // device path → what the user typed
 	// Eject ejects removable drives after a successful flash; a failed eject is only a warning.
 	Eject bool
+	// HashImage computes the sha256 of the whole uncompressed image while writing (Result.SHA256),
+	// to compare with a published checksum. Block-mapped raw images are read by ranges: no sum.
+	HashImage bool
 	// XZDecoder selects the xz decoder (see source.Image.XZDecoder).
 	XZDecoder string
 	Progress  progress.Func
@@ -68,7 +71,9 @@ type Result struct {
 	Written     int64    `json:"written"`
 	Verified    bool     `json:"verified"`
 	SHA256      string   `json:"sha256,omitempty"` // of the whole uncompressed image, when it was read in full
-	Seconds     float64  `json:"seconds"`
+	Seconds     float64  `json:"seconds"`          // the whole flash
+	WriteSecs   float64  `json:"write_seconds"`    // writing, including the final flush
+	VerifySecs  float64  `json:"verify_seconds"`   // reading back
 	Warnings    []string `json:"warnings,omitempty"`
 	Err         error    `json:"-"`
 	Error       string   `json:"error,omitempty"`
@@ -288,7 +293,9 @@ func (j *Job) runDevice(ctx context.Context, planned Device) (res Result) {
 		return res
 	}
 	w := &writer{job: j, dev: dev, d: d, progress: j.opts.Progress}
+	t0 := time.Now()
 	err = w.write(ctx)
+	res.WriteSecs = time.Since(t0).Seconds()
 	res.Written, res.SHA256 = w.written.Load(), w.imageSum
 	if res.ImageSize < 0 {
 		res.ImageSize = w.imageBytes
@@ -297,7 +304,9 @@ func (j *Job) runDevice(ctx context.Context, planned Device) (res Result) {
 		j.opts.hooks.afterWrite(d)
 	}
 	if err == nil && !j.opts.NoVerify {
+		t0 = time.Now()
 		err = w.verify(ctx)
+		res.VerifySecs = time.Since(t0).Seconds()
 		res.Verified = err == nil
 	}
 	if cerr := dev.Close(); err == nil && cerr != nil {

@@ -52,6 +52,8 @@ type chunk struct {
 	buf   []byte
 	off   int64
 	spans [][2]int
+	// image holds the chunk's bytes for the whole-image hash (nil when the image is read by ranges).
+	image []byte
 }
 
 // writer flashes one drive.
@@ -126,9 +128,27 @@ func (w *writer) write(ctx context.Context) error {
 			}
 		}()
 	}
-	err := w.produce(ctx, free, work)
-	close(work)
+	// The whole-image hash runs on its own goroutine, between reading and writing, so the
+	// decompressor does not wait for it.
+	ordered := make(chan chunk, 2)
+	full := sha256.New()
+	hashed := false
+	go func() {
+		for c := range ordered {
+			if c.image != nil {
+				full.Write(c.image)
+				hashed = true
+			}
+			work <- c
+		}
+		close(work)
+	}()
+	err := w.produce(ctx, free, ordered)
+	close(ordered)
 	wg.Wait()
+	if err == nil && hashed {
+		w.imageSum = hex.EncodeToString(full.Sum(nil))
+	}
 	if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) {
 		err = cause // a writer's error explains more than the producer's
 	} else if err == nil {
@@ -216,7 +236,6 @@ func (w *writer) produce(ctx context.Context, free chan []byte, work chan<- chun
 		return w.produceMapped(ctx, ra, get, work)
 	}
 	lbs := int64(w.lbs())
-	full := sha256.New()
 	var rc *rangeChecker
 	if m != nil {
 		rc = newRangeChecker(w.job)
@@ -234,7 +253,6 @@ func (w *writer) produce(ctx context.Context, free chan []byte, work chan<- chun
 			return fmt.Errorf("%w: %w", ErrSource, rerr)
 		}
 		buf = buf[:n]
-		full.Write(buf)
 		var spans [][2]int
 		if m == nil {
 			if n > 0 {
@@ -255,11 +273,11 @@ func (w *writer) produce(ctx context.Context, free chan []byte, work chan<- chun
 			return fmt.Errorf("%s: %w: the decompressed image is larger than the drive (%s); it holds an incomplete image — use a larger drive", w.d.Path, ErrTooSmall, HumanBytes(w.d.Size))
 		}
 		spans = w.holdHead(buf, off, spans)
-		if len(spans) > 0 {
-			work <- chunk{buf: buf, off: off, spans: spans}
-		} else {
-			free <- buf
+		c := chunk{buf: buf, off: off, spans: spans}
+		if w.job.opts.HashImage {
+			c.image = buf
 		}
+		work <- c
 		lastN = n
 		if rerr != nil || n < chunkSize {
 			break
@@ -271,7 +289,6 @@ func (w *writer) produce(ctx context.Context, free chan []byte, work chan<- chun
 		}
 	}
 	w.imageBytes = off + int64(lastN)
-	w.imageSum = hex.EncodeToString(full.Sum(nil))
 	return nil
 }
 

@@ -1,0 +1,100 @@
+#!/usr/bin/env bash
+# Flash benchmarks: `kiln flash` against dd, bmaptool, and the decompressors on loop devices backed
+# by files (direct I/O on, so writes reach the backing file), peers measured in the same run.
+# Prints a Markdown table; needs root. Usage: bench/flash.sh [IMAGE_MiB] (default 1024).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+[ "$(id -u)" -eq 0 ] || { echo "bench/flash.sh needs root (loop devices)" >&2; exit 1; }
+KILN=${KILN_BIN:-$PWD/bin/kiln}
+MIB=${1:-1024}
+RUNS=${RUNS:-3}
+W=$(mktemp -d /var/tmp/kiln-bench-flash.XXXXXX)
+cleanup() {
+  [ -f "$W/loops" ] && while read -r l; do losetup -d "$l" 2>/dev/null || true; done < "$W/loops"
+  rm -rf "$W"
+}
+trap cleanup EXIT
+loop() { # loop SIZE_MiB → device
+  local f; f=$(mktemp "$W/disk.XXXX"); truncate -s "$1M" "$f"
+  local l; l=$(losetup --find --show --direct-io=on "$f"); echo "$l" >> "$W/loops"; echo "$l"
+}
+# best SECONDS of $RUNS runs of a shell command
+best() {
+  local b=""
+  for _ in $(seq "$RUNS"); do
+    sync; echo 3 > /proc/sys/vm/drop_caches 2>/dev/null || true
+    local s e; s=$(date +%s.%N); bash -c "$1" >/dev/null 2>&1 || { echo "failed: $1" >&2; exit 1; }; e=$(date +%s.%N)
+    local t; t=$(echo "$e - $s" | bc -l)
+    if [ -z "$b" ] || [ "$(echo "$t < $b" | bc -l)" = 1 ]; then b=$t; fi
+  done
+  printf '%.3f' "$b"
+}
+ratio() { printf '%.2f' "$(echo "$1 / $2" | bc -l)"; }
+rows=()
+row() { rows+=("| $1 | $2 | $3 | $4 |"); }
+
+echo "preparing a ${MIB} MiB image (system files: compressible like a real OS image)…" >&2
+IMG=$W/test.img
+tar -cf - /usr/lib /usr/share 2>/dev/null | head -c "$((MIB << 20))" > "$IMG" || true
+truncate -s "${MIB}M" "$IMG"
+DEV=$(loop $((MIB + 16)))
+MB=$(echo "$MIB * 1.048576" | bc -l)
+
+# 1. raw write, including the final flush
+t_dd=$(best "dd if=$IMG of=$DEV bs=4M oflag=direct conv=fsync")
+t_k=$(best "$KILN flash --yes --no-verify --no-bmap --image $IMG --device $DEV")
+row "raw ${MIB} MiB write" "dd bs=4M oflag=direct conv=fsync: ${t_dd} s" "kiln: ${t_k} s" "$(ratio "$t_k" "$t_dd") × dd (goal ≤ 1.05)"
+
+# 2. verify read-back against dd iflag=direct
+t_ddr=$(best "dd if=$DEV of=/dev/null bs=4M iflag=direct count=$((MIB / 4))")
+t_v=$("$KILN" flash --yes --json --no-bmap --image "$IMG" --device "$DEV" | tail -1 | python3 -c 'import json,sys; print(json.load(sys.stdin)["result"][0]["verify_seconds"])')
+row "verify ${MIB} MiB" "dd iflag=direct bs=4M of=/dev/null: ${t_ddr} s" "kiln verify phase: $(printf %.3f "$t_v") s" "$(ratio "$t_ddr" "$t_v") × dd throughput (goal ≥ 0.9)"
+
+# 3. 1 GiB sparse image with 10% data and a block map
+SP=$W/sparse.img
+truncate -s 1G "$SP"
+for i in $(seq 0 9); do dd if="$IMG" of="$SP" bs=1M count=10 skip=$((i * 10 % MIB)) seek=$((i * 100)) conv=notrunc status=none; done
+bmaptool -q create -o "$SP.bmap" "$SP"
+DEV2=$(loop 1040)
+t_dd=$(best "dd if=$SP of=$DEV2 bs=4M oflag=direct conv=fsync")
+t_b=$(best "bmaptool -q copy $SP $DEV2")
+t_k=$(best "$KILN flash --yes --no-verify --image $SP --device $DEV2")
+row "1 GiB, 10% data + bmap" "bmaptool copy: ${t_b} s; dd: ${t_dd} s" "kiln: ${t_k} s" "$(ratio "$t_k" "$t_b") × bmaptool (goal ≤ 1.0), $(ratio "$t_dd" "$t_k") × faster than dd (goal ≥ 3)"
+t_kv=$(best "$KILN flash --yes --image $SP --device $DEV2")
+row "same, with read-back verify" "" "kiln: ${t_kv} s" ""
+
+# 4. compressed images: device- or decompressor-bound
+zstd -q -T0 -3 -f "$IMG" -o "$IMG.zst"
+pigz -6 -c "$IMG" > "$IMG.gz"
+xz -T0 -6 -c "$IMG" > "$IMG.xz"
+t_raw=$(best "$KILN flash --yes --no-verify --no-bmap --image $IMG --device $DEV")
+for f in zst gz; do
+  case $f in zst) dec="zstd -dc -T0 $IMG.zst";; gz) dec="pigz -dc $IMG.gz";; esac
+  t_d=$(best "$dec > /dev/null")
+  t_k=$(best "$KILN flash --yes --no-verify --image $IMG.$f --device $DEV")
+  bound=$t_raw; [ "$(echo "$t_d > $bound" | bc -l)" = 1 ] && bound=$t_d
+  row ".$f ($(du -m "$IMG.$f" | cut -f1) MiB)" "$dec > /dev/null: ${t_d} s; raw flash: ${t_raw} s" "kiln: ${t_k} s" "$(ratio "$t_k" "$bound") × the slower of the two"
+done
+t_x=$(best "xz -dc -T0 $IMG.xz > /dev/null")
+t_k=$(best "$KILN flash --yes --no-verify --xz-decoder exec --image $IMG.xz --device $DEV")
+row ".xz ($(du -m "$IMG.xz" | cut -f1) MiB), xz program" "xz -dc -T0 > /dev/null: ${t_x} s" "kiln: ${t_k} s" "$(ratio "$t_x" "$t_k") × xz throughput (goal ≥ 0.9)"
+# The built-in decoder (used when xz is not installed) is much slower per core: one run, with RSS.
+s=$(date +%s.%N)
+/usr/bin/time -o "$W/rss" -f '%M' "$KILN" flash --yes --no-verify --xz-decoder go --image "$IMG.xz" --device "$DEV" >/dev/null 2>&1
+t_k=$(echo "$(date +%s.%N) - $s" | bc -l)
+row ".xz, built-in Go decoder (1 run)" "xz -dc -T0 > /dev/null: ${t_x} s" "kiln: $(printf %.3f "$t_k") s, peak RSS $(( $(tail -1 "$W/rss") / 1024 )) MiB" "$(ratio "$t_x" "$t_k") × xz throughput"
+
+# 5. peak memory flashing a 4 GiB image (raw, zstd and xz), with verification
+BIG=$W/big.img
+for i in 1 2 3 4; do cat "$IMG"; done | head -c 4G > "$BIG"; truncate -s 4G "$BIG"
+zstd -q -T0 -1 -f "$BIG" -o "$BIG.zst"; xz -T0 -0 -c "$BIG" > "$BIG.xz"; rm -f "$IMG.xz" "$IMG.gz" "$IMG.zst" "$SP"
+DEV3=$(loop 4112)
+for f in "$BIG" "$BIG.zst" "$BIG.xz --xz-decoder exec"; do
+  /usr/bin/time -o "$W/rss" -f '%M' "$KILN" flash --yes --image $f --device "$DEV3" >/dev/null 2>&1
+  rss=$(tail -1 "$W/rss")
+  row "peak RSS, 4 GiB $(basename "${f%% *}")${f#"${f%% *}"}" "" "$((rss / 1024)) MiB" "goal ≤ 256 MiB"
+done
+
+echo "| benchmark | peer | kiln | ratio |"
+echo "|---|---|---|---|"
+printf '%s\n' "${rows[@]}"
