@@ -13,7 +13,9 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strings"
+	"sort"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -89,7 +91,7 @@ func Run(version string) error {
 	}
 	stats := startUIStats(os.Getenv("KILN_UI_STATS"))
 	if demo == "flash" {
-		a.demoFlash()
+		a.demoFlash(stats)
 	}
 
 	sigs := make(chan os.Signal, 1)
@@ -334,19 +336,23 @@ func defaultOutDir() string {
 	return "out"
 }
 
-// uiStatsRun measures, for the benchmarks, how the UI thread keeps up: a heartbeat queued with
-// fyne.Do every 10 ms records how late it runs (the longest time the UI thread was busy), and the
-// bridge counts progress events in and UI updates out.
+// uiStatsRun measures, for the benchmarks, how the UI thread keeps up while uiMeasuring is set (a
+// demo flash): a heartbeat queued with fyne.Do every 10 ms records how late it runs (the time the UI
+// thread could not respond), and the bridge counts progress events in and UI updates out.
 type uiStatsRun struct {
-	path    string
-	stop    chan struct{}
-	done    chan struct{}
-	start   time.Time
-	maxLag  time.Duration
-	beats   int
-	firstUI time.Duration
-	running time.Time // when the first heartbeat ran: the event loop is up
+	path  string
+	stop  chan struct{}
+	done  chan struct{}
+	start time.Time
+
+	mu       sync.Mutex
+	lags     []time.Duration
+	measured time.Duration // time uiMeasuring was set
+	since    time.Time
 }
+
+// uiMeasuring is set while the figures are taken.
+var uiMeasuring atomic.Bool
 
 func startUIStats(path string) *uiStatsRun {
 	s := &uiStatsRun{path: path, start: time.Now()}
@@ -358,25 +364,19 @@ func startUIStats(path string) *uiStatsRun {
 		defer close(s.done)
 		t := time.NewTicker(10 * time.Millisecond)
 		defer t.Stop()
-		var mu sync.Mutex
 		for {
 			select {
 			case <-s.stop:
 				return
 			case sent := <-t.C:
+				if !uiMeasuring.Load() {
+					continue
+				}
 				fyne.Do(func() {
 					lag := time.Since(sent)
-					mu.Lock()
-					if s.beats == 0 {
-						s.firstUI = time.Since(s.start)
-						s.running = time.Now()
-					}
-					s.beats++
-					// Beats queued before the event loop ran measure start-up, not a stall.
-					if sent.After(s.running) {
-						s.maxLag = max(s.maxLag, lag)
-					}
-					mu.Unlock()
+					s.mu.Lock()
+					s.lags = append(s.lags, lag)
+					s.mu.Unlock()
 				})
 			}
 		}
@@ -384,20 +384,53 @@ func startUIStats(path string) *uiStatsRun {
 	return s
 }
 
+// measure starts or stops taking the figures.
+func (s *uiStatsRun) measure(on bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if on {
+		uiStats.events.Store(0)
+		uiStats.updates.Store(0)
+		uiStats.maxCallback.Store(0)
+		s.since = time.Now()
+	} else if uiMeasuring.Load() {
+		s.measured += time.Since(s.since)
+	}
+	uiMeasuring.Store(on)
+}
+
 func (s *uiStatsRun) finish() error {
 	if s.path == "" {
 		return nil
 	}
+	s.measure(false)
 	close(s.stop)
 	<-s.done
+	s.mu.Lock()
+	lags := append([]time.Duration(nil), s.lags...)
+	measured := s.measured
+	s.mu.Unlock()
+	sort.Slice(lags, func(i, j int) bool { return lags[i] < lags[j] })
+	ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+	var maxLag, p99 time.Duration
+	over := 0
+	if n := len(lags); n > 0 {
+		maxLag, p99 = lags[n-1], lags[n*99/100]
+		for _, l := range lags {
+			if l > 100*time.Millisecond {
+				over++
+			}
+		}
+	}
 	out := map[string]any{
-		"progress_events":    uiStats.events.Load(),
-		"ui_updates":         uiStats.updates.Load(),
-		"max_ui_lag_ms":      float64(s.maxLag.Microseconds()) / 1000,
-		"max_callback_ms":    float64(uiStats.maxCallback.Load()) / 1e6,
-		"heartbeats":         s.beats,
-		"run_seconds":        time.Since(s.start).Seconds(),
-		"first_heartbeat_ms": float64(s.firstUI.Microseconds()) / 1000,
+		"progress_events":   uiStats.events.Load(),
+		"ui_updates":        uiStats.updates.Load(),
+		"max_callback_ms":   float64(uiStats.maxCallback.Load()) / 1e6,
+		"max_ui_lag_ms":     ms(maxLag),
+		"p99_ui_lag_ms":     ms(p99),
+		"stalls_over_100ms": over,
+		"heartbeats":        len(lags),
+		"run_seconds":       measured.Seconds(),
 	}
 	data, err := json.MarshalIndent(out, "", "  ")
 	if err != nil {

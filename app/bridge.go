@@ -20,29 +20,22 @@ var uiStats struct {
 }
 
 // Bridge turns progress events from a core goroutine into widget updates on the UI thread: it keeps
-// only the newest event per device and hands it to update through fyne.Do at most maxUIRate times a
-// second. A phase change is never lost: the first event of a new phase is delivered before later ones.
+// only the newest event per device and phase and hands them to update in one fyne.Do call at most
+// maxUIRate times a second. A phase change is never lost: the last event of the old phase is
+// delivered before the first of the new one, in the same update.
 type Bridge struct {
 	update func(progress.Event) // runs on the UI thread
 
 	mu      sync.Mutex
-	pending map[string]progress.Event // newest undelivered event per device
-	order   []string
-	phase   map[string]string
+	pending []progress.Event // undelivered events, at most one per device and phase, in order
 	stop    chan struct{}
 	done    chan struct{}
 }
 
 // NewBridge starts a bridge that calls update on the UI thread. Call Close when the work is over: it
-// delivers the last event and stops the ticker.
+// delivers the last events and stops the ticker.
 func NewBridge(update func(progress.Event)) *Bridge {
-	b := &Bridge{
-		update:  update,
-		pending: map[string]progress.Event{},
-		phase:   map[string]string{},
-		stop:    make(chan struct{}),
-		done:    make(chan struct{}),
-	}
+	b := &Bridge{update: update, stop: make(chan struct{}), done: make(chan struct{})}
 	go b.loop()
 	return b
 }
@@ -53,15 +46,16 @@ func (b *Bridge) Func() progress.Func {
 		uiStats.events.Add(1)
 		b.mu.Lock()
 		defer b.mu.Unlock()
-		if _, ok := b.pending[e.Device]; !ok {
-			b.order = append(b.order, e.Device)
-		} else if b.phase[e.Device] != e.Phase {
-			// Deliver the old phase's last event now so the UI shows every phase.
-			b.deliver(b.takeLocked())
-			b.order = append(b.order, e.Device)
+		for i := len(b.pending) - 1; i >= 0; i-- {
+			if p := b.pending[i]; p.Device == e.Device {
+				if p.Phase == e.Phase {
+					b.pending[i] = e
+					return
+				}
+				break // a new phase for this device: keep the old phase's last event too
+			}
 		}
-		b.pending[e.Device] = e
-		b.phase[e.Device] = e.Phase
+		b.pending = append(b.pending, e)
 	}
 }
 
@@ -72,35 +66,24 @@ func (b *Bridge) loop() {
 	for {
 		select {
 		case <-t.C:
-			b.mu.Lock()
-			evs := b.takeLocked()
-			b.mu.Unlock()
-			b.deliver(evs)
+			b.deliver(b.take())
 		case <-b.stop:
-			b.mu.Lock()
-			evs := b.takeLocked()
-			b.mu.Unlock()
-			b.deliver(evs)
+			b.deliver(b.take())
 			return
 		}
 	}
 }
 
-// takeLocked removes and returns the pending events in arrival order.
-func (b *Bridge) takeLocked() []progress.Event {
-	if len(b.order) == 0 {
-		return nil
-	}
-	evs := make([]progress.Event, 0, len(b.order))
-	for _, d := range b.order {
-		evs = append(evs, b.pending[d])
-	}
-	b.order = b.order[:0]
-	clear(b.pending)
+// take removes and returns the pending events in arrival order.
+func (b *Bridge) take() []progress.Event {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	evs := b.pending
+	b.pending = nil
 	return evs
 }
 
-// deliver schedules one UI callback carrying evs. fyne.Do only queues, so this is safe under b.mu.
+// deliver schedules one UI callback carrying evs.
 func (b *Bridge) deliver(evs []progress.Event) {
 	if len(evs) == 0 {
 		return
