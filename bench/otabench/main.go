@@ -285,7 +285,7 @@ func apply(ctx context.Context, dir string) error {
 	rebooted := false
 	a, err := agent.New(agent.Config{Release: filepath.Join(dev, "release.json"), Root: filepath.Join(dev, "root.json"),
 		ESP: filepath.Join(dev, "esp"), State: filepath.Join(dev, "data", "kiln", "ota"), EFIVars: filepath.Join(dev, "efivars"),
-		Reboot: func() error { rebooted = true; return nil }, Log: l})
+		Reboot: func(context.Context) error { rebooted = true; return nil }, Log: l})
 	if err != nil {
 		return err
 	}

@@ -55,8 +55,10 @@ type Config struct {
 	HealthTimeout  time.Duration
 	HealthAttempts int
 	HealthPause    time.Duration
-	// Reboot restarts the device (default: busybox reboot through init, then the syscall).
-	Reboot func() error
+	// Reboot restarts the device (default: busybox reboot through init, then the syscall). It
+	// returns when ctx ends (init's shutdown signals the agent) so that the agent exits and its
+	// files on /data and the ESP can be unmounted.
+	Reboot func(ctx context.Context) error
 	Log    *logrus.Logger
 	HTTP   *client.Client // template for the server client (tests); BaseURL is filled in
 }
@@ -241,7 +243,7 @@ func (a *Agent) Assess(ctx context.Context) error {
 		if msg, ok := a.health(ctx); !ok {
 			a.log.WithFields(logrus.Fields{"version": a.rel.Version, "tries_left": cur.Left}).Warn("unhealthy: " + msg + "; rebooting so the boot loader retries or falls back")
 			a.report(ctx, ota.StateUnhealthy, a.rel.Version, msg)
-			return a.reboot()
+			return a.reboot(ctx)
 		}
 		blessed := a.base() + ".efi"
 		if err := os.Rename(filepath.Join(a.linuxDir(), cur.File), filepath.Join(a.linuxDir(), blessed)); err != nil {
@@ -525,7 +527,7 @@ func (a *Agent) CheckAndInstall(ctx context.Context) error {
 		a.report(ctx, ota.StateFailed, sel.Target.Version, err.Error())
 		return err
 	}
-	return a.reboot()
+	return a.reboot(ctx)
 }
 
 func (a *Agent) install(ctx context.Context, c *client.Client, sel ota.Selection) error {
@@ -638,9 +640,9 @@ func (a *Agent) applyDelta(ctx context.Context, c *client.Client, d, full ota.Ta
 	return f.Sync()
 }
 
-func (a *Agent) reboot() error {
+func (a *Agent) reboot(ctx context.Context) error {
 	a.log.Info("rebooting")
-	if err := a.cfg.Reboot(); err != nil {
+	if err := a.cfg.Reboot(ctx); err != nil {
 		return fmt.Errorf("reboot: %w", err)
 	}
 	return errRebooting

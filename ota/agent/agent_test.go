@@ -139,7 +139,7 @@ func (d *device) agent(version string) *agent.Agent {
 		Release: filepath.Join(etc, "release.json"), Root: filepath.Join(etc, "root.json"),
 		ESP: d.esp, State: filepath.Join(d.data, "kiln", "ota"), EFIVars: d.efivars,
 		HealthAttempts: 1, HealthPause: 1,
-		Reboot: func() error { d.reboots++; return nil }, Log: log,
+		Reboot: func(context.Context) error { d.reboots++; return nil }, Log: log,
 	})
 	if err != nil {
 		d.t.Fatal(err)

@@ -3,11 +3,12 @@
 package agent
 
 import (
+	"context"
 	"errors"
 	"fmt"
 )
 
 // Reboot is only implemented on Linux, where Kiln images run.
-func Reboot() error {
+func Reboot(context.Context) error {
 	return fmt.Errorf("reboot: %w", errors.ErrUnsupported)
 }

@@ -108,7 +108,7 @@ func (c *console) expect(ctx context.Context, want string, fail ...string) strin
 				c.t.Logf("console: %s", line)
 				return line
 			}
-			if strings.HasPrefix(line, "kiln") {
+			if strings.HasPrefix(line, "kiln") || strings.Contains(line, "FAT-fs") {
 				c.t.Logf("console: %s", line)
 			}
 		case <-ctx.Done():
