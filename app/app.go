@@ -13,6 +13,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -88,6 +89,9 @@ func Run(version string) error {
 		if err := a.Show(s); err != nil {
 			return err
 		}
+	}
+	if n, err := strconv.Atoi(os.Getenv("KILN_UI_RATE")); err == nil && n >= 1 && n <= maxUIRate {
+		progressRate = n
 	}
 	stats := startUIStats(os.Getenv("KILN_UI_STATS"))
 	if demo == "flash" {
@@ -295,7 +299,7 @@ func (a *App) showPreferences() {
 }
 
 // licences lists what the app and the images it builds are made of.
-const licences = `Kiln is free software released under the MIT licence.
+const licences = `Source code: https://github.com/kilnproject/kiln
 
 The app is built with: Fyne (BSD-3-Clause), go-diskfs (MIT), go-tuf (Apache-2.0),
 BurntSushi/toml (MIT), logrus (MIT), dnssd (MIT), klauspost/compress (BSD-3-Clause),

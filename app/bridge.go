@@ -13,6 +13,10 @@ import (
 // maxUIRate caps how often progress reaches the widgets.
 const maxUIRate = 30 // updates per second
 
+// progressRate is the bridges' update rate (KILN_UI_RATE, 1…maxUIRate): 15 a second moves a progress
+// bar smoothly and leaves the UI thread idle most of the time under software rendering.
+var progressRate = 15
+
 // uiStats counts what the bridge delivers, for the benchmarks (KILN_UI_STATS).
 var uiStats struct {
 	events, updates atomic.Int64
@@ -61,7 +65,7 @@ func (b *Bridge) Func() progress.Func {
 
 func (b *Bridge) loop() {
 	defer close(b.done)
-	t := time.NewTicker(time.Second / maxUIRate)
+	t := time.NewTicker(time.Second / time.Duration(progressRate))
 	defer t.Stop()
 	for {
 		select {

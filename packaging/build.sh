@@ -95,14 +95,6 @@ install -Dm644 "$work/kiln-deb.desktop" "$d/usr/share/applications/$app_id.deskt
 install -Dm644 assets/icon.png "$d/usr/share/icons/hicolor/512x512/apps/$app_id.png"
 install -Dm644 assets/icon.png "$d/usr/share/pixmaps/kiln.png" # the polkit policy's icon_name
 install -Dm644 packaging/org.kilnproject.kiln.flash-helper.policy "$d/usr/share/polkit-1/actions/$app_id.flash-helper.policy"
-install -Dm644 /dev/stdin "$d/usr/share/doc/kiln/copyright" <<'EOF'
-Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/
-Upstream-Name: kiln
-Source: https://github.com/kilnproject/kiln
-
-Files: *
-License: MIT
-EOF
 # Shared libraries the binary links, mapped to the packages that ship them on this system.
 depends=$( (ldd "$bin" 2>/dev/null || true) | awk '/=> \//{print $3}' | while read -r lib; do
   dpkg -S "$(readlink -f "$lib")" 2>/dev/null || dpkg -S "$lib" 2>/dev/null || true
