@@ -24,6 +24,7 @@ type vmScreen struct {
 	input   guestInput
 	buttons uint8
 	focused bool
+	hint    *canvas.Text // shown while no VM is running
 }
 
 func newVMScreen() *vmScreen {
@@ -31,6 +32,9 @@ func newVMScreen() *vmScreen {
 	s.img = canvas.NewImageFromImage(blankFrame())
 	s.img.FillMode = canvas.ImageFillContain
 	s.img.ScaleMode = canvas.ImageScaleFastest
+	s.hint = canvas.NewText("The VM's screen appears here when it runs.", color.NRGBA{0x9a, 0xa0, 0xa8, 0xff})
+	s.hint.Alignment = fyne.TextAlignCenter
+	s.hint.TextStyle = fyne.TextStyle{Italic: true}
 	s.ExtendBaseWidget(s)
 	return s
 }
@@ -45,6 +49,7 @@ func blankFrame() image.Image {
 
 // SetFrame shows img; it runs on the UI thread.
 func (s *vmScreen) SetFrame(img image.Image) {
+	s.hint.Hide()
 	s.frame = img
 	s.img.Image = img
 	s.img.Refresh()
@@ -54,6 +59,7 @@ func (s *vmScreen) SetFrame(img image.Image) {
 func (s *vmScreen) Clear() {
 	s.input = nil
 	s.SetFrame(blankFrame())
+	s.hint.Show()
 }
 
 func (s *vmScreen) CreateRenderer() fyne.WidgetRenderer {
@@ -71,11 +77,16 @@ type vmScreenRenderer struct {
 func (r *vmScreenRenderer) Layout(size fyne.Size) {
 	r.bg.Resize(size)
 	r.s.img.Resize(size)
+	h := r.s.hint.MinSize().Height
+	r.s.hint.Move(fyne.NewPos(0, (size.Height-h)/2))
+	r.s.hint.Resize(fyne.NewSize(size.Width, h))
 }
-func (r *vmScreenRenderer) MinSize() fyne.Size           { return r.s.MinSize() }
-func (r *vmScreenRenderer) Refresh()                     { r.bg.Refresh(); r.s.img.Refresh() }
-func (r *vmScreenRenderer) Objects() []fyne.CanvasObject { return []fyne.CanvasObject{r.bg, r.s.img} }
-func (r *vmScreenRenderer) Destroy()                     {}
+func (r *vmScreenRenderer) MinSize() fyne.Size { return r.s.MinSize() }
+func (r *vmScreenRenderer) Refresh()           { r.bg.Refresh(); r.s.img.Refresh(); r.s.hint.Refresh() }
+func (r *vmScreenRenderer) Objects() []fyne.CanvasObject {
+	return []fyne.CanvasObject{r.bg, r.s.img, r.s.hint}
+}
+func (r *vmScreenRenderer) Destroy() {}
 
 // guestPos maps a position in the widget to framebuffer coordinates (the image is letterboxed).
 func (s *vmScreen) guestPos(p fyne.Position) (int, int, bool) {
