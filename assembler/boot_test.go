@@ -20,6 +20,10 @@ func TestBootDefault(t *testing.T) {
 	g := boot(t, res.Image)
 	g.expect(regexp.MustCompile(`kiln: ready name=kiln-tiny version=1\.0\.0 hostname=kiln\b`), bootTimeout)
 	t.Logf("ready line after %.1fs", time.Since(g.start).Seconds())
+	// Kiln Tiny sets no password, so its serial console is a root shell: run a command in it.
+	g.send("\n")
+	g.send(`echo "shell=$(id -u)@$(hostname) $((6*7))"` + "\n")
+	g.expect(regexp.MustCompile(`shell=0@kiln 42`), bootTimeout)
 }
 
 const (

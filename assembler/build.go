@@ -227,7 +227,8 @@ func (b *builder) initramfs(ctx context.Context) (*initramfs.Result, error) {
 	}
 	spec := initramfs.Spec{
 		Name: r.Name, Version: r.Version, Hostname: r.System.Hostname, Timezone: r.System.Timezone,
-		Busybox: in.busybox, Agent: in.agent,
+		ConsoleShell: r.System.ConsoleShell(),
+		Busybox:      in.busybox, Agent: in.agent,
 		Kernel: initramfs.Modules{Release: in.kernel.release, Files: in.kernel.modules, Load: in.kernel.load, Dep: in.kernel.dep},
 		Users:  in.users, OSRelease: osRelease(r), Release: rel, TrustedRoot: b.opts.TrustedRoot,
 		DataLabel: r.Data.Label, ESPName: espName, Extra: in.extra, SourceDateEpoch: b.opts.SourceDateEpoch,

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"io"
 	"io/fs"
@@ -283,6 +284,14 @@ func TestImageFiles(t *testing.T) {
 		t.Fatal("UKI has no .initrd section")
 	}
 	root := unpackInitramfs(t, initrd.Data)
+	// What the device agent reads about its image, boot tries included.
+	var rel assembler.Release
+	if b, err := os.ReadFile(filepath.Join(root, "etc/kiln/release.json")); err != nil || json.Unmarshal(b, &rel) != nil {
+		t.Fatalf("release.json: %v", err)
+	}
+	if rel != (assembler.Release{Name: "kiln-tiny", Version: "1.0.0", Arch: "x86_64", Channel: "stable", BootTries: 3}) {
+		t.Errorf("release.json = %+v", rel)
+	}
 	err = filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() {
 			return err

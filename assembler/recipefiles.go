@@ -214,11 +214,12 @@ type Release struct {
 	Channel     string `json:"channel"`
 	Server      string `json:"server"`
 	HealthCheck string `json:"health_check"`
+	BootTries   int    `json:"boot_tries"` // tries an update gets before systemd-boot falls back
 }
 
 func releaseJSON(r *recipe.Recipe) ([]byte, error) {
 	data, err := json.MarshalIndent(Release{Name: r.Name, Version: r.Version, Arch: r.Arch, Channel: r.Update.Channel,
-		Server: r.Update.Server, HealthCheck: r.Update.HealthCheck}, "", "  ")
+		Server: r.Update.Server, HealthCheck: r.Update.HealthCheck, BootTries: r.Board.BootTries}, "", "  ")
 	if err != nil {
 		return nil, fmt.Errorf("encode release.json: %w", err)
 	}

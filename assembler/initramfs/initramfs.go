@@ -56,7 +56,9 @@ type Spec struct {
 	Kernel Modules // modules for /lib/modules/<release>/ and the ones init loads
 
 	Users []User // login accounts; root is locked unless a user named "root" has a password hash
-	WiFi  *WiFi  // written to /etc/wpa_supplicant/wpa_supplicant.conf (0600); nil: none
+	// ConsoleShell puts a root shell on ttyS0 and tty1 instead of login prompts.
+	ConsoleShell bool
+	WiFi         *WiFi // written to /etc/wpa_supplicant/wpa_supplicant.conf (0600); nil: none
 
 	OSRelease   []byte // /etc/os-release
 	Release     []byte // /etc/kiln/release.json
@@ -326,6 +328,9 @@ func addInit(t *tree, s *Spec) error {
 		if err != nil {
 			return fmt.Errorf("embedded %s: %w", f.src, err)
 		}
+		if f.dst == "etc/inittab" && s.ConsoleShell {
+			b = shellConsoles(b)
+		}
 		if err := t.file(f.dst, f.mode, b, "kiln:assets/"+f.src); err != nil {
 			return err
 		}
@@ -402,4 +407,15 @@ func addExtra(t *tree, s *Spec) error {
 		}
 	}
 	return nil
+}
+
+// shellConsoles turns the inittab's getty lines into root login shells on the same terminals.
+func shellConsoles(inittab []byte) []byte {
+	lines := strings.Split(string(inittab), "\n")
+	for i, l := range lines {
+		if tty, rest, ok := strings.Cut(l, "::respawn:"); ok && strings.HasPrefix(rest, "/sbin/getty ") {
+			lines[i] = tty + "::respawn:-/bin/sh"
+		}
+	}
+	return []byte(strings.Join(lines, "\n"))
 }

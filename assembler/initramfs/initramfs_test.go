@@ -311,3 +311,32 @@ func set(s string) string {
 	sortStrings(out)
 	return strings.Join(out, " ")
 }
+
+// TestConsoleShell checks both console modes in the built /etc/inittab: gettys for a login, root
+// shells on the same terminals otherwise.
+func TestConsoleShell(t *testing.T) {
+	for _, shell := range []bool{false, true} {
+		s := fullSpec(t)
+		s.ConsoleShell = shell
+		r, err := Build(context.Background(), s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		dir, _ := unpack(t, r)
+		b, err := os.ReadFile(filepath.Join(dir, "etc/inittab"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		tab := string(b)
+		for _, tty := range []string{"ttyS0", "tty1"} {
+			hasShell := strings.Contains(tab, "\n"+tty+"::respawn:-/bin/sh")
+			hasGetty := regexp.MustCompile(`(?m)^` + tty + `::respawn:/sbin/getty `).MatchString(tab)
+			if hasShell != shell || hasGetty == shell {
+				t.Errorf("ConsoleShell=%v: %s shell=%v getty=%v\n%s", shell, tty, hasShell, hasGetty, tab)
+			}
+		}
+		if !strings.Contains(tab, "::sysinit:/etc/init.d/rcS") {
+			t.Errorf("ConsoleShell=%v lost the sysinit line:\n%s", shell, tab)
+		}
+	}
+}

@@ -87,11 +87,30 @@ type System struct {
 	Hostname     string   `toml:"hostname"`
 	Busybox      string   `toml:"busybox"` // busybox package name or .deb path
 	Timezone     string   `toml:"timezone"`
+	Console      string   `toml:"console,omitempty"` // "auto", "shell" or "login": see ConsoleShell
 	Users        []User   `toml:"users,omitempty"`
 	WiFi         *WiFi    `toml:"wifi,omitempty"`
 	Files        []File   `toml:"files,omitempty"`
 	Overlays     []string `toml:"overlays,omitempty"`      // directories or tarballs merged into the root
 	AllowDevices bool     `toml:"allow_devices,omitempty"` // let overlays carry device nodes
+}
+
+// ConsoleShell tells whether the serial console and the first virtual terminal open a root shell
+// rather than a login prompt. "shell" and "login" say so; "auto" (or empty) gives a shell only while
+// the recipe sets no password at all, since nobody could log in otherwise.
+func (s *System) ConsoleShell() bool {
+	switch s.Console {
+	case "shell":
+		return true
+	case "login":
+		return false
+	}
+	for _, u := range s.Users {
+		if u.PasswordHash != "" {
+			return false
+		}
+	}
+	return true
 }
 
 // User is a login account.

@@ -302,6 +302,8 @@ func TestBadRecipes(t *testing.T) {
 			[]string{`kiln.toml:5: update.server: bad server URL "192.168.1.10"`}},
 		{"bad label", head + "[data]\nlabel = \"my data partition\"\n",
 			[]string{`kiln.toml:5: data.label: bad FAT label "my data partition"`}},
+		{"bad console mode", head + "[system]\nconsole = \"root\"\n",
+			[]string{`kiln.toml:5: system.console: unknown console mode "root"; use "auto", "shell" or "login"`}},
 		{"bad module name", head + "[kernel]\nmodules = [\"virtio blk\"]\n",
 			[]string{`kiln.toml:5: kernel.modules[0]: bad module name "virtio blk"`}},
 		{"several problems at once", head + "[board]\ndisk_size = \"huge\"\nboot_tries = 0\n[system]\nhostname = \"\"\n",
@@ -408,5 +410,25 @@ system.x.y = 1
 	}
 	if lineOf(got, "kernel.modules[1]") != 6 {
 		t.Error("lineOf does not fall back to the parent")
+	}
+}
+
+func TestConsoleShell(t *testing.T) {
+	hash := "$6$salt$hash"
+	for _, tc := range []struct {
+		mode  string
+		users []User
+		shell bool
+	}{
+		{"auto", nil, true},
+		{"", []User{{Name: "alice"}}, true},
+		{"auto", []User{{Name: "alice", PasswordHash: hash}}, false},
+		{"shell", []User{{Name: "alice", PasswordHash: hash}}, true},
+		{"login", nil, false},
+	} {
+		s := System{Console: tc.mode, Users: tc.users}
+		if got := s.ConsoleShell(); got != tc.shell {
+			t.Errorf("console %q with %d users: shell=%v, want %v", tc.mode, len(tc.users), got, tc.shell)
+		}
 	}
 }

@@ -231,6 +231,11 @@ func (v *validator) system() {
 			"bad hostname %q", s.Hostname)
 	}
 	v.packageRef("system.busybox", s.Busybox)
+	switch s.Console {
+	case "", "auto", "shell", "login":
+	default:
+		v.add("system.console", `use "auto", "shell" or "login"`, "unknown console mode %q", s.Console)
+	}
 	if s.Timezone != "" {
 		if strings.Contains(s.Timezone, "..") || strings.HasPrefix(s.Timezone, "/") {
 			v.add("system.timezone", `use an IANA zone such as "Europe/Berlin" or "UTC"`, "bad timezone %q", s.Timezone)
