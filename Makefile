@@ -44,7 +44,7 @@ vet:
 
 ## test: set up and run every test (root for loop devices; QEMU boot tests included)
 test: deps inputs build vet
-	$(GO) test -timeout $(TEST_TIMEOUT) -count=1 ./...
+	GO=$(GO) TEST_TIMEOUT=$(TEST_TIMEOUT) bash scripts/test.sh
 
 ## bench: speed and size figures against the usual tools, recorded in docs/benchmarks.md
 bench: deps inputs build

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Runs every test verbosely into a log, prints the package lines and a summary, and lists every
+# skipped test with its reason. Under CI=true a skipped test fails the run: CI installs every tool.
+set -uo pipefail
+go=${GO:-go}
+log=${TEST_LOG:-$(mktemp -t kiln-test.XXXXXX.log)}
+"$go" test -v -count=1 -timeout "${TEST_TIMEOUT:-60m}" ./... > "$log" 2>&1
+rc=$?
+grep -E '^(ok|FAIL|panic:|---)[ 	]' "$log" | grep -v -e '^--- PASS' -e '^--- SKIP' || true
+pass=$(grep -cE '^\s*--- PASS' "$log")
+fail=$(grep -cE '^\s*--- FAIL' "$log")
+skip=$(grep -cE '^\s*--- SKIP' "$log")
+if [ "$skip" -gt 0 ]; then
+  echo "skipped tests:"
+  grep -A1 -E '^\s*--- SKIP' "$log" | grep -v '^--$' | sed 's/^/  /'
+fi
+if [ "$rc" -ne 0 ]; then
+  echo "failures (full log: $log):"
+  grep -B2 -A20 -E '^\s*--- FAIL' "$log" | head -200
+fi
+echo "tests: $pass passed, $fail failed, $skip skipped"
+if [ "$rc" -eq 0 ] && [ "$skip" -gt 0 ] && [ "${CI:-}" = "true" ]; then
+  echo "CI: $skip tests were skipped; CI must run them all (install what they need in scripts/install-deps.sh)"
+  rc=1
+fi
+exit $rc
