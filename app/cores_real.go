@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"image"
 	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"sort"
@@ -433,7 +434,11 @@ func (s *realServe) Start(ctx context.Context, addr string) (string, error) {
 		return "", fmt.Errorf("no update repository in %s yet: %w", s.st.repoDir(), errNothingPublished)
 	}
 	keys, _ := s.keys()
-	srv, err := server.New(server.Config{Repo: s.st.repoDir(), Addr: addr, Advertise: true, Keys: keys, Log: s.st.log})
+	// Announce on the LAN unless the server only listens on this machine.
+	host, _, _ := net.SplitHostPort(addr)
+	ip := net.ParseIP(host)
+	advertise := host != "localhost" && (ip == nil || !ip.IsLoopback())
+	srv, err := server.New(server.Config{Repo: s.st.repoDir(), Addr: addr, Advertise: advertise, Keys: keys, Log: s.st.log})
 	if err != nil {
 		return "", err
 	}

@@ -3,6 +3,7 @@ package app
 import (
 	"image"
 	"image/png"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -156,4 +157,74 @@ func TestPreviewRealVM(t *testing.T) {
 		t.Fatal("QEMU did not stop")
 	}
 	waitFor(t, func() bool { return p.running() == nil })
+}
+
+// Publish and serve for real: the Serve screen publishes a build's update bundle into a signed
+// repository, starts the update server on loopback, shows a device that reports to it, and stops it.
+func TestServeRealServer(t *testing.T) {
+	t.Setenv("KILN_KEYS", filepath.Join(t.TempDir(), "keys"))
+	a, _, _, _, _ := newTestApp(t)
+	lg := logrus.New()
+	lg.SetLevel(logrus.WarnLevel)
+	a.fa.Preferences().SetString(prefOutDir, t.TempDir())
+	a.cores.Serve = &realServe{st: &settings{prefs: a.fa.Preferences(), log: lg}}
+
+	bundle := filepath.Join(t.TempDir(), "update")
+	os.MkdirAll(bundle, 0o755)
+	payload := []byte("a unified kernel image stands here")
+	os.WriteFile(filepath.Join(bundle, "garden-1.1.0.efi"), payload, 0o644)
+	os.WriteFile(filepath.Join(bundle, "update.json"), []byte(`{"name":"garden","version":"1.1.0","arch":"x86_64",
+		"channel":"stable","min_from":"1.0.0","max_from":"","payload":{"file":"garden-1.1.0.efi"}}`), 0o644)
+	a.setCurrent(&BuildResult{Name: "garden", Version: "1.1.0", UpdateDir: bundle, Size: int64(len(payload))})
+	_ = a.Show("serve")
+	s := a.serve
+
+	// Starting with nothing published says what to do.
+	s.addr.SetText("127.0.0.1:0")
+	test.Tap(s.toggle)
+	a.Wait()
+	if a.cores.Serve.Running() || !strings.Contains(texts(a), "publish a build first") {
+		t.Fatalf("server started on an empty repository, or no advice:\n%s", texts(a))
+	}
+	a.win.Canvas().Overlays().Remove(a.win.Canvas().Overlays().Top())
+
+	test.Tap(s.publishBtn)
+	a.Wait()
+	if len(s.versions) != 1 || s.versions[0].Version != "1.1.0" || s.versions[0].MinFrom != "1.0.0" {
+		t.Fatalf("published versions %+v", s.versions)
+	}
+	if got := versionCell(s.versions[0], 2); got != "1.0.0 … below 1.1.0" {
+		t.Errorf("range cell %q", got)
+	}
+
+	test.Tap(s.toggle)
+	a.Wait()
+	url, ok := strings.CutPrefix(s.status.Text, "Serving at ")
+	if !ok {
+		t.Fatalf("status %q\n%s", s.status.Text, texts(a))
+	}
+	resp, err := http.Get(url + "/v1/info")
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("GET /v1/info: %v %v", resp, err)
+	}
+	resp.Body.Close()
+	resp, err = http.Post(url+"/v1/report", "application/json", strings.NewReader(
+		`{"id":"dev-1","name":"garden-shed","version":"1.0.0","state":"downloading","target":"1.1.0"}`))
+	if err != nil || resp.StatusCode != http.StatusNoContent {
+		t.Fatalf("POST /v1/report: %v %v", resp, err)
+	}
+	resp.Body.Close()
+	s.refresh()
+	if len(s.devices) != 1 || s.devices[0].Hostname != "garden-shed" || s.devices[0].State != "downloading" {
+		t.Errorf("devices %+v", s.devices)
+	}
+
+	test.Tap(s.toggle)
+	a.Wait()
+	if a.cores.Serve.Running() {
+		t.Fatal("server still running after the toggle")
+	}
+	if _, err := http.Get(url + "/v1/info"); err == nil {
+		t.Error("the server still answers after stopping")
+	}
 }
