@@ -1,6 +1,8 @@
 package app
 
 import (
+	"crypto/sha256"
+	"fmt"
 	"image"
 	"image/png"
 	"net/http"
@@ -17,6 +19,7 @@ import (
 	"github.com/kilnproject/kiln/app/pwhash"
 	"github.com/kilnproject/kiln/assembler/recipe"
 	"github.com/kilnproject/kiln/flasher"
+	"github.com/kilnproject/kiln/internal/testimage"
 )
 
 // The form's recipe survives a save and a load through the recipe package, and what the form does
@@ -226,5 +229,54 @@ func TestServeRealServer(t *testing.T) {
 	}
 	if _, err := http.Get(url + "/v1/info"); err == nil {
 		t.Error("the server still answers after stopping")
+	}
+}
+
+// A real build from the Build screen: the assembler makes the default image from the input cache;
+// the result panel's size and SHA-256 are the file's, the manifest opens, and the Flash screen
+// offers the new build first.
+func TestBuildScreenRealBuild(t *testing.T) {
+	cache, agent := testimage.Cache(t), testimage.Agent(t)
+	t.Setenv("KILN_AGENT", agent)
+	t.Setenv("KILN_KEYS", filepath.Join(t.TempDir(), "keys"))
+	a, _, _, _, _ := newTestApp(t)
+	out := t.TempDir()
+	a.fa.Preferences().SetString(prefCacheDir, cache)
+	a.fa.Preferences().SetString(prefOutDir, out)
+	lg := logrus.New()
+	lg.SetLevel(logrus.WarnLevel)
+	a.cores.Build = &realBuild{st: &settings{prefs: a.fa.Preferences(), log: lg}}
+	s := a.build
+	s.onNew()
+	s.hostname.SetText("app-test")
+	if len(s.problems) != 0 {
+		t.Fatalf("default recipe invalid in the form: %v", s.problems)
+	}
+	test.Tap(s.buildBtn)
+	a.Wait()
+	if s.result == nil {
+		t.Fatalf("no result: %s\n%s", s.status.Text, texts(a))
+	}
+	data, err := os.ReadFile(s.result.Image)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum := fmt.Sprintf("%x", sha256.Sum256(data)); sum != s.resHash.Text {
+		t.Errorf("result panel sha256 %s, file %s", s.resHash.Text, sum)
+	}
+	if s.resSize.Text != formatIEC(int64(len(data))) || !strings.HasPrefix(s.result.Image, out) {
+		t.Errorf("size %q image %s", s.resSize.Text, s.result.Image)
+	}
+	test.Tap(findButton(t, a, "View manifest"))
+	if shown := texts(a); !strings.Contains(shown, "Manifest — kiln-tiny") {
+		t.Errorf("manifest viewer not shown:\n%s", shown)
+	}
+	a.win.Canvas().Overlays().Remove(a.win.Canvas().Overlays().Top())
+	if bs := a.cores.Build.Builds(); len(bs) == 0 || bs[0].Image != s.result.Image {
+		t.Errorf("Builds() = %+v", bs)
+	}
+	test.Tap(findButton(t, a, "Flash"))
+	if a.flash.image != s.result.Image || !strings.HasPrefix(a.flash.imageSel.Selected, "kiln-tiny 1.0.0") {
+		t.Errorf("flash screen image %q selected %q", a.flash.image, a.flash.imageSel.Selected)
 	}
 }
