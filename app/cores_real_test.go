@@ -1,10 +1,12 @@
 package app
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"fmt"
 	"image"
 	"image/png"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -13,7 +15,9 @@ import (
 	"testing"
 	"time"
 
+	"fyne.io/fyne/v2"
 	"fyne.io/fyne/v2/test"
+	"fyne.io/fyne/v2/widget"
 	"github.com/sirupsen/logrus"
 
 	"github.com/kilnproject/kiln/app/pwhash"
@@ -278,5 +282,87 @@ func TestBuildScreenRealBuild(t *testing.T) {
 	test.Tap(findButton(t, a, "Flash"))
 	if a.flash.image != s.result.Image || !strings.HasPrefix(a.flash.imageSel.Selected, "kiln-tiny 1.0.0") {
 		t.Errorf("flash screen image %q selected %q", a.flash.image, a.flash.imageSel.Selected)
+	}
+}
+
+// A real flash from the Flash screen, as root, to a loop device attached while the screen is open:
+// the drive appears by itself, the confirmation names it, the image is written and verified, and
+// the device holds the image's bytes.
+func TestFlashScreenRealLoopDevice(t *testing.T) {
+	if os.Geteuid() != 0 {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("CI runs as root: loop devices are required")
+		}
+		t.Skip("needs root for a loop device")
+	}
+	if _, err := exec.LookPath("losetup"); err != nil {
+		t.Skip("losetup not installed")
+	}
+	a, _, _, _, _ := newTestApp(t)
+	lg := logrus.New()
+	lg.SetLevel(logrus.WarnLevel)
+	a.cores.Flash = &realFlash{st: &settings{prefs: a.fa.Preferences(), log: lg}}
+	a.flash.start() // watch the real drives
+	_ = a.Show("flash")
+
+	dir := t.TempDir()
+	img := filepath.Join(dir, "test.img")
+	data := make([]byte, 3<<20+512)
+	for i := range data {
+		data[i] = byte(i*7 + i>>12)
+	}
+	os.WriteFile(img, data, 0o644)
+	backing := filepath.Join(dir, "stick")
+	os.WriteFile(backing, nil, 0o600)
+	os.Truncate(backing, 8<<20)
+	out, err := exec.Command("losetup", "--find", "--show", backing).Output()
+	if err != nil {
+		t.Fatalf("losetup: %v", err)
+	}
+	dev := strings.TrimSpace(string(out))
+	t.Cleanup(func() {
+		if out, err := exec.Command("losetup", "-d", dev).CombinedOutput(); err != nil {
+			t.Errorf("losetup -d %s: %v %s", dev, err, out)
+		}
+	})
+	var row string
+	waitFor(t, func() bool {
+		row = ""
+		walk(a.win.Canvas().Content(), func(o fyne.CanvasObject) {
+			if l, ok := o.(*widget.Label); ok && strings.HasPrefix(l.Text, dev+" ") {
+				row = l.Text
+			}
+		})
+		return row != ""
+	})
+	a.flash.setImage(img)
+	var check *widget.Check
+	for i, d := range a.flash.offered {
+		if d.Path == dev {
+			check = a.flash.devBox.Objects[i].(*fyne.Container).Objects[0].(*fyne.Container).Objects[0].(*widget.Check)
+		}
+	}
+	if check == nil {
+		t.Fatalf("%s not offered", dev)
+	}
+	test.Tap(check)
+	test.Tap(a.flash.flashBtn)
+	if !strings.Contains(texts(a), "("+dev+")") {
+		t.Fatalf("confirmation does not name %s:\n%s", dev, texts(a))
+	}
+	test.Tap(findButton(t, a, "Erase and flash"))
+	a.Wait()
+	r := a.flash.rows[dev]
+	if r == nil || !strings.HasPrefix(r.state.Text, "Verified") {
+		t.Fatalf("flash result: %+v\n%s", r, texts(a))
+	}
+	got := make([]byte, len(data))
+	f, err := os.Open(dev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := io.ReadFull(f, got); err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("the device does not hold the image (%v)", err)
 	}
 }
