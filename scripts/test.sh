@@ -12,7 +12,7 @@ fail=$(grep -cE '^\s*--- FAIL' "$log")
 skip=$(grep -cE '^\s*--- SKIP' "$log")
 if [ "$skip" -gt 0 ]; then
   echo "skipped tests:"
-  grep -A1 -E '^\s*--- SKIP' "$log" | grep -v '^--$' | sed 's/^/  /'
+  grep -B1 -E '^\s*--- SKIP' "$log" | grep -v '^--$' | sed 's/^/  /'
 fi
 if [ "$rc" -ne 0 ]; then
   echo "failures (full log: $log):"

@@ -70,7 +70,7 @@ func TestBrowseAcrossNamespaces(t *testing.T) {
 	fp, _ := repo.Fingerprint(keys.Root)
 
 	exe, _ := os.Executable()
-	adv := exec.Command("ip", "netns", "exec", nsA, exe, "-test.run=^TestHelperProcess$")
+	adv := exec.Command("ip", "netns", "exec", nsA, exe, "-test.run=^$")
 	adv.Env = append(os.Environ(), "KILN_OTA_HELPER=serve", "KILN_OTA_REPO="+dir, "KILN_OTA_ADDR=10.231.7.1:8470")
 	stdout, _ := adv.StdoutPipe()
 	adv.Stderr = os.Stderr
@@ -99,7 +99,7 @@ func TestBrowseAcrossNamespaces(t *testing.T) {
 	}
 
 	browse := func(fingerprint string) (*discovery.Found, error) {
-		b := exec.Command("ip", "netns", "exec", nsB, exe, "-test.run=^TestHelperProcess$")
+		b := exec.Command("ip", "netns", "exec", nsB, exe, "-test.run=^$")
 		b.Env = append(os.Environ(), "KILN_OTA_HELPER=browse", "KILN_OTA_FP="+fingerprint)
 		b.Stderr = os.Stderr
 		out, err := b.Output()
@@ -130,20 +130,29 @@ func TestBrowseAcrossNamespaces(t *testing.T) {
 	}
 }
 
-// TestHelperProcess is the server or the browser of TestBrowseAcrossNamespaces, run inside a
-// namespace by `ip netns exec`.
-func TestHelperProcess(t *testing.T) {
+// TestMain runs the test binary as the server or the browser of TestBrowseAcrossNamespaces when
+// KILN_OTA_HELPER says so (inside a namespace, by `ip netns exec`), and the tests otherwise.
+func TestMain(m *testing.M) {
+	if role := os.Getenv("KILN_OTA_HELPER"); role != "" {
+		os.Exit(helperMain(role))
+	}
+	os.Exit(m.Run())
+}
+
+func helperMain(role string) int {
 	if os.Getenv("KILN_OTA_DEBUG") != "" {
 		dnslog.Debug.Enable()
 	}
-	switch os.Getenv("KILN_OTA_HELPER") {
+	switch role {
 	case "serve":
 		s, err := server.New(server.Config{Repo: os.Getenv("KILN_OTA_REPO"), Addr: os.Getenv("KILN_OTA_ADDR"), Advertise: true, Name: "Kiln test"})
 		if err != nil {
-			t.Fatal(err)
+			fmt.Println("error:", err)
+			return 1
 		}
 		if err := s.Start(context.Background()); err != nil {
-			t.Fatal(err)
+			fmt.Println("error:", err)
+			return 1
 		}
 		fmt.Println("listening", s.URL())
 		// Serve until killed, proving the server answers on its address meanwhile.
@@ -157,16 +166,18 @@ func TestHelperProcess(t *testing.T) {
 		f, err := discovery.Browse(context.Background(), os.Getenv("KILN_OTA_FP"), 8*time.Second)
 		if err != nil {
 			fmt.Println("error:", err)
-			os.Exit(1)
+			return 1
 		}
 		resp, err := http.Get(f.URL + "/v1/info")
 		if err != nil {
 			fmt.Println("error: server not reachable:", err)
-			os.Exit(1)
+			return 1
 		}
 		resp.Body.Close()
 		json.NewEncoder(os.Stdout).Encode(f)
 	default:
-		t.Skip("helper process for TestBrowseAcrossNamespaces")
+		fmt.Println("error: unknown helper role", role)
+		return 2
 	}
+	return 0
 }
