@@ -8,9 +8,11 @@ import (
 	"errors"
 	"image"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -426,5 +428,41 @@ func TestQEMUDiesWithKiln(t *testing.T) {
 	cmd.Wait()
 	if left := leftoverQEMU(os.Getenv(testMarkEnv), 10*time.Second); len(left) > 0 {
 		t.Fatalf("QEMU outlived a killed kiln: %s", strings.Join(left, "; "))
+	}
+}
+
+// The app shows the screen through VNC on the run directory's unix socket.
+func TestVNCDisplayOnUnixSocket(t *testing.T) {
+	needQEMU(t)
+	vm := startVM(t, Config{Image: writeMBRImage(t, "tiny.img"), Display: DisplayVNC})
+	sock := vm.Info().VNCSocket
+	if filepath.Dir(sock) != vm.Info().RunDir {
+		t.Errorf("VNC socket %s is not in the run directory %s", sock, vm.Info().RunDir)
+	}
+	conn, err := net.DialTimeout("unix", sock, 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetReadDeadline(time.Now().Add(30 * time.Second))
+	greeting := make([]byte, 12)
+	if _, err := io.ReadFull(conn, greeting); err != nil || !bytes.HasPrefix(greeting, []byte("RFB 003.")) {
+		t.Fatalf("VNC greeting %q, %v; want an RFB protocol version", greeting, err)
+	}
+}
+
+func TestWindowNeedsAGraphicalSession(t *testing.T) {
+	needQEMU(t)
+	if runtime.GOOS != "linux" {
+		t.Skip("the check is for X11/Wayland sessions")
+	}
+	t.Setenv("DISPLAY", "")
+	t.Setenv("WAYLAND_DISPLAY", "")
+	vm, err := Start(context.Background(), Config{Image: writeMBRImage(t, "tiny.img"), Display: DisplayWindow})
+	if err == nil {
+		vm.Stop()
+	}
+	if !errors.Is(err, ErrNoDisplay) || !strings.Contains(err.Error(), "--headless") {
+		t.Fatalf("err = %v, want ErrNoDisplay suggesting --headless", err)
 	}
 }
