@@ -11,7 +11,7 @@ pkgs=(
   # compression peers
   xz-utils zstd gzip pigz bzip2 zip unzip
   # preview (QEMU, firmware)
-  qemu-system-x86 qemu-utils ovmf seabios xorriso
+  qemu-system-x86 qemu-system-gui qemu-utils ovmf seabios xorriso
   # GUI tests and screenshots
   xvfb imagemagick xdotool x11-utils
   # networking tests, benchmarks

@@ -51,7 +51,7 @@ const (
 type Display string
 
 const (
-	DisplayWindow Display = ""         // a window (GTK on Linux and Windows, Cocoa on macOS)
+	DisplayWindow Display = ""         // a window (GTK or SDL on Linux and Windows, Cocoa on macOS)
 	DisplayVNC    Display = "vnc"      // a VNC server on a unix socket (VM.Info().VNCSocket)
 	DisplayNone   Display = "headless" // no display; screenshots still work
 )

@@ -29,6 +29,8 @@ var (
 	ErrExited = errors.New("the VM exited")
 	// ErrPowerdownIgnored: the guest ignored the ACPI power button, so QEMU was told to quit.
 	ErrPowerdownIgnored = errors.New("the guest did not power off")
+	// ErrNoWindowDisplay: the QEMU build has no window toolkit (Debian ships it in qemu-system-gui).
+	ErrNoWindowDisplay = errors.New("QEMU cannot open a window")
 	// ErrNoDisplay: a window was asked for outside a graphical session.
 	ErrNoDisplay = errors.New("no graphical session for the preview window (DISPLAY and WAYLAND_DISPLAY are unset): use --headless or --vnc")
 )
@@ -86,7 +88,7 @@ func Start(ctx context.Context, cfg Config) (vm *VM, err error) {
 	spec := Spec{
 		Image: image, Format: cfg.Format, Attach: cfg.Attach, Snapshot: true,
 		Firmware: cfg.Firmware, CPUs: cfg.CPUs, MemoryMiB: cfg.MemoryMiB,
-		Display: cfg.Display, DisplayBackend: windowBackend(), SSHPort: cfg.SSHPort,
+		Display: cfg.Display, SSHPort: cfg.SSHPort,
 		Paused: true, ExtraArgs: cfg.ExtraArgs,
 	}
 	if spec.Format == FormatAuto {
@@ -104,8 +106,13 @@ func Start(ctx context.Context, cfg Config) (vm *VM, err error) {
 			spec.Firmware = FirmwareUEFI
 		}
 	}
-	if spec.Display == DisplayWindow && runtime.GOOS == "linux" && os.Getenv("DISPLAY") == "" && os.Getenv("WAYLAND_DISPLAY") == "" {
-		return nil, ErrNoDisplay
+	if spec.Display == DisplayWindow {
+		if runtime.GOOS == "linux" && os.Getenv("DISPLAY") == "" && os.Getenv("WAYLAND_DISPLAY") == "" {
+			return nil, ErrNoDisplay
+		}
+		if spec.DisplayBackend, err = windowBackend(ctx, qemu); err != nil {
+			return nil, err
+		}
 	}
 	if spec.CPUs == 0 {
 		spec.CPUs = min(2, runtime.NumCPU())
@@ -477,14 +484,35 @@ func FindQEMU(name string) (string, error) {
 	return "", fmt.Errorf("%w (qemu-system-x86_64 not found): %s", ErrQEMUNotFound, installHint("qemu"))
 }
 
-func windowBackend() string {
+// windowBackend picks the window toolkit for DisplayWindow among those the QEMU build has
+// (`-display help`), in the host's order of preference.
+func windowBackend(ctx context.Context, qemu string) (string, error) {
+	prefer := []string{"gtk", "sdl"}
 	switch runtime.GOOS {
 	case "darwin":
-		return "cocoa"
+		prefer = []string{"cocoa", "sdl", "gtk"}
 	case "windows":
-		return "sdl"
+		prefer = []string{"sdl", "gtk"}
 	}
-	return "gtk"
+	out, err := exec.CommandContext(ctx, qemu, "-display", "help").Output()
+	if err != nil {
+		return "", fmt.Errorf("list QEMU's displays: %w", err)
+	}
+	have := map[string]bool{}
+	for _, l := range strings.Split(string(out), "\n") {
+		have[strings.TrimSpace(l)] = true
+	}
+	for _, b := range prefer {
+		if have[b] {
+			return b, nil
+		}
+	}
+	hint := "install QEMU's display support"
+	if runtime.GOOS == "linux" && linuxDistro() == "debian" {
+		hint = "install it with: sudo apt install qemu-system-gui"
+	}
+	return "", fmt.Errorf("%w: this QEMU has no window display (%s); %s, or use --headless or --vnc",
+		ErrNoWindowDisplay, strings.Join(prefer, ", "), hint)
 }
 
 func logger(l *logrus.Logger) *logrus.Logger {
