@@ -76,11 +76,11 @@ for f in zst gz; do
   row ".$f ($(du -m "$IMG.$f" | cut -f1) MiB)" "$dec > /dev/null: ${t_d} s; raw flash: ${t_raw} s" "kiln: ${t_k} s" "$(ratio "$t_k" "$bound") × the slower of the two"
 done
 t_x=$(best "xz -dc -T0 $IMG.xz > /dev/null")
-t_k=$(best "$KILN flash --yes --no-verify --xz-decoder exec --image $IMG.xz --device $DEV")
+t_k=$(best "$KILN flash --yes --no-verify --decoder exec --image $IMG.xz --device $DEV")
 row ".xz ($(du -m "$IMG.xz" | cut -f1) MiB), xz program" "xz -dc -T0 > /dev/null: ${t_x} s" "kiln: ${t_k} s" "$(ratio "$t_x" "$t_k") × xz throughput (goal ≥ 0.9)"
 # The built-in decoder (used when xz is not installed) is much slower per core: one run, with RSS.
 s=$(date +%s.%N)
-/usr/bin/time -o "$W/rss" -f '%M' "$KILN" flash --yes --no-verify --xz-decoder go --image "$IMG.xz" --device "$DEV" >/dev/null 2>&1
+/usr/bin/time -o "$W/rss" -f '%M' "$KILN" flash --yes --no-verify --decoder go --image "$IMG.xz" --device "$DEV" >/dev/null 2>&1
 t_k=$(echo "$(date +%s.%N) - $s" | bc -l)
 row ".xz, built-in Go decoder (1 run)" "xz -dc -T0 > /dev/null: ${t_x} s" "kiln: $(printf %.3f "$t_k") s, peak RSS $(( $(tail -1 "$W/rss") / 1024 )) MiB" "$(ratio "$t_x" "$t_k") × xz throughput"
 
@@ -89,7 +89,7 @@ BIG=$W/big.img
 for i in 1 2 3 4; do cat "$IMG"; done | head -c 4G > "$BIG"; truncate -s 4G "$BIG"
 zstd -q -T0 -1 -f "$BIG" -o "$BIG.zst"; xz -T0 -0 -c "$BIG" > "$BIG.xz"; rm -f "$IMG.xz" "$IMG.gz" "$IMG.zst" "$SP"
 DEV3=$(loop 4112)
-for f in "$BIG" "$BIG.zst" "$BIG.xz --xz-decoder exec"; do
+for f in "$BIG" "$BIG.zst" "$BIG.xz --decoder exec"; do
   /usr/bin/time -o "$W/rss" -f '%M' "$KILN" flash --yes --image $f --device "$DEV3" >/dev/null 2>&1
   rss=$(tail -1 "$W/rss")
   row "peak RSS, 4 GiB $(basename "${f%% *}")${f#"${f%% *}"}" "" "$((rss / 1024)) MiB" "goal ≤ 256 MiB"

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"runtime/debug"
 
 	"fmt"
 	"strings"
@@ -33,17 +34,19 @@ func runFlash(ctx context.Context, env *Env, args []string) error {
 	allowInternal := fs.Bool("allow-internal", false, "allow internal non-removable disks; you must type the disk's model to confirm")
 	eject := fs.Bool("eject", false, "eject the drives when done")
 	sum := fs.Bool("sha256", false, "print the sha256 of the uncompressed image (computed while writing)")
-	xzDecoder := fs.String("xz-decoder", "", "xz decoder: exec (the xz program) or go (built in); default picks exec when xz is installed")
+	decoder := fs.String("decoder", "", "gzip/xz decoder: exec (pigz, xz programs) or go (built in); default: the programs when installed")
 	if err := common.parse(env, fs, args, true); err != nil {
 		return err
 	}
+	// Keep the garbage collector tight: a flash is a long stream of large buffers.
+	debug.SetMemoryLimit(192 << 20)
 	devices = append(devices, fs.Args()...)
 	if *image == "" || len(devices) == 0 {
 		fs.Usage()
 		return fmt.Errorf("%w: --image and at least one --device are required", errUsage)
 	}
 	opts := flasher.Options{Bmap: *bmapPath, NoBmap: *noBmap, NoVerify: *noVerify, AllowInternal: *allowInternal,
-		Eject: *eject, HashImage: *sum, XZDecoder: *xzDecoder, Log: env.Log, Confirm: map[string]string{}}
+		Eject: *eject, HashImage: *sum, Decoder: *decoder, Log: env.Log, Confirm: map[string]string{}}
 	in := bufio.NewReader(env.Stdin)
 	if *allowInternal {
 		// Typing the model is required even with --yes: it is the one check that the user means

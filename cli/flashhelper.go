@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"os/user"
+	"runtime/debug"
 	"strconv"
 
 	"github.com/kilnproject/kiln/flasher"
@@ -21,6 +22,8 @@ func runFlashHelper(ctx context.Context, env *Env, args []string) error {
 	if err := common.parse(env, fs, args, false); err != nil {
 		return err
 	}
+	// Keep the garbage collector tight: a flash is a long stream of large buffers.
+	debug.SetMemoryLimit(192 << 20)
 	var open func(string) (*os.File, error)
 	if s := os.Getenv("PKEXEC_UID"); s != "" {
 		uid, err := strconv.Atoi(s)

@@ -35,8 +35,9 @@ func TestFlashEveryFormat(t *testing.T) {
 	}{
 		{img, source.Raw, "", true},
 		{iso, source.Raw, "", true},
-		{img + ".gz", source.Gzip, "", false},
-		{filepath.Join(dir, "pigz.img.gz"), source.Gzip, "", false},
+		{img + ".gz", source.Gzip, "go", false},
+		{filepath.Join(dir, "pigz.img.gz"), source.Gzip, "go", false},
+		{filepath.Join(dir, "pigz.img.gz"), source.Gzip, "exec", false},
 		{img + ".xz", source.XZ, "exec", true},
 		{img + ".xz", source.XZ, "go", true},
 		{filepath.Join(dir, "single.img.xz"), source.XZ, "go", true},
@@ -57,7 +58,7 @@ func TestFlashEveryFormat(t *testing.T) {
 			fi, _ := os.Stat(want)
 			// Clear the device first so a stale image cannot pass.
 			sh("dd if=/dev/zero of=" + dev + " bs=1M count=48 status=none conv=fsync")
-			job, err := Prepare(c.file, []string{dev}, Options{XZDecoder: c.xz, NoBmap: true})
+			job, err := Prepare(c.file, []string{dev}, Options{Decoder: c.xz, NoBmap: true})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -92,7 +93,7 @@ func TestCorruptCompressedImageFails(t *testing.T) {
 	os.WriteFile(img+".xz", b, 0o644)
 	dev := loopDevice(t, 8<<20)
 	for _, dec := range []string{"exec", "go"} {
-		res, err := Flash(context.Background(), img+".xz", []string{dev}, Options{XZDecoder: dec})
+		res, err := Flash(context.Background(), img+".xz", []string{dev}, Options{Decoder: dec})
 		if err == nil || res[0].Verified {
 			t.Fatalf("%s: a corrupt image flashed without error", dec)
 		}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"io"
 	"os"
 	"path/filepath"
@@ -38,10 +39,10 @@ type Options struct {
 	// HashImage computes the sha256 of the whole uncompressed image while writing (Result.SHA256),
 	// to compare with a published checksum. Block-mapped raw images are read by ranges: no sum.
 	HashImage bool
-	// XZDecoder selects the xz decoder (see source.Image.XZDecoder).
-	XZDecoder string
-	Progress  progress.Func
-	Log       logrus.FieldLogger
+	// Decoder selects the gzip and xz decoders (see source.Image.Decoder).
+	Decoder  string
+	Progress progress.Func
+	Log      logrus.FieldLogger
 
 	hooks hooks
 }
@@ -105,7 +106,7 @@ func Prepare(image string, devices []string, opts Options) (*Job, error) {
 	if err != nil {
 		return nil, fmt.Errorf("flash: %w: %w", ErrSource, err)
 	}
-	im.XZDecoder = opts.XZDecoder
+	im.Decoder = opts.Decoder
 	j := &Job{Image: im, opts: opts}
 	if !opts.NoBmap {
 		if err := j.loadBmap(); err != nil {
@@ -292,7 +293,7 @@ func (j *Job) runDevice(ctx context.Context, planned Device) (res Result) {
 		res.Err = err
 		return res
 	}
-	w := &writer{job: j, dev: dev, d: d, progress: j.opts.Progress}
+	w := &writer{job: j, dev: dev, d: d, progress: j.opts.Progress, seed: maphash.MakeSeed()}
 	t0 := time.Now()
 	err = w.write(ctx)
 	res.WriteSecs = time.Since(t0).Seconds()

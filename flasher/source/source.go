@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 
@@ -48,10 +49,11 @@ type Image struct {
 	FileSize int64
 	// XZ describes the blocks of an xz file (for parallel decoding).
 	XZ *XZIndex
-	// XZDecoder chooses the xz decoder: "" picks the xz program when present (multi-threaded
-	// liblzma) and the built-in block-parallel decoder otherwise; "go" forces the built-in one;
-	// "exec" forces the program.
-	XZDecoder string
+	// Decoder chooses how gzip and xz images are decompressed: "" runs pigz / xz (multi-threaded
+	// liblzma) when installed, as they are faster than the Go decoders, and the built-in decoders
+	// (parallel gzip, block-parallel xz) otherwise; "go" forces the built-in ones; "exec" forces
+	// the programs.
+	Decoder string
 }
 
 // Probe identifies path's format and uncompressed size without decompressing it.
@@ -148,6 +150,9 @@ func (im *Image) Open(ctx context.Context) (io.ReadCloser, error) {
 	case Raw:
 		return f, nil
 	case Gzip:
+		if im.useProgram("pigz") {
+			return execDecoder(ctx, f, "pigz", "--decompress", "--stdout")
+		}
 		zr, err := pgzip.NewReaderN(f, 1<<20, 8)
 		if err != nil {
 			f.Close()
@@ -187,6 +192,18 @@ func (im *Image) Open(ctx context.Context) (io.ReadCloser, error) {
 	}
 	f.Close()
 	return nil, fmt.Errorf("open image %s: %w: format %q", im.Path, ErrFormat, im.Format)
+}
+
+// useProgram reports whether to decompress with the named program.
+func (im *Image) useProgram(name string) bool {
+	switch im.Decoder {
+	case "exec":
+		return true
+	case "go":
+		return false
+	}
+	_, err := exec.LookPath(name)
+	return err == nil
 }
 
 type closerFunc func() error

@@ -142,16 +142,8 @@ func ReadXZIndex(f io.ReaderAt, size int64) (*XZIndex, error) {
 }
 
 func (im *Image) openXZ(ctx context.Context, f *os.File) (io.ReadCloser, error) {
-	mode := im.XZDecoder
-	if mode == "" {
-		if _, err := exec.LookPath("xz"); err == nil {
-			mode = "exec"
-		} else {
-			mode = "go"
-		}
-	}
-	if mode == "exec" {
-		return execXZ(ctx, f)
+	if im.useProgram("xz") {
+		return execDecoder(ctx, f, "xz", "--decompress", "--stdout", "--threads=0")
 	}
 	if im.XZ != nil && len(im.XZ.Blocks) > 1 {
 		return newParallelXZ(f, im.XZ, runtime.GOMAXPROCS(0)), nil
@@ -165,11 +157,11 @@ func (im *Image) openXZ(ctx context.Context, f *os.File) (io.ReadCloser, error) 
 	return &readCloser{Reader: zr, closers: []io.Closer{f}, path: im.Path}, nil
 }
 
-// execXZ runs the xz program (multi-threaded liblzma decoding) on f and reads its output.
-func execXZ(ctx context.Context, f *os.File) (io.ReadCloser, error) {
+// execDecoder runs a decompression program with f as its input and reads its output.
+func execDecoder(ctx context.Context, f *os.File, name string, args ...string) (io.ReadCloser, error) {
 	defer f.Close() // the child has its own copy
 	path := f.Name()
-	cmd := exec.CommandContext(ctx, "xz", "--decompress", "--stdout", "--threads=0")
+	cmd := exec.CommandContext(ctx, name, args...)
 	cmd.Stdin = f
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
@@ -178,9 +170,9 @@ func execXZ(ctx context.Context, f *os.File) (io.ReadCloser, error) {
 		return nil, err
 	}
 	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start xz: %w", err)
+		return nil, fmt.Errorf("start %s: %w", name, err)
 	}
-	return &execReader{cmd: cmd, out: out, stderr: &stderr, path: path}, nil
+	return &execReader{cmd: cmd, out: out, stderr: &stderr, path: path, name: name}, nil
 }
 
 type execReader struct {
@@ -188,6 +180,7 @@ type execReader struct {
 	out    io.ReadCloser
 	stderr *bytes.Buffer
 	path   string
+	name   string
 	done   bool
 	err    error
 }
@@ -197,7 +190,7 @@ func (r *execReader) Read(p []byte) (int, error) {
 	if err == io.EOF && !r.done {
 		r.done = true
 		if werr := r.cmd.Wait(); werr != nil {
-			r.err = fmt.Errorf("decompress %s: %w: xz: %s", r.path, ErrFormat, strings.TrimSpace(r.stderr.String()))
+			r.err = fmt.Errorf("decompress %s: %w: %s: %s", r.path, ErrFormat, r.name, strings.TrimSpace(r.stderr.String()))
 		}
 	}
 	if err == io.EOF && r.err != nil {
@@ -240,7 +233,7 @@ var xzChunkPool = sync.Pool{New: func() any { return make([]byte, xzChunk) }}
 
 func newParallelXZ(f *os.File, idx *XZIndex, workers int) *parallelXZ {
 	workers = max(1, min(workers, len(idx.Blocks)))
-	const budget = 128 << 20 // bytes of decoded output buffered ahead of the reader
+	const budget = 48 << 20 // bytes of decoded output buffered ahead of the reader
 	p := &parallelXZ{f: f, idx: idx, chans: make([]chan []byte, len(idx.Blocks)), errs: make([]error, len(idx.Blocks)), cancel: make(chan struct{})}
 	for i, b := range idx.Blocks {
 		ahead := min(b.UncompressedSize, budget/int64(workers))

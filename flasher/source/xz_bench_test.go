@@ -19,7 +19,7 @@ func BenchmarkXZ(b *testing.B) {
 				if err != nil {
 					b.Fatal(err)
 				}
-				im.XZDecoder = dec
+				im.Decoder = dec
 				r, err := im.Open(context.Background())
 				if err != nil {
 					b.Fatal(err)
