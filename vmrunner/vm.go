@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -121,7 +122,8 @@ func Start(ctx context.Context, cfg Config) (vm *VM, err error) {
 		spec.MemoryMiB = 1024
 	}
 
-	runDir, err := os.MkdirTemp("", "kiln-vm-")
+	sweepRunDirs(log)
+	runDir, err := os.MkdirTemp("", runDirPrefix)
 	if err != nil {
 		return nil, fmt.Errorf("create run directory: %w", err)
 	}
@@ -130,6 +132,9 @@ func Start(ctx context.Context, cfg Config) (vm *VM, err error) {
 			os.RemoveAll(runDir)
 		}
 	}()
+	if err := os.WriteFile(filepath.Join(runDir, ownerFile), []byte(strconv.Itoa(os.Getpid())), 0o644); err != nil {
+		return nil, fmt.Errorf("create run directory: %w", err)
+	}
 	spec.QMPSocket = filepath.Join(runDir, "qmp.sock")
 	spec.SerialSocket = filepath.Join(runDir, "serial.sock")
 	spec.SerialLog = filepath.Join(runDir, "serial.log")
@@ -631,4 +636,28 @@ func (t *tailBuffer) lastLines(n int) string {
 		return "no messages"
 	}
 	return s
+}
+
+const (
+	runDirPrefix = "kiln-vm-"
+	ownerFile    = "owner" // the PID of the process that started the VM
+)
+
+// sweepRunDirs removes the run directories of VMs whose owner process is gone: a process killed
+// outright (SIGKILL) cannot remove its own, although its QEMU died with it.
+func sweepRunDirs(log *logrus.Logger) {
+	dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), runDirPrefix+"*"))
+	for _, d := range dirs {
+		b, err := os.ReadFile(filepath.Join(d, ownerFile))
+		if err != nil {
+			continue // not ours, or still being created
+		}
+		pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+		if err != nil || pid == os.Getpid() || processAlive(pid) {
+			continue
+		}
+		if err := os.RemoveAll(d); err == nil {
+			log.WithField("dir", d).Debug("vmrunner: removed the run directory of an ended process")
+		}
+	}
 }

@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -428,6 +429,24 @@ func TestQEMUDiesWithKiln(t *testing.T) {
 	cmd.Wait()
 	if left := leftoverQEMU(os.Getenv(testMarkEnv), 10*time.Second); len(left) > 0 {
 		t.Fatalf("QEMU outlived a killed kiln: %s", strings.Join(left, "; "))
+	}
+	// A killed kiln cannot remove its run directory; the next start removes it.
+	owned := func() []string {
+		var mine []string
+		dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), runDirPrefix+"*"))
+		for _, d := range dirs {
+			if b, _ := os.ReadFile(filepath.Join(d, ownerFile)); string(b) == strconv.Itoa(cmd.Process.Pid) {
+				mine = append(mine, d)
+			}
+		}
+		return mine
+	}
+	if len(owned()) != 1 {
+		t.Fatalf("run directories of the killed kiln: %q, want 1", owned())
+	}
+	sweepRunDirs(testLogger(t))
+	if left := owned(); len(left) > 0 {
+		t.Fatalf("stale run directory %q not removed", left)
 	}
 }
 
