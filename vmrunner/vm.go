@@ -62,13 +62,14 @@ type VM struct {
 	out    *consoleLog
 	stderr *tailBuffer
 
-	release  func()
-	done     chan struct{}
-	exitErr  error
-	stopOnce sync.Once
-	shots    atomic.Int64
-	png      atomic.Bool // screendump supports format=png
-	events   chan qmp.Event
+	release    func()
+	persistent bool // booted from Config.Persist: writes are kept
+	done       chan struct{}
+	exitErr    error
+	stopOnce   sync.Once
+	shots      atomic.Int64
+	png        atomic.Bool // screendump supports format=png
+	events     chan qmp.Event
 }
 
 // Start boots cfg.Image and returns once the guest runs. Cancelling ctx stops the VM.
@@ -189,7 +190,7 @@ func Start(ctx context.Context, cfg Config) (vm *VM, err error) {
 		info: Info{QEMU: qemu, Args: args, Format: spec.Format, Attach: spec.Attach, Firmware: spec.Firmware,
 			UEFI: spec.UEFI, Accel: accel, SSHPort: spec.SSHPort, VNCSocket: spec.VNCSocket,
 			SerialLog: spec.SerialLog, RunDir: runDir, Image: spec.Image},
-		log: log, out: newConsoleLog(), stderr: &tailBuffer{max: 64 << 10},
+		log: log, out: newConsoleLog(), stderr: &tailBuffer{max: 64 << 10}, persistent: !spec.Snapshot,
 		done: make(chan struct{}), events: make(chan qmp.Event, 64),
 	}
 	log.WithFields(logrus.Fields{"qemu": qemu, "args": strings.Join(args, " ")}).Debug("vmrunner: starting QEMU")
@@ -423,14 +424,33 @@ func (vm *VM) Powerdown(ctx context.Context, timeout time.Duration) error {
 	return fmt.Errorf("%w within %s; QEMU was stopped", ErrPowerdownIgnored, timeout)
 }
 
-// Stop ends QEMU now (QMP quit, then a kill if it does not exit within 5 s) and waits until the
-// run directory is removed. It is safe to call more than once and after the VM ended.
+// persistStopGrace is how long Stop lets a guest with a persistent disk shut down after the
+// ACPI power button before QEMU is told to quit.
+const persistStopGrace = 15 * time.Second
+
+// Stop ends QEMU (QMP quit, then a kill if it does not exit within 5 s) and waits until the run
+// directory is removed. A guest booted from a persistent copy first gets the ACPI power button
+// and persistStopGrace to shut down cleanly; a snapshot guest is stopped at once, as nothing it
+// wrote is kept. Stop is safe to call more than once and after the VM ended.
 func (vm *VM) Stop() error {
 	vm.stopOnce.Do(func() {
 		select {
 		case <-vm.done:
 			return
 		default:
+		}
+		if vm.persistent {
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			err := vm.qmp.SystemPowerdown(ctx)
+			cancel()
+			if err == nil {
+				select {
+				case <-vm.done:
+					return
+				case <-time.After(persistStopGrace):
+					vm.log.Info("vmrunner: the guest did not power off; stopping QEMU")
+				}
+			}
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		err := vm.qmp.Quit(ctx)
