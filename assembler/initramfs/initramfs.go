@@ -322,6 +322,7 @@ func addInit(t *tree, s *Spec) error {
 		{"init/kiln-agent", "etc/init.d/kiln-agent", 0o755},
 		{"init/udhcpc.script", "etc/udhcpc/default.script", 0o755},
 		{"init/profile", "etc/profile", 0o644},
+		{"init/acpi-power", "etc/acpi/PWRF/00000080", 0o755},
 	}
 	for _, f := range files {
 		b, err := fs.ReadFile(assets.Init, f.src)
