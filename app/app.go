@@ -299,7 +299,7 @@ func (a *App) showPreferences() {
 }
 
 // licences lists what the app and the images it builds are made of.
-const licences = `Source code: https://github.com/kilnproject/kiln
+const licences = `Kiln is free software under the MIT licence. Source code: https://github.com/kilnproject/kiln
 
 The app is built with: Fyne (BSD-3-Clause), go-diskfs (MIT), go-tuf (Apache-2.0),
 BurntSushi/toml (MIT), logrus (MIT), dnssd (MIT), klauspost/compress (BSD-3-Clause),
