@@ -16,6 +16,8 @@ import (
 	"fyne.io/fyne/v2/widget"
 
 	"github.com/kilnproject/kiln/internal/progress"
+
+	"github.com/kilnproject/kiln/internal/units"
 )
 
 // imageExtensions are the files the image picker offers (raw and compressed images).
@@ -212,7 +214,7 @@ func deviceTitle(d Device) string {
 	if name == "" {
 		name = "Unnamed drive"
 	}
-	return fmt.Sprintf("%s — %s", name, formatSI(d.Size))
+	return fmt.Sprintf("%s — %s", name, units.Decimal(d.Size))
 }
 
 func deviceDetail(d Device) string {

@@ -38,20 +38,6 @@ func formatIEC(n int64) string {
 	return fmt.Sprintf("%.1f %ciB", v, "KMGTPE"[exp])
 }
 
-// formatSI formats a byte count in decimal units, as drive makers label their drives.
-func formatSI(n int64) string {
-	const unit = 1000
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %cB", float64(n)/float64(div), "kMGTPE"[exp])
-}
-
 // formatDuration prints an ETA or elapsed time as "1 min 05 s" / "42 s".
 func formatDuration(d time.Duration) string {
 	d = d.Round(time.Second)

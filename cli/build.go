@@ -8,6 +8,8 @@ import (
 
 	"github.com/kilnproject/kiln/assembler"
 	"github.com/kilnproject/kiln/assembler/recipe"
+
+	"github.com/kilnproject/kiln/internal/units"
 )
 
 func init() {
@@ -76,7 +78,7 @@ Environment:
 		return env.printJSON(res)
 	}
 	fmt.Fprintf(env.Stdout, "built %s in %.1fs\n  image     %s (%s, %s holding data)\n  sha256    %s\n  block map %s\n  manifest  %s\n  update    %s\n",
-		r.Name+" "+r.Version, time.Since(start).Seconds(), res.Image, humanBytes(res.ImageSize), humanBytes(res.MappedBytes),
+		r.Name+" "+r.Version, time.Since(start).Seconds(), res.Image, units.Binary(res.ImageSize), units.Binary(res.MappedBytes),
 		res.ImageSHA256, res.Bmap, res.Manifest, res.UpdateDir)
 	return nil
 }

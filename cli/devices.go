@@ -7,6 +7,8 @@ import (
 	"text/tabwriter"
 
 	"github.com/kilnproject/kiln/flasher"
+
+	"github.com/kilnproject/kiln/internal/units"
 )
 
 func init() {
@@ -57,7 +59,7 @@ func runDevices(ctx context.Context, env *Env, args []string) error {
 		} else if len(d.Mounts) > 0 {
 			note = "mounted at " + strings.Join(d.Mounts, ", ") + " (unmounted before flashing)"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", d.Path, flasher.HumanBytes(d.Size), d.Transport, dash(model), dash(d.Serial), note)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", d.Path, units.Decimal(d.Size), d.Transport, dash(model), dash(d.Serial), note)
 	}
 	return tw.Flush()
 }

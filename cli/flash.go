@@ -10,6 +10,8 @@ import (
 	"strings"
 
 	"github.com/kilnproject/kiln/flasher"
+
+	"github.com/kilnproject/kiln/internal/units"
 )
 
 func init() {
@@ -73,10 +75,10 @@ func runFlash(ctx context.Context, env *Env, args []string) error {
 	if !*yes {
 		fmt.Fprintf(env.Stderr, "Image %s (%s", job.Image.Path, job.Image.Format)
 		if job.Image.Size >= 0 {
-			fmt.Fprintf(env.Stderr, ", %s", flasher.HumanBytes(job.Image.Size))
+			fmt.Fprintf(env.Stderr, ", %s", units.Decimal(job.Image.Size))
 		}
 		if job.Bmap != nil {
-			fmt.Fprintf(env.Stderr, ", block map: %s of data", flasher.HumanBytes(job.Bmap.MappedBytes()))
+			fmt.Fprintf(env.Stderr, ", block map: %s of data", units.Decimal(job.Bmap.MappedBytes()))
 		}
 		fmt.Fprintln(env.Stderr, ")\nwill ERASE everything on:")
 		for _, d := range job.Targets {
@@ -107,12 +109,12 @@ func runFlash(ctx context.Context, env *Env, args []string) error {
 			case r.Err != nil:
 				fmt.Fprintf(env.Stderr, "%s: FAILED: %v\n", r.Device, r.Err)
 			case r.Verified:
-				fmt.Fprintf(env.Stdout, "%s: written and verified (%s in %.1f s)\n", r.Device, flasher.HumanBytes(r.Written), r.Seconds)
+				fmt.Fprintf(env.Stdout, "%s: written and verified (%s in %.1f s)\n", r.Device, units.Decimal(r.Written), r.Seconds)
 				if r.SHA256 != "" {
 					fmt.Fprintf(env.Stdout, "%s: image sha256 %s\n", r.Device, r.SHA256)
 				}
 			default:
-				fmt.Fprintf(env.Stdout, "%s: written, not verified (%s in %.1f s)\n", r.Device, flasher.HumanBytes(r.Written), r.Seconds)
+				fmt.Fprintf(env.Stdout, "%s: written, not verified (%s in %.1f s)\n", r.Device, units.Decimal(r.Written), r.Seconds)
 			}
 		}
 	}

@@ -12,6 +12,8 @@ import (
 	"golang.org/x/term"
 
 	"github.com/kilnproject/kiln/internal/progress"
+
+	"github.com/kilnproject/kiln/internal/units"
 )
 
 // progressFunc returns the progress sink for a command: JSON lines on stdout with --json, a progress
@@ -83,9 +85,9 @@ func plainProgress(w io.Writer) (progress.Func, func()) {
 			line = e.Device + ": " + line
 		}
 		if e.Total > 0 {
-			line += fmt.Sprintf(" %3.0f%% (%s / %s)", 100*float64(e.Done)/float64(e.Total), humanBytes(e.Done), humanBytes(e.Total))
+			line += fmt.Sprintf(" %3.0f%% (%s / %s)", 100*float64(e.Done)/float64(e.Total), units.Binary(e.Done), units.Binary(e.Total))
 		} else if e.Done > 0 {
-			line += " " + humanBytes(e.Done)
+			line += " " + units.Binary(e.Done)
 		}
 		if e.Message != "" {
 			line += " — " + e.Message
@@ -93,20 +95,6 @@ func plainProgress(w io.Writer) (progress.Func, func()) {
 		fmt.Fprintln(w, line)
 	}, time.Second)
 	return f, func() {}
-}
-
-// humanBytes formats n with a binary unit (KiB, MiB, GiB).
-func humanBytes(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }
 
 // printJSON writes v as one JSON line tagged as the command's result.

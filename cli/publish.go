@@ -5,6 +5,8 @@ import (
 	"fmt"
 
 	"github.com/kilnproject/kiln/ota/repo"
+
+	"github.com/kilnproject/kiln/internal/units"
 )
 
 func init() {
@@ -77,9 +79,9 @@ func runPublish(ctx context.Context, env *Env, args []string) error {
 		return nil
 	}
 	fmt.Fprintf(env.Stdout, "published %s %s to %s (targets version %d)\n  payload  %s (%s)\n  sha256   %s\n",
-		t.Name, t.Version, *dir, pub.TargetsVersion, t.Path, humanBytes(t.Size), t.SHA256)
+		t.Name, t.Version, *dir, pub.TargetsVersion, t.Path, units.Binary(t.Size), t.SHA256)
 	for _, d := range pub.Deltas {
-		fmt.Fprintf(env.Stdout, "  delta    from %s: %s (%.1f%% of the full payload)\n", d.From, humanBytes(d.Size), 100*float64(d.Size)/float64(t.Size))
+		fmt.Fprintf(env.Stdout, "  delta    from %s: %s (%.1f%% of the full payload)\n", d.From, units.Binary(d.Size), 100*float64(d.Size)/float64(t.Size))
 	}
 	return nil
 }

@@ -10,6 +10,8 @@ import (
 	"fmt"
 	"os"
 	"strings"
+
+	"github.com/kilnproject/kiln/internal/units"
 )
 
 // Device is one whole drive as the operating system presents it.
@@ -60,7 +62,7 @@ func (d Device) Description() string {
 	} else if d.USB != nil && d.USB.Product != "" {
 		parts = append(parts, strings.TrimSpace(d.USB.Manufacturer+" "+d.USB.Product))
 	}
-	parts = append(parts, HumanBytes(d.Size))
+	parts = append(parts, units.Decimal(d.Size))
 	if d.Transport != "" {
 		parts = append(parts, d.Transport)
 	}
@@ -115,21 +117,6 @@ func (e *VerifyError) Error() string {
 }
 
 func (e *VerifyError) Unwrap() error { return ErrVerify }
-
-// HumanBytes formats n with a decimal unit as drive vendors do (GB), with the binary value for
-// precision where it matters to the user.
-func HumanBytes(n int64) string {
-	const unit = 1000
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %cB", float64(n)/float64(div), "kMGTPE"[exp])
-}
 
 // isSystemMount reports mounts the running system depends on. Removable media are mounted under
 // /media, /run/media, /mnt or a temporary directory; any other mountpoint (/, /boot, /usr, /home,

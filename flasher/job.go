@@ -18,6 +18,8 @@ import (
 	"github.com/kilnproject/kiln/flasher/source"
 	"github.com/kilnproject/kiln/internal/bmap"
 	"github.com/kilnproject/kiln/internal/progress"
+
+	"github.com/kilnproject/kiln/internal/units"
 )
 
 // Options control a flash. The zero value verifies, uses a block map found beside the image, refuses
@@ -189,13 +191,13 @@ func (j *Job) checkSize(d Device) error {
 	}
 	if need < 0 {
 		if j.Image.MinSize > d.Size {
-			return fmt.Errorf("%w: the image holds at least %s but the drive %s; use a larger drive", ErrTooSmall, HumanBytes(j.Image.MinSize), HumanBytes(d.Size))
+			return fmt.Errorf("%w: the image holds at least %s but the drive %s; use a larger drive", ErrTooSmall, units.Decimal(j.Image.MinSize), units.Decimal(d.Size))
 		}
 		return nil // checked again while writing: nothing past the end is ever written
 	}
 	if need > d.Size {
 		return fmt.Errorf("%w: the image needs %s (%d bytes) but the drive holds %s (%d bytes); use a larger drive",
-			ErrTooSmall, HumanBytes(need), need, HumanBytes(d.Size), d.Size)
+			ErrTooSmall, units.Decimal(need), need, units.Decimal(d.Size), d.Size)
 	}
 	return nil
 }
@@ -348,7 +350,7 @@ func (j *Job) recheck(planned Device) (Device, error) {
 	}
 	if d.Name != planned.Name || d.Size != planned.Size || d.Serial != planned.Serial {
 		return d, fmt.Errorf("%s: %w (was %s %s serial %q, now %s %s serial %q); run 'kiln devices' and choose again",
-			planned.Path, ErrIdentityChanged, planned.Name, HumanBytes(planned.Size), planned.Serial, d.Name, HumanBytes(d.Size), d.Serial)
+			planned.Path, ErrIdentityChanged, planned.Name, units.Decimal(planned.Size), planned.Serial, d.Name, units.Decimal(d.Size), d.Serial)
 	}
 	imageDisks, _ := disksOfFile(j.Image.Path)
 	if err := checkTarget(d, imageDisks, j.Image.Path, j.opts); err != nil {

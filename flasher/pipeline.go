@@ -18,6 +18,8 @@ import (
 	"github.com/kilnproject/kiln/flasher/source"
 	"github.com/kilnproject/kiln/internal/bmap"
 	"github.com/kilnproject/kiln/internal/progress"
+
+	"github.com/kilnproject/kiln/internal/units"
 )
 
 const (
@@ -274,7 +276,7 @@ func (w *writer) produce(ctx context.Context, free chan []byte, work chan<- chun
 		}
 		if off+int64(n) > w.d.Size && len(spans) > 0 && off+int64(spans[len(spans)-1][1]) > w.d.Size {
 			free <- buf
-			return fmt.Errorf("%s: %w: the decompressed image is larger than the drive (%s); it holds an incomplete image — use a larger drive", w.d.Path, ErrTooSmall, HumanBytes(w.d.Size))
+			return fmt.Errorf("%s: %w: the decompressed image is larger than the drive (%s); it holds an incomplete image — use a larger drive", w.d.Path, ErrTooSmall, units.Decimal(w.d.Size))
 		}
 		spans = w.holdHead(buf, off, spans)
 		c := chunk{buf: buf, off: off, spans: spans}
@@ -561,7 +563,7 @@ func (w *writer) meter(ctx context.Context, phase string, total int64, done *ato
 				msg := ""
 				if el > 0 && n > 0 {
 					rate := float64(n) / el
-					msg = HumanBytes(int64(rate)) + "/s"
+					msg = units.Decimal(int64(rate)) + "/s"
 					if total > n {
 						left := time.Duration(float64(total-n) / rate * float64(time.Second)).Round(time.Second)
 						msg += ", " + left.String() + " left"

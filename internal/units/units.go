@@ -1,0 +1,23 @@
+// Package units formats byte counts for people: decimal units (kB, MB, GB) the way drive makers
+// label drives, binary units (KiB, MiB, GiB) for files and images.
+package units
+
+import "fmt"
+
+// Decimal formats n with powers of 1000: "15.9 GB".
+func Decimal(n int64) string { return format(n, 1000, "kMGTPE", "B") }
+
+// Binary formats n with powers of 1024: "512.0 MiB".
+func Binary(n int64) string { return format(n, 1024, "KMGTPE", "iB") }
+
+func format(n, unit int64, prefixes, suffix string) string {
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := unit, 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %c%s", float64(n)/float64(div), prefixes[exp], suffix)
+}
