@@ -11,7 +11,6 @@ import (
 	"fyne.io/fyne/v2"
 	"fyne.io/fyne/v2/container"
 	"fyne.io/fyne/v2/dialog"
-	"fyne.io/fyne/v2/storage"
 	"fyne.io/fyne/v2/theme"
 	"fyne.io/fyne/v2/widget"
 
@@ -264,15 +263,7 @@ func (s *buildScreen) onNew() {
 }
 
 func (s *buildScreen) onOpen() {
-	d := dialog.NewFileOpen(func(rc fyne.URIReadCloser, err error) {
-		if err != nil || rc == nil {
-			return
-		}
-		rc.Close()
-		s.open(rc.URI().Path())
-	}, s.a.win)
-	d.SetFilter(storage.NewExtensionFileFilter([]string{".toml"}))
-	d.Show()
+	s.a.pickFile([]string{".toml"}, s.open)
 }
 
 // open loads the recipe at path into the form.
@@ -441,15 +432,7 @@ func (s *buildScreen) validate() {
 }
 
 func (s *buildScreen) onAddKeyFile() {
-	d := dialog.NewFileOpen(func(rc fyne.URIReadCloser, err error) {
-		if err != nil || rc == nil {
-			return
-		}
-		defer rc.Close()
-		s.addKeyFile(rc.URI().Path())
-	}, s.a.win)
-	d.SetFilter(storage.NewExtensionFileFilter([]string{".pub"}))
-	d.Show()
+	s.a.pickFile([]string{".pub"}, s.addKeyFile)
 }
 
 // addKeyFile appends the public keys in path to the SSH keys field.

@@ -11,7 +11,6 @@ import (
 	"fyne.io/fyne/v2"
 	"fyne.io/fyne/v2/container"
 	"fyne.io/fyne/v2/dialog"
-	"fyne.io/fyne/v2/storage"
 	"fyne.io/fyne/v2/theme"
 	"fyne.io/fyne/v2/widget"
 
@@ -132,15 +131,7 @@ func (s *flashScreen) onImageSelected(label string) {
 }
 
 func (s *flashScreen) onPickFile() {
-	d := dialog.NewFileOpen(func(rc fyne.URIReadCloser, err error) {
-		if err != nil || rc == nil {
-			return
-		}
-		rc.Close()
-		s.setImage(rc.URI().Path())
-	}, s.a.win)
-	d.SetFilter(storage.NewExtensionFileFilter(imageExtensions))
-	d.Show()
+	s.a.pickFile(imageExtensions, s.setImage)
 }
 
 // setImage chooses the image to write.

@@ -10,7 +10,6 @@ import (
 	"fyne.io/fyne/v2"
 	"fyne.io/fyne/v2/container"
 	"fyne.io/fyne/v2/dialog"
-	"fyne.io/fyne/v2/storage"
 	"fyne.io/fyne/v2/theme"
 	"fyne.io/fyne/v2/widget"
 
@@ -117,15 +116,7 @@ func (s *previewScreen) onImageSelected(label string) {
 }
 
 func (s *previewScreen) onPickFile() {
-	d := dialog.NewFileOpen(func(rc fyne.URIReadCloser, err error) {
-		if err != nil || rc == nil {
-			return
-		}
-		rc.Close()
-		s.setImage(rc.URI().Path())
-	}, s.a.win)
-	d.SetFilter(storage.NewExtensionFileFilter([]string{".img", ".raw", ".iso", ".qcow2"}))
-	d.Show()
+	s.a.pickFile([]string{".img", ".raw", ".iso", ".qcow2"}, s.setImage)
 }
 
 // setImage chooses the image to boot.

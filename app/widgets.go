@@ -8,6 +8,8 @@ import (
 	"fyne.io/fyne/v2"
 	"fyne.io/fyne/v2/canvas"
 	"fyne.io/fyne/v2/container"
+	"fyne.io/fyne/v2/dialog"
+	"fyne.io/fyne/v2/storage"
 	"fyne.io/fyne/v2/theme"
 	"fyne.io/fyne/v2/widget"
 )
@@ -66,4 +68,18 @@ func minHeight(o fyne.CanvasObject, h float32) fyne.CanvasObject {
 	r := canvas.NewRectangle(color.Transparent)
 	r.SetMinSize(fyne.NewSize(0, h))
 	return container.NewStack(r, o)
+}
+
+// pickFile shows a file-open dialog filtered to the given extensions and calls fn with the chosen
+// file's path; nothing happens when the user cancels.
+func (a *App) pickFile(exts []string, fn func(path string)) {
+	d := dialog.NewFileOpen(func(rc fyne.URIReadCloser, err error) {
+		if err != nil || rc == nil {
+			return
+		}
+		rc.Close()
+		fn(rc.URI().Path())
+	}, a.win)
+	d.SetFilter(storage.NewExtensionFileFilter(exts))
+	d.Show()
 }
