@@ -16,6 +16,8 @@ import (
 
 	"github.com/kilnproject/kiln/app/pwhash"
 	"github.com/kilnproject/kiln/internal/progress"
+
+	"github.com/kilnproject/kiln/internal/units"
 )
 
 // buildScreen edits a recipe and builds it.
@@ -566,7 +568,7 @@ func (s *buildScreen) showResult(res *BuildResult) {
 	s.result = res
 	s.a.setCurrent(res)
 	s.resImage.SetText(res.Image)
-	s.resSize.SetText(formatIEC(res.Size))
+	s.resSize.SetText(units.Binary(res.Size))
 	s.resHash.SetText(res.SHA256)
 	s.setEmptyResult(false)
 	s.resultBox.Show()

@@ -24,6 +24,8 @@ import (
 	"github.com/kilnproject/kiln/assembler/recipe"
 	"github.com/kilnproject/kiln/flasher"
 	"github.com/kilnproject/kiln/internal/testimage"
+
+	"github.com/kilnproject/kiln/internal/units"
 )
 
 // The form's recipe survives a save and a load through the recipe package, and what the form does
@@ -268,7 +270,7 @@ func TestBuildScreenRealBuild(t *testing.T) {
 	if sum := fmt.Sprintf("%x", sha256.Sum256(data)); sum != s.resHash.Text {
 		t.Errorf("result panel sha256 %s, file %s", s.resHash.Text, sum)
 	}
-	if s.resSize.Text != formatIEC(int64(len(data))) || !strings.HasPrefix(s.result.Image, out) {
+	if s.resSize.Text != units.Binary(int64(len(data))) || !strings.HasPrefix(s.result.Image, out) {
 		t.Errorf("size %q image %s", s.resSize.Text, s.result.Image)
 	}
 	test.Tap(findButton(t, a, "View manifest"))

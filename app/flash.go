@@ -117,7 +117,7 @@ func (s *flashScreen) refreshImages() {
 	s.imageOpts = map[string]string{}
 	var opts []string
 	for _, b := range s.a.cores.Build.Builds() {
-		label := fmt.Sprintf("%s %s — %s", b.Name, b.Version, formatIEC(b.Size))
+		label := fmt.Sprintf("%s %s — %s", b.Name, b.Version, units.Binary(b.Size))
 		s.imageOpts[label] = b.Image
 		opts = append(opts, label)
 	}
@@ -301,7 +301,7 @@ func (s *flashScreen) onFlash() {
 			if label == "" {
 				label = "no label"
 			}
-			fmt.Fprintf(&b, "    %s  %s  %s  %s\n", p.Name, label, p.FSType, formatIEC(p.Size))
+			fmt.Fprintf(&b, "    %s  %s  %s  %s\n", p.Name, label, p.FSType, units.Binary(p.Size))
 		}
 	}
 	b.WriteString("\nEverything on these drives will be erased.")
@@ -367,13 +367,13 @@ func (s *flashScreen) showProgress(e progress.Event) {
 	text := e.Phase
 	if el := now.Sub(r.phaseStart); el > 500*time.Millisecond && e.Done > 0 {
 		rate := float64(e.Done) / el.Seconds()
-		text += fmt.Sprintf(" · %s/s", formatIEC(int64(rate)))
+		text += fmt.Sprintf(" · %s/s", units.Binary(int64(rate)))
 		if e.Total > e.Done && rate > 0 {
 			text += " · " + formatDuration(time.Duration(float64(e.Total-e.Done)/rate*float64(time.Second))) + " left"
 		}
 	}
 	if e.Total > 0 {
-		text += fmt.Sprintf(" · %s of %s", formatIEC(e.Done), formatIEC(e.Total))
+		text += fmt.Sprintf(" · %s of %s", units.Binary(e.Done), units.Binary(e.Total))
 	}
 	r.state.SetText(text)
 }
@@ -399,11 +399,11 @@ func (s *flashScreen) finished(res []FlashResult, err error) {
 			ok++
 			row.bar.SetValue(1)
 			row.state.SetText(fmt.Sprintf("Verified ✓ — %s written and read back in %s. You can remove the drive.",
-				formatIEC(r.Written), formatDuration(r.Elapsed)))
+				units.Binary(r.Written), formatDuration(r.Elapsed)))
 			row.state.Importance = widget.SuccessImportance
 			row.state.Refresh()
 		default:
-			row.state.SetText(fmt.Sprintf("Written (%s), not verified.", formatIEC(r.Written)))
+			row.state.SetText(fmt.Sprintf("Written (%s), not verified.", units.Binary(r.Written)))
 		}
 	}
 	switch {

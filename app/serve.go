@@ -9,6 +9,8 @@ import (
 	"fyne.io/fyne/v2/container"
 	"fyne.io/fyne/v2/theme"
 	"fyne.io/fyne/v2/widget"
+
+	"github.com/kilnproject/kiln/internal/units"
 )
 
 // servePoll is how often the devices table is refreshed while the server runs.
@@ -111,7 +113,7 @@ func versionCell(v PublishedVersion, c int) string {
 		}
 		return v.MinFrom + " … " + hi
 	case 3:
-		return formatIEC(v.Size)
+		return units.Binary(v.Size)
 	}
 	return v.Published.Local().Format("2006-01-02 15:04")
 }
@@ -138,7 +140,7 @@ func (s *serveScreen) start() { s.refresh() }
 // refresh reloads the versions and devices and the current build's label.
 func (s *serveScreen) refresh() {
 	if cur := s.a.Current(); cur != nil {
-		s.current.SetText(fmt.Sprintf("Current build: %s %s (%s)", cur.Name, cur.Version, formatIEC(cur.Size)))
+		s.current.SetText(fmt.Sprintf("Current build: %s %s (%s)", cur.Name, cur.Version, units.Binary(cur.Size)))
 		s.publishBtn.Enable()
 	} else {
 		s.current.SetText("Build an image first: it becomes the current build.")

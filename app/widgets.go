@@ -22,24 +22,6 @@ func heading(text string) fyne.CanvasObject {
 	return container.NewPadded(t)
 }
 
-// formatIEC formats a byte count in binary units (images, partitions).
-func formatIEC(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	v := float64(n) / float64(div)
-	if v == float64(int64(v)) {
-		return fmt.Sprintf("%d %ciB", int64(v), "KMGTPE"[exp])
-	}
-	return fmt.Sprintf("%.1f %ciB", v, "KMGTPE"[exp])
-}
-
 // formatDuration prints an ETA or elapsed time as "1 min 05 s" / "42 s".
 func formatDuration(d time.Duration) string {
 	d = d.Round(time.Second)

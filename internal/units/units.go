@@ -4,10 +4,10 @@ package units
 
 import "fmt"
 
-// Decimal formats n with powers of 1000: "15.9 GB".
+// Decimal formats n with powers of 1000: "15.9 GB", "16 GB".
 func Decimal(n int64) string { return format(n, 1000, "kMGTPE", "B") }
 
-// Binary formats n with powers of 1024: "512.0 MiB".
+// Binary formats n with powers of 1024: "1.5 KiB", "512 MiB".
 func Binary(n int64) string { return format(n, 1024, "KMGTPE", "iB") }
 
 func format(n, unit int64, prefixes, suffix string) string {
@@ -19,5 +19,8 @@ func format(n, unit int64, prefixes, suffix string) string {
 		div *= unit
 		exp++
 	}
-	return fmt.Sprintf("%.1f %c%s", float64(n)/float64(div), prefixes[exp], suffix)
+	if v := float64(n) / float64(div); v != float64(int64(v)) {
+		return fmt.Sprintf("%.1f %c%s", v, prefixes[exp], suffix)
+	}
+	return fmt.Sprintf("%d %c%s", n/div, prefixes[exp], suffix)
 }
