@@ -29,6 +29,16 @@ best() {
   done
   printf '%.3f' "$b"
 }
+# pair CMD_A CMD_B: run the two alternately $RUNS times (the shared disk's speed drifts) and print
+# "best_A best_B"
+pair() {
+  local a="" b="" t
+  for _ in $(seq "$RUNS"); do
+    t=$(RUNS=1 best "$1"); if [ -z "$a" ] || [ "$(echo "$t < $a" | bc -l)" = 1 ]; then a=$t; fi
+    t=$(RUNS=1 best "$2"); if [ -z "$b" ] || [ "$(echo "$t < $b" | bc -l)" = 1 ]; then b=$t; fi
+  done
+  echo "$a $b"
+}
 ratio() { printf '%.2f' "$(echo "$1 / $2" | bc -l)"; }
 rows=()
 row() { rows+=("| $1 | $2 | $3 | $4 |"); }
@@ -41,8 +51,7 @@ DEV=$(loop $((MIB + 16)))
 MB=$(echo "$MIB * 1.048576" | bc -l)
 
 # 1. raw write, including the final flush
-t_dd=$(best "dd if=$IMG of=$DEV bs=4M oflag=direct conv=fsync")
-t_k=$(best "$KILN flash --yes --no-verify --no-bmap --image $IMG --device $DEV")
+read -r t_dd t_k < <(pair "dd if=$IMG of=$DEV bs=4M oflag=direct conv=fsync" "$KILN flash --yes --no-verify --no-bmap --image $IMG --device $DEV")
 row "raw ${MIB} MiB write" "dd bs=4M oflag=direct conv=fsync: ${t_dd} s" "kiln: ${t_k} s" "$(ratio "$t_k" "$t_dd") × dd (goal ≤ 1.05)"
 
 # 2. verify read-back against dd iflag=direct
@@ -57,8 +66,7 @@ for i in $(seq 0 9); do dd if="$IMG" of="$SP" bs=1M count=10 skip=$((i * 10 % MI
 bmaptool -q create -o "$SP.bmap" "$SP"
 DEV2=$(loop 1040)
 t_dd=$(best "dd if=$SP of=$DEV2 bs=4M oflag=direct conv=fsync")
-t_b=$(best "bmaptool -q copy $SP $DEV2")
-t_k=$(best "$KILN flash --yes --no-verify --image $SP --device $DEV2")
+read -r t_b t_k < <(pair "bmaptool -q copy $SP $DEV2" "$KILN flash --yes --no-verify --image $SP --device $DEV2")
 row "1 GiB, 10% data + bmap" "bmaptool copy: ${t_b} s; dd: ${t_dd} s" "kiln: ${t_k} s" "$(ratio "$t_k" "$t_b") × bmaptool (goal ≤ 1.0), $(ratio "$t_dd" "$t_k") × faster than dd (goal ≥ 3)"
 t_kv=$(best "$KILN flash --yes --image $SP --device $DEV2")
 row "same, with read-back verify" "" "kiln: ${t_kv} s" ""
@@ -70,13 +78,11 @@ xz -T0 -6 -c "$IMG" > "$IMG.xz"
 t_raw=$(best "$KILN flash --yes --no-verify --no-bmap --image $IMG --device $DEV")
 for f in zst gz; do
   case $f in zst) dec="zstd -dc -T0 $IMG.zst";; gz) dec="pigz -dc $IMG.gz";; esac
-  t_d=$(best "$dec > /dev/null")
-  t_k=$(best "$KILN flash --yes --no-verify --image $IMG.$f --device $DEV")
+  read -r t_d t_k < <(pair "$dec > /dev/null" "$KILN flash --yes --no-verify --image $IMG.$f --device $DEV")
   bound=$t_raw; [ "$(echo "$t_d > $bound" | bc -l)" = 1 ] && bound=$t_d
   row ".$f ($(du -m "$IMG.$f" | cut -f1) MiB)" "$dec > /dev/null: ${t_d} s; raw flash: ${t_raw} s" "kiln: ${t_k} s" "$(ratio "$t_k" "$bound") × the slower of the two"
 done
-t_x=$(best "xz -dc -T0 $IMG.xz > /dev/null")
-t_k=$(best "$KILN flash --yes --no-verify --decoder exec --image $IMG.xz --device $DEV")
+read -r t_x t_k < <(pair "xz -dc -T0 $IMG.xz > /dev/null" "$KILN flash --yes --no-verify --decoder exec --image $IMG.xz --device $DEV")
 row ".xz ($(du -m "$IMG.xz" | cut -f1) MiB), xz program" "xz -dc -T0 > /dev/null: ${t_x} s" "kiln: ${t_k} s" "$(ratio "$t_x" "$t_k") × xz throughput (goal ≥ 0.9)"
 # The built-in decoder (used when xz is not installed) is much slower per core: one run, with RSS.
 s=$(date +%s.%N)

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/kilnproject/kiln/internal/testenv"
 )
 
 // needRoot skips a test that needs root and loop devices, or fails it under CI=true.
@@ -31,10 +33,7 @@ func needRoot(t *testing.T, tools ...string) {
 		}
 	}
 	if missing != "" {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("needs %s, missing under CI", missing)
-		}
-		t.Skipf("needs %s", missing)
+		testenv.Missing(t, "needs %s", missing)
 	}
 }
 

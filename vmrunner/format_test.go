@@ -7,19 +7,14 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/kilnproject/kiln/internal/testenv"
 )
 
 // need returns the path of a tool the test uses as a peer; it skips without it (fails under CI=true).
 func need(t *testing.T, tool string) string {
 	t.Helper()
-	p, err := exec.LookPath(tool)
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("CI: %s is not installed (make deps installs it)", tool)
-		}
-		t.Skipf("%s is not installed (make deps installs it)", tool)
-	}
-	return p
+	return testenv.Tool(t, tool)
 }
 
 func run(t *testing.T, name string, args ...string) {

@@ -16,6 +16,8 @@ import (
 
 	"github.com/kilnproject/kiln/internal/testimage"
 	"github.com/kilnproject/kiln/vmrunner"
+
+	"github.com/kilnproject/kiln/internal/testenv"
 )
 
 // readyLine is what the default image (recipe "Kiln Tiny") prints on the serial console when up.
@@ -24,10 +26,7 @@ const readyLine = "kiln: ready name=kiln-tiny version=1.0.0 hostname=kiln"
 func requireQEMUAndOVMF(t *testing.T) {
 	t.Helper()
 	missing := func(err error) {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("CI: %v", err)
-		}
-		t.Skip(err)
+		testenv.Missing(t, "%v", err)
 	}
 	if _, err := vmrunner.FindQEMU(""); err != nil {
 		missing(err)

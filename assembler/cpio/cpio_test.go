@@ -10,19 +10,14 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/kilnproject/kiln/internal/testenv"
 )
 
 // needTool skips the test when a peer tool is missing, except under CI where it must be installed.
 func needTool(t *testing.T, name string, args ...string) string {
 	t.Helper()
-	p, err := exec.LookPath(name)
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("%s is required under CI (make deps installs it): %v", name, err)
-		}
-		t.Skipf("%s not installed: %v", name, err)
-	}
-	return p
+	return testenv.Tool(t, name)
 }
 
 func sample() []Entry {

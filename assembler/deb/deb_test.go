@@ -16,6 +16,8 @@ import (
 
 	"github.com/klauspost/compress/zstd"
 	"github.com/ulikunitz/xz"
+
+	"github.com/kilnproject/kiln/internal/testenv"
 )
 
 type entry struct {
@@ -339,10 +341,7 @@ func realCache(t *testing.T, glob string) string {
 	t.Helper()
 	dir := CacheDir()
 	if m, _ := filepath.Glob(filepath.Join(dir, glob)); len(m) == 0 {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("no %s in %s: run `make inputs`", glob, dir)
-		}
-		t.Skipf("no %s in %s: run `make inputs`", glob, dir)
+		testenv.Missing(t, "no %s in %s: run `make inputs`", glob, dir)
 	}
 	return dir
 }

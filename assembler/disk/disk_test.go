@@ -17,6 +17,8 @@ import (
 
 	"github.com/kilnproject/kiln/assembler/fat"
 	"github.com/kilnproject/kiln/internal/progress"
+
+	"github.com/kilnproject/kiln/internal/testenv"
 )
 
 const MiB = 1 << 20
@@ -29,12 +31,7 @@ const (
 
 func needTool(t *testing.T, name string) {
 	t.Helper()
-	if _, err := exec.LookPath(name); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("%s is missing: install it (make deps)", name)
-		}
-		t.Skipf("%s is missing (make deps installs it)", name)
-	}
+	testenv.Tool(t, name)
 }
 
 func randBytes(seed uint64, n int) []byte {

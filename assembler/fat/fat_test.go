@@ -14,6 +14,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/kilnproject/kiln/internal/testenv"
 )
 
 const MiB = 1 << 20
@@ -21,12 +23,7 @@ const MiB = 1 << 20
 // needTool skips when a peer tool is missing, except under CI, where it must be installed.
 func needTool(t *testing.T, name string) {
 	t.Helper()
-	if _, err := exec.LookPath(name); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("%s is missing: install it (make deps)", name)
-		}
-		t.Skipf("%s is missing (make deps installs it)", name)
-	}
+	testenv.Tool(t, name)
 }
 
 func randBytes(seed uint64, n int) []byte {

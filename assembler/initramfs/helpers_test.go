@@ -4,7 +4,6 @@ import (
 	"archive/tar"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -12,26 +11,18 @@ import (
 	"testing"
 
 	"github.com/kilnproject/kiln/assembler/deb"
-)
 
-// ci reports whether missing tools and inputs must fail the test instead of skipping it.
-func ci() bool { return os.Getenv("CI") == "true" }
+	"github.com/kilnproject/kiln/internal/testenv"
+)
 
 func skipOrFail(t *testing.T, format string, args ...any) {
 	t.Helper()
-	if ci() {
-		t.Fatalf(format+" (required under CI: make deps inputs)", args...)
-	}
-	t.Skipf(format, args...)
+	testenv.Missing(t, format, args...)
 }
 
 func needTool(t *testing.T, name string) string {
 	t.Helper()
-	p, err := exec.LookPath(name)
-	if err != nil {
-		skipOrFail(t, "%s not installed", name)
-	}
-	return p
+	return testenv.Tool(t, name)
 }
 
 func cacheDir() string {

@@ -15,6 +15,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/kilnproject/kiln/internal/testenv"
 )
 
 const stubPath = "/usr/lib/systemd/boot/efi/linuxx64.efi.stub"
@@ -25,24 +27,14 @@ func realStub(t *testing.T) []byte {
 	t.Helper()
 	b, err := os.ReadFile(stubPath)
 	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("systemd-boot-efi is required under CI (make deps): %v", err)
-		}
-		t.Skipf("systemd-boot-efi not installed: %v", err)
+		testenv.Missing(t, "systemd-boot-efi is not installed: %v", err)
 	}
 	return b
 }
 
 func needTool(t *testing.T, name string) string {
 	t.Helper()
-	p, err := exec.LookPath(name)
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("%s is required under CI (make deps installs it): %v", name, err)
-		}
-		t.Skipf("%s not installed: %v", name, err)
-	}
-	return p
+	return testenv.Tool(t, name)
 }
 
 func randomBytes(n int, seed uint64) []byte {
