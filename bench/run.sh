@@ -1,16 +1,19 @@
 #!/usr/bin/env bash
 # Runs every benchmark script in bench/ (each compares Kiln with the tool a user would otherwise use,
 # in the same run, and writes its figures to docs/bench-<area>.md), then gathers them into
-# docs/benchmarks.md. Run through `make bench`; one area: `bash bench/run.sh flash`.
+# docs/benchmarks.md. Run through `make bench`; one area: `bash bench/run.sh flash`; only gather the
+# recorded figures: `bash bench/run.sh --gather`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 areas=("$@")
-if [ ${#areas[@]} -eq 0 ]; then
+if [ "${1:-}" = "--gather" ]; then
+  areas=()
+elif [ ${#areas[@]} -eq 0 ]; then
   for s in bench/*.sh; do
     [ "$(basename "$s")" = run.sh ] || areas+=("$(basename "$s" .sh)")
   done
 fi
-for a in "${areas[@]}"; do
+for a in ${areas[@]+"${areas[@]}"}; do
   echo "== bench: $a"
   bash "bench/$a.sh"
 done
