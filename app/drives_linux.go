@@ -17,27 +17,7 @@ const drivePoll = time.Second
 // pulled, a card inserted into a reader). Reading /sys/block is a few directory entries and small
 // files, cheap enough to poll without netlink privileges.
 func watchDrives(ctx context.Context) <-chan struct{} {
-	ch := make(chan struct{}, 1)
-	go func() {
-		last := blockSignature()
-		t := time.NewTicker(drivePoll)
-		defer t.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-				if sig := blockSignature(); sig != last {
-					last = sig
-					select {
-					case ch <- struct{}{}:
-					default:
-					}
-				}
-			}
-		}
-	}()
-	return ch
+	return pollChanges(ctx, drivePoll, blockSignature)
 }
 
 func blockSignature() string {

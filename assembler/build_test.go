@@ -7,7 +7,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"os/exec"
@@ -81,20 +80,6 @@ func run(t *testing.T, name string, args ...string) string {
 	return string(out)
 }
 
-func sha256File(t *testing.T, path string) string {
-	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		t.Fatal(err)
-	}
-	return hex.EncodeToString(h.Sum(nil))
-}
-
 func sha256Hex(b []byte) string {
 	s := sha256.Sum256(b)
 	return hex.EncodeToString(s[:])
@@ -143,7 +128,7 @@ func TestImageGPT(t *testing.T) {
 	if st, err := os.Stat(res.Image); err != nil || st.Size() != m.Image.Size || res.ImageSize != m.Image.Size {
 		t.Errorf("image size: stat %v, manifest %d, result %d", st, m.Image.Size, res.ImageSize)
 	}
-	if got := sha256File(t, res.Image); got != m.Image.SHA256 || got != res.ImageSHA256 {
+	if got := testimage.SHA256(t, res.Image); got != m.Image.SHA256 || got != res.ImageSHA256 {
 		t.Errorf("image sha256 %s, manifest %s, result %s", got, m.Image.SHA256, res.ImageSHA256)
 	}
 }
@@ -321,7 +306,7 @@ func TestImageFiles(t *testing.T) {
 			}
 			return nil
 		}
-		if got := sha256File(t, path); got != f.SHA256 {
+		if got := testimage.SHA256(t, path); got != f.SHA256 {
 			t.Errorf("%s: sha256 %s, manifest says %s", key, got, f.SHA256)
 		}
 		return nil

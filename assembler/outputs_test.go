@@ -122,7 +122,7 @@ func TestManifest(t *testing.T) {
 			t.Errorf("input %s: %+v, want package %s with its version", role, in, pkg)
 			continue
 		}
-		if got := sha256File(t, filepath.Join(testimage.Cache(t), "debs", in.Path)); got != in.SHA256 {
+		if got := testimage.SHA256(t, filepath.Join(testimage.Cache(t), "debs", in.Path)); got != in.SHA256 {
 			t.Errorf("input %s: sha256 %s, the cached .deb has %s", role, in.SHA256, got)
 		}
 	}

@@ -2,8 +2,6 @@ package vmrunner_test
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"io"
 	"os"
@@ -36,20 +34,6 @@ func requireQEMUAndOVMF(t *testing.T) {
 	}
 }
 
-func sha256File(t *testing.T, path string) string {
-	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		t.Fatal(err)
-	}
-	return hex.EncodeToString(h.Sum(nil))
-}
-
 // The default image boots under UEFI through `kiln preview --expect`, and stays byte-identical
 // although its init mounts the data partition read-write.
 func TestKilnImageBootsUnderUEFI(t *testing.T) {
@@ -59,7 +43,7 @@ func TestKilnImageBootsUnderUEFI(t *testing.T) {
 		testimage.Missing(t, "KILN_BIN not set: run through make test, or set it to a built kiln binary")
 	}
 	res := testimage.Build(t, "")
-	before := sha256File(t, res.Image)
+	before := testimage.SHA256(t, res.Image)
 	cmd := exec.Command(kiln, "preview", "--headless", "--accel", "tcg", "--memory", "1024",
 		"--expect", readyLine, "--timeout", "5m", "--json", res.Image)
 	out, err := cmd.CombinedOutput()
@@ -70,7 +54,7 @@ func TestKilnImageBootsUnderUEFI(t *testing.T) {
 	if !strings.Contains(string(out), `"firmware":"uefi"`) || !strings.Contains(string(out), `"found":true`) {
 		t.Errorf("result does not report a UEFI boot that found the ready line")
 	}
-	if after := sha256File(t, res.Image); after != before {
+	if after := testimage.SHA256(t, res.Image); after != before {
 		t.Fatalf("image sha256 changed from %s to %s", before, after)
 	}
 }

@@ -3,8 +3,6 @@ package vmrunner
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"image"
 	"io"
@@ -21,6 +19,8 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/kilnproject/kiln/internal/testenv"
+
+	"github.com/kilnproject/kiln/internal/testimage"
 )
 
 // mbrMarker is what the test boot sector prints on COM1 (and on the screen).
@@ -211,20 +211,6 @@ func TestProbeROMPassesUnderTCG(t *testing.T) {
 	}
 }
 
-func fileSHA256(t *testing.T, path string) string {
-	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		t.Fatal(err)
-	}
-	return hex.EncodeToString(h.Sum(nil))
-}
-
 func TestUSBStickBoot(t *testing.T) {
 	needQEMU(t)
 	vm := startVM(t, Config{Image: writeMBRImage(t, "stick.img"), Attach: AttachUSB})
@@ -258,7 +244,7 @@ func TestPathWithCommaAndSpaceBoots(t *testing.T) {
 func TestPreviewLeavesImageUnchanged(t *testing.T) {
 	needQEMU(t)
 	img := writeMBRImage(t, "tiny.img")
-	before := fileSHA256(t, img)
+	before := testimage.SHA256(t, img)
 	st, _ := os.Stat(img)
 	vm := startVM(t, Config{Image: img})
 	waitFor(t, vm, mbrMarker)
@@ -270,7 +256,7 @@ func TestPreviewLeavesImageUnchanged(t *testing.T) {
 		t.Fatalf("write to the disk: %v", err)
 	}
 	vm.Stop()
-	if after := fileSHA256(t, img); after != before {
+	if after := testimage.SHA256(t, img); after != before {
 		t.Fatalf("image sha256 changed from %s to %s", before, after)
 	}
 	if st2, _ := os.Stat(img); !st2.ModTime().Equal(st.ModTime()) {
@@ -281,7 +267,7 @@ func TestPreviewLeavesImageUnchanged(t *testing.T) {
 func TestPersistWritesToTheCopy(t *testing.T) {
 	needQEMU(t)
 	img := writeMBRImage(t, "tiny.img")
-	before := fileSHA256(t, img)
+	before := testimage.SHA256(t, img)
 	cp := filepath.Join(t.TempDir(), "work.img")
 	vm := startVM(t, Config{Image: img, Persist: cp})
 	if hasSeq(vm.Info().Args, "-snapshot") || vm.Info().Image != cp {
@@ -293,7 +279,7 @@ func TestPersistWritesToTheCopy(t *testing.T) {
 		t.Fatalf("write to the disk: %v", err)
 	}
 	vm.Stop()
-	if fileSHA256(t, img) != before {
+	if testimage.SHA256(t, img) != before {
 		t.Fatal("the original image changed")
 	}
 	data, err := os.ReadFile(cp)
