@@ -28,6 +28,7 @@ import (
 	"fyne.io/fyne/v2/theme"
 	"fyne.io/fyne/v2/widget"
 
+	"github.com/kilnproject/kiln/assembler"
 	"github.com/kilnproject/kiln/assets"
 )
 
@@ -324,11 +325,8 @@ func (a *App) showAbout() {
 }
 
 func defaultCacheDir() string {
-	if d := os.Getenv("KILN_CACHE"); d != "" {
+	if d, err := assembler.DefaultCache(); err == nil {
 		return d
-	}
-	if d, err := os.UserCacheDir(); err == nil {
-		return filepath.Join(d, "kiln")
 	}
 	return ".kiln-cache"
 }

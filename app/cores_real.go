@@ -11,7 +11,6 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
-	"strconv"
 	"sync"
 	"time"
 
@@ -27,10 +26,6 @@ import (
 	"github.com/kilnproject/kiln/ota/server"
 	"github.com/kilnproject/kiln/vmrunner"
 )
-
-// defaultSourceDateEpoch matches `kiln build`: 2024-01-01T00:00:00Z, so the app and the CLI make
-// byte-identical images from the same recipe and inputs.
-const defaultSourceDateEpoch = 1704067200
 
 // RealCores returns the adapters over Kiln's core packages. Folders (input cache, build output,
 // update repository) are read from prefs at the time of each call.
@@ -111,7 +106,11 @@ func (b *realBuild) Validate(f *Recipe) []FieldError {
 
 func (b *realBuild) Build(ctx context.Context, f *Recipe, p progress.Func) (*BuildResult, error) {
 	r := fromForm(f)
-	agent, err := findAgent()
+	agent, err := assembler.FindAgent()
+	if err != nil {
+		return nil, err
+	}
+	epoch, err := assembler.SourceDateEpoch()
 	if err != nil {
 		return nil, err
 	}
@@ -122,12 +121,6 @@ func (b *realBuild) Build(ctx context.Context, f *Recipe, p progress.Func) (*Bui
 			return nil, fmt.Errorf("load the update signing keys: %w", err)
 		}
 		root = keys.Root
-	}
-	epoch := int64(defaultSourceDateEpoch)
-	if s := os.Getenv("SOURCE_DATE_EPOCH"); s != "" {
-		if v, err := strconv.ParseInt(s, 10, 64); err == nil && v >= 0 {
-			epoch = v
-		}
 	}
 	res, err := assembler.Build(ctx, r, assembler.Options{
 		OutDir: filepath.Join(b.st.outDir(), r.Name+"-"+r.Version), Cache: b.st.cacheDir(), Agent: agent,
@@ -183,22 +176,6 @@ func (b *realBuild) Builds() []BuildResult {
 		out = append(out, f.BuildResult)
 	}
 	return out
-}
-
-// findAgent locates kiln-agent as `kiln build` does: $KILN_AGENT, else next to the executable.
-func findAgent() (string, error) {
-	if p := os.Getenv("KILN_AGENT"); p != "" {
-		return p, nil
-	}
-	exe, err := os.Executable()
-	if err == nil {
-		for _, p := range []string{filepath.Join(filepath.Dir(exe), "kiln-agent"), "/usr/lib/kiln/kiln-agent"} {
-			if _, err := os.Stat(p); err == nil {
-				return p, nil
-			}
-		}
-	}
-	return "", fmt.Errorf("kiln-agent not found next to %s: reinstall Kiln, or set KILN_AGENT to its path", exe)
 }
 
 // toForm copies the fields the form edits out of r; r itself travels in Base.
