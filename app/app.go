@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strconv"
 	"strings"
@@ -76,7 +77,16 @@ type App struct {
 
 // Run opens the main window and blocks until it is closed. KILN_DEMO=1 runs the app on fake cores
 // (no drive, VM or network is touched); KILN_SCREEN=build|flash|preview|serve opens that screen.
-func Run(version string) error {
+func Run(version string) (err error) {
+	if err := displayAvailable(); err != nil {
+		return err
+	}
+	// The windowing library panics when the display cannot be opened; say so instead.
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("cannot open a window (%v): check that DISPLAY or WAYLAND_DISPLAY names a running display server, or use the command line (kiln help)", p)
+		}
+	}()
 	fa := fyneapp.NewWithID(AppID)
 	fa.SetIcon(iconResource)
 	w := fa.NewWindow("Kiln")
@@ -111,6 +121,18 @@ func Run(version string) error {
 	close(sigs)
 	a.Close()
 	return stats.finish()
+}
+
+// displayAvailable reports, on X11/Wayland systems, that a display server is named at all.
+func displayAvailable() error {
+	switch runtime.GOOS {
+	case "darwin", "windows", "android", "ios":
+		return nil
+	}
+	if os.Getenv("DISPLAY") == "" && os.Getenv("WAYLAND_DISPLAY") == "" {
+		return errors.New("no display: DISPLAY and WAYLAND_DISPLAY are unset; start kiln from a desktop session, or use the command line (kiln help)")
+	}
+	return nil
 }
 
 // New builds the window's content over the given cores.

@@ -28,43 +28,6 @@ func needTool(t *testing.T, names ...string) {
 	}
 }
 
-// startXvfb starts a virtual X server on a free display and returns its name.
-func startXvfb(t *testing.T) string {
-	t.Helper()
-	for n := 90; n < 140; n++ {
-		if _, err := os.Stat(fmt.Sprintf("/tmp/.X%d-lock", n)); err == nil {
-			continue
-		}
-		if _, err := os.Stat(fmt.Sprintf("/tmp/.X11-unix/X%d", n)); err == nil {
-			continue
-		}
-		disp := fmt.Sprintf(":%d", n)
-		cmd := exec.Command("Xvfb", disp, "-screen", "0", "1280x800x24", "-nolisten", "tcp")
-		if err := cmd.Start(); err != nil {
-			t.Fatalf("start Xvfb: %v", err)
-		}
-		exited := make(chan struct{})
-		go func() { cmd.Wait(); close(exited) }()
-		t.Cleanup(func() {
-			cmd.Process.Kill()
-			<-exited
-		})
-		for range 100 {
-			if _, err := os.Stat(fmt.Sprintf("/tmp/.X11-unix/X%d", n)); err == nil {
-				return disp
-			}
-			select {
-			case <-exited:
-				t.Fatalf("Xvfb %s exited at start", disp)
-			case <-time.After(50 * time.Millisecond):
-			}
-		}
-		t.Fatalf("Xvfb %s did not come up", disp)
-	}
-	t.Fatal("no free X display")
-	return ""
-}
-
 // xrun runs an X client on disp and returns its output.
 func xrun(t *testing.T, disp string, name string, args ...string) []byte {
 	t.Helper()
@@ -113,8 +76,8 @@ func TestRealWindow(t *testing.T) {
 	if bin == "" {
 		testenv.Missing(t, "KILN_BIN not set: run through make test")
 	}
-	needTool(t, "Xvfb", "xdotool", "xwininfo", "import")
-	disp := startXvfb(t)
+	needTool(t, "xdotool", "xwininfo", "import")
+	disp := testenv.Xvfb(t, "1280x800x24")
 	home := t.TempDir()
 	shots := filepath.Join(os.TempDir(), "kiln-window-test")
 	os.MkdirAll(shots, 0o755)
@@ -236,4 +199,24 @@ type logFile struct{ path string }
 func (l logFile) String() string {
 	b, _ := os.ReadFile(l.path)
 	return string(b)
+}
+
+// Without a display server the binary exits with a message that says what to do, not a panic.
+func TestNoDisplayIsAClearError(t *testing.T) {
+	bin := os.Getenv("KILN_BIN")
+	if bin == "" {
+		testenv.Missing(t, "KILN_BIN not set: run through make test")
+	}
+	home := t.TempDir()
+	for _, disp := range []string{"", ":4095"} {
+		cmd := exec.Command(bin)
+		cmd.Env = append(os.Environ(), "DISPLAY="+disp, "WAYLAND_DISPLAY=", "HOME="+home, "XDG_RUNTIME_DIR="+home)
+		out, err := cmd.CombinedOutput()
+		if code := cmd.ProcessState.ExitCode(); code != 1 || err == nil {
+			t.Errorf("DISPLAY=%q: exit code %d, want 1\n%s", disp, code, out)
+		}
+		if strings.Contains(string(out), "goroutine") || !strings.Contains(string(out), "kiln help") {
+			t.Errorf("DISPLAY=%q: no clear message:\n%s", disp, out)
+		}
+	}
 }
