@@ -36,7 +36,7 @@ func runFlash(ctx context.Context, env *Env, args []string) error {
 	allowInternal := fs.Bool("allow-internal", false, "allow internal non-removable disks; you must type the disk's model to confirm")
 	eject := fs.Bool("eject", false, "eject the drives when done")
 	sum := fs.Bool("sha256", false, "print the sha256 of the uncompressed image (computed while writing)")
-	decoder := fs.String("decoder", "", "gzip/xz decoder: exec (pigz, xz programs) or go (built in); default: the programs when installed")
+	decoder := fs.String("decoder", "", "gzip/xz decoder: exec (the igzip/pigz and xz programs), go (built in), or igzip, pigz, xz; default: the fastest installed")
 	if err := common.parse(env, fs, args, true); err != nil {
 		return err
 	}

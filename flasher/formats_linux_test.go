@@ -12,7 +12,7 @@ import (
 // TestFlashEveryFormat compresses an image with the usual tools, flashes each file to a loop device
 // and compares the device with the uncompressed image.
 func TestFlashEveryFormat(t *testing.T) {
-	needRoot(t, "cmp", "gzip", "pigz", "xz", "zstd", "bzip2", "zip")
+	needRoot(t, "cmp", "gzip", "pigz", "igzip", "xz", "zstd", "bzip2", "zip")
 	dir := t.TempDir()
 	img := testImage(t, dir, 21<<20+512)
 	iso := filepath.Join(dir, "test.iso")
@@ -37,7 +37,9 @@ func TestFlashEveryFormat(t *testing.T) {
 		{iso, source.Raw, "", true},
 		{img + ".gz", source.Gzip, "go", false},
 		{filepath.Join(dir, "pigz.img.gz"), source.Gzip, "go", false},
-		{filepath.Join(dir, "pigz.img.gz"), source.Gzip, "exec", false},
+		{filepath.Join(dir, "pigz.img.gz"), source.Gzip, "pigz", false},
+		{filepath.Join(dir, "pigz.img.gz"), source.Gzip, "igzip", false},
+		{img + ".gz", source.Gzip, "exec", false},
 		{img + ".xz", source.XZ, "exec", true},
 		{img + ".xz", source.XZ, "go", true},
 		{filepath.Join(dir, "single.img.xz"), source.XZ, "go", true},

@@ -104,6 +104,9 @@ func Prepare(image string, devices []string, opts Options) (*Job, error) {
 	if len(devices) == 0 {
 		return nil, errors.New("flash: no target drive given; choose one from 'kiln devices' (Kiln never picks one for you)")
 	}
+	if !slices.Contains(source.Decoders, opts.Decoder) {
+		return nil, fmt.Errorf("flash: unknown decoder %q: choose one of %s", opts.Decoder, strings.Join(source.Decoders[1:], ", "))
+	}
 	im, err := source.Probe(image)
 	if err != nil {
 		return nil, fmt.Errorf("flash: %w: %w", ErrSource, err)

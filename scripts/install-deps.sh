@@ -9,7 +9,7 @@ pkgs=(
   # peers for the cpio and UKI tests (busybox cpio -t, systemd's EFI stub)
   busybox-static systemd-boot-efi
   # compression peers
-  xz-utils zstd gzip pigz bzip2 zip unzip
+  xz-utils zstd gzip pigz isal bzip2 zip unzip
   # preview (QEMU, firmware)
   qemu-system-x86 qemu-system-gui qemu-utils ovmf seabios xorriso
   # GUI tests and screenshots

@@ -3,14 +3,14 @@ package deb
 import (
 	"bytes"
 	"compress/bzip2"
+	"context"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"os/exec"
-	"strings"
-	"sync"
 
+	decomp "github.com/kilnproject/kiln/internal/decompress"
 	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/zstd"
 )
@@ -112,66 +112,29 @@ func decompressXZ(sec *io.SectionReader, name string) (io.Reader, func() error, 
 
 // execXZ runs "xz -dc -T0" (multi-threaded decoding since xz 5.4) over the member.
 func execXZ(sec *io.SectionReader, name string) (io.Reader, func() error, error) {
-	cmd := exec.Command("xz", "--decompress", "--stdout", "--threads=0")
-	cmd.Stdin = sec
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.StdoutPipe()
+	r, err := decomp.Program(context.Background(), sec, "xz", "--decompress", "--stdout", "--threads=0")
 	if err != nil {
-		return nil, nil, fmt.Errorf("%s: xz: %w", name, err)
+		return nil, nil, fmt.Errorf("%s: %w", name, err)
 	}
-	if err := cmd.Start(); err != nil {
-		return nil, nil, fmt.Errorf("%s: start xz: %w", name, err)
+	mapErr := func(err error) error {
+		var pe *decomp.ProgramError
+		switch {
+		case errors.As(err, &pe) && pe.Truncated():
+			return fmt.Errorf("%w: %s: xz data ends early; download the package again", ErrTruncated, name)
+		case err != nil && err != io.EOF:
+			return fmt.Errorf("%s: %w", name, err)
+		}
+		return err
 	}
-	r := &execReader{out: out, cmd: cmd, stderr: &stderr, name: name}
-	return r, r.close, nil
+	return readerFunc(func(p []byte) (int, error) {
+		n, err := r.Read(p)
+		return n, mapErr(err)
+	}), func() error { return mapErr(r.Close()) }, nil
 }
 
-type execReader struct {
-	out    io.ReadCloser
-	cmd    *exec.Cmd
-	stderr *bytes.Buffer
-	name   string
-	once   sync.Once
-	err    error
-	eof    bool
-}
+type readerFunc func([]byte) (int, error)
 
-func (r *execReader) Read(p []byte) (int, error) {
-	n, err := r.out.Read(p)
-	if err == io.EOF {
-		r.eof = true
-		// Report a failed decode (corrupt or cut-off data) as an error, not as a clean end.
-		if werr := r.close(); werr != nil {
-			return n, werr
-		}
-	}
-	return n, err
-}
-
-// close ends xz: after the stream's end it waits for xz's verdict; before it (an early stop) it
-// kills xz and reports nothing.
-func (r *execReader) close() error {
-	r.once.Do(func() {
-		if !r.eof {
-			// Drain what is left only if it is little (tar's end padding); else stop xz.
-			if n, _ := io.CopyN(io.Discard, r.out, 64<<10); n == 64<<10 {
-				_ = r.cmd.Process.Kill()
-				_ = r.cmd.Wait()
-				return
-			}
-		}
-		if err := r.cmd.Wait(); err != nil {
-			msg := strings.TrimSpace(r.stderr.String())
-			e := fmt.Errorf("%s: xz: %v: %s", r.name, err, msg)
-			if strings.Contains(msg, "Unexpected end") {
-				e = fmt.Errorf("%w: %s: xz data ends early; download the package again", ErrTruncated, r.name)
-			}
-			r.err = e
-		}
-	})
-	return r.err
-}
+func (f readerFunc) Read(p []byte) (int, error) { return f(p) }
 
 var errXZLayout = errors.New("not a single-stream, indexed xz file")
 

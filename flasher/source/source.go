@@ -14,10 +14,10 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 
+	"github.com/kilnproject/kiln/internal/decompress"
 	"github.com/klauspost/compress/zstd"
 	"github.com/klauspost/pgzip"
 )
@@ -49,10 +49,10 @@ type Image struct {
 	FileSize int64
 	// XZ describes the blocks of an xz file (for parallel decoding).
 	XZ *XZIndex
-	// Decoder chooses how gzip and xz images are decompressed: "" runs pigz / xz (multi-threaded
-	// liblzma) when installed, as they are faster than the Go decoders, and the built-in decoders
-	// (parallel gzip, block-parallel xz) otherwise; "go" forces the built-in ones; "exec" forces
-	// the programs.
+	// Decoder chooses how gzip and xz images are decompressed: "" runs igzip (ISA-L) or pigz, and
+	// xz (multi-threaded liblzma), when installed, as they are faster than the Go decoders, and the
+	// built-in decoders (parallel gzip, block-parallel xz) otherwise; "go" forces the built-in
+	// ones; "exec" forces the programs; a program's name ("igzip", "pigz", "xz") forces that one.
 	Decoder string
 }
 
@@ -150,8 +150,10 @@ func (im *Image) Open(ctx context.Context) (io.ReadCloser, error) {
 	case Raw:
 		return f, nil
 	case Gzip:
-		if im.useProgram("pigz") {
-			return execDecoder(ctx, f, "pigz", "--decompress", "--stdout")
+		for _, prog := range gzipPrograms {
+			if im.useProgram(prog) {
+				return im.program(ctx, f, prog, "-dc")
+			}
 		}
 		zr, err := pgzip.NewReaderN(f, 1<<20, 8)
 		if err != nil {
@@ -162,7 +164,9 @@ func (im *Image) Open(ctx context.Context) (io.ReadCloser, error) {
 	case XZ:
 		return im.openXZ(ctx, f)
 	case Zstd:
-		zr, err := zstd.NewReader(f, zstd.WithDecoderConcurrency(0), zstd.WithDecoderMaxMemory(1<<40),
+		// Eight blocks in flight keep both of the decoder's stages busy: on two cores this decodes
+		// 30 % faster than the default (GOMAXPROCS) and faster than the zstd program.
+		zr, err := zstd.NewReader(f, zstd.WithDecoderConcurrency(8), zstd.WithDecoderMaxMemory(1<<40),
 			zstd.WithDecoderMaxWindow(1<<30))
 		if err != nil {
 			f.Close()
@@ -194,16 +198,32 @@ func (im *Image) Open(ctx context.Context) (io.ReadCloser, error) {
 	return nil, fmt.Errorf("open image %s: %w: format %q", im.Path, ErrFormat, im.Format)
 }
 
+// Decoders are the values Image.Decoder accepts.
+var Decoders = []string{"", "exec", "go", "igzip", "pigz", "xz"}
+
+// gzipPrograms are the gzip decoders to run, fastest first: ISA-L's igzip inflates about twice as
+// fast as pigz, whose inflate is zlib's on one thread.
+var gzipPrograms = []string{"igzip", "pigz"}
+
 // useProgram reports whether to decompress with the named program.
 func (im *Image) useProgram(name string) bool {
 	switch im.Decoder {
-	case "exec":
-		return true
 	case "go":
 		return false
+	case "", "exec":
+		return decompress.Available(name) || (im.Decoder == "exec" && name != "igzip")
 	}
-	_, err := exec.LookPath(name)
-	return err == nil
+	return im.Decoder == name
+}
+
+// program decompresses f with a program; its failures are reported as ErrFormat.
+func (im *Image) program(ctx context.Context, f *os.File, name string, args ...string) (io.ReadCloser, error) {
+	defer f.Close() // the program has its own copy
+	r, err := decompress.Program(ctx, f, name, args...)
+	if err != nil {
+		return nil, err
+	}
+	return &readCloser{Reader: r, closers: []io.Closer{r}, path: im.Path}, nil
 }
 
 type closerFunc func() error

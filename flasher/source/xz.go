@@ -12,9 +12,7 @@ import (
 	"hash/crc64"
 	"io"
 	"os"
-	"os/exec"
 	"runtime"
-	"strings"
 	"sync"
 
 	"github.com/ulikunitz/xz"
@@ -143,7 +141,7 @@ func ReadXZIndex(f io.ReaderAt, size int64) (*XZIndex, error) {
 
 func (im *Image) openXZ(ctx context.Context, f *os.File) (io.ReadCloser, error) {
 	if im.useProgram("xz") {
-		return execDecoder(ctx, f, "xz", "--decompress", "--stdout", "--threads=0")
+		return im.program(ctx, f, "xz", "--decompress", "--stdout", "--threads=0")
 	}
 	if im.XZ != nil && len(im.XZ.Blocks) > 1 {
 		return newParallelXZ(f, im.XZ, runtime.GOMAXPROCS(0)), nil
@@ -155,60 +153,6 @@ func (im *Image) openXZ(ctx context.Context, f *os.File) (io.ReadCloser, error) 
 		return nil, fmt.Errorf("open image %s: %w: %w", im.Path, ErrFormat, err)
 	}
 	return &readCloser{Reader: zr, closers: []io.Closer{f}, path: im.Path}, nil
-}
-
-// execDecoder runs a decompression program with f as its input and reads its output.
-func execDecoder(ctx context.Context, f *os.File, name string, args ...string) (io.ReadCloser, error) {
-	defer f.Close() // the child has its own copy
-	path := f.Name()
-	cmd := exec.CommandContext(ctx, name, args...)
-	cmd.Stdin = f
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		return nil, err
-	}
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start %s: %w", name, err)
-	}
-	return &execReader{cmd: cmd, out: out, stderr: &stderr, path: path, name: name}, nil
-}
-
-type execReader struct {
-	cmd    *exec.Cmd
-	out    io.ReadCloser
-	stderr *bytes.Buffer
-	path   string
-	name   string
-	done   bool
-	err    error
-}
-
-func (r *execReader) Read(p []byte) (int, error) {
-	n, err := r.out.Read(p)
-	if err == io.EOF && !r.done {
-		r.done = true
-		if werr := r.cmd.Wait(); werr != nil {
-			r.err = fmt.Errorf("decompress %s: %w: %s: %s", r.path, ErrFormat, r.name, strings.TrimSpace(r.stderr.String()))
-		}
-	}
-	if err == io.EOF && r.err != nil {
-		return n, r.err
-	}
-	return n, err
-}
-
-func (r *execReader) Close() error {
-	if !r.done {
-		r.done = true
-		r.out.Close()
-		if r.cmd.Process != nil {
-			r.cmd.Process.Kill()
-		}
-		r.cmd.Wait()
-	}
-	return nil
 }
 
 // parallelXZ decodes the blocks of an xz file on several goroutines and returns their output in

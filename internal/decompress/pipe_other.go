@@ -1,0 +1,7 @@
+//go:build !linux
+
+package decompress
+
+import "os"
+
+func growPipe(*os.File) {}
