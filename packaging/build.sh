@@ -108,7 +108,7 @@ Architecture: $arch
 Maintainer: Kiln developers <dev@kilnproject.org>
 Installed-Size: $size
 Depends: ${depends:-libc6}
-Recommends: qemu-system-x86, ovmf, pkexec | policykit-1
+Recommends: qemu-system-x86, ovmf, pkexec | policykit-1, xz-utils, isal | pigz
 Suggests: bmap-tools
 Section: admin
 Priority: optional
