@@ -114,17 +114,13 @@ func (b *realBuild) Build(ctx context.Context, f *Recipe, p progress.Func) (*Bui
 	if err != nil {
 		return nil, err
 	}
-	var root []byte
-	if dir, err := repo.DefaultKeyDir(); err == nil {
-		keys, err := repo.LoadOrCreateKeys(dir)
-		if err != nil {
-			return nil, fmt.Errorf("load the update signing keys: %w", err)
-		}
-		root = keys.Root
+	keys, err := repo.OwnerKeys()
+	if err != nil {
+		return nil, fmt.Errorf("load the update signing keys: %w", err)
 	}
 	res, err := assembler.Build(ctx, r, assembler.Options{
 		OutDir: filepath.Join(b.st.outDir(), r.Name+"-"+r.Version), Cache: b.st.cacheDir(), Agent: agent,
-		TrustedRoot: root, SourceDateEpoch: epoch, Progress: p, Log: b.st.log,
+		TrustedRoot: keys.Root, SourceDateEpoch: epoch, Progress: p, Log: b.st.log,
 	})
 	if err != nil {
 		return nil, err
@@ -393,14 +389,6 @@ type realServe struct {
 	srv *server.Server
 }
 
-func (s *realServe) keys() (*repo.Keys, error) {
-	dir, err := repo.DefaultKeyDir()
-	if err != nil {
-		return nil, err
-	}
-	return repo.LoadOrCreateKeys(dir)
-}
-
 func (s *realServe) Start(ctx context.Context, addr string) (string, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -410,7 +398,7 @@ func (s *realServe) Start(ctx context.Context, addr string) (string, error) {
 	if _, err := repo.Load(s.st.repoDir()); err != nil {
 		return "", fmt.Errorf("no update repository in %s yet: %w", s.st.repoDir(), errNothingPublished)
 	}
-	keys, _ := s.keys()
+	keys, _ := repo.OwnerKeys()
 	// Announce on the LAN unless the server only listens on this machine.
 	host, _, _ := net.SplitHostPort(addr)
 	ip := net.ParseIP(host)
@@ -489,7 +477,7 @@ func (s *realServe) Devices() []DeviceStatus {
 }
 
 func (s *realServe) Publish(ctx context.Context, b *BuildResult) (*PublishedVersion, error) {
-	keys, err := s.keys()
+	keys, err := repo.OwnerKeys()
 	if err != nil {
 		return nil, err
 	}

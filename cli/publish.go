@@ -24,11 +24,7 @@ func runPublish(ctx context.Context, env *Env, args []string) error {
 	if *dir == "" {
 		return fmt.Errorf("%w: --repo DIR is required", errUsage)
 	}
-	keyDir, err := repo.DefaultKeyDir()
-	if err != nil {
-		return err
-	}
-	keys, err := repo.LoadOrCreateKeys(keyDir)
+	keys, err := repo.OwnerKeys()
 	if err != nil {
 		return err
 	}

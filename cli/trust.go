@@ -11,16 +11,12 @@ import (
 // ($KILN_KEYS overrides), generated on first use. Devices then accept only updates signed with
 // these keys.
 func trustedRoot(env *Env) ([]byte, error) {
-	dir, err := repo.DefaultKeyDir()
-	if err != nil {
-		return nil, err
-	}
-	keys, err := repo.LoadOrCreateKeys(dir)
+	keys, err := repo.OwnerKeys()
 	if err != nil {
 		return nil, err
 	}
 	if keys.Created {
-		fmt.Fprintf(env.Stderr, "kiln: created update signing keys in %s; back this directory up: images built now accept updates signed with these keys only\n", dir)
+		fmt.Fprintf(env.Stderr, "kiln: created update signing keys in %s; back this directory up: images built now accept updates signed with these keys only\n", keys.Dir)
 	}
 	return keys.Root, nil
 }

@@ -88,17 +88,9 @@ func main() {
 	}
 }
 
-func keys() (*repo.Keys, error) {
-	dir, err := repo.DefaultKeyDir()
-	if err != nil {
-		return nil, err
-	}
-	return repo.LoadOrCreateKeys(dir)
-}
-
 // publish writes a random payload as an update bundle and publishes it.
 func publish(ctx context.Context, dir, version string, size int64) error {
-	k, err := keys()
+	k, err := repo.OwnerKeys()
 	if err != nil {
 		return err
 	}
@@ -257,7 +249,7 @@ func agents(ctx context.Context, url string, n int, d time.Duration) error {
 // for the repository's newest target, on a simulated ESP in a temporary directory, and prints
 // the process's peak RSS.
 func apply(ctx context.Context, dir string) error {
-	k, err := keys()
+	k, err := repo.OwnerKeys()
 	if err != nil {
 		return err
 	}
@@ -321,7 +313,7 @@ func peakRSS() int64 {
 
 // deltaSizes publishes two builds into dir and prints the full size and the delta size.
 func deltaSizes(ctx context.Context, dir, oldOut, newOut string) error {
-	k, err := keys()
+	k, err := repo.OwnerKeys()
 	if err != nil {
 		return err
 	}
@@ -345,7 +337,7 @@ func build(ctx context.Context, recipePath, out string) error {
 	if err != nil {
 		return err
 	}
-	k, err := keys()
+	k, err := repo.OwnerKeys()
 	if err != nil {
 		return err
 	}

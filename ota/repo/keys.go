@@ -55,6 +55,15 @@ func DefaultKeyDir() (string, error) {
 	return filepath.Join(cfg, "kiln", "keys"), nil
 }
 
+// OwnerKeys loads the owner's signing keys from DefaultKeyDir, generating them on first use.
+func OwnerKeys() (*Keys, error) {
+	dir, err := DefaultKeyDir()
+	if err != nil {
+		return nil, err
+	}
+	return LoadOrCreateKeys(dir)
+}
+
 // LoadOrCreateKeys loads the signing keys from dir, generating them (and the root metadata) on
 // first use. The directory is created 0700 and every key file 0600; a key file other users can
 // read is refused with ErrKeyPermissions.
