@@ -326,7 +326,7 @@ const licences = `Kiln is free software under the MIT licence. Source code: http
 
 The app is built with: Fyne (BSD-3-Clause), go-diskfs (MIT), go-tuf (Apache-2.0),
 BurntSushi/toml (MIT), logrus (MIT), dnssd (MIT), klauspost/compress (BSD-3-Clause),
-ulikunitz/xz (BSD-3-Clause), gousb (Apache-2.0), progressbar (MIT), golang.org/x (BSD-3-Clause).
+xi2/xz (public domain), gousb (Apache-2.0), progressbar (MIT), golang.org/x (BSD-3-Clause).
 
 Images Kiln builds contain: the Linux kernel (GPL-2.0), BusyBox (GPL-2.0) and
 systemd-boot (LGPL-2.1-or-later), taken unmodified from Debian packages.`

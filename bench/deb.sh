@@ -72,7 +72,7 @@ times of the shell pipelines. Load average during the run: $(cut -d' ' -f1-3 /pr
 | \`dpkg-deb --fsys-tarfile \| tar -xO\` (peer) | $t_dpkg s | |
 | \`ar p \| xz -dc -T0 \| tar -xO\` (peer, threaded xz) | $t_xzT s | |
 | deb.Walk, xz tool (\`xz -dc -T0\`, the default when xz is installed) | $t_exec s | $(ratio "$t_exec" "$t_ar") of ar+xz, $(ratio "$t_exec" "$t_dpkg") of dpkg-deb |
-| deb.Walk, pure Go (xi2/xz, blocks decoded in parallel) | $t_go s | $(ratio "$t_go" "$t_ar") of ar+xz, $(ratio "$t_go" "$t_dpkg") of dpkg-deb |
+| deb.Walk, pure Go (internal/pxz: xi2/xz, blocks decoded in parallel) | $t_go s | $(ratio "$t_go" "$t_ar") of ar+xz, $(ratio "$t_go" "$t_dpkg") of dpkg-deb |
 
 | Kernel image + default recipe's module closure | Time | Kiln / peer |
 |---|---|---|

@@ -9,8 +9,10 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"runtime"
 
 	decomp "github.com/kilnproject/kiln/internal/decompress"
+	"github.com/kilnproject/kiln/internal/pxz"
 	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/zstd"
 )
@@ -101,11 +103,7 @@ func decompressXZ(sec *io.SectionReader, name string) (io.Reader, func() error, 
 	case "exec":
 		return execXZ(sec, name)
 	case "go":
-		r, err := newXZReader(sec)
-		if err != nil {
-			return nil, nil, fmt.Errorf("%s: %w", name, err)
-		}
-		return r, r.Close, nil
+		return goXZ(sec, name)
 	}
 	return nil, nil, fmt.Errorf("KILN_XZ=%q: want auto, exec or go", mode)
 }
@@ -132,11 +130,28 @@ func execXZ(sec *io.SectionReader, name string) (io.Reader, func() error, error)
 	}), func() error { return mapErr(r.Close()) }, nil
 }
 
+// goXZ decodes with the built-in block-parallel decoder.
+func goXZ(sec *io.SectionReader, name string) (io.Reader, func() error, error) {
+	damaged := func(err error) error {
+		return fmt.Errorf("%w: %s: %v; download the package again", ErrTruncated, name, err)
+	}
+	idx, err := pxz.ReadIndex(sec, sec.Size())
+	if err != nil {
+		return nil, nil, damaged(err)
+	}
+	r := pxz.NewReader(sec, idx, runtime.GOMAXPROCS(0))
+	return readerFunc(func(p []byte) (int, error) {
+		n, err := r.Read(p)
+		if err != nil && err != io.EOF {
+			err = damaged(err)
+		}
+		return n, err
+	}), r.Close, nil
+}
+
 type readerFunc func([]byte) (int, error)
 
 func (f readerFunc) Read(p []byte) (int, error) { return f(p) }
-
-var errXZLayout = errors.New("not a single-stream, indexed xz file")
 
 // Decompress returns a reader of the data in sec, decompressed according to its magic bytes (xz,
 // zstd, gzip, bzip2, or none); name is used in messages. Close it to end the decoder early; a

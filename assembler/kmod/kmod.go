@@ -23,9 +23,9 @@ import (
 	"strings"
 
 	"github.com/klauspost/compress/zstd"
-	"github.com/xi2/xz"
 
 	"github.com/kilnproject/kiln/assembler/internal/suggest"
+	"github.com/kilnproject/kiln/internal/pxz"
 )
 
 // ErrUnknownModule is wrapped by the error for requested modules the kernel does not have.
@@ -147,10 +147,12 @@ var zstdDec, _ = zstd.NewReader(nil, zstd.WithDecoderConcurrency(1))
 func uncompress(data []byte) ([]byte, error) {
 	switch {
 	case bytes.HasPrefix(data, []byte{0xfd, '7', 'z', 'X', 'Z', 0}):
-		r, err := xz.NewReader(bytes.NewReader(data), 0)
+		idx, err := pxz.ReadIndex(bytes.NewReader(data), int64(len(data)))
 		if err != nil {
-			return nil, fmt.Errorf("xz: %w", err)
+			return nil, err
 		}
+		r := pxz.NewReader(bytes.NewReader(data), idx, 1)
+		defer r.Close()
 		out, err := io.ReadAll(r)
 		if err != nil {
 			return nil, fmt.Errorf("xz: %w", err)

@@ -18,6 +18,7 @@ import (
 	"strings"
 
 	"github.com/kilnproject/kiln/internal/decompress"
+	"github.com/kilnproject/kiln/internal/pxz"
 	"github.com/klauspost/compress/zstd"
 	"github.com/klauspost/pgzip"
 )
@@ -48,7 +49,7 @@ type Image struct {
 	// FileSize is the size of the file on disk.
 	FileSize int64
 	// XZ describes the blocks of an xz file (for parallel decoding).
-	XZ *XZIndex
+	XZ *pxz.Index
 	// Decoder chooses how gzip and xz images are decompressed: "" runs igzip (ISA-L) or pigz, and
 	// xz (multi-threaded liblzma), when installed, as they are faster than the Go decoders, and the
 	// built-in decoders (parallel gzip, block-parallel xz) otherwise; "go" forces the built-in
@@ -80,9 +81,9 @@ func Probe(path string) (*Image, error) {
 		im.MinSize = gzipISize(f, st.Size())
 	case bytes.HasPrefix(head, []byte{0xfd, '7', 'z', 'X', 'Z', 0}):
 		im.Format = XZ
-		idx, err := ReadXZIndex(f, st.Size())
+		idx, err := pxz.ReadIndex(f, st.Size())
 		if err != nil {
-			return nil, fmt.Errorf("read xz index of %s: %w", path, err)
+			return nil, fmt.Errorf("open image %s: %w: %w; download it again", path, ErrFormat, err)
 		}
 		im.XZ, im.Size = idx, idx.UncompressedSize()
 	case bytes.HasPrefix(head, []byte{0x28, 0xb5, 0x2f, 0xfd}):
