@@ -13,6 +13,7 @@ import (
 	"sync"
 
 	"github.com/kilnproject/kiln/internal/progress"
+	"github.com/kilnproject/kiln/internal/workdir"
 )
 
 // ErrOutDirInUse: the output directory exists and holds something other than a previous build.
@@ -37,7 +38,10 @@ func newStage(out, imageName string) (*stage, error) {
 	if err := os.MkdirAll(parent, 0o755); err != nil {
 		return nil, fmt.Errorf("create output directory %s: %w", parent, err)
 	}
-	dir, err := os.MkdirTemp(parent, "."+filepath.Base(out)+".build-")
+	// A build killed outright leaves its directory behind: remove those of ended processes.
+	prefix := "." + filepath.Base(out) + ".build-"
+	workdir.Sweep(parent, prefix)
+	dir, err := workdir.New(parent, prefix)
 	if err != nil {
 		return nil, fmt.Errorf("create build directory in %s: %w", parent, err)
 	}

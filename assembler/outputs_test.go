@@ -3,6 +3,7 @@ package assembler_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -187,8 +188,20 @@ func TestOutDir(t *testing.T) {
 		t.Fatal("the build touched a file it did not write")
 	}
 
-	// Rebuilding into a previous build's directory replaces it.
+	// Rebuilding into a previous build's directory replaces it, and removes what a build killed
+	// outright (its process gone) left behind.
 	opts.OutDir = filepath.Dir(res.Image)
+	ended := exec.Command("true")
+	if err := ended.Run(); err != nil {
+		t.Fatal(err)
+	}
+	stale := filepath.Join(filepath.Dir(opts.OutDir), fmt.Sprintf(".%s.build-%d-42", filepath.Base(opts.OutDir), ended.Process.Pid))
+	if err := os.MkdirAll(stale, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(stale, "kiln-tiny.img"), make([]byte, 1<<20), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	again, err := assembler.Build(t.Context(), defaultRecipe(), opts)
 	if err != nil {
 		t.Fatalf("rebuild into %s: %v", opts.OutDir, err)

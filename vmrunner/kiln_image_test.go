@@ -18,8 +18,7 @@ import (
 	"github.com/kilnproject/kiln/internal/testenv"
 )
 
-// readyLine is what the default image (recipe "Kiln Tiny") prints on the serial console when up.
-const readyLine = "kiln: ready name=kiln-tiny version=1.0.0 hostname=kiln"
+const readyLine = testimage.DefaultReadyLine
 
 func requireQEMUAndOVMF(t *testing.T) {
 	t.Helper()

@@ -45,9 +45,3 @@ func killProcess(cmd *exec.Cmd) {
 		cmd.Process.Kill()
 	}
 }
-
-// processAlive reports whether a process with this PID exists.
-func processAlive(pid int) bool {
-	err := syscall.Kill(pid, 0)
-	return err == nil || err == syscall.EPERM
-}

@@ -11,6 +11,3 @@ func killProcess(cmd *exec.Cmd) {
 		cmd.Process.Kill()
 	}
 }
-
-// processAlive cannot tell here: keep every run directory.
-func processAlive(pid int) bool { return true }

@@ -12,7 +12,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -20,6 +19,7 @@ import (
 
 	"github.com/sirupsen/logrus"
 
+	"github.com/kilnproject/kiln/internal/workdir"
 	"github.com/kilnproject/kiln/vmrunner/qmp"
 )
 
@@ -32,6 +32,9 @@ var (
 	ErrPowerdownIgnored = errors.New("the guest did not power off")
 	// ErrNoWindowDisplay: the QEMU build has no window toolkit (Debian ships it in qemu-system-gui).
 	ErrNoWindowDisplay = errors.New("QEMU cannot open a window")
+	// ErrGuestCrashed: the guest CPU stopped for good (an accelerator internal error or a guest
+	// panic); QEMU was stopped rather than left showing a frozen screen.
+	ErrGuestCrashed = errors.New("the guest CPU stopped")
 	// ErrNoDisplay: a window was asked for outside a graphical session.
 	ErrNoDisplay = errors.New("no graphical session for the preview window (DISPLAY and WAYLAND_DISPLAY are unset): use --headless or --vnc")
 )
@@ -66,6 +69,9 @@ type VM struct {
 	persistent bool // booted from Config.Persist: writes are kept
 	done       chan struct{}
 	exitErr    error
+	crashErr   atomic.Pointer[error] // set when the guest CPU stopped for good
+	probeCache string                // Config.ProbeCache, to record an accelerator that failed a real guest
+	autoAccel  bool                  // the accelerator was chosen by ChooseAccel
 	stopOnce   sync.Once
 	shots      atomic.Int64
 	png        atomic.Bool // screendump supports format=png
@@ -124,7 +130,7 @@ func Start(ctx context.Context, cfg Config) (vm *VM, err error) {
 	}
 
 	sweepRunDirs(log)
-	runDir, err := os.MkdirTemp("", runDirPrefix)
+	runDir, err := workdir.New("", runDirPrefix)
 	if err != nil {
 		return nil, fmt.Errorf("create run directory: %w", err)
 	}
@@ -133,9 +139,6 @@ func Start(ctx context.Context, cfg Config) (vm *VM, err error) {
 			os.RemoveAll(runDir)
 		}
 	}()
-	if err := os.WriteFile(filepath.Join(runDir, ownerFile), []byte(strconv.Itoa(os.Getpid())), 0o644); err != nil {
-		return nil, fmt.Errorf("create run directory: %w", err)
-	}
 	spec.QMPSocket = filepath.Join(runDir, "qmp.sock")
 	spec.SerialSocket = filepath.Join(runDir, "serial.sock")
 	spec.SerialLog = filepath.Join(runDir, "serial.log")
@@ -192,6 +195,7 @@ func Start(ctx context.Context, cfg Config) (vm *VM, err error) {
 			SerialLog: spec.SerialLog, RunDir: runDir, Image: spec.Image},
 		log: log, out: newConsoleLog(), stderr: &tailBuffer{max: 64 << 10}, persistent: !spec.Snapshot,
 		done: make(chan struct{}), events: make(chan qmp.Event, 64),
+		probeCache: cfg.ProbeCache, autoAccel: cfg.Accel == AccelAuto,
 	}
 	log.WithFields(logrus.Fields{"qemu": qemu, "args": strings.Join(args, " ")}).Debug("vmrunner: starting QEMU")
 	vm.cmd = exec.Command(qemu, args...)
@@ -255,6 +259,9 @@ func (vm *VM) connect(ctx context.Context, exited <-chan struct{}) error {
 	go func() {
 		for ev := range c.Events() {
 			vm.log.WithField("event", ev.Name).Debug("vmrunner: QMP event")
+			if ev.Name == "STOP" {
+				go vm.checkCrash()
+			}
 			select {
 			case vm.events <- ev:
 			default: // nobody listens: drop
@@ -284,6 +291,38 @@ func (vm *VM) probePNG(ctx context.Context) (bool, error) {
 	return err == nil, err
 }
 
+// checkCrash runs after a STOP event: a guest stopped by an accelerator internal error or a
+// panic never runs again, so QEMU is stopped with an error that says why and what to do. When the
+// hardware accelerator was chosen automatically, its probe verdict is overwritten so the next
+// start falls back to TCG.
+func (vm *VM) checkCrash() {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	st, err := vm.qmp.Status(ctx)
+	cancel()
+	if err != nil || (st.Status != "internal-error" && st.Status != "guest-panicked") {
+		return
+	}
+	accel := vm.info.Accel.Accel
+	why := lastMatching(vm.stderr.String(), "internal error")
+	if why == "" {
+		why = "state " + st.Status
+	}
+	crash := fmt.Errorf("%w (%s) under %s", ErrGuestCrashed, why, accel)
+	if accel != AccelTCG && st.Status == "internal-error" { // a panic is the guest's own doing
+		problem := fmt.Sprintf("a guest stopped with %s", why)
+		if vm.autoAccel {
+			file, key := probeCacheKey(vm.probeCache, vm.info.QEMU, accel)
+			writeProbeCache(file, key, probeVerdict{Works: false, Problem: problem, Checked: time.Now().UTC()})
+			crash = fmt.Errorf("%w: %s cannot run this guest; start the preview again and Kiln will use TCG software emulation", crash, strings.ToUpper(string(accel)))
+		} else {
+			crash = fmt.Errorf("%w: %s cannot run this guest; use --accel tcg", crash, strings.ToUpper(string(accel)))
+		}
+	}
+	vm.crashErr.Store(&crash)
+	vm.log.WithError(crash).Warn("vmrunner: guest crashed, stopping QEMU")
+	vm.Stop()
+}
+
 // watch stops the VM when ctx ends.
 func (vm *VM) watch(ctx context.Context) {
 	select {
@@ -309,6 +348,9 @@ func (vm *VM) finish(err error) {
 	}
 	if err != nil {
 		err = fmt.Errorf("QEMU: %w: %s", err, vm.stderr.lastLines(5))
+	}
+	if crash := vm.crashErr.Load(); crash != nil {
+		err = *crash
 	}
 	vm.exitErr = err
 	if err := os.RemoveAll(vm.info.RunDir); err != nil {
@@ -351,7 +393,7 @@ func (vm *VM) WaitFor(ctx context.Context, text string) error {
 		select { // the console ends when QEMU exits; let finish record why
 		case <-vm.done:
 			if vm.exitErr != nil {
-				err = fmt.Errorf("%w (%v)", ErrExited, vm.exitErr)
+				err = fmt.Errorf("%w: %w", ErrExited, vm.exitErr)
 			}
 		case <-time.After(2 * time.Second):
 		}
@@ -644,6 +686,12 @@ func (t *tailBuffer) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
+func (t *tailBuffer) String() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return string(t.buf)
+}
+
 func (t *tailBuffer) lastLines(n int) string {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -658,26 +706,17 @@ func (t *tailBuffer) lastLines(n int) string {
 	return s
 }
 
-const (
-	runDirPrefix = "kiln-vm-"
-	ownerFile    = "owner" // the PID of the process that started the VM
-)
+// runDirPrefix names a VM's run directory in the temporary directory.
+const runDirPrefix = "kiln-vm-"
 
 // sweepRunDirs removes the run directories of VMs whose owner process is gone: a process killed
 // outright (SIGKILL) cannot remove its own, although its QEMU died with it.
 func sweepRunDirs(log *logrus.Logger) {
-	dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), runDirPrefix+"*"))
-	for _, d := range dirs {
-		b, err := os.ReadFile(filepath.Join(d, ownerFile))
-		if err != nil {
-			continue // not ours, or still being created
-		}
-		pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
-		if err != nil || pid == os.Getpid() || processAlive(pid) {
-			continue
-		}
-		if err := os.RemoveAll(d); err == nil {
-			log.WithField("dir", d).Debug("vmrunner: removed the run directory of an ended process")
-		}
+	removed, err := workdir.Sweep("", runDirPrefix)
+	for _, d := range removed {
+		log.WithField("dir", d).Debug("vmrunner: removed the run directory of an ended process")
+	}
+	if err != nil {
+		log.WithError(err).Warn("vmrunner: stale run directories")
 	}
 }

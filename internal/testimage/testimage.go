@@ -27,6 +27,9 @@ import (
 // SourceDateEpoch is the timestamp of every file in test images.
 const SourceDateEpoch = 1704067200
 
+// DefaultReadyLine is what the default image (recipe "Kiln Tiny") prints on its serial console once up.
+const DefaultReadyLine = "kiln: ready name=kiln-tiny version=1.0.0 hostname=kiln"
+
 // Build builds an image from recipeTOML ("" = the built-in default recipe "Kiln Tiny") into a
 // directory under t.TempDir() and returns its result. Relative paths in the recipe (files,
 // overlays) are resolved against the test's working directory (the package directory).
