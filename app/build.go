@@ -426,7 +426,7 @@ func (s *buildScreen) validate() {
 	}
 	if len(s.problems) > 0 && s.cancel == nil {
 		s.buildBtn.Disable()
-		s.status.SetText(fmt.Sprintf("Fix %d problem(s) in the recipe to build.", len(s.problems)))
+		s.status.SetText("Fix " + count(len(s.problems), "problem") + " in the recipe to build.")
 	} else if s.cancel == nil {
 		s.buildBtn.Enable()
 		s.status.SetText("Ready to build.")

@@ -192,7 +192,7 @@ func (s *flashScreen) showDevices(offered []Device, hidden []HiddenDevice, err e
 		s.devBox.Add(l)
 	}
 	if len(hidden) > 0 {
-		s.whyNot.SetText(fmt.Sprintf("%d system or internal drive(s) not offered — why not?", len(hidden)))
+		s.whyNot.SetText(count(len(hidden), "system or internal drive") + " not offered — why not?")
 		s.whyNot.Show()
 	} else {
 		s.whyNot.Hide()
@@ -214,7 +214,7 @@ func deviceDetail(d Device) string {
 		parts = append(parts, strings.ToUpper(d.Bus))
 	}
 	if n := len(d.Partitions); n > 0 {
-		parts = append(parts, fmt.Sprintf("%d partition(s)", n))
+		parts = append(parts, count(n, "partition"))
 	}
 	return strings.Join(parts, " · ")
 }
@@ -257,10 +257,10 @@ func (s *flashScreen) updateButton() {
 	case n == 0:
 		s.summary.SetText("Tick at least one drive.")
 	default:
-		s.summary.SetText(fmt.Sprintf("Ready to write %s to %d drive(s).", filepath.Base(s.image), n))
+		s.summary.SetText(fmt.Sprintf("Ready to write %s to %s.", filepath.Base(s.image), count(n, "drive")))
 	}
 	if s.image != "" && n > 0 {
-		s.flashBtn.SetText(fmt.Sprintf("Flash %d drive(s)", n))
+		s.flashBtn.SetText("Flash " + count(n, "drive"))
 		s.flashBtn.Enable()
 	} else {
 		s.flashBtn.SetText("Flash")
@@ -301,7 +301,7 @@ func (s *flashScreen) onFlash() {
 			if label == "" {
 				label = "no label"
 			}
-			fmt.Fprintf(&b, "    %s  %s  %s  %s\n", p.Name, label, p.FSType, units.Binary(p.Size))
+			fmt.Fprintf(&b, "    %s  %s  %s  %s\n", p.Name, label, p.FSType, units.Decimal(p.Size))
 		}
 	}
 	b.WriteString("\nEverything on these drives will be erased.")
@@ -333,7 +333,7 @@ func (s *flashScreen) flash(devs []Device) {
 		s.rowsBox.Add(container.NewVBox(r.title, r.bar, r.state))
 		paths = append(paths, d.Path)
 	}
-	s.summary.SetText(fmt.Sprintf("Flashing %d drive(s)… Do not unplug them.", len(devs)))
+	s.summary.SetText(fmt.Sprintf("Flashing %s… Do not unplug them.", count(len(devs), "drive")))
 	img := s.image
 	bridge := NewBridge(s.showProgress)
 	s.a.background(func() {
@@ -413,7 +413,7 @@ func (s *flashScreen) finished(res []FlashResult, err error) {
 		s.summary.SetText("Flashing failed.")
 		s.a.showError("Flashing failed", err, s.a.cores.Flash.Advice(err))
 	default:
-		s.summary.SetText(fmt.Sprintf("Done: %d of %d drive(s) written and verified.", ok, len(res)))
+		s.summary.SetText(fmt.Sprintf("Done: %d of %s written and verified.", ok, count(len(res), "drive")))
 	}
 	if s.onFinished != nil {
 		s.onFinished()

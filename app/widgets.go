@@ -34,6 +34,14 @@ func formatDuration(d time.Duration) string {
 	return fmt.Sprintf("%d h %02d min", int(d.Hours()), int(d.Minutes())%60)
 }
 
+// count says "1 drive" or "3 drives".
+func count(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
+}
+
 // card is a titled section whose description wraps instead of widening the window.
 func card(title, description string, content fyne.CanvasObject) *widget.Card {
 	if description == "" {
