@@ -18,14 +18,15 @@ loop() { # loop SIZE_MiB → device
   local f; f=$(mktemp "$W/disk.XXXX"); truncate -s "$1M" "$f"
   local l; l=$(losetup --find --show --direct-io=on "$f"); echo "$l" >> "$W/loops"; echo "$l"
 }
+# lower CURRENT NEW: the smaller of two times (CURRENT may be empty: none yet)
+lower() { if [ -z "$1" ] || [ "$(echo "$2 < $1" | bc -l)" = 1 ]; then echo "$2"; else echo "$1"; fi; }
 # best SECONDS of $RUNS runs of a shell command; page caches are dropped first unless DROP=0
 best() {
   local b=""
   for _ in $(seq "$RUNS"); do
     [ "${DROP:-1}" = 0 ] || { sync; echo 3 > /proc/sys/vm/drop_caches 2>/dev/null || true; }
     local s e; s=$(date +%s.%N); bash -c "$1" >/dev/null 2>&1 || { echo "failed: $1" >&2; exit 1; }; e=$(date +%s.%N)
-    local t; t=$(echo "$e - $s" | bc -l)
-    if [ -z "$b" ] || [ "$(echo "$t < $b" | bc -l)" = 1 ]; then b=$t; fi
+    b=$(lower "$b" "$(echo "$e - $s" | bc -l)")
   done
   printf '%.3f' "$b"
 }
@@ -34,8 +35,8 @@ best() {
 pair() {
   local a="" b="" t
   for _ in $(seq "$RUNS"); do
-    t=$(RUNS=1 best "$1"); if [ -z "$a" ] || [ "$(echo "$t < $a" | bc -l)" = 1 ]; then a=$t; fi
-    t=$(RUNS=1 best "$2"); if [ -z "$b" ] || [ "$(echo "$t < $b" | bc -l)" = 1 ]; then b=$t; fi
+    t=$(RUNS=1 best "$1"); a=$(lower "$a" "$t")
+    t=$(RUNS=1 best "$2"); b=$(lower "$b" "$t")
   done
   echo "$a $b"
 }
@@ -68,7 +69,7 @@ t_ddr=$(best "dd if=$DEV of=/dev/null bs=4M iflag=direct count=$((MIB / 4))")
 t_v=""
 for _ in $(seq "$RUNS"); do # best verify phase of $RUNS flashes, like dd's best of $RUNS
   v=$("$KILN" flash --yes --json --no-bmap --image "$IMG" --device "$DEV" | tail -1 | python3 -c 'import json,sys; print(json.load(sys.stdin)["result"][0]["verify_seconds"])')
-  if [ -z "$t_v" ] || [ "$(echo "$v < $t_v" | bc -l)" = 1 ]; then t_v=$v; fi
+  t_v=$(lower "$t_v" "$v")
 done
 row "verify ${MIB} MiB" "dd iflag=direct bs=4M of=/dev/null: ${t_ddr} s" "kiln verify phase: $(printf %.3f "$t_v") s" "$(ratio "$t_ddr" "$t_v") × dd throughput (goal ≥ 0.9)"
 
