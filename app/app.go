@@ -1,7 +1,7 @@
 // Package app is Kiln's desktop GUI (Fyne): Build, Flash, Preview and Serve screens over the core
 // packages. Each screen is a struct in its own file with named handlers; the screens reach the core
 // packages only through the interfaces in cores.go, and progress reaches the widgets through a
-// Bridge that throttles fyne.Do updates. Long work runs in goroutines that can be cancelled.
+// Bridge that throttles updates to the UI thread. Long work runs in goroutines that can be cancelled.
 package app
 
 import (
@@ -49,6 +49,11 @@ const DefaultServeAddr = "0.0.0.0:8470"
 
 // WindowSize is the main window's initial size (and the size the screen goldens are rendered at).
 var WindowSize = fyne.NewSize(1100, 720)
+
+// onUI runs f on the UI thread, as every widget change from a background goroutine must. The tests
+// replace it with a queue that the test goroutine runs, as Fyne's event loop does in the app (Fyne's
+// test driver would run f at once on the calling goroutine, racing the test).
+var onUI = fyne.Do
 
 // Screen names, as accepted by KILN_SCREEN and shown on the tabs.
 var screenNames = []string{"build", "flash", "preview", "serve"}
@@ -113,7 +118,7 @@ func Run(version string) (err error) {
 	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
 	go func() {
 		if _, ok := <-sigs; ok {
-			fyne.Do(fa.Quit)
+			onUI(fa.Quit)
 		}
 	}()
 	w.ShowAndRun()
@@ -361,7 +366,7 @@ func defaultOutDir() string {
 }
 
 // uiStatsRun measures, for the benchmarks, how the UI thread keeps up while uiMeasuring is set (a
-// demo flash): a heartbeat queued with fyne.Do every 10 ms records how late it runs (the time the UI
+// demo flash): a heartbeat queued with onUI every 10 ms records how late it runs (the time the UI
 // thread could not respond), and the bridge counts progress events in and UI updates out.
 type uiStatsRun struct {
 	path  string
@@ -396,7 +401,7 @@ func startUIStats(path string) *uiStatsRun {
 				if !uiMeasuring.Load() {
 					continue
 				}
-				fyne.Do(func() {
+				onUI(func() {
 					lag := time.Since(sent)
 					s.mu.Lock()
 					s.lags = append(s.lags, lag)

@@ -23,6 +23,7 @@ func newTestApp(t *testing.T) (*App, *FakeBuild, *FakeFlash, *FakePreview, *Fake
 	t.Cleanup(func() {
 		a.Close()
 		w.Close()
+		ui.reset()
 	})
 	return a, b, f, p, s
 }
@@ -108,7 +109,7 @@ func TestBuildThenFlashWithConfirmation(t *testing.T) {
 	s.name.SetText("kiln-tiny-garden")
 	s.version.SetText("2.0.0")
 	test.Tap(s.buildBtn)
-	a.Wait()
+	settle(t, a)
 	if !s.resultBox.Visible() {
 		t.Fatalf("no result after the build; status %q", s.status.Text)
 	}
@@ -148,7 +149,7 @@ func TestBuildThenFlashWithConfirmation(t *testing.T) {
 	}
 	test.AssertRendersToImage(t, "flash_confirm.png", a.win.Canvas())
 	test.Tap(findButton(t, a, "Erase and flash"))
-	a.Wait()
+	settle(t, a)
 	if len(f.Flashed) != 1 || f.Flashed[0] != "/dev/sdb" {
 		t.Fatalf("flashed %v, want [/dev/sdb]", f.Flashed)
 	}
@@ -209,25 +210,13 @@ func TestSystemDriveNeverOffered(t *testing.T) {
 	assertNoSystemDrive()
 }
 
-// waitFor polls cond, for state changed by a watcher goroutine (not a timing assertion).
-func waitFor(t *testing.T, cond func() bool) {
-	t.Helper()
-	for range 500 {
-		if cond() {
-			return
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	t.Fatal("condition not reached within 5 s")
-}
-
 func TestServeToggleStartsAndStops(t *testing.T) {
 	a, _, _, _, srv := newTestApp(t)
 	_ = a.Show("serve")
 	s := a.serve
 	s.addr.SetText("127.0.0.1:18470")
 	test.Tap(s.toggle)
-	a.Wait()
+	settle(t, a)
 	if !srv.Running() || srv.Starts != 1 {
 		t.Fatalf("server not started (running %v, starts %d)", srv.Running(), srv.Starts)
 	}
@@ -239,7 +228,7 @@ func TestServeToggleStartsAndStops(t *testing.T) {
 	}
 	test.AssertRendersToMarkup(t, "serve_running.xml", a.win.Canvas())
 	test.Tap(s.toggle)
-	a.Wait()
+	settle(t, a)
 	if srv.Running() || srv.Stops != 1 {
 		t.Fatalf("server not stopped (running %v, stops %d)", srv.Running(), srv.Stops)
 	}
@@ -251,9 +240,9 @@ func TestServeToggleStartsAndStops(t *testing.T) {
 func TestPublishCurrentBuild(t *testing.T) {
 	a, _, _, _, srv := newTestApp(t)
 	test.Tap(a.build.buildBtn)
-	a.Wait()
+	settle(t, a)
 	test.Tap(findButton(t, a, "Publish"))
-	a.Wait()
+	settle(t, a)
 	vs, _ := srv.Versions()
 	if len(vs) != 1 || vs[0].Version != "1.0.0" {
 		t.Fatalf("published %v", vs)
@@ -273,7 +262,7 @@ func TestCancelMidBuild(t *testing.T) {
 		t.Fatal("Cancel not offered during the build")
 	}
 	test.Tap(s.cancelBtn)
-	a.Wait()
+	settle(t, a)
 	if !strings.Contains(s.status.Text, "cancelled") {
 		t.Errorf("status %q", s.status.Text)
 	}
@@ -326,7 +315,7 @@ func TestPreviewShowsConsoleAndAccelerator(t *testing.T) {
 	a.preview.setImage("/tmp/x.img")
 	a.preview.attach.SetSelected(attachUSB)
 	test.Tap(a.preview.startBtn)
-	a.Wait()
+	settle(t, a)
 	if len(p.Started) != 1 || !p.Started[0].AsUSB || p.Started[0].Firmware != "uefi" {
 		t.Fatalf("started %+v", p.Started)
 	}

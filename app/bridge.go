@@ -5,8 +5,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"fyne.io/fyne/v2"
-
 	"github.com/kilnproject/kiln/internal/progress"
 )
 
@@ -24,7 +22,7 @@ var uiStats struct {
 }
 
 // Bridge turns progress events from a core goroutine into widget updates on the UI thread: it keeps
-// only the newest event per device and phase and hands them to update in one fyne.Do call at most
+// only the newest event per device and phase and hands them to update in one onUI call at most
 // maxUIRate times a second. A phase change is never lost: the last event of the old phase is
 // delivered before the first of the new one, in the same update.
 type Bridge struct {
@@ -93,7 +91,7 @@ func (b *Bridge) deliver(evs []progress.Event) {
 		return
 	}
 	uiStats.updates.Add(1)
-	fyne.Do(func() {
+	onUI(func() {
 		start := time.Now()
 		for _, e := range evs {
 			b.update(e)

@@ -9,7 +9,6 @@ import (
 // The bridge coalesces a burst into few updates but keeps the last event of every phase of every
 // device, in order.
 func TestBridgeKeepsPhasesAndLastEvents(t *testing.T) {
-	newTestApp(t) // a Fyne test app, so fyne.Do runs the updates
 	var got []progress.Event
 	b := NewBridge(func(e progress.Event) { got = append(got, e) })
 	f := b.Func()
@@ -21,6 +20,7 @@ func TestBridgeKeepsPhasesAndLastEvents(t *testing.T) {
 		f(progress.Event{Phase: "verifying", Device: "/dev/sdb", Done: i, Total: 1000})
 	}
 	b.Close()
+	ui.run()
 	last := map[string]progress.Event{}
 	phases := map[string][]string{}
 	for _, e := range got {

@@ -519,7 +519,7 @@ func (s *buildScreen) onBuild() {
 	s.a.background(func() {
 		res, err := s.a.cores.Build.Build(ctx, r, bridge.Func())
 		bridge.Close()
-		fyne.Do(func() { s.finished(res, err) })
+		onUI(func() { s.finished(res, err) })
 	})
 }
 

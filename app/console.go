@@ -69,7 +69,7 @@ func (c *console) Write(p []byte) (int, error) {
 	c.pending = true
 	c.mu.Unlock()
 	if schedule {
-		time.AfterFunc(time.Second/maxUIRate, func() { fyne.Do(c.flush) })
+		time.AfterFunc(time.Second/maxUIRate, func() { onUI(c.flush) })
 	}
 	return len(p), nil
 }

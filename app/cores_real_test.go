@@ -123,7 +123,7 @@ func TestPreviewRealVM(t *testing.T) {
 	p.setImage(disk)
 	p.firmware.SetSelected(fwBIOS)
 	test.Tap(p.startBtn)
-	a.Wait()
+	settle(t, a)
 	vm := p.running()
 	if vm == nil {
 		t.Fatalf("VM not running: %s\n%s", p.status.Text, texts(a))
@@ -147,7 +147,11 @@ func TestPreviewRealVM(t *testing.T) {
 		}
 		return n
 	}
-	for i := 0; lit() < 100; i++ {
+	for i := 0; ; i++ {
+		ui.run()
+		if lit() >= 100 {
+			break
+		}
 		if i > 1200 {
 			t.Fatal("the guest screen did not appear within 120 s")
 		}
@@ -190,14 +194,14 @@ func TestServeRealServer(t *testing.T) {
 	// Starting with nothing published says what to do.
 	s.addr.SetText("127.0.0.1:0")
 	test.Tap(s.toggle)
-	a.Wait()
+	settle(t, a)
 	if a.cores.Serve.Running() || !strings.Contains(texts(a), "publish a build first") {
 		t.Fatalf("server started on an empty repository, or no advice:\n%s", texts(a))
 	}
 	a.win.Canvas().Overlays().Remove(a.win.Canvas().Overlays().Top())
 
 	test.Tap(s.publishBtn)
-	a.Wait()
+	settle(t, a)
 	if len(s.versions) != 1 || s.versions[0].Version != "1.1.0" || s.versions[0].MinFrom != "1.0.0" {
 		t.Fatalf("published versions %+v", s.versions)
 	}
@@ -206,7 +210,7 @@ func TestServeRealServer(t *testing.T) {
 	}
 
 	test.Tap(s.toggle)
-	a.Wait()
+	settle(t, a)
 	url, ok := strings.CutPrefix(s.status.Text, "Serving at ")
 	if !ok {
 		t.Fatalf("status %q\n%s", s.status.Text, texts(a))
@@ -228,7 +232,7 @@ func TestServeRealServer(t *testing.T) {
 	}
 
 	test.Tap(s.toggle)
-	a.Wait()
+	settle(t, a)
 	if a.cores.Serve.Running() {
 		t.Fatal("server still running after the toggle")
 	}
@@ -258,7 +262,7 @@ func TestBuildScreenRealBuild(t *testing.T) {
 		t.Fatalf("default recipe invalid in the form: %v", s.problems)
 	}
 	test.Tap(s.buildBtn)
-	a.Wait()
+	settle(t, a)
 	if s.result == nil {
 		t.Fatalf("no result: %s\n%s", s.status.Text, texts(a))
 	}
@@ -349,7 +353,7 @@ func TestFlashScreenRealLoopDevice(t *testing.T) {
 		t.Fatalf("confirmation does not name %s:\n%s", dev, texts(a))
 	}
 	test.Tap(findButton(t, a, "Erase and flash"))
-	a.Wait()
+	settle(t, a)
 	r := a.flash.rows[dev]
 	if r == nil || !strings.HasPrefix(r.state.Text, "Verified") {
 		t.Fatalf("flash result: %+v\n%s", r, texts(a))

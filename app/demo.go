@@ -2,8 +2,6 @@ package app
 
 import (
 	"time"
-
-	"fyne.io/fyne/v2"
 )
 
 // demoCores are the fakes with delays that look like real work, for KILN_DEMO.
@@ -26,11 +24,11 @@ func (a *App) demoFlash(stats *uiStatsRun) {
 	a.flash.showDevices(a.flash.offered, a.flash.hidden, nil)
 	a.flash.onFinished = func() {
 		stats.measure(false)
-		time.AfterFunc(300*time.Millisecond, func() { fyne.Do(a.fa.Quit) })
+		time.AfterFunc(300*time.Millisecond, func() { onUI(a.fa.Quit) })
 	}
 	a.fa.Lifecycle().SetOnStarted(func() {
 		time.AfterFunc(time.Second, func() {
-			fyne.Do(func() {
+			onUI(func() {
 				stats.measure(true)
 				a.flash.flash(a.flash.selected())
 			})

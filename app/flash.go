@@ -149,7 +149,7 @@ func (s *flashScreen) setImage(path string) {
 // refreshDevicesAsync lists drives in the background and shows them.
 func (s *flashScreen) refreshDevicesAsync() {
 	offered, hidden, err := s.a.cores.Flash.Devices(s.a.ctx)
-	fyne.Do(func() { s.showDevices(offered, hidden, err) })
+	onUI(func() { s.showDevices(offered, hidden, err) })
 }
 
 // refreshDevices lists drives now (on the UI thread at start-up: enumeration reads sysfs only).
@@ -339,7 +339,7 @@ func (s *flashScreen) flash(devs []Device) {
 	s.a.background(func() {
 		res, err := s.a.cores.Flash.Flash(ctx, img, paths, bridge.Func())
 		bridge.Close()
-		fyne.Do(func() { s.finished(res, err) })
+		onUI(func() { s.finished(res, err) })
 	})
 }
 

@@ -180,7 +180,7 @@ func (s *previewScreen) onStart() {
 	s.status.SetText("Starting QEMU…")
 	s.a.background(func() {
 		vm, err := s.a.cores.Preview.Start(ctx, o)
-		fyne.Do(func() { s.started(ctx, vm, err) })
+		onUI(func() { s.started(ctx, vm, err) })
 	})
 }
 
@@ -216,7 +216,7 @@ func (s *previewScreen) started(ctx context.Context, vm VM, err error) {
 			vm.Stop()
 			<-vm.Done()
 		}
-		fyne.Do(func() { s.stopped(vm) })
+		onUI(func() { s.stopped(vm) })
 	})
 }
 
@@ -227,7 +227,7 @@ func (s *previewScreen) showVNC(ctx context.Context, vm VM, sock string) {
 		s.showScreendumps(ctx, vm)
 		return
 	}
-	fyne.Do(func() { s.screen.input = c })
+	onUI(func() { s.screen.input = c })
 	var (
 		mu      sync.Mutex
 		pending bool
@@ -246,7 +246,7 @@ func (s *previewScreen) showVNC(ctx context.Context, vm VM, sock string) {
 			frame = c.Snapshot(frame)
 			f := frame
 			mu.Unlock()
-			fyne.Do(func() { s.screen.SetFrame(f) })
+			onUI(func() { s.screen.SetFrame(f) })
 		})
 	}
 	go func() { <-ctx.Done(); c.Close() }()
@@ -260,7 +260,7 @@ func (s *previewScreen) showScreendumps(ctx context.Context, vm VM) {
 	for {
 		img, err := vm.Screendump(ctx)
 		if err == nil {
-			fyne.Do(func() { s.screen.SetFrame(img) })
+			onUI(func() { s.screen.SetFrame(img) })
 		}
 		select {
 		case <-ctx.Done():

@@ -194,7 +194,7 @@ func (s *serveScreen) startServer() {
 	s.status.SetText("Starting on " + addr + "…")
 	s.a.background(func() {
 		url, err := s.a.cores.Serve.Start(s.a.ctx, addr)
-		fyne.Do(func() {
+		onUI(func() {
 			s.busy = false
 			if err != nil {
 				s.toggle.SetChecked(false)
@@ -219,7 +219,7 @@ func (s *serveScreen) stopServer() {
 	}
 	s.a.background(func() {
 		err := s.a.cores.Serve.Stop()
-		fyne.Do(func() {
+		onUI(func() {
 			s.busy = false
 			s.addr.Enable()
 			s.status.SetText("Stopped. Devices keep their current version.")
@@ -246,7 +246,7 @@ func (s *serveScreen) pollDevices() {
 				return
 			case <-t.C:
 				devs := s.a.cores.Serve.Devices()
-				fyne.Do(func() { s.devices = devs; s.showTables() })
+				onUI(func() { s.devices = devs; s.showTables() })
 			}
 		}
 	})
@@ -264,7 +264,7 @@ func (s *serveScreen) publishCurrent() {
 	s.current.SetText(fmt.Sprintf("Publishing %s %s…", cur.Name, cur.Version))
 	s.a.background(func() {
 		v, err := s.a.cores.Serve.Publish(s.a.ctx, cur)
-		fyne.Do(func() {
+		onUI(func() {
 			s.refresh()
 			if err != nil {
 				s.a.showError("Publishing failed", err, "Check the signing keys in the update repository, then publish again.")

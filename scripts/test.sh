@@ -4,7 +4,7 @@
 set -uo pipefail
 go=${GO:-go}
 log=${TEST_LOG:-$(mktemp -t kiln-test.XXXXXX.log)}
-"$go" test -v -count=1 -timeout "${TEST_TIMEOUT:-60m}" ./... > "$log" 2>&1
+"$go" test -v -count=1 -timeout "${TEST_TIMEOUT:-20m}" ./... > "$log" 2>&1
 rc=$?
 grep -E '^(ok|FAIL|panic:|---)[ 	]' "$log" | grep -v -e '^--- PASS' -e '^--- SKIP' || true
 pass=$(grep -cE '^\s*--- PASS' "$log")
@@ -17,6 +17,11 @@ fi
 if [ "$rc" -ne 0 ]; then
   echo "failures (full log: $log):"
   grep -B2 -A20 -E '^\s*--- FAIL' "$log" | head -200
+  # A test binary that timed out names the tests still running; the goroutines in test code show
+  # where each one waits.
+  awk '/^panic: test timed out/ { dump = 1 }
+       dump && /^$/ { if (block ~ /_test\.go:/ || block ~ /running tests:/) printf "%s\n", block; block = ""; next }
+       dump { block = block $0 "\n" }' "$log" | head -300
 fi
 echo "tests: $pass passed, $fail failed, $skip skipped"
 if [ "$rc" -eq 0 ] && [ "$skip" -gt 0 ] && [ "${CI:-}" = "true" ]; then
