@@ -298,7 +298,7 @@ func TestFlashScreenRealLoopDevice(t *testing.T) {
 		testenv.Missing(t, "needs root for a loop device")
 	}
 	if _, err := exec.LookPath("losetup"); err != nil {
-		t.Skip("losetup not installed")
+		testenv.Missing(t, "losetup not installed")
 	}
 	a, _, _, _, _ := newTestApp(t)
 	lg := logrus.New()

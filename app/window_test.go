@@ -35,6 +35,7 @@ func xrun(t *testing.T, disp string, name string, args ...string) []byte {
 	defer cancel()
 	cmd := exec.CommandContext(ctx, name, args...)
 	cmd.Env = append(os.Environ(), "DISPLAY="+disp)
+	cmd.WaitDelay = time.Second // a child left holding the pipe does not hold the test
 	out, err := cmd.Output()
 	if err != nil {
 		t.Fatalf("%s %s: %v", name, strings.Join(args, " "), err)
@@ -209,9 +210,12 @@ func TestNoDisplayIsAClearError(t *testing.T) {
 	}
 	home := t.TempDir()
 	for _, disp := range []string{"", ":4095"} {
-		cmd := exec.Command(bin)
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		cmd := exec.CommandContext(ctx, bin)
 		cmd.Env = append(os.Environ(), "DISPLAY="+disp, "WAYLAND_DISPLAY=", "HOME="+home, "XDG_RUNTIME_DIR="+home)
+		cmd.WaitDelay = time.Second
 		out, err := cmd.CombinedOutput()
+		cancel()
 		if code := cmd.ProcessState.ExitCode(); code != 1 || err == nil {
 			t.Errorf("DISPLAY=%q: exit code %d, want 1\n%s", disp, code, out)
 		}

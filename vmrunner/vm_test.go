@@ -160,15 +160,15 @@ func TestBIOSBootMBR(t *testing.T) {
 }
 
 // The probe's verdict must match reality: on a host whose KVM opens but cannot run guests (this
-// project's machines) it picks TCG and says why; where KVM works it picks KVM. Reality is what users
-// boot: the default Kiln image under UEFI, forced onto the hardware accelerator, reaching its ready
-// line. (A real-mode boot sector is no yardstick: broken nested KVM often runs real mode and only
-// fails once the guest enters long mode.)
+// project's machines) or that has no /dev/kvm at all it picks TCG and says why; where KVM works it
+// picks KVM. Reality is what users boot: the default Kiln image under UEFI, forced onto the hardware
+// accelerator, reaching its ready line. (A real-mode boot sector is no yardstick: broken nested KVM
+// often runs real mode and only fails once the guest enters long mode.)
 func TestAccelProbeVerdictMatchesABoot(t *testing.T) {
 	qemu := needQEMU(t)
 	hw := hostAccel()
-	if hw == "" || accelPresent() != nil {
-		t.Skipf("no usable hardware accelerator device on this host (%v)", accelPresent())
+	if hw == "" {
+		t.Skipf("QEMU has no hardware accelerator on %s", runtime.GOOS)
 	}
 	cfg := Config{ProbeCache: t.TempDir(), Log: testLogger(t)}
 	c := ChooseAccel(context.Background(), qemu, cfg)
@@ -201,9 +201,10 @@ func TestAccelProbeVerdictMatchesABoot(t *testing.T) {
 			t.Errorf("reason %q does not name %s and the TCG fallback", c.Reason, strings.ToUpper(string(hw)))
 		}
 	}
+	// A probe's verdict is cached; a missing device is checked again each time (it costs an open).
 	again := ChooseAccel(context.Background(), qemu, cfg)
-	if !again.Cached || again.Accel != c.Accel || again.Reason != c.Reason {
-		t.Errorf("second choice = %+v, want the cached verdict %+v", again, c)
+	if again.Cached != (accelPresent() == nil) || again.Accel != c.Accel || again.Reason != c.Reason {
+		t.Errorf("second choice = %+v, want the same verdict %+v", again, c)
 	}
 }
 
