@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# Runs every test verbosely into a log, prints the package lines and a summary, and lists every
-# skipped test with its reason. Under CI=true a skipped test fails the run: CI installs every tool.
+# Runs every test verbosely, with the race detector, into a log, prints the package lines and a
+# summary, and lists every skipped test with its reason. Under CI=true a skipped test fails the
+# run: CI installs every tool.
 set -uo pipefail
 go=${GO:-go}
 log=${TEST_LOG:-$(mktemp -t kiln-test.XXXXXX.log)}
-"$go" test -v -count=1 -timeout "${TEST_TIMEOUT:-20m}" ./... > "$log" 2>&1
+# -race: the core packages and the GUI hand work between goroutines; a data race fails the run.
+"$go" test -race -v -count=1 -timeout "${TEST_TIMEOUT:-20m}" ./... > "$log" 2>&1
 rc=$?
 grep -E '^(ok|FAIL|panic:|---)[ 	]' "$log" | grep -v -e '^--- PASS' -e '^--- SKIP' || true
 pass=$(grep -cE '^\s*--- PASS' "$log")
@@ -17,6 +19,7 @@ fi
 if [ "$rc" -ne 0 ]; then
   echo "failures (full log: $log):"
   grep -B2 -A20 -E '^\s*--- FAIL' "$log" | head -200
+  grep -A40 'WARNING: DATA RACE' "$log" | head -120
   # A test binary that timed out names the tests still running; the goroutines in test code show
   # where each one waits.
   awk '/^panic: test timed out/ { dump = 1 }
