@@ -7,8 +7,9 @@ export KILN_CACHE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/kiln
 export KILN_AGENT := $(CURDIR)/bin/kiln-agent
 export KILN_BIN := $(CURDIR)/bin/kiln
 TEST_TIMEOUT ?= 20m
+FUZZTIME ?= 10s
 
-.PHONY: all deps inputs build run test vet bench package clean
+.PHONY: all deps inputs build run test vet fuzz bench package clean
 
 all: build
 
@@ -42,9 +43,15 @@ vet:
 	CGO_ENABLED=0 GOOS=darwin $(GO) vet $$($(GO) list ./... | grep -v -e /app -e '/kiln$$')
 	CGO_ENABLED=0 GOOS=windows $(GO) vet $$($(GO) list ./... | grep -v -e /app -e '/kiln$$')
 
-## test: set up and run every test (root for loop devices; QEMU boot tests included)
+## test: set up and run every test (root for loop devices; QEMU boot tests included), then every
+## fuzz target for a short time so a regression in a parser shows
 test: deps inputs build vet
-	GO=$(GO) TEST_TIMEOUT=$(TEST_TIMEOUT) bash scripts/test.sh
+	GO=$(GO) FUZZTIME=$(FUZZTIME) bash scripts/fuzz.sh; f=$$?; \
+	GO=$(GO) TEST_TIMEOUT=$(TEST_TIMEOUT) bash scripts/test.sh && exit $$f
+
+## fuzz: every fuzz target for FUZZTIME each (make fuzz FUZZTIME=10m for a long run)
+fuzz:
+	GO=$(GO) FUZZTIME=$(FUZZTIME) bash scripts/fuzz.sh
 
 ## bench: speed and size figures against the usual tools, recorded in docs/benchmarks.md
 bench: deps inputs build
