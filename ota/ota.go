@@ -9,6 +9,8 @@ package ota
 import (
 	"errors"
 	"time"
+
+	"github.com/kilnproject/kiln/internal/semver"
 )
 
 // ProtocolVersion is the version of the /v1 check/report protocol, advertised in DNS-SD TXT "v".
@@ -24,8 +26,8 @@ var (
 	// ErrNoPath: newer versions exist but none accepts the device's version, not even as a
 	// stepping stone; the device must be reflashed.
 	ErrNoPath = errors.New("no update path from this version")
-	// ErrBadVersion: a version string is not MAJOR.MINOR.PATCH[-PRE].
-	ErrBadVersion = errors.New("bad version")
+	// ErrBadVersion: a version string is not a semantic version (MAJOR.MINOR.PATCH[-PRE][+BUILD]).
+	ErrBadVersion = semver.ErrInvalid
 )
 
 // Bundle is update.json in a build's update/ directory, next to the payload it describes.

@@ -81,7 +81,10 @@ func ReadBundle(dir string) (*ota.Bundle, string, error) {
 	if b.Name == "" || b.Payload.File == "" {
 		return nil, "", fmt.Errorf("read update bundle %s: name and payload.file are required", p)
 	}
-	if _, err := ota.CompareVersions(b.Version, b.Version); err != nil {
+	if err := ota.CheckVersion(b.Version); err != nil {
+		return nil, "", fmt.Errorf("read update bundle %s: version: %w (rebuild with a recipe version such as 1.2.0)", p, err)
+	}
+	if _, err := ota.InRange(b.Version, b.MinFrom, b.MaxFrom, b.Version); err != nil {
 		return nil, "", fmt.Errorf("read update bundle %s: %w", p, err)
 	}
 	if b.Payload.File != filepath.Base(b.Payload.File) || strings.ContainsAny(b.Payload.File, `/\`) || b.Payload.File == ".." {
