@@ -30,26 +30,6 @@ var (
 	ErrBadVersion = semver.ErrInvalid
 )
 
-// Bundle is update.json in a build's update/ directory, next to the payload it describes.
-type Bundle struct {
-	Name        string  `json:"name"`
-	Version     string  `json:"version"`
-	Arch        string  `json:"arch"`
-	Board       string  `json:"board"`
-	Channel     string  `json:"channel"`
-	MinFrom     string  `json:"min_from"`
-	MaxFrom     string  `json:"max_from"`
-	HealthCheck string  `json:"health_check"`
-	Payload     Payload `json:"payload"`
-}
-
-// Payload names the bundle's file (relative to the bundle directory) with its size and sha256.
-type Payload struct {
-	File   string `json:"file"`
-	Size   int64  `json:"size"`
-	SHA256 string `json:"sha256"`
-}
-
 // Kinds of target.
 const (
 	KindFull  = "full"  // a complete UKI
