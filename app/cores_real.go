@@ -153,7 +153,7 @@ func (b *realBuild) Builds() []BuildResult {
 		if err != nil {
 			continue
 		}
-		var meta struct{ Name, Version string }
+		var meta ota.Bundle
 		if json.Unmarshal(data, &meta) != nil || meta.Name == "" {
 			continue
 		}

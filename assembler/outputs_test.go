@@ -15,6 +15,7 @@ import (
 	"github.com/kilnproject/kiln/internal/bmap"
 	"github.com/kilnproject/kiln/internal/progress"
 	"github.com/kilnproject/kiln/internal/testimage"
+	"github.com/kilnproject/kiln/ota"
 )
 
 // TestReproducible builds the default image a second time into another directory: every output
@@ -32,7 +33,7 @@ func TestReproducible(t *testing.T) {
 	}
 	for _, pair := range [][2]string{
 		{first.Image, second.Image}, {first.Manifest, second.Manifest}, {first.Bmap, second.Bmap}, {first.UKI, second.UKI},
-		{filepath.Join(first.UpdateDir, assembler.UpdateFile), filepath.Join(second.UpdateDir, assembler.UpdateFile)},
+		{filepath.Join(first.UpdateDir, ota.BundleFile), filepath.Join(second.UpdateDir, ota.BundleFile)},
 	} {
 		out, err := exec.Command("cmp", pair[0], pair[1]).CombinedOutput()
 		if err != nil {
@@ -66,7 +67,7 @@ func TestBmaptoolCopy(t *testing.T) {
 func TestUpdateBundle(t *testing.T) {
 	res := defaultImage(t)
 	m := loadManifest(t, res)
-	u, err := assembler.LoadUpdateInfo(res.UpdateDir)
+	u, err := ota.LoadBundle(res.UpdateDir)
 	if err != nil {
 		t.Fatal(err)
 	}

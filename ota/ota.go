@@ -9,6 +9,8 @@ package ota
 import (
 	"errors"
 	"time"
+
+	"github.com/kilnproject/kiln/internal/semver"
 )
 
 // ProtocolVersion is the version of the /v1 check/report protocol, advertised in DNS-SD TXT "v".
@@ -24,29 +26,9 @@ var (
 	// ErrNoPath: newer versions exist but none accepts the device's version, not even as a
 	// stepping stone; the device must be reflashed.
 	ErrNoPath = errors.New("no update path from this version")
-	// ErrBadVersion: a version string is not MAJOR.MINOR.PATCH[-PRE].
-	ErrBadVersion = errors.New("bad version")
+	// ErrBadVersion: a version string is not a semantic version (MAJOR.MINOR.PATCH[-PRE][+BUILD]).
+	ErrBadVersion = semver.ErrInvalid
 )
-
-// Bundle is update.json in a build's update/ directory, next to the payload it describes.
-type Bundle struct {
-	Name        string  `json:"name"`
-	Version     string  `json:"version"`
-	Arch        string  `json:"arch"`
-	Board       string  `json:"board"`
-	Channel     string  `json:"channel"`
-	MinFrom     string  `json:"min_from"`
-	MaxFrom     string  `json:"max_from"`
-	HealthCheck string  `json:"health_check"`
-	Payload     Payload `json:"payload"`
-}
-
-// Payload names the bundle's file (relative to the bundle directory) with its size and sha256.
-type Payload struct {
-	File   string `json:"file"`
-	Size   int64  `json:"size"`
-	SHA256 string `json:"sha256"`
-}
 
 // Kinds of target.
 const (

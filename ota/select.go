@@ -55,7 +55,7 @@ func Select(targets []Target, d Device) (Selection, error) {
 			continue
 		}
 		v, err := parseVersion(t.Version)
-		if err != nil || v.compare(cur) <= 0 {
+		if err != nil || v.Compare(cur) <= 0 {
 			continue
 		}
 		if contains(d.Skip, t.Version) {
@@ -70,7 +70,7 @@ func Select(targets []Target, d Device) (Selection, error) {
 	if len(newer) == 0 {
 		return Selection{Message: fmt.Sprintf("%s %s is the newest version on channel %s", d.Name, d.Version, channelOf(d.Channel))}, ErrNoUpdate
 	}
-	sort.SliceStable(newer, func(i, j int) bool { return newer[i].v.compare(newer[j].v) > 0 })
+	sort.SliceStable(newer, func(i, j int) bool { return newer[i].v.Compare(newer[j].v) > 0 })
 	newest := newer[0].t
 	sel := Selection{Newest: newest}
 	for _, c := range newer {

@@ -123,3 +123,18 @@ func TestVersions(t *testing.T) {
 		}
 	}
 }
+
+// TestSelectSkipsUnsafeVersions: a target whose version is not a semantic version (and could
+// climb out of a directory once used in a file name) is never selected.
+func TestSelectSkipsUnsafeVersions(t *testing.T) {
+	targets := []Target{full("1.0.0", "", ""), full("9.0.0-x/../../ESCAPED", "", ""), full("09.0.0", "", "")}
+	sel, err := Select(targets, Device{Name: "tiny", Version: "0.9.0", Arch: "x86_64", Board: "pc"})
+	if err != nil || sel.Target.Version != "1.0.0" || sel.Newest.Version != "1.0.0" {
+		t.Fatalf("Select = %+v, %v; want 1.0.0", sel, err)
+	}
+	for _, v := range []string{"9.0.0-x/../../ESCAPED", "1.0.0-a b", "01.0.0"} {
+		if err := CheckVersion(v); !errors.Is(err, ErrBadVersion) {
+			t.Errorf("CheckVersion(%q) = %v", v, err)
+		}
+	}
+}

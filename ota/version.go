@@ -2,94 +2,24 @@ package ota
 
 import (
 	"fmt"
-	"strconv"
 	"strings"
+
+	"github.com/kilnproject/kiln/internal/semver"
 )
 
-// version is a parsed MAJOR.MINOR.PATCH[-PRE][+BUILD]; build metadata is ignored.
-type version struct {
-	n   [3]uint64
-	pre []string
-}
+type version = semver.Version
 
-func parseVersion(s string) (version, error) {
-	var v version
-	rest, _, _ := strings.Cut(s, "+")
-	rest, pre, hasPre := strings.Cut(rest, "-")
-	if hasPre {
-		if pre == "" {
-			return v, fmt.Errorf("%w %q: empty pre-release", ErrBadVersion, s)
-		}
-		v.pre = strings.Split(pre, ".")
-	}
-	parts := strings.Split(rest, ".")
-	if len(parts) != 3 {
-		return v, fmt.Errorf("%w %q: want MAJOR.MINOR.PATCH such as 1.0.0", ErrBadVersion, s)
-	}
-	for i, p := range parts {
-		n, err := strconv.ParseUint(p, 10, 64)
-		if err != nil || p == "" || p[0] == '+' {
-			return v, fmt.Errorf("%w %q: %q is not a number", ErrBadVersion, s, p)
-		}
-		v.n[i] = n
-	}
-	return v, nil
-}
+// parseVersion parses a version with the one SemVer syntax Kiln has (internal/semver).
+func parseVersion(s string) (version, error) { return semver.Parse(s) }
 
-func (a version) compare(b version) int {
-	for i := range a.n {
-		if a.n[i] != b.n[i] {
-			if a.n[i] < b.n[i] {
-				return -1
-			}
-			return 1
-		}
-	}
-	// A pre-release sorts before its release; identifiers compare numerically when both are numbers.
-	switch {
-	case len(a.pre) == 0 && len(b.pre) == 0:
-		return 0
-	case len(a.pre) == 0:
-		return 1
-	case len(b.pre) == 0:
-		return -1
-	}
-	for i := 0; i < len(a.pre) && i < len(b.pre); i++ {
-		x, y := a.pre[i], b.pre[i]
-		xn, xerr := strconv.ParseUint(x, 10, 64)
-		yn, yerr := strconv.ParseUint(y, 10, 64)
-		switch {
-		case xerr == nil && yerr == nil:
-			if xn != yn {
-				if xn < yn {
-					return -1
-				}
-				return 1
-			}
-		case xerr == nil:
-			return -1
-		case yerr == nil:
-			return 1
-		default:
-			if c := strings.Compare(x, y); c != 0 {
-				return c
-			}
-		}
-	}
-	return len(a.pre) - len(b.pre)
-}
+// CheckVersion returns an error wrapping ErrBadVersion unless s is a semantic version, which
+// also makes it safe in a file name: publish, target selection and the agent call it before
+// they use a version.
+func CheckVersion(s string) error { return semver.Check(s) }
 
 // CompareVersions returns -1, 0 or +1 as a is older than, the same as or newer than b.
 func CompareVersions(a, b string) (int, error) {
-	va, err := parseVersion(a)
-	if err != nil {
-		return 0, err
-	}
-	vb, err := parseVersion(b)
-	if err != nil {
-		return 0, err
-	}
-	return va.compare(vb), nil
+	return semver.Compare(a, b)
 }
 
 // InRange reports whether version v may install an update whose compatible range is
@@ -106,7 +36,7 @@ func InRange(v, minFrom, maxFrom, to string) (bool, error) {
 		if err != nil {
 			return false, fmt.Errorf("min_from: %w", err)
 		}
-		if pv.compare(lo) < 0 {
+		if pv.Compare(lo) < 0 {
 			return false, nil
 		}
 	}
@@ -115,7 +45,7 @@ func InRange(v, minFrom, maxFrom, to string) (bool, error) {
 		if err != nil {
 			return false, err
 		}
-		return pv.compare(hi) < 0, nil
+		return pv.Compare(hi) < 0, nil
 	}
 	hi, inclusive, err := upperBound(maxFrom)
 	if err != nil {
@@ -124,7 +54,7 @@ func InRange(v, minFrom, maxFrom, to string) (bool, error) {
 	if hi == nil {
 		return true, nil
 	}
-	c := pv.compare(*hi)
+	c := pv.Compare(*hi)
 	return c < 0 || (inclusive && c == 0), nil
 }
 
@@ -146,15 +76,13 @@ func upperBound(s string) (*version, bool, error) {
 	if wild == 0 {
 		return nil, false, nil
 	}
-	var v version
-	for i := 0; i < wild; i++ {
-		n, err := strconv.ParseUint(parts[i], 10, 64)
-		if err != nil || i > 2 {
-			return nil, false, fmt.Errorf("%w %q: want a version such as 2.9.4 or 2.9.x", ErrBadVersion, s)
-		}
-		v.n[i] = n
+	// Complete the numbers before the wildcard with zeros, check them, then raise the last.
+	full := append(parts[:wild:wild], "0", "0", "0")[:3]
+	v, err := parseVersion(strings.Join(full, "."))
+	if err != nil || wild > 2 || wild < len(parts)-1 {
+		return nil, false, fmt.Errorf("%w %q: want a version such as 2.9.4 or 2.9.x", ErrBadVersion, s)
 	}
-	v.n[wild-1]++
+	*[]*uint64{&v.Major, &v.Minor}[wild-1]++
 	return &v, false, nil
 }
 

@@ -258,8 +258,17 @@ func (a *Agent) Assess(ctx context.Context) error {
 		a.report(ctx, ota.StateHealthy, a.rel.Version, "new version confirmed: "+blessed)
 		return nil
 	}
-	if pend != nil && pend.Version != a.rel.Version && !a.onTrial(pend.Base) {
-		a.rolledBack(ctx, pend)
+	// Decide on a rollback only on what the ESP says: a read error (ESP not mounted yet, I/O
+	// error) must not mark a good version as failed forever; the next start decides again.
+	var undecided error
+	if pend != nil && pend.Version != a.rel.Version {
+		es, err := entries(a.linuxDir())
+		switch {
+		case err != nil:
+			undecided = fmt.Errorf("cannot tell whether %s was rolled back: %w; deciding at the next start", pend.Version, err)
+		case !onTrial(es, pend.Base):
+			a.rolledBack(ctx, pend, es)
+		}
 	} else if pend != nil {
 		a.clearPending()
 	}
@@ -267,19 +276,18 @@ func (a *Agent) Assess(ctx context.Context) error {
 	if !ok {
 		a.log.WithField("version", a.rel.Version).Warn("unhealthy: " + msg)
 		a.report(ctx, ota.StateUnhealthy, a.rel.Version, msg)
-		return nil
+		return undecided
 	}
 	if pend == nil || pend.Version == a.rel.Version {
 		a.log.WithField("version", a.rel.Version).Info("healthy")
 		a.report(ctx, ota.StateHealthy, a.rel.Version, msg)
 	}
-	return nil
+	return undecided
 }
 
 // onTrial reports whether an entry of base still has boot tries left: then the old version
 // runs although the new one was not given up on (a reboot that has not happened yet).
-func (a *Agent) onTrial(base string) bool {
-	es, _ := entries(a.linuxDir())
+func onTrial(es []Entry, base string) bool {
 	for _, e := range es {
 		if e.Base == base && e.Counted && e.Left > 0 {
 			return true
@@ -288,9 +296,9 @@ func (a *Agent) onTrial(base string) bool {
 	return false
 }
 
-// rolledBack handles a boot of the old version after an installed one never became healthy.
-func (a *Agent) rolledBack(ctx context.Context, p *pending) {
-	es, _ := entries(a.linuxDir())
+// rolledBack handles a boot of the old version after an installed one never became healthy;
+// es are the ESP's entries.
+func (a *Agent) rolledBack(ctx context.Context, p *pending, es []Entry) {
 	for _, e := range es {
 		if e.Base == p.Base {
 			os.Remove(filepath.Join(a.linuxDir(), e.File))
@@ -498,28 +506,13 @@ func (a *Agent) CheckAndInstall(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	a.interval = 0
-	if resp.Interval > 0 {
-		a.interval = min(max(time.Duration(resp.Interval)*time.Second, 5*time.Second), 24*time.Hour)
-	}
+	offered := a.readCheck(resp)
 	if !resp.Update {
-		a.log.Debug(resp.Message)
 		return ota.ErrNoUpdate
 	}
-	// The server's answer is advice: choose again from the verified, signed targets.
-	v := &client.Verifier{Root: a.root, StateDir: a.cfg.State}
-	verified, err := v.Update(ctx, c.Metadata)
-	if err != nil {
-		a.log.WithError(err).Error("update metadata rejected")
-		a.report(ctx, ota.StateFailed, resp.Target.Version, "metadata rejected: "+err.Error())
-		return err
-	}
-	sel, err := ota.Select(verified.Targets, dev)
+	sel, err := a.selectSigned(ctx, c, dev, offered)
 	if err != nil {
 		return err
-	}
-	if sel.Target.Version != resp.Target.Version {
-		a.log.WithFields(logrus.Fields{"server": resp.Target.Version, "signed": sel.Target.Version}).Warn("server offer differs from the signed targets; installing the signed choice")
 	}
 	a.log.WithFields(logrus.Fields{"version": sel.Target.Version, "from": a.rel.Version}).Info("update available: " + sel.Message)
 	if err := a.install(ctx, c, sel); err != nil {
@@ -530,10 +523,61 @@ func (a *Agent) CheckAndInstall(ctx context.Context) error {
 	return a.reboot(ctx)
 }
 
+// readCheck takes what it can use from the server's unsigned answer: the check interval
+// (bounded) and, for messages only, the version offered ("" when the answer names none or
+// a malformed one). Nothing else of it is trusted.
+func (a *Agent) readCheck(resp *ota.CheckResponse) string {
+	a.interval = 0
+	if resp.Interval > 0 {
+		a.interval = time.Duration(min(max(resp.Interval, 5), 24*3600)) * time.Second
+	}
+	a.log.Debug(clip(resp.Message, 200))
+	if resp.Target == nil || ota.CheckVersion(resp.Target.Version) != nil {
+		return ""
+	}
+	return resp.Target.Version
+}
+
+// selectSigned verifies the repository's metadata and chooses the update from the signed
+// targets alone: the server's offer is advice.
+func (a *Agent) selectSigned(ctx context.Context, c *client.Client, dev ota.Device, offered string) (ota.Selection, error) {
+	v := &client.Verifier{Root: a.root, StateDir: a.cfg.State}
+	verified, err := v.Update(ctx, c.Metadata)
+	if err != nil {
+		a.log.WithError(err).Error("update metadata rejected")
+		a.report(ctx, ota.StateFailed, offered, "metadata rejected: "+err.Error())
+		return ota.Selection{}, err
+	}
+	sel, err := ota.Select(verified.Targets, dev)
+	if err != nil {
+		return sel, err
+	}
+	if sel.Target.Version != offered {
+		a.log.WithFields(logrus.Fields{"server": offered, "signed": sel.Target.Version}).Warn("server offer differs from the signed targets; installing the signed choice")
+	}
+	return sel, nil
+}
+
+// clip shortens s to at most n bytes for a log line.
+func clip(s string, n int) string {
+	if len(s) > n {
+		return s[:n] + "…"
+	}
+	return s
+}
+
 func (a *Agent) install(ctx context.Context, c *client.Client, sel ota.Selection) error {
 	t := *sel.Target
+	// The version and name become a file name on the ESP: only SemVer characters, and only
+	// this device's product, whatever the signed metadata says.
+	if err := ota.CheckVersion(t.Version); err != nil {
+		return fmt.Errorf("install: signed target %s: %w", t.Path, err)
+	}
+	if t.Name != a.rel.Name {
+		return fmt.Errorf("install: signed target %s is for %q, not %q", t.Path, t.Name, a.rel.Name)
+	}
 	dir := a.linuxDir()
-	newBase := t.Name + "-" + t.Version
+	newBase := a.rel.Name + "-" + t.Version
 	// Make room: keep the running entry (the fallback) and the partial download of this target.
 	part := filepath.Join(dir, "."+newBase+".efi.part")
 	if des, err := os.ReadDir(dir); err == nil {
@@ -604,6 +648,9 @@ func (a *Agent) install(ctx context.Context, c *client.Client, sel ota.Selection
 func (a *Agent) applyDelta(ctx context.Context, c *client.Client, d, full ota.Target, f *os.File, pf progress.Func) error {
 	if err := os.MkdirAll(a.cfg.State, 0o755); err != nil {
 		return err
+	}
+	if len(d.SHA256) != 64 || len(full.SHA256) != 64 {
+		return fmt.Errorf("delta %s: no sha256 in the signed metadata", d.Path)
 	}
 	pp := filepath.Join(a.cfg.State, d.SHA256[:16]+".patch.part")
 	pfile, err := os.OpenFile(pp, os.O_RDWR|os.O_CREATE, 0o600)

@@ -80,21 +80,27 @@ func TestMetadataAttacksRejected(t *testing.T) {
 	other := t.TempDir()
 	otatest.Publish(t, other, otherKeys, "9.0.0", []byte("evil"), repo.Options{})
 
+	// The mix-and-match cases use a device that has not cached snapshot and targets 2 yet (one
+	// that has never fetches them again).
 	tests := []struct {
 		name     string
 		override map[string][]byte
 		now      time.Time
 		want     error
+		fresh    bool
 	}{
-		{"rollback to older timestamp", map[string][]byte{"timestamp.json": ts1}, time.Time{}, client.ErrRollback},
-		{"expired timestamp", nil, time.Now().Add(repo.TimestampExpiry + time.Hour), client.ErrExpired},
-		{"snapshot from another version", map[string][]byte{"2.snapshot.json": snap1}, time.Time{}, client.ErrMixAndMatch},
-		{"targets from another snapshot", map[string][]byte{"2.targets.json": targets1}, time.Time{}, client.ErrMixAndMatch},
-		{"timestamp signed by an unknown key", map[string][]byte{"timestamp.json": read(t, other, "timestamp.json")}, time.Time{}, client.ErrUnknownKey},
+		{"rollback to older timestamp", map[string][]byte{"timestamp.json": ts1}, time.Time{}, client.ErrRollback, false},
+		{"expired timestamp", nil, time.Now().Add(repo.TimestampExpiry + time.Hour), client.ErrExpired, false},
+		{"snapshot from another version", map[string][]byte{"2.snapshot.json": snap1}, time.Time{}, client.ErrMixAndMatch, true},
+		{"targets from another snapshot", map[string][]byte{"2.targets.json": targets1}, time.Time{}, client.ErrMixAndMatch, true},
+		{"timestamp signed by an unknown key", map[string][]byte{"timestamp.json": read(t, other, "timestamp.json")}, time.Time{}, client.ErrUnknownKey, false},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			v := &client.Verifier{Root: keys.Root, StateDir: state}
+			if tc.fresh {
+				v.StateDir = t.TempDir()
+			}
 			if !tc.now.IsZero() {
 				v.Now = func() time.Time { return tc.now }
 			}

@@ -30,6 +30,11 @@ type Client struct {
 	Retries int
 	// Backoff is the pause before the first resume, doubling up to 30 s (default 1 s).
 	Backoff time.Duration
+	// Stall and MinRate cut a response body that delivers fewer than MinRate bytes per second
+	// over a whole Stall period (defaults DefaultStall, DefaultMinRate); a download then
+	// resumes, a stalled attempt counting against Retries.
+	Stall   time.Duration
+	MinRate int64
 }
 
 // NewHTTPClient returns an http.Client with timeouts suited to a LAN update server.
@@ -55,10 +60,28 @@ func (c *Client) url(p string) string {
 	return strings.TrimRight(c.BaseURL, "/") + "/" + strings.TrimLeft(p, "/")
 }
 
-// Metadata is a FetchFunc reading /metadata/<name> from the server.
+// metadataAttempts is how many times a metadata file is requested when a transfer fails.
+const metadataAttempts = 3
+
+// Metadata is a FetchFunc reading /metadata/<name> from the server, trying again after a
+// stalled or cut transfer.
 func (c *Client) Metadata(ctx context.Context, name string, max int64) ([]byte, error) {
+	var err error
+	for i := 0; i < metadataAttempts; i++ {
+		var data []byte
+		data, err = c.metadata(ctx, name, max)
+		if err == nil || errors.Is(err, ErrNotFound) || errors.Is(err, ErrTooLong) || ctx.Err() != nil {
+			return data, err
+		}
+	}
+	return nil, fmt.Errorf("%w (after %d attempts)", err, metadataAttempts)
+}
+
+func (c *Client) metadata(ctx context.Context, name string, max int64) ([]byte, error) {
 	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
+	ctx, wd := c.watch(ctx)
+	defer wd.stop()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.url("metadata/"+name), nil)
 	if err != nil {
 		return nil, err
@@ -75,7 +98,8 @@ func (c *Client) Metadata(ctx context.Context, name string, max int64) ([]byte, 
 	default:
 		return nil, fmt.Errorf("get %s: %s", name, resp.Status)
 	}
-	data, err := io.ReadAll(io.LimitReader(resp.Body, max+1))
+	wd.start()
+	data, err := io.ReadAll(io.LimitReader(wd.body(resp.Body), max+1))
 	if err != nil {
 		return nil, fmt.Errorf("get %s: %w", name, err)
 	}
@@ -178,7 +202,9 @@ func (c *Client) Download(ctx context.Context, t ota.Target, f *os.File, pf prog
 		if errors.Is(err, ErrTooLong) || ctx.Err() != nil {
 			return fmt.Errorf("download %s: %w", t.Path, err)
 		}
-		if n > 0 {
+		// Progress forgives earlier failures, unless the attempt ended in a stall: a server
+		// that sends a little and stalls every time must not keep the device forever.
+		if n > 0 && !errors.Is(err, ErrStalled) {
 			failures = 0
 		} else if failures++; failures > retries {
 			return fmt.Errorf("download %s: gave up after %d attempts: %w", t.Path, failures, err)
@@ -215,6 +241,8 @@ func restart(f *os.File, h hash.Hash) error {
 
 // fetchRange appends bytes from offset off to f, returning how many it wrote.
 func (c *Client) fetchRange(ctx context.Context, url, etag string, off int64, t ota.Target, f *os.File, h hash.Hash, pf progress.Func) (int64, string, error) {
+	ctx, wd := c.watch(ctx)
+	defer wd.stop()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return 0, "", err
@@ -250,7 +278,9 @@ func (c *Client) fetchRange(ctx context.Context, url, etag string, off int64, t 
 	rest := t.Size - off
 	w := &progress.Writer{W: io.MultiWriter(f, h), F: pf, Phase: "downloading", Total: t.Size, Base: off}
 	buf := make([]byte, 256<<10)
-	n, err := io.CopyBuffer(w, io.LimitReader(resp.Body, rest), buf)
+	wd.start()
+	body := wd.body(resp.Body)
+	n, err := io.CopyBuffer(w, io.LimitReader(body, rest), buf)
 	if err != nil {
 		return n, tag, err
 	}
@@ -258,7 +288,7 @@ func (c *Client) fetchRange(ctx context.Context, url, etag string, off int64, t 
 		return n, tag, io.ErrUnexpectedEOF
 	}
 	var one [1]byte
-	if m, _ := io.ReadFull(resp.Body, one[:]); m > 0 {
+	if m, _ := io.ReadFull(body, one[:]); m > 0 {
 		return n, tag, fmt.Errorf("%w: more than the signed %d bytes", ErrTooLong, t.Size)
 	}
 	return n, tag, nil

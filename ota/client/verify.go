@@ -1,17 +1,22 @@
 // Package client is the device side of the update protocol that needs no device: it verifies a
-// repository's TUF metadata against a pinned trust root, with a named error for each attack, and
-// downloads payloads with resume while checking their signed length and hash.
+// repository's TUF metadata against a pinned trust root with go-tuf's updater, naming the
+// attack it rejected, and downloads payloads itself, streaming and resumable, while checking
+// their signed length and hash.
 package client
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/theupdateframework/go-tuf/v2/metadata"
+	"github.com/theupdateframework/go-tuf/v2/metadata/config"
+	"github.com/theupdateframework/go-tuf/v2/metadata/updater"
 
 	"github.com/kilnproject/kiln/ota"
 	"github.com/kilnproject/kiln/ota/repo"
@@ -49,12 +54,14 @@ const (
 // reading at most max bytes; a missing file is ErrNotFound.
 type FetchFunc func(ctx context.Context, name string, max int64) ([]byte, error)
 
-// Verifier runs the TUF client workflow against a pinned root.
+// Verifier runs the TUF client workflow (go-tuf's updater: root rotation, timestamp,
+// snapshot, targets) against a pinned root.
 type Verifier struct {
 	// Root is the pinned trust root metadata (/etc/kiln/root.json).
 	Root []byte
-	// StateDir keeps the last trusted timestamp and snapshot across runs, for rollback
-	// protection; "" keeps nothing.
+	// StateDir keeps the trusted metadata across runs: the newest root (so that a rotated or
+	// renewed root is trusted from then on) and the last timestamp, snapshot and targets, for
+	// rollback protection. "" keeps nothing.
 	StateDir string
 	// Now is the clock (default time.Now).
 	Now func() time.Time
@@ -79,206 +86,131 @@ func (v *Verified) Lookup(path string) (ota.Target, bool) {
 	return ota.Target{}, false
 }
 
-func (v *Verifier) now() time.Time {
-	if v.Now != nil {
-		return v.Now().UTC()
-	}
-	return time.Now().UTC()
-}
-
-// signedBy maps a signature verification failure to ErrUnknownKey.
-func signedBy[T metadata.Roles](root *metadata.Metadata[metadata.RootType], role string, md *metadata.Metadata[T]) error {
-	if err := root.VerifyDelegate(role, md); err != nil {
-		return fmt.Errorf("%s: %w (%v)", role, ErrUnknownKey, err)
-	}
-	return nil
-}
-
 // Update fetches and verifies root (rotations), timestamp, snapshot and targets, in that order.
 func (v *Verifier) Update(ctx context.Context, fetch FetchFunc) (*Verified, error) {
 	if len(v.Root) == 0 {
 		return nil, ErrNoTrustRoot
 	}
-	now := v.now()
-	root, err := metadata.Root().FromBytes(v.Root)
+	root, err := v.trustedRoot()
+	if err != nil {
+		return nil, err
+	}
+	up, err := v.updater(ctx, root, fetch)
+	if err != nil {
+		return nil, err
+	}
+	if err := up.Refresh(); err != nil {
+		return nil, classify(err)
+	}
+	return verified(up)
+}
+
+// savedRoot is the file in StateDir holding the newest trusted root.
+const savedRoot = "root.json"
+
+// trustedRoot returns the root to start from: the pinned one, or the newer root a previous
+// run saved after following a rotation from it.
+func (v *Verifier) trustedRoot() ([]byte, error) {
+	pinned, err := metadata.Root().FromBytes(v.Root)
 	if err != nil {
 		return nil, fmt.Errorf("pinned root: %w", err)
 	}
-	if err := signedBy(root, metadata.ROOT, root); err != nil {
-		return nil, fmt.Errorf("pinned root: %w", err)
+	if v.StateDir == "" {
+		return v.Root, nil
 	}
-	// Root rotation: N+1.root.json must be signed by the old and the new root keys.
-	for i := 0; i < maxRootRotations; i++ {
-		next := root.Signed.Version + 1
-		data, err := fetch(ctx, fmt.Sprintf("%d.root.json", next), maxRootSize)
-		if errors.Is(err, ErrNotFound) {
-			break
-		}
-		if err != nil {
-			return nil, fmt.Errorf("fetch root %d: %w", next, err)
-		}
-		nr, err := metadata.Root().FromBytes(data)
-		if err != nil {
-			return nil, fmt.Errorf("root %d: %w", next, err)
-		}
-		if err := signedBy(root, metadata.ROOT, nr); err != nil {
-			return nil, fmt.Errorf("root %d: %w", next, err)
-		}
-		if err := signedBy(nr, metadata.ROOT, nr); err != nil {
-			return nil, fmt.Errorf("root %d: %w", next, err)
-		}
-		if nr.Signed.Version != next {
-			return nil, fmt.Errorf("root: %w: file %d.root.json holds version %d", ErrRollback, next, nr.Signed.Version)
-		}
-		root = nr
+	data, err := os.ReadFile(filepath.Join(v.StateDir, savedRoot))
+	if err != nil {
+		return v.Root, nil
 	}
-	if root.Signed.IsExpired(now) {
-		return nil, fmt.Errorf("root version %d: %w on %s", root.Signed.Version, ErrExpired, root.Signed.Expires.Format(time.RFC3339))
+	saved, err := metadata.Root().FromBytes(data)
+	if err != nil || saved.VerifyDelegate(metadata.ROOT, saved) != nil || saved.Signed.Version <= pinned.Signed.Version {
+		return v.Root, nil
 	}
+	return data, nil
+}
 
-	// Timestamp.
-	data, err := fetch(ctx, "timestamp.json", maxTimestampSize)
+// updater configures go-tuf's updater to fetch through fetch and keep its state in StateDir.
+func (v *Verifier) updater(ctx context.Context, root []byte, fetch FetchFunc) (*updater.Updater, error) {
+	cfg, err := config.New(metadataURL, root)
 	if err != nil {
-		return nil, fmt.Errorf("fetch timestamp: %w", err)
-	}
-	ts, err := metadata.Timestamp().FromBytes(data)
-	if err != nil {
-		return nil, fmt.Errorf("timestamp: %w", err)
-	}
-	if err := signedBy(root, metadata.TIMESTAMP, ts); err != nil {
 		return nil, err
 	}
-	tsData := data
-	snapMeta := ts.Signed.Meta["snapshot.json"]
-	if snapMeta == nil {
-		return nil, fmt.Errorf("timestamp: names no snapshot")
+	cfg.Fetcher = fetcher{ctx: ctx, fetch: fetch}
+	cfg.MaxRootRotations = maxRootRotations
+	cfg.RootMaxLength = maxRootSize
+	cfg.TimestampMaxLength = maxTimestampSize
+	cfg.SnapshotMaxLength = maxMetaSize
+	cfg.TargetsMaxLength = maxMetaSize
+	cfg.LocalMetadataDir, cfg.LocalTargetsDir = v.StateDir, v.StateDir
+	cfg.DisableLocalCache = v.StateDir == ""
+	up, err := updater.New(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("trust root: %w", classify(err))
 	}
-	if old := loadTrusted(v.StateDir, "timestamp.json", metadata.Timestamp(), root, metadata.TIMESTAMP); old != nil {
-		if ts.Signed.Version < old.Signed.Version {
-			return nil, fmt.Errorf("timestamp: %w: version %d, device trusts %d", ErrRollback, ts.Signed.Version, old.Signed.Version)
-		}
-		if om := old.Signed.Meta["snapshot.json"]; om != nil && snapMeta.Version < om.Version {
-			return nil, fmt.Errorf("timestamp: %w: snapshot version %d, device trusts %d", ErrRollback, snapMeta.Version, om.Version)
-		}
+	if v.Now != nil {
+		up.UnsafeSetRefTime(v.Now().UTC())
 	}
-	if ts.Signed.IsExpired(now) {
-		return nil, fmt.Errorf("timestamp version %d: %w on %s (the server re-signs it while `kiln serve` runs; run kiln publish --refresh for a static repository)", ts.Signed.Version, ErrExpired, ts.Signed.Expires.Format(time.RFC3339))
-	}
+	return up, nil
+}
 
-	// Snapshot.
-	data, err = fetch(ctx, fmt.Sprintf("%d.snapshot.json", snapMeta.Version), limit(snapMeta.Length))
-	if err != nil {
-		return nil, fmt.Errorf("fetch snapshot %d: %w", snapMeta.Version, err)
-	}
-	if err := snapMeta.VerifyLengthHashes(data); err != nil {
-		return nil, fmt.Errorf("snapshot %d: %w: %v", snapMeta.Version, ErrMixAndMatch, err)
-	}
-	snap, err := metadata.Snapshot().FromBytes(data)
-	if err != nil {
-		return nil, fmt.Errorf("snapshot: %w", err)
-	}
-	if err := signedBy(root, metadata.SNAPSHOT, snap); err != nil {
-		return nil, err
-	}
-	snapData := data
-	if snap.Signed.Version != snapMeta.Version {
-		return nil, fmt.Errorf("snapshot: %w: version %d, timestamp names %d", ErrMixAndMatch, snap.Signed.Version, snapMeta.Version)
-	}
-	if old := loadTrusted(v.StateDir, "snapshot.json", metadata.Snapshot(), root, metadata.SNAPSHOT); old != nil {
-		for name, om := range old.Signed.Meta {
-			nm := snap.Signed.Meta[name]
-			if nm == nil || nm.Version < om.Version {
-				return nil, fmt.Errorf("snapshot: %w: %s older than the version %d the device trusts", ErrRollback, name, om.Version)
-			}
-		}
-	}
-	if snap.Signed.IsExpired(now) {
-		return nil, fmt.Errorf("snapshot version %d: %w on %s", snap.Signed.Version, ErrExpired, snap.Signed.Expires.Format(time.RFC3339))
-	}
-
-	// Targets.
-	tm := snap.Signed.Meta["targets.json"]
-	if tm == nil {
-		return nil, fmt.Errorf("snapshot: names no targets")
-	}
-	data, err = fetch(ctx, fmt.Sprintf("%d.targets.json", tm.Version), limit(tm.Length))
-	if err != nil {
-		return nil, fmt.Errorf("fetch targets %d: %w", tm.Version, err)
-	}
-	if err := tm.VerifyLengthHashes(data); err != nil {
-		return nil, fmt.Errorf("targets %d: %w: %v", tm.Version, ErrMixAndMatch, err)
-	}
-	tg, err := metadata.Targets().FromBytes(data)
-	if err != nil {
-		return nil, fmt.Errorf("targets: %w", err)
-	}
-	if err := signedBy(root, metadata.TARGETS, tg); err != nil {
-		return nil, err
-	}
-	if tg.Signed.Version != tm.Version {
-		return nil, fmt.Errorf("targets: %w: version %d, snapshot names %d", ErrMixAndMatch, tg.Signed.Version, tm.Version)
-	}
-	if tg.Signed.IsExpired(now) {
-		return nil, fmt.Errorf("targets version %d: %w on %s", tg.Signed.Version, ErrExpired, tg.Signed.Expires.Format(time.RFC3339))
+// verified collects the updater's trusted metadata and decodes Kiln's targets.
+func verified(up *updater.Updater) (*Verified, error) {
+	tm := up.GetTrustedMetadataSet()
+	tg := tm.Targets[metadata.TARGETS]
+	if tm.Root == nil || tm.Timestamp == nil || tm.Snapshot == nil || tg == nil {
+		return nil, errors.New("verify metadata: incomplete after refresh")
 	}
 	targets, err := repo.TargetsOf(tg)
 	if err != nil {
 		return nil, err
 	}
-	if v.StateDir != "" {
-		if err := saveTrusted(v.StateDir, "timestamp.json", tsData); err != nil {
-			return nil, err
-		}
-		if err := saveTrusted(v.StateDir, "snapshot.json", snapData); err != nil {
-			return nil, err
-		}
-	}
-	return &Verified{Root: root, Timestamp: ts, Snapshot: snap, TargetsMD: tg, Targets: targets}, nil
+	return &Verified{Root: tm.Root, Timestamp: tm.Timestamp, Snapshot: tm.Snapshot, TargetsMD: tg, Targets: targets}, nil
 }
 
-func limit(signed int64) int64 {
-	if signed > 0 {
-		return signed
-	}
-	return maxMetaSize
+// metadataURL is the base the updater builds metadata URLs from; fetcher strips it again.
+const metadataURL = "kiln:/metadata"
+
+// fetcher gives go-tuf's updater the metadata files through a FetchFunc.
+type fetcher struct {
+	ctx   context.Context
+	fetch FetchFunc
 }
 
-// loadTrusted reads previously trusted metadata; anything unreadable or no longer signed by
-// the current root (keys rotated) counts as absent.
-func loadTrusted[T metadata.Roles](dir, name string, md *metadata.Metadata[T], root *metadata.Metadata[metadata.RootType], role string) *metadata.Metadata[T] {
-	if dir == "" {
-		return nil
+func (f fetcher) DownloadFile(u string, max int64, _ time.Duration) ([]byte, error) {
+	name, ok := strings.CutPrefix(u, metadataURL+"/")
+	if !ok || strings.ContainsAny(name, "/\\") {
+		return nil, fmt.Errorf("metadata URL %q outside the repository", u)
 	}
-	data, err := os.ReadFile(filepath.Join(dir, name))
-	if err != nil {
-		return nil
+	data, err := f.fetch(f.ctx, name, max)
+	if errors.Is(err, ErrNotFound) {
+		return nil, &metadata.ErrDownloadHTTP{StatusCode: http.StatusNotFound, URL: name}
 	}
-	old, err := md.FromBytes(data)
-	if err != nil || root.VerifyDelegate(role, old) != nil {
-		return nil
+	if err == nil && int64(len(data)) > max {
+		return nil, fmt.Errorf("get %s: longer than %d bytes: %w", name, max, ErrTooLong)
 	}
-	return old
+	return data, err
 }
 
-func saveTrusted(dir, name string, data []byte) error {
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return fmt.Errorf("save trusted %s: %w", name, err)
+// classify adds Kiln's named error to an error of go-tuf's checks.
+func classify(err error) error {
+	var (
+		unsigned *metadata.ErrUnsignedMetadata
+		version  *metadata.ErrBadVersionNumber
+		expired  *metadata.ErrExpiredMetadata
+		mismatch *metadata.ErrLengthOrHashMismatch
+	)
+	var named error
+	switch {
+	case errors.As(err, &unsigned):
+		named = ErrUnknownKey
+	case errors.As(err, &version):
+		named = ErrRollback
+	case errors.As(err, &expired):
+		named = ErrExpired
+	case errors.As(err, &mismatch):
+		named = ErrMixAndMatch
+	default:
+		return fmt.Errorf("verify metadata: %w", err)
 	}
-	tmp := filepath.Join(dir, "."+name+".tmp")
-	f, err := os.Create(tmp)
-	if err != nil {
-		return fmt.Errorf("save trusted %s: %w", name, err)
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return fmt.Errorf("save trusted %s: %w", name, err)
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return fmt.Errorf("save trusted %s: %w", name, err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("save trusted %s: %w", name, err)
-	}
-	return os.Rename(tmp, filepath.Join(dir, name))
+	return fmt.Errorf("verify metadata: %w: %v", named, err)
 }

@@ -65,29 +65,28 @@ type Published struct {
 // ReadBundle reads update.json from dir, or from dir/update when dir is a build's output
 // directory.
 func ReadBundle(dir string) (*ota.Bundle, string, error) {
-	p := filepath.Join(dir, "update.json")
+	p := filepath.Join(dir, ota.BundleFile)
 	if _, err := os.Stat(p); errors.Is(err, fs.ErrNotExist) {
 		dir = filepath.Join(dir, "update")
-		p = filepath.Join(dir, "update.json")
+		p = filepath.Join(dir, ota.BundleFile)
 	}
-	data, err := os.ReadFile(p)
+	b, err := ota.LoadBundle(dir)
 	if err != nil {
-		return nil, "", fmt.Errorf("read update bundle: %w (give a build's output directory, which holds update/update.json)", err)
-	}
-	var b ota.Bundle
-	if err := json.Unmarshal(data, &b); err != nil {
-		return nil, "", fmt.Errorf("read update bundle %s: %w", p, err)
+		return nil, "", fmt.Errorf("%w (give a build's output directory, which holds update/update.json)", err)
 	}
 	if b.Name == "" || b.Payload.File == "" {
 		return nil, "", fmt.Errorf("read update bundle %s: name and payload.file are required", p)
 	}
-	if _, err := ota.CompareVersions(b.Version, b.Version); err != nil {
+	if err := ota.CheckVersion(b.Version); err != nil {
+		return nil, "", fmt.Errorf("read update bundle %s: version: %w (rebuild with a recipe version such as 1.2.0)", p, err)
+	}
+	if _, err := ota.InRange(b.Version, b.MinFrom, b.MaxFrom, b.Version); err != nil {
 		return nil, "", fmt.Errorf("read update bundle %s: %w", p, err)
 	}
 	if b.Payload.File != filepath.Base(b.Payload.File) || strings.ContainsAny(b.Payload.File, `/\`) || b.Payload.File == ".." {
 		return nil, "", fmt.Errorf("read update bundle %s: payload.file %q must be a plain file name", p, b.Payload.File)
 	}
-	return &b, dir, nil
+	return b, dir, nil
 }
 
 // Publish adds the update bundle in bundleDir to the repository in dir (created on first use),

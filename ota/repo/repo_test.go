@@ -135,3 +135,24 @@ func TestRefreshResignsTimestamp(t *testing.T) {
 		t.Fatalf("timestamp v%d expires %v", r.Timestamp.Signed.Version, r.Timestamp.Signed.Expires)
 	}
 }
+
+// TestPublishRefusesBadVersions: only semantic versions are signed; one that could climb out
+// of a directory on the device never reaches the repository.
+func TestPublishRefusesBadVersions(t *testing.T) {
+	keys := otatest.Keys(t)
+	dir := t.TempDir()
+	for _, mod := range []func(*ota.Bundle){
+		func(b *ota.Bundle) { b.Version = "2.0.0-x/../../ESCAPED" },
+		func(b *ota.Bundle) { b.Version = "02.0.0" },
+		func(b *ota.Bundle) { b.MinFrom = "1.0.0/.." },
+		func(b *ota.Bundle) { b.MaxFrom = "1.x/.." },
+	} {
+		_, err := repo.Publish(context.Background(), dir, keys, otatest.Bundle(t, "2.0.0", []byte("x"), mod), repo.Options{})
+		if !errors.Is(err, ota.ErrBadVersion) {
+			t.Errorf("err = %v, want ErrBadVersion", err)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(dir, "metadata")); err == nil {
+		t.Error("a refused bundle created a repository")
+	}
+}
