@@ -146,9 +146,7 @@ func New(cfg Config) (*Agent, error) {
 			return nil, err
 		}
 	}
-	if a.key, err = loadIdentity(a.keyFile()); a.key == nil {
-		return nil, err
-	} else if err != nil {
+	if a.key, err = loadIdentity(a.keyFile()); err != nil {
 		a.log.WithError(err).Warn("device identity")
 	}
 	a.id = ota.DeviceID(a.rel.Name, a.key.Public().(ed25519.PublicKey))

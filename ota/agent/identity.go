@@ -19,33 +19,32 @@ import (
 // keyFile is where the identity key lives: <State>/../device.key (/data/kiln/device.key).
 func (a *Agent) keyFile() string { return filepath.Join(filepath.Dir(a.cfg.State), "device.key") }
 
-// loadIdentity returns the key in path, making and saving one when there is none. A key that
-// cannot be saved is still returned, with the error: the device then gets a new identity at
-// its next start.
+// loadIdentity returns the key in path, making and saving one when there is none or it is
+// unusable. It always returns a key; the error says what went wrong (a new identity, or one for
+// this run only), for the log.
 func loadIdentity(path string) (ed25519.PrivateKey, error) {
 	data, err := os.ReadFile(path)
-	if err == nil {
+	var why error
+	switch {
+	case err == nil:
 		key, perr := parseIdentity(data)
 		if perr == nil {
 			return key, nil
 		}
-		return nil, fmt.Errorf("device key %s: %w (delete it to make a new identity; the server then sees a new device)", path, perr)
+		why = fmt.Errorf("device key %s unusable (%w): made a new one, the server sees a new device", path, perr)
+	case !errors.Is(err, fs.ErrNotExist):
+		_, key, _ := ed25519.GenerateKey(rand.Reader)
+		return key, fmt.Errorf("read device key %s: %w: using a key for this run only", path, err)
 	}
-	if !errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("read device key %s: %w", path, err)
-	}
-	_, key, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		return nil, fmt.Errorf("make device key: %w", err)
-	}
+	_, key, _ := ed25519.GenerateKey(rand.Reader) // crypto/rand does not fail
 	der, err := x509.MarshalPKCS8PrivateKey(key)
+	if err == nil {
+		err = saveIdentity(path, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}))
+	}
 	if err != nil {
-		return nil, fmt.Errorf("make device key: %w", err)
+		return key, errors.Join(why, fmt.Errorf("save device key %s: %w: the device gets a new identity at its next start", path, err))
 	}
-	if err := saveIdentity(path, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})); err != nil {
-		return key, fmt.Errorf("save device key %s: %w (the device gets a new identity at its next start)", path, err)
-	}
-	return key, nil
+	return key, why
 }
 
 func parseIdentity(data []byte) (ed25519.PrivateKey, error) {
