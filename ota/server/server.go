@@ -50,8 +50,10 @@ type Config struct {
 	Advertise bool
 	// Name is the DNS-SD instance name (default "Kiln updates on <hostname>").
 	Name string
-	// Keys, when set, re-sign the repository's timestamp before it expires.
-	Keys *repo.Keys
+	// Keys re-sign the repository's timestamp before it expires; with OwnerKeys the server
+	// loads the owner's keys (repo.DefaultKeyDir) instead. SigningError says when neither works.
+	Keys      *repo.Keys
+	OwnerKeys bool
 	// PollInterval, when set, is the check interval the server asks devices to use.
 	PollInterval time.Duration
 	// MaxDevices bounds the device table (default 4096); the least recently seen go first.
@@ -75,6 +77,10 @@ type Server struct {
 	cancel   context.CancelFunc
 	done     chan error
 	serveErr error
+	keys     *repo.Keys
+
+	signMu  sync.Mutex
+	signErr error // why the timestamp is not re-signed (nil: it is)
 }
 
 // New checks the repository and returns a stopped server.
@@ -97,7 +103,9 @@ func New(cfg Config) (*Server, error) {
 	if cfg.MaxDevices <= 0 {
 		cfg.MaxDevices = 4096
 	}
-	return &Server{cfg: cfg, log: log, fs: fsys, devs: newDeviceTable(cfg.MaxDevices)}, nil
+	s := &Server{cfg: cfg, log: log, fs: fsys, devs: newDeviceTable(cfg.MaxDevices)}
+	s.keys, s.signErr = signingKeys(cfg, fsys.rootJSON())
+	return s, nil
 }
 
 // Handler returns the server's HTTP handler (for tests and embedding).
@@ -160,17 +168,22 @@ func (s *Server) Start(ctx context.Context) error {
 
 // refreshLoop re-signs the timestamp when it is half-way to expiry, if the keys are at hand.
 func (s *Server) refreshLoop(ctx context.Context) {
-	if s.cfg.Keys == nil {
+	if s.keys == nil {
+		s.log.Warn("update server: ", s.signErr)
 		return
 	}
 	t := time.NewTicker(time.Hour)
 	defer t.Stop()
 	for {
-		if ok, err := repo.Refresh(s.cfg.Repo, s.cfg.Keys, false, repo.Options{}); err != nil {
+		ok, err := repo.Refresh(s.cfg.Repo, s.keys, false, repo.Options{})
+		switch {
+		case err != nil:
+			err = fmt.Errorf("%w: %w", ErrNotResigning, err)
 			s.log.WithError(err).Warn("update server: refresh timestamp")
-		} else if ok {
+		case ok:
 			s.log.Info("update server: re-signed timestamp")
 		}
+		s.setSigningError(err)
 		select {
 		case <-ctx.Done():
 			return
