@@ -83,7 +83,7 @@ func signedMessage(path string, t time.Time, nonce string, body []byte) []byte {
 }
 
 // SignRequest returns the SignatureHeader value for a request to path (e.g. "/v1/report")
-// with body, made at t with a fresh random nonce.
+// with body, made at t, with nonce (NewNonce: at most 64 letters, digits, - or _).
 func SignRequest(key ed25519.PrivateKey, path string, body []byte, t time.Time, nonce string) string {
 	sig := ed25519.Sign(key, signedMessage(path, t, nonce, body))
 	return "t=" + strconv.FormatInt(t.Unix(), 10) + ",n=" + nonce + ",s=" + base64.StdEncoding.EncodeToString(sig)
@@ -109,8 +109,8 @@ func ParseSignature(h string) (Signature, error) {
 			}
 			s.Time, seen[0] = time.Unix(sec, 0), true
 		case "n":
-			if v == "" || len(v) > maxNonce || seen[1] || strings.ContainsAny(v, "\n\r") {
-				return Signature{}, fmt.Errorf("%w: nonce must be 1-%d characters", ErrBadSignature, maxNonce)
+			if !validNonce(v) || seen[1] {
+				return Signature{}, fmt.Errorf("%w: nonce must be 1-%d letters, digits, - or _", ErrBadSignature, maxNonce)
 			}
 			s.Nonce, seen[1] = v, true
 		case "s":
@@ -127,6 +127,18 @@ func ParseSignature(h string) (Signature, error) {
 		return Signature{}, fmt.Errorf("%w: t, n and s are required", ErrBadSignature)
 	}
 	return s, nil
+}
+
+func validNonce(n string) bool {
+	if n == "" || len(n) > maxNonce {
+		return false
+	}
+	for _, c := range n {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return true
 }
 
 // Verify checks the signature of a request to path with body against pub, and that it was

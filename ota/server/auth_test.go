@@ -258,3 +258,26 @@ func TestNewDeviceFloodKeepsRealDevices(t *testing.T) {
 		t.Errorf("real device 0 after the flood: %+v", r)
 	}
 }
+
+// TestUnsignedCheckNotRecorded: a device with an agent older than device keys still learns of
+// its update (so it can install an agent that signs) but cannot write to the device table.
+func TestUnsignedCheckNotRecorded(t *testing.T) {
+	s, h := newHandler(t, 0)
+	r := httptest.NewRequest(http.MethodPost, "/v1/check", strings.NewReader(`{"id":"tiny-0011223344556677","name":"tiny","version":"1.0.0","arch":"x86_64","board":"pc","channel":"stable"}`))
+	r.RemoteAddr = lan
+	w := serve(h, r)
+	var cr ota.CheckResponse
+	if w.Code != 200 || json.Unmarshal(w.Body.Bytes(), &cr) != nil || !cr.Update || cr.Target.Version != "1.1.0" {
+		t.Fatalf("unsigned check: %d %s", w.Code, w.Body)
+	}
+	if n := len(s.Devices()); n != 0 {
+		t.Fatalf("an unsigned check made %d rows", n)
+	}
+	// A key without a signature is not an old agent: refused.
+	d := newDevice("tiny", "1.0.0")
+	body, _ := json.Marshal(ota.CheckRequest{Device: d.dev})
+	r = httptest.NewRequest(http.MethodPost, "/v1/check", bytes.NewReader(body))
+	if w := serve(h, r); w.Code != http.StatusUnauthorized {
+		t.Fatalf("check with a key and no signature: %d %s", w.Code, w.Body)
+	}
+}

@@ -279,7 +279,9 @@ func fromOwner(r *http.Request) bool {
 
 // readSigned reads a JSON body of at most limit bytes into v, checks dev (part of v) and the
 // request's signature by dev's key, and answers the request itself when something is wrong.
-func (s *Server) readSigned(w http.ResponseWriter, r *http.Request, limit int64, v any, dev *ota.Device) (ota.Signature, bool) {
+// With unsigned, a request without key and signature (an agent older than device keys) passes
+// with a zero Signature.
+func (s *Server) readSigned(w http.ResponseWriter, r *http.Request, limit int64, v any, dev *ota.Device, unsigned bool) (ota.Signature, bool) {
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
 	if err != nil {
 		var tooBig *http.MaxBytesError
@@ -297,6 +299,9 @@ func (s *Server) readSigned(w http.ResponseWriter, r *http.Request, limit int64,
 	if msg := validDevice(dev); msg != "" {
 		httpError(w, http.StatusBadRequest, msg)
 		return ota.Signature{}, false
+	}
+	if unsigned && dev.Key == "" && r.Header.Get(ota.SignatureHeader) == "" {
+		return ota.Signature{}, true
 	}
 	pub, err := ota.ParseKey(dev.Key)
 	if err != nil {
@@ -372,7 +377,9 @@ func validDevice(d *ota.Device) string {
 
 func (s *Server) check(w http.ResponseWriter, r *http.Request) {
 	var req ota.CheckRequest
-	sig, ok := s.readSigned(w, r, maxCheckBody, &req, &req.Device)
+	// An unsigned check (an older agent) is answered, so that the device can update to an
+	// agent that signs, but does not enter the device table.
+	sig, ok := s.readSigned(w, r, maxCheckBody, &req, &req.Device, true)
 	if !ok {
 		return
 	}
@@ -403,12 +410,14 @@ func (s *Server) check(w http.ResponseWriter, r *http.Request) {
 	if resp.Target != nil {
 		offered = resp.Target.Version
 	}
-	if err := s.devs.seen(req.Device, sig, r.RemoteAddr, offered, sel.Message); err != nil {
-		tableError(w, err)
-		return
+	if sig.Nonce != "" {
+		if err := s.devs.seen(req.Device, sig, r.RemoteAddr, offered, sel.Message); err != nil {
+			tableError(w, err)
+			return
+		}
+		s.changed()
 	}
-	s.log.WithFields(logrus.Fields{"device": req.ID, "version": req.Version, "offer": offered}).Debug(sel.Message)
-	s.changed()
+	s.log.WithFields(logrus.Fields{"device": req.ID, "version": req.Version, "offer": offered, "signed": sig.Nonce != ""}).Debug(sel.Message)
 	writeJSON(w, http.StatusOK, resp)
 }
 
@@ -418,7 +427,7 @@ func info(t *ota.Target) *ota.TargetInfo {
 
 func (s *Server) report(w http.ResponseWriter, r *http.Request) {
 	var rep ota.Report
-	sig, ok := s.readSigned(w, r, maxReportBody, &rep, &rep.Device)
+	sig, ok := s.readSigned(w, r, maxReportBody, &rep, &rep.Device, false)
 	if !ok {
 		return
 	}
