@@ -97,7 +97,7 @@ func ParseSignature(h string) (Signature, error) {
 	var s Signature
 	var seen [3]bool
 	for _, part := range strings.Split(h, ",") {
-		k, v, ok := strings.Cut(strings.TrimSpace(part), "=")
+		k, v, ok := strings.Cut(part, "=")
 		if !ok {
 			return Signature{}, fmt.Errorf("%w: %q is not key=value", ErrBadSignature, part)
 		}
