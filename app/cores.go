@@ -179,6 +179,8 @@ type ServeCore interface {
 	Versions() ([]PublishedVersion, error)
 	Devices() []DeviceStatus
 	Publish(ctx context.Context, b *BuildResult) (*PublishedVersion, error)
+	// Warning is what the running server cannot do ("timestamp will not be re-signed: …"), or "".
+	Warning() string
 }
 
 // errNotReady is returned by an adapter whose core package is not available in this build.

@@ -398,12 +398,11 @@ func (s *realServe) Start(ctx context.Context, addr string) (string, error) {
 	if _, err := repo.Load(s.st.repoDir()); err != nil {
 		return "", fmt.Errorf("no update repository in %s yet: %w", s.st.repoDir(), errNothingPublished)
 	}
-	keys, _ := repo.OwnerKeys()
 	// Announce on the LAN unless the server only listens on this machine.
 	host, _, _ := net.SplitHostPort(addr)
 	ip := net.ParseIP(host)
 	advertise := host != "localhost" && (ip == nil || !ip.IsLoopback())
-	srv, err := server.New(server.Config{Repo: s.st.repoDir(), Addr: addr, Advertise: advertise, Keys: keys, Log: s.st.log})
+	srv, err := server.New(server.Config{Repo: s.st.repoDir(), Addr: addr, Advertise: advertise, OwnerKeys: true, Log: s.st.log})
 	if err != nil {
 		return "", err
 	}
@@ -428,6 +427,18 @@ func (s *realServe) Stop() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	return srv.Stop(ctx)
+}
+
+func (s *realServe) Warning() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.srv == nil || !s.srv.Running() {
+		return ""
+	}
+	if err := s.srv.SigningError(); err != nil {
+		return err.Error()
+	}
+	return ""
 }
 
 func (s *realServe) Running() bool {

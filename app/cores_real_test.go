@@ -2,6 +2,7 @@ package app
 
 import (
 	"bytes"
+	"crypto/ed25519"
 	"crypto/sha256"
 	"fmt"
 	"image"
@@ -26,6 +27,8 @@ import (
 	"github.com/kilnproject/kiln/internal/testimage"
 
 	"github.com/kilnproject/kiln/internal/units"
+	"github.com/kilnproject/kiln/ota"
+	"github.com/kilnproject/kiln/ota/client"
 
 	"github.com/kilnproject/kiln/internal/testenv"
 )
@@ -212,6 +215,10 @@ func TestServeRealServer(t *testing.T) {
 	test.Tap(s.toggle)
 	settle(t, a)
 	url, ok := strings.CutPrefix(s.status.Text, "Serving at ")
+	if strings.Contains(url, "\n") {
+		t.Errorf("status has a warning: %q", s.status.Text)
+		url, _, _ = strings.Cut(url, "\n")
+	}
 	if !ok {
 		t.Fatalf("status %q\n%s", s.status.Text, texts(a))
 	}
@@ -220,12 +227,12 @@ func TestServeRealServer(t *testing.T) {
 		t.Fatalf("GET /v1/info: %v %v", resp, err)
 	}
 	resp.Body.Close()
-	resp, err = http.Post(url+"/v1/report", "application/json", strings.NewReader(
-		`{"id":"dev-1","name":"garden-shed","version":"1.0.0","state":"downloading","target":"1.1.0"}`))
-	if err != nil || resp.StatusCode != http.StatusNoContent {
-		t.Fatalf("POST /v1/report: %v %v", resp, err)
+	pub, key, _ := ed25519.GenerateKey(nil)
+	dev := ota.Device{ID: ota.DeviceID("garden-shed", pub), Key: ota.KeyString(pub), Name: "garden-shed", Version: "1.0.0"}
+	c := &client.Client{BaseURL: url, Key: key}
+	if err := c.Report(t.Context(), ota.Report{Device: dev, State: ota.StateDownloading, Target: "1.1.0"}); err != nil {
+		t.Fatalf("signed report: %v", err)
 	}
-	resp.Body.Close()
 	s.refresh()
 	if len(s.devices) != 1 || s.devices[0].Hostname != "garden-shed" || s.devices[0].State != "downloading" {
 		t.Errorf("devices %+v", s.devices)

@@ -296,6 +296,8 @@ type FakeServe struct {
 	versions []PublishedVersion
 	Starts   int
 	Stops    int
+	// Warn is what Warning returns while running.
+	Warn string
 }
 
 func (s *FakeServe) Start(ctx context.Context, addr string) (string, error) {
@@ -307,6 +309,15 @@ func (s *FakeServe) Start(ctx context.Context, addr string) (string, error) {
 	s.running, s.addr = true, addr
 	s.Starts++
 	return "http://" + addr + "/", nil
+}
+
+func (s *FakeServe) Warning() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.running {
+		return ""
+	}
+	return s.Warn
 }
 
 func (s *FakeServe) Stop() error {

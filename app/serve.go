@@ -35,6 +35,7 @@ type serveScreen struct {
 	noDevices     *fyne.Container
 	busy          bool
 	stopPoll      chan struct{}
+	url           string // where the server runs
 }
 
 var (
@@ -185,6 +186,18 @@ func (s *serveScreen) onAddrSubmitted() {
 	}
 }
 
+// showStatus shows where the server runs and what it cannot do.
+func (s *serveScreen) showStatus() {
+	if !s.a.cores.Serve.Running() {
+		return
+	}
+	text := "Serving at " + s.url
+	if w := s.a.cores.Serve.Warning(); w != "" {
+		text += "\nWarning: " + w + ". Devices stop updating 7 days after the last signing."
+	}
+	s.status.SetText(text)
+}
+
 // startServer starts the server in the background.
 func (s *serveScreen) startServer() {
 	addr := s.addr.Text
@@ -204,7 +217,8 @@ func (s *serveScreen) startServer() {
 					"Choose another port in \"Listen on\" (one not used by another program), or check the address.")
 				return
 			}
-			s.status.SetText("Serving at " + url)
+			s.url = url
+			s.showStatus()
 			s.pollDevices()
 			s.refresh()
 		})
@@ -246,7 +260,7 @@ func (s *serveScreen) pollDevices() {
 				return
 			case <-t.C:
 				devs := s.a.cores.Serve.Devices()
-				onUI(func() { s.devices = devs; s.showTables() })
+				onUI(func() { s.devices = devs; s.showTables(); s.showStatus() })
 			}
 		}
 	})

@@ -3,12 +3,11 @@ package cli
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"io"
 	"net"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -18,6 +17,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/kilnproject/kiln/ota"
+	"github.com/kilnproject/kiln/ota/client"
 )
 
 func otaEnv(t *testing.T) (*Env, *bytes.Buffer, *bytes.Buffer) {
@@ -96,20 +96,19 @@ func TestPublishAndServe(t *testing.T) {
 	done := make(chan int)
 	stdout.Reset()
 	go func() { done <- run(ctx, env, []string{"serve", "--repo", repoDir, "--addr", addr, "--no-mdns"}) }()
-	var body []byte
+	// A device's signed check.
+	pub, key, _ := ed25519.GenerateKey(nil)
+	c := &client.Client{BaseURL: "http://" + addr, Key: key}
+	dev := ota.Device{ID: ota.DeviceID("kiln-tiny", pub), Key: ota.KeyString(pub), Name: "kiln-tiny", Version: "0.9.0", Channel: "stable"}
+	var cr *ota.CheckResponse
 	for i := 0; i < 100; i++ {
-		resp, err := http.Post("http://"+addr+"/v1/check", "application/json",
-			strings.NewReader(`{"id":"d1","name":"kiln-tiny","version":"0.9.0","channel":"stable"}`))
-		if err == nil {
-			body, _ = io.ReadAll(resp.Body)
-			resp.Body.Close()
+		if cr, err = c.Check(ctx, dev); err == nil || !strings.Contains(err.Error(), "connection refused") {
 			break
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	var cr ota.CheckResponse
-	if err := json.Unmarshal(body, &cr); err != nil || !cr.Update || cr.Target.Version != "1.1.0" {
-		t.Fatalf("check through kiln serve: %s (%v)", body, err)
+	if err != nil || !cr.Update || cr.Target.Version != "1.1.0" {
+		t.Fatalf("check through kiln serve: %+v (%v)", cr, err)
 	}
 	cancel()
 	select {

@@ -3,8 +3,6 @@ package cli
 import (
 	"context"
 	"fmt"
-	"os"
-	"path/filepath"
 	"time"
 
 	"github.com/sirupsen/logrus"
@@ -32,16 +30,7 @@ func runServe(ctx context.Context, env *Env, args []string) error {
 	if !common.Verbose && env.Log.GetLevel() < logrus.InfoLevel {
 		env.Log.SetLevel(logrus.InfoLevel) // show device reports
 	}
-	// With the owner's keys at hand the server keeps the timestamp fresh; it never makes keys.
-	var keys *repo.Keys
-	if keyDir, err := repo.DefaultKeyDir(); err == nil {
-		if _, err := os.Stat(filepath.Join(keyDir, "root.json")); err == nil {
-			if keys, err = repo.LoadOrCreateKeys(keyDir); err != nil {
-				env.Log.WithError(err).Warn("signing keys unusable: the timestamp will not be re-signed")
-			}
-		}
-	}
-	srv, err := server.New(server.Config{Repo: *dir, Addr: *addr, Advertise: !*noMDNS, Name: *name, Keys: keys, Log: env.Log})
+	srv, err := server.New(server.Config{Repo: *dir, Addr: *addr, Advertise: !*noMDNS, Name: *name, OwnerKeys: true, Log: env.Log})
 	if err != nil {
 		return err
 	}
@@ -53,8 +42,13 @@ func runServe(ctx context.Context, env *Env, args []string) error {
 	if r != nil {
 		fp, _ = repo.Fingerprint(r.RootJSON)
 	}
+	// The server logs a SigningError as a warning; JSON callers get it in the event too.
 	if common.JSON {
-		env.printJSON(map[string]string{"event": "listening", "url": srv.URL(), "repo": *dir, "fingerprint": fp})
+		ev := map[string]string{"event": "listening", "url": srv.URL(), "repo": *dir, "fingerprint": fp}
+		if err := srv.SigningError(); err != nil {
+			ev["warning"] = err.Error()
+		}
+		env.printJSON(ev)
 	} else {
 		fmt.Fprintf(env.Stdout, "serving %s at %s (root key %s); Ctrl-C stops\n", *dir, srv.URL(), fp)
 	}

@@ -63,7 +63,10 @@ type Target struct {
 
 // Device describes a device for target selection (what it sends to /v1/check).
 type Device struct {
+	// ID is DeviceID(Name, the device's public key); Key is that key (KeyString). The request's
+	// SignatureHeader proves the sender holds the private key.
 	ID      string `json:"id"`
+	Key     string `json:"key,omitempty"`
 	Name    string `json:"name"`
 	Version string `json:"version"`
 	Arch    string `json:"arch,omitempty"`

@@ -6,6 +6,7 @@ package agent
 
 import (
 	"context"
+	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
@@ -101,6 +102,7 @@ type Agent struct {
 	root   []byte
 	fp     string
 	id     string
+	key    ed25519.PrivateKey // the device's identity (identity.go)
 	log    *logrus.Logger
 	server string // base URL in use
 	// interval is the server's requested check interval (0: the configured one).
@@ -144,27 +146,15 @@ func New(cfg Config) (*Agent, error) {
 			return nil, err
 		}
 	}
-	a.id = a.deviceID()
+	if a.key, err = loadIdentity(a.keyFile()); err != nil {
+		a.log.WithError(err).Warn("device identity")
+	}
+	a.id = ota.DeviceID(a.rel.Name, a.key.Public().(ed25519.PublicKey))
 	return a, nil
 }
 
 func (a *Agent) linuxDir() string { return filepath.Join(a.cfg.ESP, "EFI", "Linux") }
 func (a *Agent) base() string     { return a.rel.Name + "-" + a.rel.Version }
-
-// deviceID returns the device's persistent random ID (State/../device-id), made on first use.
-func (a *Agent) deviceID() string {
-	p := filepath.Join(filepath.Dir(a.cfg.State), "device-id")
-	if b, err := os.ReadFile(p); err == nil && len(strings.TrimSpace(string(b))) > 0 {
-		return strings.TrimSpace(string(b))
-	}
-	var raw [8]byte
-	rand.Read(raw[:])
-	id := a.rel.Name + "-" + hex.EncodeToString(raw[:])
-	if err := os.MkdirAll(filepath.Dir(p), 0o755); err == nil {
-		_ = os.WriteFile(p, []byte(id+"\n"), 0o644)
-	}
-	return id
-}
 
 func (a *Agent) device() ota.Device {
 	var skip []string
@@ -174,7 +164,7 @@ func (a *Agent) device() ota.Device {
 	if len(skip) > 64 {
 		skip = skip[len(skip)-64:]
 	}
-	return ota.Device{ID: a.id, Name: a.rel.Name, Version: a.rel.Version, Arch: a.rel.Arch,
+	return ota.Device{ID: a.id, Key: ota.KeyString(a.key.Public().(ed25519.PublicKey)), Name: a.rel.Name, Version: a.rel.Version, Arch: a.rel.Arch,
 		Board: a.rel.Board, Channel: a.rel.Channel, SHA256: a.curSHA, Skip: skip}
 }
 
@@ -456,7 +446,7 @@ func (a *Agent) client(ctx context.Context) (*client.Client, error) {
 	if a.cfg.HTTP != nil {
 		*c = *a.cfg.HTTP
 	}
-	c.BaseURL = a.server
+	c.BaseURL, c.Key = a.server, a.key
 	return c, nil
 }
 

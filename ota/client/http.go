@@ -3,6 +3,7 @@ package client
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -35,6 +36,10 @@ type Client struct {
 	// resumes, a stalled attempt counting against Retries.
 	Stall   time.Duration
 	MinRate int64
+	// Key, when set, signs checks and reports (the device's identity key).
+	Key ed25519.PrivateKey
+	// skew is the server's clock minus ours, learnt when the server refused a timestamp.
+	skew time.Duration
 }
 
 // NewHTTPClient returns an http.Client with timeouts suited to a LAN update server.
@@ -116,12 +121,12 @@ func (c *Client) post(ctx context.Context, path string, in, out any) error {
 	if err != nil {
 		return err
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.url(path), bytes.NewReader(body))
-	if err != nil {
-		return err
+	resp, err := c.send(ctx, path, body)
+	if err == nil && resp.StatusCode == http.StatusUnauthorized && c.learnSkew(resp) {
+		// The device's clock is off (no RTC, no NTP yet): sign again in the server's time.
+		resp.Body.Close()
+		resp, err = c.send(ctx, path, body)
 	}
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := c.http().Do(req)
 	if err != nil {
 		return fmt.Errorf("post %s: %w", path, err)
 	}
@@ -137,6 +142,34 @@ func (c *Client) post(ctx context.Context, path string, in, out any) error {
 		return fmt.Errorf("post %s: decode answer: %w", path, err)
 	}
 	return nil
+}
+
+// send posts body to path, signed with c.Key when set.
+func (c *Client) send(ctx context.Context, path string, body []byte) (*http.Response, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.url(path), bytes.NewReader(body))
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	if c.Key != nil {
+		req.Header.Set(ota.SignatureHeader, ota.SignRequest(c.Key, path, body, time.Now().Add(c.skew), ota.NewNonce()))
+	}
+	return c.http().Do(req)
+}
+
+// learnSkew takes the server's clock from a refusal's Date header; it reports whether that
+// differs from the time the request was signed in by enough to explain the refusal.
+func (c *Client) learnSkew(resp *http.Response) bool {
+	date, err := http.ParseTime(resp.Header.Get("Date"))
+	if err != nil || c.Key == nil {
+		return false
+	}
+	skew := time.Until(date)
+	if d := skew - c.skew; d > -ota.SignatureWindow/2 && d < ota.SignatureWindow/2 {
+		return false
+	}
+	c.skew = skew
+	return true
 }
 
 // Check asks the server which update device d should install.

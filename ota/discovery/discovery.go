@@ -24,6 +24,9 @@ import (
 // ErrLoopback: a server bound to a loopback address is not advertised (no one else could reach it).
 var ErrLoopback = errors.New("not advertised: the server listens on loopback only")
 
+// maxFingerprint bounds the "fp" TXT value read (a few 16-digit key IDs).
+const maxFingerprint = 1024
+
 // ErrNotFound: no matching server answered in time.
 var ErrNotFound = errors.New("no update server found on the LAN")
 
@@ -132,11 +135,9 @@ func Browse(ctx context.Context, fingerprint string, timeout time.Duration) (*Fo
 				stop()
 				return
 			}
-			if e.Text["v"] != ota.ProtocolVersion || !sameRoot(fingerprint, e.Text["fp"]) || len(e.IPs) == 0 {
-				return
+			if got = match(e, fingerprint); got != nil {
+				stop()
 			}
-			got = found(e)
-			stop()
 		}
 		err := dnssd.LookupType(sub, ota.ServiceType+".local.", add, func(dnssd.BrowseEntry) {})
 		stop()
@@ -159,25 +160,58 @@ func Browse(ctx context.Context, fingerprint string, timeout time.Duration) (*Fo
 	}
 }
 
-func found(e dnssd.BrowseEntry) *Found {
-	ip := e.IPs[0]
-	for _, c := range e.IPs { // prefer IPv4: no zone needed
-		if c.To4() != nil {
+// match reads a browse entry (what a LAN host says about itself, untrusted): the server it
+// names if its TXT record has this protocol version and a root fingerprint sharing a key with
+// fingerprint, and it has an address and a port; else nil.
+func match(e dnssd.BrowseEntry, fingerprint string) *Found {
+	if e.Text["v"] != ota.ProtocolVersion || !sameRoot(fingerprint, e.Text["fp"]) || e.Port <= 0 || e.Port > 65535 {
+		return nil
+	}
+	var ip net.IP
+	for _, c := range e.IPs {
+		if len(c) != net.IPv4len && len(c) != net.IPv6len {
+			continue
+		}
+		if c.To4() != nil { // prefer IPv4: no zone needed
 			ip = c
 			break
 		}
+		if ip == nil {
+			ip = c
+		}
+	}
+	if ip == nil {
+		return nil
 	}
 	host := ip.String()
-	if ip.To4() == nil && ip.IsLinkLocalUnicast() && e.IfaceName != "" {
+	if ip.To4() == nil && ip.IsLinkLocalUnicast() && validZone(e.IfaceName) {
 		host += "%" + e.IfaceName
 	}
 	u := url.URL{Scheme: "http", Host: net.JoinHostPort(host, strconv.Itoa(e.Port))}
 	return &Found{Name: e.Name, URL: u.String(), Protocol: e.Text["v"], Fingerprint: e.Text["fp"]}
 }
 
+// validZone reports whether name can be an IPv6 zone (an interface name) in a URL.
+func validZone(name string) bool {
+	if name == "" || len(name) > 15 { // IFNAMSIZ-1
+		return false
+	}
+	for _, c := range name {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.') {
+			return false
+		}
+	}
+	return true
+}
+
+// sameRoot reports whether fingerprints want and got (comma-separated key IDs) share a key;
+// an empty want matches any.
 func sameRoot(want, got string) bool {
 	if want == "" {
 		return true
+	}
+	if len(got) > maxFingerprint {
+		return false
 	}
 	for _, w := range strings.Split(want, ",") {
 		for _, g := range strings.Split(got, ",") {

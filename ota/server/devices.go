@@ -1,6 +1,8 @@
 package server
 
 import (
+	"errors"
+	"net"
 	"sort"
 	"sync"
 	"time"
@@ -8,67 +10,218 @@ import (
 	"github.com/kilnproject/kiln/ota"
 )
 
+// Limits of the device table.
+const (
+	// newIDBurst new device IDs may come from one address at once, then one per newIDEvery.
+	newIDBurst = 16
+	newIDEvery = 10 * time.Second
+	// maxAddrs bounds how many addresses' new-ID budgets are remembered.
+	maxAddrs = 4096
+	// maxNonces is how many requests one device may make within ota.SignatureWindow.
+	maxNonces = 64
+	// staleAfter: an established device unseen this long may make room for a new one.
+	staleAfter = 24 * time.Hour
+)
+
+// Why the table refuses a request; the handlers map them to status codes.
+var (
+	errKeyMismatch = errors.New("this device ID belongs to another key")
+	errReplay      = errors.New("request already seen (replayed)")
+	errBusy        = errors.New("too many requests from this device; slow down")
+	errRateLimited = errors.New("too many new devices from this address; try again later")
+	errTableFull   = errors.New("device table full of active devices; raise MaxDevices")
+)
+
+// row is a device and what authenticates it: the key pinned on first contact and the nonces of
+// its recent requests.
+type row struct {
+	ota.DeviceStatus
+	key      string
+	contacts int
+	reported bool
+	nonces   map[string]time.Time // nonce -> signature time
+}
+
+// established rows (a report, or more than one contact) are never evicted for newcomers unless
+// they have not been seen for staleAfter.
+func (r *row) established() bool { return r.reported || r.contacts > 1 }
+
+// bucket is a token bucket of new IDs for one address.
+type bucket struct {
+	tokens float64
+	at     time.Time
+}
+
 // deviceTable is the bounded, concurrency-safe table of devices that talked to the server.
 type deviceTable struct {
-	mu  sync.Mutex
-	max int
-	m   map[string]*ota.DeviceStatus
-	now func() time.Time
+	mu      sync.Mutex
+	max     int
+	m       map[string]*row
+	buckets map[string]*bucket
+	now     func() time.Time
 }
 
 func newDeviceTable(max int) *deviceTable {
-	return &deviceTable{max: max, m: map[string]*ota.DeviceStatus{}, now: time.Now}
+	return &deviceTable{max: max, m: map[string]*row{}, buckets: map[string]*bucket{}, now: time.Now}
 }
 
-// row returns the row for d, creating it (and evicting the stalest row if full).
-func (t *deviceTable) row(d ota.Device, addr string) *ota.DeviceStatus {
-	row := t.m[d.ID]
-	if row == nil {
+// admit returns the row of an authenticated request from d (signature sig, already verified
+// against d.Key), creating it if the address's budget and the table allow. Called with t.mu held.
+func (t *deviceTable) admit(d ota.Device, sig ota.Signature, addr string) (*row, error) {
+	now := t.now()
+	r := t.m[d.ID]
+	if r != nil {
+		if r.key != d.Key {
+			return nil, errKeyMismatch
+		}
+		for n, at := range r.nonces {
+			if now.Sub(at) > ota.SignatureWindow {
+				delete(r.nonces, n)
+			}
+		}
+		if _, ok := r.nonces[sig.Nonce]; ok {
+			return nil, errReplay
+		}
+		if len(r.nonces) >= maxNonces {
+			return nil, errBusy
+		}
+	} else {
+		if !t.allowNew(addr, now) {
+			return nil, errRateLimited
+		}
 		if len(t.m) >= t.max {
-			var oldest *ota.DeviceStatus
-			for _, r := range t.m {
-				if oldest == nil || r.LastSeen.Before(oldest.LastSeen) {
-					oldest = r
+			victim := t.victim(now)
+			if victim == nil {
+				return nil, errTableFull
+			}
+			delete(t.m, victim.ID)
+		}
+		r = &row{DeviceStatus: ota.DeviceStatus{ID: d.ID}, key: d.Key, nonces: map[string]time.Time{}}
+		t.m[d.ID] = r
+	}
+	r.nonces[sig.Nonce] = sig.Time
+	r.contacts++
+	r.Name, r.Version, r.Board, r.Channel, r.Addr = d.Name, d.Version, d.Board, d.Channel, addr
+	r.LastSeen = now.UTC()
+	return r, nil
+}
+
+// victim is the row a newcomer may replace: the least recently seen row that is not
+// established, else the least recently seen established one unseen for staleAfter, else none.
+func (t *deviceTable) victim(now time.Time) *row {
+	var fresh, stale *row
+	for _, r := range t.m {
+		switch {
+		case !r.established():
+			if fresh == nil || r.LastSeen.Before(fresh.LastSeen) {
+				fresh = r
+			}
+		case now.Sub(r.LastSeen) > staleAfter:
+			if stale == nil || r.LastSeen.Before(stale.LastSeen) {
+				stale = r
+			}
+		}
+	}
+	if fresh != nil {
+		return fresh
+	}
+	return stale
+}
+
+// allowNew takes a token from the new-ID bucket of addr's host (its /64 for IPv6).
+func (t *deviceTable) allowNew(addr string, now time.Time) bool {
+	src := sourceKey(addr)
+	b := t.buckets[src]
+	if b == nil {
+		if len(t.buckets) >= maxAddrs {
+			// A full bucket is the same as none: forget those to make room.
+			for k, o := range t.buckets {
+				if o.refill(now) >= newIDBurst {
+					delete(t.buckets, k)
 				}
 			}
-			delete(t.m, oldest.ID)
+			if len(t.buckets) >= maxAddrs {
+				return false
+			}
 		}
-		row = &ota.DeviceStatus{ID: d.ID}
-		t.m[d.ID] = row
+		b = &bucket{tokens: newIDBurst, at: now}
+		t.buckets[src] = b
 	}
-	row.Name, row.Version, row.Board, row.Channel, row.Addr = d.Name, d.Version, d.Board, d.Channel, addr
-	row.LastSeen = t.now().UTC()
-	return row
+	if b.refill(now) < 1 {
+		return false
+	}
+	b.tokens--
+	return true
+}
+
+func (b *bucket) refill(now time.Time) float64 {
+	if d := now.Sub(b.at); d > 0 {
+		b.tokens = min(newIDBurst, b.tokens+float64(d)/float64(newIDEvery))
+		b.at = now
+	}
+	return b.tokens
+}
+
+// sourceKey is what new-ID budgets are kept per: the host of a "host:port" address, the /64
+// network for IPv6 (one host may hold a whole /64).
+func sourceKey(addr string) string {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		host = addr
+	}
+	ip := net.ParseIP(host)
+	if ip == nil {
+		return host
+	}
+	if ip.To4() == nil {
+		return ip.Mask(net.CIDRMask(64, 128)).String() + "/64"
+	}
+	return ip.String()
 }
 
 // seen records a check: the device's version and what it was offered. Its state stays what
 // it last reported.
-func (t *deviceTable) seen(d ota.Device, addr, offered, msg string) {
+func (t *deviceTable) seen(d ota.Device, sig ota.Signature, addr, offered, msg string) error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	row := t.row(d, addr)
-	row.Offered = offered
-	if row.State == "" {
-		row.State = "up-to-date"
-		if offered != "" {
-			row.State = "update-available"
-		}
-		row.Message = msg
+	r, err := t.admit(d, sig, addr)
+	if err != nil {
+		return err
 	}
+	r.Offered = offered
+	if !r.reported {
+		r.State = "up-to-date"
+		if offered != "" {
+			r.State = "update-available"
+		}
+		r.Message = msg
+	}
+	return nil
 }
 
-func (t *deviceTable) report(r ota.Report, addr string) {
+func (t *deviceTable) report(rep ota.Report, sig ota.Signature, addr string) error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	row := t.row(r.Device, addr)
-	row.State, row.Target, row.Message = r.State, r.Target, r.Message
+	r, err := t.admit(rep.Device, sig, addr)
+	if err != nil {
+		return err
+	}
+	r.reported = true
+	r.State, r.Target, r.Message = rep.State, rep.Target, rep.Message
+	return nil
+}
+
+func (t *deviceTable) len() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return len(t.m)
 }
 
 func (t *deviceTable) list() []ota.DeviceStatus {
 	t.mu.Lock()
 	out := make([]ota.DeviceStatus, 0, len(t.m))
 	for _, r := range t.m {
-		out = append(out, *r)
+		out = append(out, r.DeviceStatus)
 	}
 	t.mu.Unlock()
 	sort.Slice(out, func(i, j int) bool {

@@ -8,10 +8,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -48,8 +50,10 @@ type Config struct {
 	Advertise bool
 	// Name is the DNS-SD instance name (default "Kiln updates on <hostname>").
 	Name string
-	// Keys, when set, re-sign the repository's timestamp before it expires.
-	Keys *repo.Keys
+	// Keys re-sign the repository's timestamp before it expires; with OwnerKeys the server
+	// loads the owner's keys (repo.DefaultKeyDir) instead. SigningError says when neither works.
+	Keys      *repo.Keys
+	OwnerKeys bool
 	// PollInterval, when set, is the check interval the server asks devices to use.
 	PollInterval time.Duration
 	// MaxDevices bounds the device table (default 4096); the least recently seen go first.
@@ -73,6 +77,10 @@ type Server struct {
 	cancel   context.CancelFunc
 	done     chan error
 	serveErr error
+	keys     *repo.Keys
+
+	signMu  sync.Mutex
+	signErr error // why the timestamp is not re-signed (nil: it is)
 }
 
 // New checks the repository and returns a stopped server.
@@ -95,7 +103,9 @@ func New(cfg Config) (*Server, error) {
 	if cfg.MaxDevices <= 0 {
 		cfg.MaxDevices = 4096
 	}
-	return &Server{cfg: cfg, log: log, fs: fsys, devs: newDeviceTable(cfg.MaxDevices)}, nil
+	s := &Server{cfg: cfg, log: log, fs: fsys, devs: newDeviceTable(cfg.MaxDevices)}
+	s.keys, s.signErr = signingKeys(cfg, fsys.rootJSON())
+	return s, nil
 }
 
 // Handler returns the server's HTTP handler (for tests and embedding).
@@ -158,17 +168,22 @@ func (s *Server) Start(ctx context.Context) error {
 
 // refreshLoop re-signs the timestamp when it is half-way to expiry, if the keys are at hand.
 func (s *Server) refreshLoop(ctx context.Context) {
-	if s.cfg.Keys == nil {
+	if s.keys == nil {
+		s.log.Warn("update server: ", s.signErr)
 		return
 	}
 	t := time.NewTicker(time.Hour)
 	defer t.Stop()
 	for {
-		if ok, err := repo.Refresh(s.cfg.Repo, s.cfg.Keys, false, repo.Options{}); err != nil {
+		ok, err := repo.Refresh(s.cfg.Repo, s.keys, false, repo.Options{})
+		switch {
+		case err != nil:
+			err = fmt.Errorf("%w: %w", ErrNotResigning, err)
 			s.log.WithError(err).Warn("update server: refresh timestamp")
-		} else if ok {
+		case ok:
 			s.log.Info("update server: re-signed timestamp")
 		}
+		s.setSigningError(err)
 		select {
 		case <-ctx.Done():
 			return
@@ -245,52 +260,127 @@ func httpError(w http.ResponseWriter, code int, msg string) {
 	writeJSON(w, code, map[string]string{"error": msg})
 }
 
+// info names the service, its protocol and root key; the host name only to the owner.
 func (s *Server) info(w http.ResponseWriter, r *http.Request) {
 	fp, _ := repo.Fingerprint(s.fs.rootJSON())
-	host, _ := os.Hostname()
-	writeJSON(w, http.StatusOK, map[string]string{"service": "kiln-ota", "protocol": ota.ProtocolVersion, "fingerprint": fp, "host": host})
+	out := map[string]string{"service": "kiln-ota", "protocol": ota.ProtocolVersion, "fingerprint": fp}
+	if fromOwner(r) {
+		out["host"], _ = os.Hostname()
+	}
+	writeJSON(w, http.StatusOK, out)
 }
 
-// decode reads a JSON body of at most limit bytes.
-func decode(w http.ResponseWriter, r *http.Request, limit int64, v any) bool {
-	r.Body = http.MaxBytesReader(w, r.Body, limit)
-	if err := json.NewDecoder(r.Body).Decode(v); err != nil {
+// fromOwner reports whether r comes from this machine (loopback): the owner's app and CLI.
+func fromOwner(r *http.Request) bool {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	ip := net.ParseIP(host)
+	return err == nil && ip != nil && ip.IsLoopback()
+}
+
+// readSigned reads a JSON body of at most limit bytes into v, checks dev (part of v) and the
+// request's signature by dev's key, and answers the request itself when something is wrong.
+// With unsigned, a request without key and signature (an agent older than device keys) passes
+// with a zero Signature.
+func (s *Server) readSigned(w http.ResponseWriter, r *http.Request, limit int64, v any, dev *ota.Device, unsigned bool) (ota.Signature, bool) {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
+	if err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
 			httpError(w, http.StatusRequestEntityTooLarge, "body larger than "+strconv.FormatInt(limit, 10)+" bytes")
 		} else {
-			httpError(w, http.StatusBadRequest, "bad JSON: "+err.Error())
+			httpError(w, http.StatusBadRequest, "read body: "+err.Error())
 		}
-		return false
+		return ota.Signature{}, false
 	}
-	return true
+	if err := json.Unmarshal(body, v); err != nil {
+		httpError(w, http.StatusBadRequest, "bad JSON: "+err.Error())
+		return ota.Signature{}, false
+	}
+	if msg := validDevice(dev); msg != "" {
+		httpError(w, http.StatusBadRequest, msg)
+		return ota.Signature{}, false
+	}
+	if unsigned && dev.Key == "" && r.Header.Get(ota.SignatureHeader) == "" {
+		return ota.Signature{}, true
+	}
+	pub, err := ota.ParseKey(dev.Key)
+	if err != nil {
+		httpError(w, http.StatusUnauthorized, err.Error()+" (update the device's kiln-agent)")
+		return ota.Signature{}, false
+	}
+	if dev.ID != ota.DeviceID(dev.Name, pub) {
+		httpError(w, http.StatusForbidden, "device id "+strconv.Quote(dev.ID)+" does not belong to the key it sent")
+		return ota.Signature{}, false
+	}
+	sig, err := ota.ParseSignature(r.Header.Get(ota.SignatureHeader))
+	if err == nil {
+		err = sig.Verify(pub, r.URL.Path, body, time.Now())
+	}
+	if err != nil {
+		httpError(w, http.StatusUnauthorized, err.Error())
+		return ota.Signature{}, false
+	}
+	return sig, true
 }
 
+// tableError answers a request the device table refused.
+func tableError(w http.ResponseWriter, err error) {
+	code := http.StatusInternalServerError
+	switch {
+	case errors.Is(err, errKeyMismatch):
+		code = http.StatusForbidden
+	case errors.Is(err, errReplay):
+		code = http.StatusConflict
+	case errors.Is(err, errBusy), errors.Is(err, errRateLimited):
+		code = http.StatusTooManyRequests
+		w.Header().Set("Retry-After", strconv.Itoa(int(newIDEvery/time.Second)))
+	case errors.Is(err, errTableFull):
+		code = http.StatusServiceUnavailable
+	}
+	httpError(w, code, err.Error())
+}
+
+// Field limits of checks and reports.
+const (
+	maxField   = 128 // id, name, arch, board, channel, sha256
+	maxVersion = 64  // version, target and each skipped version
+	maxSkip    = 64
+	maxMessage = 1024
+)
+
+// validDevice returns what is wrong with d, or "".
 func validDevice(d *ota.Device) string {
-	if d.ID == "" || len(d.ID) > 128 {
-		return "id must be 1-128 characters"
+	if d.ID == "" || len(d.ID) > maxField {
+		return fmt.Sprintf("id must be 1-%d characters", maxField)
+	}
+	if len(d.Version) > maxVersion {
+		return fmt.Sprintf("version is %d characters; at most %d are allowed", len(d.Version), maxVersion)
 	}
 	if _, err := ota.CompareVersions(d.Version, d.Version); err != nil {
 		return err.Error()
 	}
-	for _, f := range []*string{&d.Name, &d.Arch, &d.Board, &d.Channel, &d.SHA256} {
-		if len(*f) > 128 {
-			return "fields are limited to 128 characters"
+	for _, f := range []string{d.Name, d.Arch, d.Board, d.Channel, d.SHA256, d.Key} {
+		if len(f) > maxField {
+			return fmt.Sprintf("fields are limited to %d characters", maxField)
 		}
 	}
-	if len(d.Skip) > 64 {
-		return "skip lists at most 64 versions"
+	if len(d.Skip) > maxSkip {
+		return fmt.Sprintf("skip lists at most %d versions", maxSkip)
+	}
+	for _, v := range d.Skip {
+		if len(v) > maxVersion {
+			return fmt.Sprintf("skipped versions are limited to %d characters", maxVersion)
+		}
 	}
 	return ""
 }
 
 func (s *Server) check(w http.ResponseWriter, r *http.Request) {
 	var req ota.CheckRequest
-	if !decode(w, r, maxCheckBody, &req) {
-		return
-	}
-	if msg := validDevice(&req.Device); msg != "" {
-		httpError(w, http.StatusBadRequest, msg)
+	// An unsigned check (an older agent) is answered, so that the device can update to an
+	// agent that signs, but does not enter the device table.
+	sig, ok := s.readSigned(w, r, maxCheckBody, &req, &req.Device, true)
+	if !ok {
 		return
 	}
 	targets, err := s.fs.targets()
@@ -320,9 +410,14 @@ func (s *Server) check(w http.ResponseWriter, r *http.Request) {
 	if resp.Target != nil {
 		offered = resp.Target.Version
 	}
-	s.devs.seen(req.Device, r.RemoteAddr, offered, sel.Message)
-	s.log.WithFields(logrus.Fields{"device": req.ID, "version": req.Version, "offer": offered}).Debug(sel.Message)
-	s.changed()
+	if sig.Nonce != "" {
+		if err := s.devs.seen(req.Device, sig, r.RemoteAddr, offered, sel.Message); err != nil {
+			tableError(w, err)
+			return
+		}
+		s.changed()
+	}
+	s.log.WithFields(logrus.Fields{"device": req.ID, "version": req.Version, "offer": offered, "signed": sig.Nonce != ""}).Debug(sel.Message)
 	writeJSON(w, http.StatusOK, resp)
 }
 
@@ -332,30 +427,36 @@ func info(t *ota.Target) *ota.TargetInfo {
 
 func (s *Server) report(w http.ResponseWriter, r *http.Request) {
 	var rep ota.Report
-	if !decode(w, r, maxReportBody, &rep) {
-		return
-	}
-	if msg := validDevice(&rep.Device); msg != "" {
-		httpError(w, http.StatusBadRequest, msg)
+	sig, ok := s.readSigned(w, r, maxReportBody, &rep, &rep.Device, false)
+	if !ok {
 		return
 	}
 	if !ota.ValidState(rep.State) {
 		httpError(w, http.StatusBadRequest, "unknown state "+strconv.Quote(rep.State))
 		return
 	}
-	if len(rep.Message) > 1024 {
-		rep.Message = rep.Message[:1024]
-	}
-	if len(rep.Target) > 64 {
-		httpError(w, http.StatusBadRequest, "target too long")
+	if len(rep.Target) > maxVersion {
+		httpError(w, http.StatusBadRequest, fmt.Sprintf("target is limited to %d characters", maxVersion))
 		return
 	}
-	s.devs.report(rep, r.RemoteAddr)
+	if len(rep.Message) > maxMessage {
+		rep.Message = strings.ToValidUTF8(rep.Message[:maxMessage], "")
+	}
+	if err := s.devs.report(rep, sig, r.RemoteAddr); err != nil {
+		tableError(w, err)
+		return
+	}
 	s.log.WithFields(logrus.Fields{"device": rep.ID, "version": rep.Version, "state": rep.State, "target": rep.Target}).Info(rep.Message)
 	s.changed()
 	w.WriteHeader(http.StatusNoContent)
 }
 
+// devices serves the device table to the owner only: device IDs and addresses are not the
+// LAN's business.
 func (s *Server) devices(w http.ResponseWriter, r *http.Request) {
+	if !fromOwner(r) {
+		httpError(w, http.StatusForbidden, "the device table is served to this machine only (use the Kiln app or kiln on the server)")
+		return
+	}
 	writeJSON(w, http.StatusOK, s.devs.list())
 }

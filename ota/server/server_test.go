@@ -131,9 +131,8 @@ func post(t *testing.T, url string, body []byte) (*http.Response, []byte) {
 
 func TestCheckReportDevices(t *testing.T) {
 	s, _, _, tgt := start(t)
-	dev := ota.Device{ID: "dev-1", Name: "tiny", Version: "1.0.0", Arch: "x86_64", Board: "pc", Channel: "stable"}
-	body, _ := json.Marshal(ota.CheckRequest{Device: dev})
-	resp, b := post(t, s.URL()+"/v1/check", body)
+	d := newDevice("tiny", "1.0.0")
+	resp, b := d.post(t, s.URL()+"/v1/check", ota.CheckRequest{Device: d.dev})
 	var cr ota.CheckResponse
 	if resp.StatusCode != 200 || json.Unmarshal(b, &cr) != nil {
 		t.Fatalf("check: %s %s", resp.Status, b)
@@ -147,17 +146,16 @@ func TestCheckReportDevices(t *testing.T) {
 		code int
 	}{
 		{[]byte(`{"id":"x","version":"1.0.0","state":"` + strings.Repeat("a", 20<<10) + `"}`), 413},
-		{[]byte(`{"id":"x","version":"1.0.0","state":"pwned"}`), 400},
+		{[]byte(`{"id":"` + d.dev.ID + `","key":"` + d.dev.Key + `","name":"tiny","version":"1.0.0","state":"pwned"}`), 400},
 		{[]byte(`{"version":"1.0.0","state":"healthy"}`), 400},
 		{[]byte(`not json`), 400},
 	} {
-		if resp, b := post(t, s.URL()+"/v1/report", bad.body); resp.StatusCode != bad.code {
+		if resp, b := d.postRaw(t, s.URL()+"/v1/report", bad.body); resp.StatusCode != bad.code {
 			t.Errorf("report %.40s: %s %s, want %d", bad.body, resp.Status, b, bad.code)
 		}
 	}
-	dev.Version = "1.1.0"
-	body, _ = json.Marshal(ota.Report{Device: dev, State: ota.StateHealthy, Target: "1.1.0"})
-	if resp, b := post(t, s.URL()+"/v1/report", body); resp.StatusCode != 204 {
+	d.dev.Version = "1.1.0"
+	if resp, b := d.post(t, s.URL()+"/v1/report", ota.Report{Device: d.dev, State: ota.StateHealthy, Target: "1.1.0"}); resp.StatusCode != 204 {
 		t.Fatalf("report: %s %s", resp.Status, b)
 	}
 	resp, b = get(t, s.URL()+"/v1/devices", nil)
@@ -165,7 +163,7 @@ func TestCheckReportDevices(t *testing.T) {
 	if err := json.Unmarshal(b, &table); err != nil {
 		t.Fatal(err)
 	}
-	if len(table) != 1 || table[0].ID != "dev-1" || table[0].Version != "1.1.0" || table[0].State != ota.StateHealthy {
+	if len(table) != 1 || table[0].ID != d.dev.ID || table[0].Version != "1.1.0" || table[0].State != ota.StateHealthy {
 		t.Fatalf("device table %+v", table)
 	}
 	if got := s.Devices(); len(got) != 1 || got[0].State != ota.StateHealthy {
