@@ -1,0 +1,287 @@
+package archive
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ProtonMail/go-crypto/openpgp"
+)
+
+var small = []stanza{
+	pkg("libc6", "2.36-9"),
+	pkg("hello", "2.10-3", "Depends", "libc6 (>= 2.34)"),
+}
+
+func TestLoadVerifiesAndUsesByHash(t *testing.T) {
+	ta := newTestArchive(t, small, nil)
+	a, err := ta.load(t)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.Len() != 2 {
+		t.Errorf("loaded %d packages, want 2", a.Len())
+	}
+	var byHash bool
+	for _, r := range ta.seen() {
+		byHash = byHash || strings.Contains(r, "/by-hash/SHA256/")
+		if strings.HasSuffix(r, "Packages.xz") {
+			t.Errorf("fetched %s by name although the archive sets Acquire-By-Hash", r)
+		}
+	}
+	if !byHash {
+		t.Errorf("no by-hash request among %q", ta.seen())
+	}
+}
+
+func TestLoadPlainPathWithoutByHash(t *testing.T) {
+	ta := newTestArchive(t, nil, nil)
+	ta.byHash = false
+	ta.publish(small, nil)
+	if _, err := ta.load(t); err != nil {
+		t.Fatal(err)
+	}
+	if !contains(ta.seen(), "dists/stable/main/binary-amd64/Packages.xz") {
+		t.Errorf("requests %q lack the plain Packages.xz path", ta.seen())
+	}
+}
+
+func TestBadSignatureRefused(t *testing.T) {
+	cases := map[string]func(*testArchive){
+		"other key": func(ta *testArchive) {
+			other, err := openpgp.NewEntity("Someone else", "", "x@example.invalid", nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			os.WriteFile(ta.keyring, armoredPublic(t, other), 0o644)
+		},
+		"altered text": func(ta *testArchive) {
+			ta.setTamper(func(p string, b []byte) []byte {
+				if strings.HasSuffix(p, "InRelease") {
+					return bytes.Replace(b, []byte("Suite: stable"), []byte("Suite: stablf"), 1)
+				}
+				return b
+			})
+		},
+		"unsigned text before the block": func(ta *testArchive) {
+			ta.setTamper(func(p string, b []byte) []byte {
+				if strings.HasSuffix(p, "InRelease") {
+					return append([]byte("Suite: evil\n\n"), b...)
+				}
+				return b
+			})
+		},
+		"unsigned text after the block": func(ta *testArchive) {
+			ta.setTamper(func(p string, b []byte) []byte {
+				if strings.HasSuffix(p, "InRelease") {
+					return append(append([]byte(nil), b...), "\nSHA256:\n 00 1 x\n"...)
+				}
+				return b
+			})
+		},
+	}
+	for name, spoil := range cases {
+		t.Run(name, func(t *testing.T) {
+			ta := newTestArchive(t, small, nil)
+			spoil(ta)
+			_, err := ta.load(t)
+			if !errors.Is(err, ErrSignature) {
+				t.Fatalf("Load = %v, want ErrSignature", err)
+			}
+		})
+	}
+}
+
+func TestExpiredReleaseRefused(t *testing.T) {
+	ta := newTestArchive(t, small, map[string]string{"Valid-Until": time.Now().UTC().Add(-time.Minute).Format(time.RFC1123)})
+	_, err := ta.load(t)
+	if err == nil || !strings.Contains(err.Error(), "expired") {
+		t.Fatalf("Load = %v, want an expiry error", err)
+	}
+}
+
+func TestPackagesHashMismatchRefused(t *testing.T) {
+	for _, byHash := range []bool{true, false} {
+		ta := newTestArchive(t, nil, nil)
+		ta.byHash = byHash
+		ta.publish(small, nil)
+		ta.setTamper(func(p string, b []byte) []byte {
+			if strings.Contains(p, "binary-amd64/") && !strings.HasSuffix(p, "/Packages") {
+				// Same size, one byte changed: a substituted index.
+				b = append([]byte(nil), b...)
+				b[len(b)/2] ^= 1
+			}
+			return b
+		})
+		_, err := ta.load(t)
+		if !errors.Is(err, ErrHashMismatch) {
+			t.Fatalf("by-hash %v: Load = %v, want ErrHashMismatch", byHash, err)
+		}
+	}
+}
+
+func fetchCtx(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func TestFetchResumesACutDownload(t *testing.T) {
+	ta := newTestArchive(t, small, nil)
+	a, err := ta.load(t)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := a.Resolve([]string{"hello"}, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	items := Items(got)
+	f := &Fetcher{Cache: t.TempDir()}
+	// An earlier run was cut after 100 bytes of hello's .deb.
+	hello := got[0]
+	deb := ta.files[hello.Filename]
+	os.MkdirAll(filepath.Join(f.Cache, "sha256"), 0o755)
+	if err := os.WriteFile(f.Path(hello.SHA256)+".part", deb[:100], 0o644); err != nil {
+		t.Fatal(err)
+	}
+	f.Jobs = 1
+	paths, err := f.Fetch(fetchCtx(t), items)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, p := range paths {
+		b, err := os.ReadFile(p)
+		if err != nil || !bytes.Equal(b, ta.files[got[i].Filename]) {
+			t.Errorf("%s: cached file differs from the archive's (%v)", got[i].Name, err)
+		}
+	}
+	if !contains(ta.seen(), hello.Filename+" bytes=100-") {
+		t.Errorf("requests %q: hello was not resumed from byte 100", ta.seen())
+	}
+	// A warm cache needs no network.
+	ta.srv.Close()
+	if _, err := f.Fetch(fetchCtx(t), items); err != nil {
+		t.Fatalf("warm fetch with the mirror down: %v", err)
+	}
+}
+
+func TestFetchRefusesWrongContent(t *testing.T) {
+	ta := newTestArchive(t, small, nil)
+	a, err := ta.load(t)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := a.Resolve([]string{"libc6"}, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ta.setTamper(func(p string, b []byte) []byte {
+		if strings.HasSuffix(p, ".deb") {
+			b = append([]byte(nil), b...)
+			b[0] ^= 1
+		}
+		return b
+	})
+	f := &Fetcher{Cache: t.TempDir()}
+	if _, err := f.Fetch(fetchCtx(t), Items(got)); !errors.Is(err, ErrHashMismatch) {
+		t.Fatalf("Fetch = %v, want ErrHashMismatch", err)
+	}
+	if _, err := os.Stat(f.Path(got[0].SHA256)); err == nil {
+		t.Errorf("a file with the wrong hash entered the cache")
+	}
+}
+
+func TestFetchCancelled(t *testing.T) {
+	ta := newTestArchive(t, small, nil)
+	a, err := ta.load(t)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := a.Resolve([]string{"hello"}, Options{})
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	f := &Fetcher{Cache: t.TempDir()}
+	if _, err := f.Fetch(ctx, Items(got)); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Fetch with a cancelled context = %v, want context.Canceled", err)
+	}
+}
+
+func TestLockRoundTripAndInstallsTheLockedSet(t *testing.T) {
+	ta := newTestArchive(t, small, nil)
+	a, err := ta.load(t)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := a.Resolve([]string{"hello"}, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lock := NewLock("amd64", got)
+	data, err := lock.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	back, err := ReadLock(bytes.NewReader(data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, _ := back.Marshal()
+	if !bytes.Equal(data, again) {
+		t.Fatalf("lock round trip differs:\n%s\n%s", data, again)
+	}
+	if len(back.Packages) != 2 || back.Packages[1].Name != "libc6" || back.Packages[1].Suite != "stable" || back.Packages[1].Component != "main" {
+		t.Fatalf("read back %+v", back.Packages)
+	}
+
+	// The archive moves on: hello 2.12 replaces 2.10 (the old .deb stays in the pool, as in Debian).
+	newer := []stanza{pkg("libc6", "2.36-9"), pkg("hello", "2.12-1", "Depends", "libc6")}
+	for _, s := range newer {
+		ta.setFile(s.filename(), s.deb())
+	}
+	ta.publish(newer, nil)
+	items, err := back.Items([]Source{ta.source()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &Fetcher{Cache: t.TempDir()}
+	paths, err := f.Fetch(fetchCtx(t), items)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := os.ReadFile(paths[0])
+	if !bytes.Equal(b, small[1].deb()) {
+		t.Errorf("installed hello is not the locked 2.10-3")
+	}
+
+	// A pool file replaced under the same name is refused.
+	ta.setFile(small[1].filename(), []byte("something else"))
+	f2 := &Fetcher{Cache: t.TempDir()}
+	if _, err := f2.Fetch(fetchCtx(t), items); !errors.Is(err, ErrHashMismatch) {
+		t.Fatalf("fetch of a replaced locked file = %v, want ErrHashMismatch", err)
+	}
+}
+
+func TestReadLockRejects(t *testing.T) {
+	good := `{"version":1,"arch":"amd64","packages":[{"name":"hello","version":"2.10-3","arch":"amd64","suite":"stable","component":"main","filename":"pool/main/h/hello/hello_2.10-3_amd64.deb","size":10,"sha256":"` + strings.Repeat("a", 64) + `"}]}`
+	if _, err := ReadLock(strings.NewReader(good)); err != nil {
+		t.Fatalf("good lock: %v", err)
+	}
+	for name, bad := range map[string]string{
+		"traversal":     strings.Replace(good, "pool/main", "../../etc", 1),
+		"bad sha":       strings.Replace(good, strings.Repeat("a", 64), "abc", 1),
+		"unknown field": strings.Replace(good, `"arch":"amd64",`, `"arch":"amd64","x":1,`, 1),
+		"bad version":   strings.Replace(good, "2.10-3", "two", 1),
+		"format":        strings.Replace(good, `"version":1`, `"version":9`, 1),
+		"trailing":      good + "{}",
+	} {
+		if _, err := ReadLock(strings.NewReader(bad)); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+}
