@@ -37,7 +37,7 @@ type testArchive struct {
 
 var testKey *openpgp.Entity
 
-func signingKey(t *testing.T) *openpgp.Entity {
+func signingKey(t testing.TB) *openpgp.Entity {
 	t.Helper()
 	if testKey == nil {
 		k, err := openpgp.NewEntity("Kiln test archive", "", "test@example.invalid", nil)

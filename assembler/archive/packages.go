@@ -54,7 +54,7 @@ func packageFrom(para Paragraph) (*Package, error) {
 	var err error
 	for _, f := range para {
 		v := f.Value
-		switch strings.ToLower(f.Name) {
+		switch fieldKey(f.Name) {
 		case "package":
 			p.Name = v
 		case "version":
@@ -115,6 +115,38 @@ func packageFrom(para Paragraph) (*Package, error) {
 		return nil, fmt.Errorf("bad or missing SHA256")
 	}
 	return p, nil
+}
+
+// knownFields maps the fields packageFrom reads, in Debian's spelling and lower case, to one
+// spelling, so the common case needs no allocation.
+var knownFields = map[string]string{}
+
+func init() {
+	for _, f := range []string{"Package", "Version", "Architecture", "Multi-Arch", "Essential", "Priority", "Depends",
+		"Pre-Depends", "Conflicts", "Breaks", "Provides", "Filename", "Size", "SHA256"} {
+		knownFields[f] = strings.ToLower(f)
+		knownFields[strings.ToLower(f)] = strings.ToLower(f)
+	}
+}
+
+// fieldKey returns the lower-case name of a field packageFrom reads, "" for others, without
+// allocating (field names are case-insensitive).
+func fieldKey(name string) string {
+	if k, ok := knownFields[name]; ok {
+		return k
+	}
+	var buf [32]byte
+	if len(name) > len(buf) {
+		return ""
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		buf[i] = c
+	}
+	return knownFields[string(buf[:len(name)])]
 }
 
 // parseProvides reads a Provides field: names with optional "(= version)".
