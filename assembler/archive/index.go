@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"io"
 	"sort"
+
+	"github.com/kilnproject/kiln/assembler/deb"
 )
 
 // Archive is the package universe of a set of indices for some architectures (the first is the
@@ -87,7 +89,7 @@ func better(p, c *Package) bool {
 	if p.Origin.Priority != c.Origin.Priority {
 		return p.Origin.Priority > c.Origin.Priority
 	}
-	if v := CompareVersions(p.Version, c.Version); v != 0 {
+	if v := deb.CompareVersions(p.Version, c.Version); v != 0 {
 		return v > 0
 	}
 	return p.Origin.Suite < c.Origin.Suite
@@ -127,7 +129,7 @@ func (a *Archive) versionsOf(name string) string {
 		if ps[i].Origin.Suite != ps[j].Origin.Suite {
 			return ps[i].Origin.Suite < ps[j].Origin.Suite
 		}
-		return CompareVersions(ps[i].Version, ps[j].Version) < 0
+		return deb.CompareVersions(ps[i].Version, ps[j].Version) < 0
 	})
 	s := ""
 	for i, p := range ps {

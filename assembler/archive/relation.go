@@ -55,27 +55,6 @@ func (r Relation) String() string {
 	return strings.Join(parts, " | ")
 }
 
-// Satisfies reports whether version v meets the constraint op ref.
-func Satisfies(v string, op Op, ref string) bool {
-	if op == OpAny {
-		return true
-	}
-	c := CompareVersions(v, ref)
-	switch op {
-	case OpLT:
-		return c < 0
-	case OpLE:
-		return c <= 0
-	case OpEQ:
-		return c == 0
-	case OpGE:
-		return c >= 0
-	case OpGT:
-		return c > 0
-	}
-	return false
-}
-
 // ParseRelations parses a comma-separated relation field (Depends, Conflicts, a request list).
 // Empty entries (a trailing comma) are allowed, as dpkg allows them.
 func ParseRelations(s string) ([]Relation, error) {

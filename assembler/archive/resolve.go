@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+
+	"github.com/kilnproject/kiln/assembler/deb"
 )
 
 // Options tune Resolve.
@@ -242,7 +244,7 @@ func (r *resolver) matches(p *Package, d Dep, arch string) bool {
 		return false
 	}
 	if p.Name == d.Name {
-		return Satisfies(p.Version, d.Op, d.Version)
+		return deb.Satisfies(p.Version, string(d.Op), d.Version)
 	}
 	for _, pv := range p.Provides {
 		if pv.Name != d.Name {
@@ -251,7 +253,7 @@ func (r *resolver) matches(p *Package, d Dep, arch string) bool {
 		if d.Op == OpAny {
 			return true
 		}
-		if pv.Op == OpEQ && Satisfies(pv.Version, d.Op, d.Version) {
+		if pv.Op == OpEQ && deb.Satisfies(pv.Version, string(d.Op), d.Version) {
 			return true
 		}
 	}
