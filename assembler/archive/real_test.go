@@ -26,12 +26,7 @@ func hostBookworm(t testing.TB) []Source {
 	if err != nil {
 		testenv.Missing(t, "host apt sources: %v", err)
 	}
-	var out []Source
-	for _, s := range all {
-		if s.Suite == "bookworm" || strings.HasPrefix(s.Suite, "bookworm-") && s.Suite != "bookworm-backports" {
-			out = append(out, s)
-		}
-	}
+	out := ForSuite(all, "bookworm")
 	if len(out) == 0 {
 		testenv.Missing(t, "the host's apt sources have no bookworm suite")
 	}

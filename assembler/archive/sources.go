@@ -196,3 +196,19 @@ func (s Source) keyring() (keys []byte, name string, err error) {
 	}
 	return b, s.SignedBy, nil
 }
+
+// ForSuite keeps the sources of suite and its companion suites ("bookworm" also keeps
+// "bookworm-updates", "bookworm-security" and "bookworm-backports", which apt pins low through
+// its Release). An empty suite keeps all.
+func ForSuite(srcs []Source, suite string) []Source {
+	if suite == "" {
+		return srcs
+	}
+	var out []Source
+	for _, s := range srcs {
+		if s.Suite == suite || strings.HasPrefix(s.Suite, suite+"-") {
+			out = append(out, s)
+		}
+	}
+	return out
+}
