@@ -127,9 +127,12 @@ func ParseDep(s string) (Dep, error) {
 			return Dep{}, fmt.Errorf("relation %.60q: missing ']'", orig)
 		}
 		d.Arches = strings.Fields(s[1:end])
+		if len(d.Arches) == 0 {
+			return Dep{}, fmt.Errorf("relation %.60q: empty architecture list", orig)
+		}
 		for _, a := range d.Arches {
-			if !validArch(strings.TrimPrefix(a, "!")) {
-				return Dep{}, fmt.Errorf("relation %.60q: bad architecture %q", orig, a)
+			if !validArch(strings.TrimPrefix(a, "!")) || strings.HasPrefix(a, "!") != strings.HasPrefix(d.Arches[0], "!") {
+				return Dep{}, fmt.Errorf("relation %.60q: bad architecture %q (all or none negated)", orig, a)
 			}
 		}
 		s = strings.TrimSpace(s[end+1:])
