@@ -23,6 +23,7 @@ type Client struct {
 	HTTP     *http.Client     // nil: a client with timeouts
 	Now      func() time.Time // nil: time.Now; for Valid-Until and Date checks
 	Progress progress.Func
+	Idle     time.Duration // a download receiving nothing this long fails; 0: 60 s
 }
 
 // maxInRelease bounds an InRelease download (Debian's are about 150 KiB).
@@ -159,21 +160,23 @@ func checkHash(data []byte, fh FileHash) error {
 
 // get downloads url, refusing bodies over max bytes.
 func (c *Client) get(ctx context.Context, url string, max int64) ([]byte, error) {
+	ctx, guard, stop := withStallGuard(ctx, c.Idle)
+	defer stop()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return nil, err
 	}
 	resp, err := c.http().Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("archive: %w", err)
+		return nil, fmt.Errorf("archive: %w", stalled(ctx, err))
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		return nil, fmt.Errorf("archive: GET %s: %s", url, resp.Status)
 	}
-	data, err := io.ReadAll(io.LimitReader(resp.Body, max+1))
+	data, err := io.ReadAll(io.LimitReader(guard.reader(resp.Body), max+1))
 	if err != nil {
-		return nil, fmt.Errorf("archive: GET %s: %w", url, err)
+		return nil, fmt.Errorf("archive: GET %s: %w", url, stalled(ctx, err))
 	}
 	if int64(len(data)) > max {
 		return nil, fmt.Errorf("archive: GET %s: over %d bytes: %w", url, max, ErrTooLarge)

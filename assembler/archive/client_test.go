@@ -4,6 +4,9 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -283,5 +286,52 @@ func TestReadLockRejects(t *testing.T) {
 		if _, err := ReadLock(strings.NewReader(bad)); err == nil {
 			t.Errorf("%s: accepted", name)
 		}
+	}
+}
+
+// A mirror that sends part of a file and then nothing (TUF's slow-retrieval attack, or a dead
+// link) does not hold the download forever: it fails as stalled, and the next run resumes.
+func TestFetchStalledDownloadResumes(t *testing.T) {
+	ta := newTestArchive(t, small, nil)
+	a, err := ta.load(t)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := a.Resolve([]string{"libc6"}, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	deb := small[0].deb()
+	release := make(chan struct{})
+	defer close(release)
+	stall := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Length", fmt.Sprint(len(deb)))
+		w.Write(deb[:1000])
+		w.(http.Flusher).Flush()
+		select { // then nothing, until the client gives up or the test ends
+		case <-r.Context().Done():
+		case <-release:
+		}
+	}))
+	defer stall.Close()
+	items := Items(got)
+	items[0].URLs = []string{stall.URL + "/debian/" + got[0].Filename}
+	f := &Fetcher{Cache: t.TempDir(), Idle: 200 * time.Millisecond}
+	if _, err := f.Fetch(fetchCtx(t), items); !errors.Is(err, ErrStalled) {
+		t.Fatalf("Fetch from a stalling mirror = %v, want ErrStalled", err)
+	}
+	if st, err := os.Stat(f.Path(got[0].SHA256) + ".part"); err != nil || st.Size() != 1000 {
+		t.Fatalf("partial download: %v, %v; want the 1000 bytes received kept", st, err)
+	}
+	items = Items(got)
+	paths, err := f.Fetch(fetchCtx(t), items)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(paths[0]); !bytes.Equal(b, deb) {
+		t.Errorf("resumed file differs")
+	}
+	if !contains(ta.seen(), got[0].Filename+" bytes=1000-") {
+		t.Errorf("second run did not resume at byte 1000: %q", ta.seen())
 	}
 }

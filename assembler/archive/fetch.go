@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync/atomic"
+	"time"
 
 	"golang.org/x/sync/errgroup"
 
@@ -30,8 +31,9 @@ type Item struct {
 // Fetcher downloads files into a content-addressed cache: <Cache>/sha256/<hex>.
 type Fetcher struct {
 	Cache    string
-	HTTP     *http.Client // nil: a client with timeouts
-	Jobs     int          // parallel downloads; 0 means 4
+	HTTP     *http.Client  // nil: a client with timeouts
+	Jobs     int           // parallel downloads; 0 means 4
+	Idle     time.Duration // a download receiving nothing this long is abandoned (resumable); 0: 60 s
 	Progress progress.Func
 }
 
@@ -130,6 +132,8 @@ func (f *Fetcher) fetchOne(ctx context.Context, it Item, url string, report func
 	}
 	report(have)
 	if have < it.Size {
+		ctx, guard, stop := withStallGuard(ctx, f.Idle)
+		defer stop()
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 		if err != nil {
 			return err
@@ -143,7 +147,7 @@ func (f *Fetcher) fetchOne(ctx context.Context, it Item, url string, report func
 		}
 		resp, err := client.Do(req)
 		if err != nil {
-			return err
+			return stalled(ctx, err)
 		}
 		defer resp.Body.Close()
 		switch {
@@ -160,10 +164,10 @@ func (f *Fetcher) fetchOne(ctx context.Context, it Item, url string, report func
 			return fmt.Errorf("GET %s: %s", url, resp.Status)
 		}
 		w := &countingWriter{w: io.MultiWriter(pf, h), report: report}
-		n, err := io.Copy(w, io.LimitReader(resp.Body, it.Size-have+1))
+		n, err := io.Copy(w, io.LimitReader(guard.reader(resp.Body), it.Size-have+1))
 		have += n
 		if err != nil {
-			return fmt.Errorf("GET %s: %w (run again to resume)", url, err)
+			return fmt.Errorf("GET %s: %w after %d of %d bytes (run again to resume)", url, stalled(ctx, err), have, it.Size)
 		}
 	}
 	if have != it.Size || hex.EncodeToString(h.Sum(nil)) != it.SHA256 {
