@@ -30,6 +30,7 @@ type testArchive struct {
 	files    map[string][]byte
 	srv      *httptest.Server
 	byHash   bool
+	allIndex bool // "all" packages only in binary-all, listed in Architectures
 	tamper   func(path string, b []byte) []byte
 	mu       sync.Mutex
 	requests []string
@@ -142,6 +143,9 @@ func newTestArchive(t *testing.T, pkgs []stanza, release map[string]string) *tes
 func (ta *testArchive) publish(pkgs []stanza, release map[string]string) {
 	t := ta.t
 	arches := []string{"amd64", "i386"}
+	if ta.allIndex {
+		arches = append(arches, "all")
+	}
 	var rel bytes.Buffer
 	fmt.Fprintf(&rel, "Origin: Test\nSuite: stable\nCodename: stable\nDate: %s\nArchitectures: %s\nComponents: main\n",
 		time.Now().UTC().Add(-time.Hour).Format(time.RFC1123), strings.Join(arches, " "))
@@ -155,7 +159,7 @@ func (ta *testArchive) publish(pkgs []stanza, release map[string]string) {
 	for _, arch := range arches {
 		var these []stanza
 		for _, s := range pkgs {
-			if s.arch == arch || s.arch == "all" {
+			if s.arch == arch || s.arch == "all" && (!ta.allIndex || arch == "all") {
 				these = append(these, s)
 			}
 		}

@@ -16,7 +16,7 @@ import (
 	"github.com/kilnproject/kiln/internal/progress"
 )
 
-// Client loads the package indices of a set of sources.
+// Client loads the package indices of a set of sources. A Client runs one Load at a time.
 type Client struct {
 	Sources  []Source
 	Arches   []string         // architectures to load; the first is native
@@ -24,6 +24,8 @@ type Client struct {
 	Now      func() time.Time // nil: time.Now; for Valid-Until and Date checks
 	Progress progress.Func
 	Idle     time.Duration // a download receiving nothing this long fails; 0: 60 s
+
+	fetched int64 // bytes downloaded by the running Load, for progress
 }
 
 // maxInRelease bounds an InRelease download (Debian's are about 150 KiB).
@@ -58,13 +60,12 @@ func (c *Client) Load(ctx context.Context) (*Archive, error) {
 		now = c.Now
 	}
 	a := NewArchive(c.Arches...)
-	for i, s := range c.Sources {
-		c.Progress.Report(progress.Event{Phase: "indices", Done: int64(i), Total: int64(len(c.Sources)), Message: s.URI + " " + s.Suite})
+	c.fetched = 0
+	for _, s := range c.Sources {
 		if err := c.loadSource(ctx, a, s, now()); err != nil {
 			return nil, err
 		}
 	}
-	c.Progress.Report(progress.Event{Phase: "indices", Done: int64(len(c.Sources)), Total: int64(len(c.Sources))})
 	return a, nil
 }
 
@@ -95,8 +96,8 @@ func (c *Client) loadSource(ctx context.Context, a *Archive, s Source, now time.
 			}
 		}
 	}
-	if rel.NoArchAll {
-		arches = append(arches, "all")
+	if contains(rel.Architectures, "all") && !rel.NoArchAll {
+		arches = append(arches, "all") // "all" packages listed in binary-all only
 	}
 	for _, comp := range s.Components {
 		o := &Origin{URI: s.URI, Suite: s.Suite, Component: comp, Priority: rel.Priority()}
@@ -181,5 +182,7 @@ func (c *Client) get(ctx context.Context, url string, max int64) ([]byte, error)
 	if int64(len(data)) > max {
 		return nil, fmt.Errorf("archive: GET %s: over %d bytes: %w", url, max, ErrTooLarge)
 	}
+	c.fetched += int64(len(data))
+	c.Progress.Report(progress.Event{Phase: "indices", Done: c.fetched, Message: url})
 	return data, nil
 }

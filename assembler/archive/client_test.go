@@ -54,6 +54,35 @@ func TestLoadPlainPathWithoutByHash(t *testing.T) {
 	}
 }
 
+// An archive listing "all" among its architectures keeps arch-all packages in binary-all, which
+// is read too; one that sets No-Support-for-Architecture-all lists them in every binary-<arch>
+// index, and binary-all is not downloaded.
+func TestArchAllIndex(t *testing.T) {
+	withAll := []stanza{pkg("libc6", "2.36-9"), pkg("tzdata", "2024a-0", "Architecture", "all"), pkg("app", "1", "Depends", "tzdata, libc6")}
+	ta := newTestArchive(t, nil, nil)
+	ta.allIndex = true
+	ta.publish(withAll, nil)
+	a, err := ta.load(t)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := a.Resolve([]string{"app"}, Options{}); err != nil || names(got) != "app=1 libc6=2.36-9 tzdata=2024a-0" {
+		t.Fatalf("Resolve with binary-all = %s, %v", names(got), err)
+	}
+
+	ta = newTestArchive(t, nil, nil)
+	ta.allIndex = true
+	ta.publish(withAll, map[string]string{"No-Support-for-Architecture-all": "Packages"})
+	if _, err := ta.load(t); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range ta.seen() {
+		if strings.Contains(r, "binary-all") {
+			t.Errorf("fetched %s although the release says arch-all packages are in every index", r)
+		}
+	}
+}
+
 func TestBadSignatureRefused(t *testing.T) {
 	cases := map[string]func(*testArchive){
 		"other key": func(ta *testArchive) {

@@ -26,7 +26,7 @@ type Release struct {
 	AcquireByHash       bool
 	NotAutomatic        bool
 	ButAutomaticUpgrade bool
-	NoArchAll           bool // "No-Support-for-Architecture-all: Packages": arch all is in binary-all only
+	NoArchAll           bool // "No-Support-for-Architecture-all: Packages": "all" packages are in every binary-<arch> index, binary-all need not be read
 	Components          []string
 	Architectures       []string
 	Files               map[string]FileHash // path relative to dists/<suite>/ → size and sha256
