@@ -111,6 +111,9 @@ func packageFrom(para Paragraph) (*Package, error) {
 	if err := checkFilename(p.Filename); err != nil {
 		return nil, err
 	}
+	if strings.ContainsFunc(p.Priority, func(r rune) bool { return r <= ' ' || r == 0x7f }) {
+		return nil, fmt.Errorf("bad Priority %.20q", p.Priority)
+	}
 	if !isSHA256(p.SHA256) {
 		return nil, fmt.Errorf("bad or missing SHA256")
 	}
@@ -169,7 +172,8 @@ func parseProvides(v string) ([]Dep, error) {
 // from it stays under the mirror.
 func checkFilename(f string) error {
 	if f == "" || len(f) > 1024 || strings.HasPrefix(f, "/") || path.Clean(f) != f ||
-		f == ".." || strings.HasPrefix(f, "../") || strings.ContainsAny(f, "\\?#%\x00") {
+		f == ".." || strings.HasPrefix(f, "../") || strings.ContainsAny(f, "\\?#%") ||
+		strings.ContainsFunc(f, func(r rune) bool { return r <= ' ' || r == 0x7f }) {
 		return fmt.Errorf("bad or missing Filename %.60q", f)
 	}
 	return nil
