@@ -14,16 +14,18 @@ import (
 	"time"
 
 	"github.com/ProtonMail/go-crypto/openpgp"
+
+	"github.com/kilnproject/kiln/assembler/archive/archivetest"
 )
 
-var small = []stanza{
-	pkg("libc6", "2.36-9"),
-	pkg("hello", "2.10-3", "Depends", "libc6 (>= 2.34)"),
+var small = []archivetest.Pkg{
+	archivetest.P("libc6", "2.36-9"),
+	archivetest.P("hello", "2.10-3", "Depends", "libc6 (>= 2.34)"),
 }
 
 func TestLoadVerifiesAndUsesByHash(t *testing.T) {
-	ta := newTestArchive(t, small, nil)
-	a, err := ta.load(t)
+	ta := archivetest.New(t, small, nil)
+	a, err := load(t, ta)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -31,26 +33,26 @@ func TestLoadVerifiesAndUsesByHash(t *testing.T) {
 		t.Errorf("loaded %d packages, want 2", a.Len())
 	}
 	var byHash bool
-	for _, r := range ta.seen() {
+	for _, r := range ta.Seen() {
 		byHash = byHash || strings.Contains(r, "/by-hash/SHA256/")
 		if strings.HasSuffix(r, "Packages.xz") {
 			t.Errorf("fetched %s by name although the archive sets Acquire-By-Hash", r)
 		}
 	}
 	if !byHash {
-		t.Errorf("no by-hash request among %q", ta.seen())
+		t.Errorf("no by-hash request among %q", ta.Seen())
 	}
 }
 
 func TestLoadPlainPathWithoutByHash(t *testing.T) {
-	ta := newTestArchive(t, nil, nil)
-	ta.byHash = false
-	ta.publish(small, nil)
-	if _, err := ta.load(t); err != nil {
+	ta := archivetest.New(t, nil, nil)
+	ta.ByHash = false
+	ta.Publish(small, nil)
+	if _, err := load(t, ta); err != nil {
 		t.Fatal(err)
 	}
-	if !contains(ta.seen(), "dists/stable/main/binary-amd64/Packages.xz") {
-		t.Errorf("requests %q lack the plain Packages.xz path", ta.seen())
+	if !contains(ta.Seen(), "dists/stable/main/binary-amd64/Packages.xz") {
+		t.Errorf("requests %q lack the plain Packages.xz path", ta.Seen())
 	}
 }
 
@@ -58,11 +60,11 @@ func TestLoadPlainPathWithoutByHash(t *testing.T) {
 // is read too; one that sets No-Support-for-Architecture-all lists them in every binary-<arch>
 // index, and binary-all is not downloaded.
 func TestArchAllIndex(t *testing.T) {
-	withAll := []stanza{pkg("libc6", "2.36-9"), pkg("tzdata", "2024a-0", "Architecture", "all"), pkg("app", "1", "Depends", "tzdata, libc6")}
-	ta := newTestArchive(t, nil, nil)
-	ta.allIndex = true
-	ta.publish(withAll, nil)
-	a, err := ta.load(t)
+	withAll := []archivetest.Pkg{archivetest.P("libc6", "2.36-9"), archivetest.P("tzdata", "2024a-0", "Architecture", "all"), archivetest.P("app", "1", "Depends", "tzdata, libc6")}
+	ta := archivetest.New(t, nil, nil)
+	ta.AllIndex = true
+	ta.Publish(withAll, nil)
+	a, err := load(t, ta)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -70,13 +72,13 @@ func TestArchAllIndex(t *testing.T) {
 		t.Fatalf("Resolve with binary-all = %s, %v", names(got), err)
 	}
 
-	ta = newTestArchive(t, nil, nil)
-	ta.allIndex = true
-	ta.publish(withAll, map[string]string{"No-Support-for-Architecture-all": "Packages"})
-	if _, err := ta.load(t); err != nil {
+	ta = archivetest.New(t, nil, nil)
+	ta.AllIndex = true
+	ta.Publish(withAll, map[string]string{"No-Support-for-Architecture-all": "Packages"})
+	if _, err := load(t, ta); err != nil {
 		t.Fatal(err)
 	}
-	for _, r := range ta.seen() {
+	for _, r := range ta.Seen() {
 		if strings.Contains(r, "binary-all") {
 			t.Errorf("fetched %s although the release says arch-all packages are in every index", r)
 		}
@@ -84,32 +86,32 @@ func TestArchAllIndex(t *testing.T) {
 }
 
 func TestBadSignatureRefused(t *testing.T) {
-	cases := map[string]func(*testArchive){
-		"other key": func(ta *testArchive) {
+	cases := map[string]func(*archivetest.Archive){
+		"other key": func(ta *archivetest.Archive) {
 			other, err := openpgp.NewEntity("Someone else", "", "x@example.invalid", nil)
 			if err != nil {
 				t.Fatal(err)
 			}
-			os.WriteFile(ta.keyring, armoredPublic(t, other), 0o644)
+			os.WriteFile(ta.Keyring, archivetest.ArmoredPublic(t, other), 0o644)
 		},
-		"altered text": func(ta *testArchive) {
-			ta.setTamper(func(p string, b []byte) []byte {
+		"altered text": func(ta *archivetest.Archive) {
+			ta.SetTamper(func(p string, b []byte) []byte {
 				if strings.HasSuffix(p, "InRelease") {
 					return bytes.Replace(b, []byte("Suite: stable"), []byte("Suite: stablf"), 1)
 				}
 				return b
 			})
 		},
-		"unsigned text before the block": func(ta *testArchive) {
-			ta.setTamper(func(p string, b []byte) []byte {
+		"unsigned text before the block": func(ta *archivetest.Archive) {
+			ta.SetTamper(func(p string, b []byte) []byte {
 				if strings.HasSuffix(p, "InRelease") {
 					return append([]byte("Suite: evil\n\n"), b...)
 				}
 				return b
 			})
 		},
-		"unsigned text after the block": func(ta *testArchive) {
-			ta.setTamper(func(p string, b []byte) []byte {
+		"unsigned text after the block": func(ta *archivetest.Archive) {
+			ta.SetTamper(func(p string, b []byte) []byte {
 				if strings.HasSuffix(p, "InRelease") {
 					return append(append([]byte(nil), b...), "\nSHA256:\n 00 1 x\n"...)
 				}
@@ -119,9 +121,9 @@ func TestBadSignatureRefused(t *testing.T) {
 	}
 	for name, spoil := range cases {
 		t.Run(name, func(t *testing.T) {
-			ta := newTestArchive(t, small, nil)
+			ta := archivetest.New(t, small, nil)
 			spoil(ta)
-			_, err := ta.load(t)
+			_, err := load(t, ta)
 			if !errors.Is(err, ErrSignature) {
 				t.Fatalf("Load = %v, want ErrSignature", err)
 			}
@@ -130,8 +132,8 @@ func TestBadSignatureRefused(t *testing.T) {
 }
 
 func TestExpiredReleaseRefused(t *testing.T) {
-	ta := newTestArchive(t, small, map[string]string{"Valid-Until": time.Now().UTC().Add(-time.Minute).Format(time.RFC1123)})
-	_, err := ta.load(t)
+	ta := archivetest.New(t, small, map[string]string{"Valid-Until": time.Now().UTC().Add(-time.Minute).Format(time.RFC1123)})
+	_, err := load(t, ta)
 	if err == nil || !strings.Contains(err.Error(), "expired") {
 		t.Fatalf("Load = %v, want an expiry error", err)
 	}
@@ -139,10 +141,10 @@ func TestExpiredReleaseRefused(t *testing.T) {
 
 func TestPackagesHashMismatchRefused(t *testing.T) {
 	for _, byHash := range []bool{true, false} {
-		ta := newTestArchive(t, nil, nil)
-		ta.byHash = byHash
-		ta.publish(small, nil)
-		ta.setTamper(func(p string, b []byte) []byte {
+		ta := archivetest.New(t, nil, nil)
+		ta.ByHash = byHash
+		ta.Publish(small, nil)
+		ta.SetTamper(func(p string, b []byte) []byte {
 			if strings.Contains(p, "binary-amd64/") && !strings.HasSuffix(p, "/Packages") {
 				// Same size, one byte changed: a substituted index.
 				b = append([]byte(nil), b...)
@@ -150,7 +152,7 @@ func TestPackagesHashMismatchRefused(t *testing.T) {
 			}
 			return b
 		})
-		_, err := ta.load(t)
+		_, err := load(t, ta)
 		if !errors.Is(err, ErrHashMismatch) {
 			t.Fatalf("by-hash %v: Load = %v, want ErrHashMismatch", byHash, err)
 		}
@@ -164,8 +166,8 @@ func fetchCtx(t *testing.T) context.Context {
 }
 
 func TestFetchResumesACutDownload(t *testing.T) {
-	ta := newTestArchive(t, small, nil)
-	a, err := ta.load(t)
+	ta := archivetest.New(t, small, nil)
+	a, err := load(t, ta)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -177,7 +179,7 @@ func TestFetchResumesACutDownload(t *testing.T) {
 	f := &Fetcher{Cache: t.TempDir()}
 	// An earlier run was cut after 100 bytes of hello's .deb.
 	hello := got[0]
-	deb := ta.files[hello.Filename]
+	deb := ta.File(hello.Filename)
 	os.MkdirAll(filepath.Join(f.Cache, "sha256"), 0o755)
 	if err := os.WriteFile(f.Path(hello.SHA256)+".part", deb[:100], 0o644); err != nil {
 		t.Fatal(err)
@@ -189,23 +191,23 @@ func TestFetchResumesACutDownload(t *testing.T) {
 	}
 	for i, p := range paths {
 		b, err := os.ReadFile(p)
-		if err != nil || !bytes.Equal(b, ta.files[got[i].Filename]) {
+		if err != nil || !bytes.Equal(b, ta.File(got[i].Filename)) {
 			t.Errorf("%s: cached file differs from the archive's (%v)", got[i].Name, err)
 		}
 	}
-	if !contains(ta.seen(), hello.Filename+" bytes=100-") {
-		t.Errorf("requests %q: hello was not resumed from byte 100", ta.seen())
+	if !contains(ta.Seen(), hello.Filename+" bytes=100-") {
+		t.Errorf("requests %q: hello was not resumed from byte 100", ta.Seen())
 	}
 	// A warm cache needs no network.
-	ta.srv.Close()
+	ta.Close()
 	if _, err := f.Fetch(fetchCtx(t), items); err != nil {
 		t.Fatalf("warm fetch with the mirror down: %v", err)
 	}
 }
 
 func TestFetchRefusesWrongContent(t *testing.T) {
-	ta := newTestArchive(t, small, nil)
-	a, err := ta.load(t)
+	ta := archivetest.New(t, small, nil)
+	a, err := load(t, ta)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -213,7 +215,7 @@ func TestFetchRefusesWrongContent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ta.setTamper(func(p string, b []byte) []byte {
+	ta.SetTamper(func(p string, b []byte) []byte {
 		if strings.HasSuffix(p, ".deb") {
 			b = append([]byte(nil), b...)
 			b[0] ^= 1
@@ -230,8 +232,8 @@ func TestFetchRefusesWrongContent(t *testing.T) {
 }
 
 func TestFetchCancelled(t *testing.T) {
-	ta := newTestArchive(t, small, nil)
-	a, err := ta.load(t)
+	ta := archivetest.New(t, small, nil)
+	a, err := load(t, ta)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -245,8 +247,8 @@ func TestFetchCancelled(t *testing.T) {
 }
 
 func TestLockRoundTripAndInstallsTheLockedSet(t *testing.T) {
-	ta := newTestArchive(t, small, nil)
-	a, err := ta.load(t)
+	ta := archivetest.New(t, small, nil)
+	a, err := load(t, ta)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -272,12 +274,12 @@ func TestLockRoundTripAndInstallsTheLockedSet(t *testing.T) {
 	}
 
 	// The archive moves on: hello 2.12 replaces 2.10 (the old .deb stays in the pool, as in Debian).
-	newer := []stanza{pkg("libc6", "2.36-9"), pkg("hello", "2.12-1", "Depends", "libc6")}
+	newer := []archivetest.Pkg{archivetest.P("libc6", "2.36-9"), archivetest.P("hello", "2.12-1", "Depends", "libc6")}
 	for _, s := range newer {
-		ta.setFile(s.filename(), s.deb())
+		ta.SetFile(s.Filename(), s.Deb())
 	}
-	ta.publish(newer, nil)
-	items, err := back.Items([]Source{ta.source()})
+	ta.Publish(newer, nil)
+	items, err := back.Items([]Source{source(ta)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -287,12 +289,12 @@ func TestLockRoundTripAndInstallsTheLockedSet(t *testing.T) {
 		t.Fatal(err)
 	}
 	b, _ := os.ReadFile(paths[0])
-	if !bytes.Equal(b, small[1].deb()) {
+	if !bytes.Equal(b, small[1].Deb()) {
 		t.Errorf("installed hello is not the locked 2.10-3")
 	}
 
 	// A pool file replaced under the same name is refused.
-	ta.setFile(small[1].filename(), []byte("something else"))
+	ta.SetFile(small[1].Filename(), []byte("something else"))
 	f2 := &Fetcher{Cache: t.TempDir()}
 	if _, err := f2.Fetch(fetchCtx(t), items); !errors.Is(err, ErrHashMismatch) {
 		t.Fatalf("fetch of a replaced locked file = %v, want ErrHashMismatch", err)
@@ -321,8 +323,8 @@ func TestReadLockRejects(t *testing.T) {
 // A mirror that sends part of a file and then nothing (TUF's slow-retrieval attack, or a dead
 // link) does not hold the download forever: it fails as stalled, and the next run resumes.
 func TestFetchStalledDownloadResumes(t *testing.T) {
-	ta := newTestArchive(t, small, nil)
-	a, err := ta.load(t)
+	ta := archivetest.New(t, small, nil)
+	a, err := load(t, ta)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -330,7 +332,7 @@ func TestFetchStalledDownloadResumes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	deb := small[0].deb()
+	deb := small[0].Deb()
 	release := make(chan struct{})
 	defer close(release)
 	stall := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -360,7 +362,7 @@ func TestFetchStalledDownloadResumes(t *testing.T) {
 	if b, _ := os.ReadFile(paths[0]); !bytes.Equal(b, deb) {
 		t.Errorf("resumed file differs")
 	}
-	if !contains(ta.seen(), got[0].Filename+" bytes=1000-") {
-		t.Errorf("second run did not resume at byte 1000: %q", ta.seen())
+	if !contains(ta.Seen(), got[0].Filename+" bytes=1000-") {
+		t.Errorf("second run did not resume at byte 1000: %q", ta.Seen())
 	}
 }

@@ -13,6 +13,8 @@ import (
 	"github.com/ProtonMail/go-crypto/openpgp/clearsign"
 
 	"github.com/kilnproject/kiln/assembler/deb"
+
+	"github.com/kilnproject/kiln/assembler/archive/archivetest"
 )
 
 // fuzzLimits keep a fuzzed input's memory small.
@@ -56,7 +58,7 @@ func formatPackage(p *Package) string {
 }
 
 func FuzzParsePackages(f *testing.F) {
-	f.Add([]byte(packagesText(universe[:3])))
+	f.Add([]byte(archivetest.PackagesText(universe[:3])))
 	f.Add([]byte("Package: a\nVersion: 1:2.0~rc1-3\nArchitecture: all\nDepends: b (>= 1) | c:any, d [amd64] <!nocheck>\nProvides: e (= 1)\nFilename: pool/a.deb\nSize: 1\nSHA256: " + strings.Repeat("0", 64) + "\n"))
 	f.Add([]byte("Package: a\n continuation\n\n\n#comment\nVersion: 1\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
@@ -105,7 +107,7 @@ func FuzzInRelease(f *testing.F) {
 	f.Add([]byte("Suite: stable\nDate: Sat, 10 Jun 2023 08:50:29 UTC\nAcquire-By-Hash: yes\nSHA256:\n "+strings.Repeat("a", 64)+" 12 main/binary-amd64/Packages.xz\n"), false)
 	f.Add([]byte("Suite: stable\nSHA256:\n bad\n"), true)
 	f.Add([]byte("-----BEGIN PGP SIGNED MESSAGE-----\nHash: SHA256\n\nSuite: x\n-----BEGIN PGP SIGNATURE-----\n\n-----END PGP SIGNATURE-----\n"), true)
-	key := signingKey(f)
+	key := archivetest.SigningKey(f)
 	keyring := openpgp.EntityList{key}
 	now := time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)
 	f.Fuzz(func(t *testing.T, text []byte, raw bool) {

@@ -4,64 +4,66 @@ import (
 	"errors"
 	"strings"
 	"testing"
+
+	"github.com/kilnproject/kiln/assembler/archive/archivetest"
 )
 
 // universe is the archive the resolver table runs against.
-var universe = []stanza{
-	pkg("libc6", "2.36-9", "Priority", "optional", "Multi-Arch", "same"),
-	pkg("libc6", "2.36-9", "Architecture", "i386", "Multi-Arch", "same"),
-	pkg("base-files", "12.4", "Essential", "yes", "Priority", "required"),
-	pkg("dash", "0.5.12-2", "Essential", "yes", "Priority", "required", "Pre-Depends", "libc6 (>= 2.34)"),
+var universe = []archivetest.Pkg{
+	archivetest.P("libc6", "2.36-9", "Priority", "optional", "Multi-Arch", "same"),
+	archivetest.P("libc6", "2.36-9", "Architecture", "i386", "Multi-Arch", "same"),
+	archivetest.P("base-files", "12.4", "Essential", "yes", "Priority", "required"),
+	archivetest.P("dash", "0.5.12-2", "Essential", "yes", "Priority", "required", "Pre-Depends", "libc6 (>= 2.34)"),
 	// Alternatives.
-	pkg("awk-a", "1.0", "Depends", "libc6"),
-	pkg("awk-b", "1.0", "Depends", "libc6"),
-	pkg("app-alt", "1.0", "Depends", "awk-a | awk-b"),
-	pkg("app-alt-missing", "1.0", "Depends", "not-in-archive | awk-b"),
+	archivetest.P("awk-a", "1.0", "Depends", "libc6"),
+	archivetest.P("awk-b", "1.0", "Depends", "libc6"),
+	archivetest.P("app-alt", "1.0", "Depends", "awk-a | awk-b"),
+	archivetest.P("app-alt-missing", "1.0", "Depends", "not-in-archive | awk-b"),
 	// Virtual packages and providers.
-	pkg("exim", "4.96", "Priority", "standard", "Provides", "mta"),
-	pkg("postfix", "3.7", "Priority", "optional", "Provides", "mta"),
-	pkg("app-virt", "1.0", "Depends", "mta"),
-	pkg("app-virt-only", "1.0", "Depends", "default-mta | mta"),
+	archivetest.P("exim", "4.96", "Priority", "standard", "Provides", "mta"),
+	archivetest.P("postfix", "3.7", "Priority", "optional", "Provides", "mta"),
+	archivetest.P("app-virt", "1.0", "Depends", "mta"),
+	archivetest.P("app-virt-only", "1.0", "Depends", "default-mta | mta"),
 	// Versioned provides.
-	pkg("libfoo1", "1.0", "Provides", "libfoo-abi (= 1)"),
-	pkg("libfoo2", "2.0", "Provides", "libfoo-abi (= 2)"),
-	pkg("app-vprov", "1.0", "Depends", "libfoo-abi (>= 2)"),
-	pkg("libbar", "1.0", "Provides", "barvirt"),
-	pkg("app-unversioned-prov", "1.0", "Depends", "barvirt (>= 1)"),
+	archivetest.P("libfoo1", "1.0", "Provides", "libfoo-abi (= 1)"),
+	archivetest.P("libfoo2", "2.0", "Provides", "libfoo-abi (= 2)"),
+	archivetest.P("app-vprov", "1.0", "Depends", "libfoo-abi (>= 2)"),
+	archivetest.P("libbar", "1.0", "Provides", "barvirt"),
+	archivetest.P("app-unversioned-prov", "1.0", "Depends", "barvirt (>= 1)"),
 	// Version constraints: the candidate is the highest version.
-	pkg("libssl3", "3.0.7-1", "Depends", "libc6"),
-	pkg("libssl3", "3.0.8-1", "Depends", "libc6"),
-	pkg("app-lt", "1", "Depends", "libssl3 (<< 3.1)"),
-	pkg("app-le", "1", "Depends", "libssl3 (<= 3.0.8-1)"),
-	pkg("app-eq", "1", "Depends", "libssl3 (= 3.0.8-1)"),
-	pkg("app-ge", "1", "Depends", "libssl3 (>= 3.0.8)"),
-	pkg("app-gt", "1", "Depends", "libssl3 (>> 3.0)"),
-	pkg("app-gt-fail", "1", "Depends", "libssl3 (>> 3.0.8-1)"),
-	pkg("app-eq-old", "1", "Depends", "libssl3 (= 3.0.7-1)"),
-	pkg("mosquitto", "2.0.11-1.2", "Depends", "libc6, libssl3 (>= 3.0.9)"),
-	pkg("garden", "1.0", "Architecture", "all", "Depends", "python3, mosquitto"),
-	pkg("python3", "3.11.2-1", "Multi-Arch", "allowed", "Depends", "libc6"),
+	archivetest.P("libssl3", "3.0.7-1", "Depends", "libc6"),
+	archivetest.P("libssl3", "3.0.8-1", "Depends", "libc6"),
+	archivetest.P("app-lt", "1", "Depends", "libssl3 (<< 3.1)"),
+	archivetest.P("app-le", "1", "Depends", "libssl3 (<= 3.0.8-1)"),
+	archivetest.P("app-eq", "1", "Depends", "libssl3 (= 3.0.8-1)"),
+	archivetest.P("app-ge", "1", "Depends", "libssl3 (>= 3.0.8)"),
+	archivetest.P("app-gt", "1", "Depends", "libssl3 (>> 3.0)"),
+	archivetest.P("app-gt-fail", "1", "Depends", "libssl3 (>> 3.0.8-1)"),
+	archivetest.P("app-eq-old", "1", "Depends", "libssl3 (= 3.0.7-1)"),
+	archivetest.P("mosquitto", "2.0.11-1.2", "Depends", "libc6, libssl3 (>= 3.0.9)"),
+	archivetest.P("garden", "1.0", "Architecture", "all", "Depends", "python3, mosquitto"),
+	archivetest.P("python3", "3.11.2-1", "Multi-Arch", "allowed", "Depends", "libc6"),
 	// Conflicts and Breaks.
-	pkg("sel-x", "1.0"),
-	pkg("mawk-c", "1.0", "Conflicts", "sel-x"),
-	pkg("gawk-c", "1.0"),
-	pkg("app-conf", "1.0", "Depends", "mawk-c | gawk-c"),
-	pkg("breaker", "1.0", "Breaks", "mawk-c (<< 2)"),
-	pkg("app-conf-all", "1.0", "Depends", "mawk-c"),
+	archivetest.P("sel-x", "1.0"),
+	archivetest.P("mawk-c", "1.0", "Conflicts", "sel-x"),
+	archivetest.P("gawk-c", "1.0"),
+	archivetest.P("app-conf", "1.0", "Depends", "mawk-c | gawk-c"),
+	archivetest.P("breaker", "1.0", "Breaks", "mawk-c (<< 2)"),
+	archivetest.P("app-conf-all", "1.0", "Depends", "mawk-c"),
 	// Multi-Arch.
-	pkg("helper", "1.0", "Architecture", "i386", "Multi-Arch", "foreign"),
-	pkg("app-ma-foreign", "1.0", "Depends", "helper"),
-	pkg("i386only", "1.0", "Architecture", "i386"),
-	pkg("app-ma-plain", "1.0", "Depends", "i386only"),
-	pkg("py-tool", "1.0", "Architecture", "i386", "Depends", "python3:any"),
-	pkg("app-ma-any", "1.0", "Depends", "python3:any"),
+	archivetest.P("helper", "1.0", "Architecture", "i386", "Multi-Arch", "foreign"),
+	archivetest.P("app-ma-foreign", "1.0", "Depends", "helper"),
+	archivetest.P("i386only", "1.0", "Architecture", "i386"),
+	archivetest.P("app-ma-plain", "1.0", "Depends", "i386only"),
+	archivetest.P("py-tool", "1.0", "Architecture", "i386", "Depends", "python3:any"),
+	archivetest.P("app-ma-any", "1.0", "Depends", "python3:any"),
 	// Pre-Depends.
-	pkg("app-pre", "1.0", "Pre-Depends", "awk-b"),
+	archivetest.P("app-pre", "1.0", "Pre-Depends", "awk-b"),
 }
 
 func TestResolve(t *testing.T) {
-	ta := newTestArchive(t, universe, nil)
-	a, err := ta.load(t, "amd64", "i386")
+	ta := archivetest.New(t, universe, nil)
+	a, err := load(t, ta, "amd64", "i386")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -133,10 +135,10 @@ func TestResolve(t *testing.T) {
 }
 
 func TestResolveIsDeterministic(t *testing.T) {
-	ta := newTestArchive(t, universe, nil)
+	ta := archivetest.New(t, universe, nil)
 	var first string
 	for i := 0; i < 5; i++ {
-		a, err := ta.load(t, "amd64", "i386")
+		a, err := load(t, ta, "amd64", "i386")
 		if err != nil {
 			t.Fatal(err)
 		}
