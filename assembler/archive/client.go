@@ -161,23 +161,23 @@ func checkHash(data []byte, fh FileHash) error {
 
 // get downloads url, refusing bodies over max bytes.
 func (c *Client) get(ctx context.Context, url string, max int64) ([]byte, error) {
-	ctx, guard, stop := withStallGuard(ctx, c.Idle)
-	defer stop()
+	ctx, wd := watch(ctx, c.Idle)
+	defer wd.Stop()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return nil, err
 	}
 	resp, err := c.http().Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("archive: %w", stalled(ctx, err))
+		return nil, fmt.Errorf("archive: %w", wd.Err(err))
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		return nil, fmt.Errorf("archive: GET %s: %s", url, resp.Status)
 	}
-	data, err := io.ReadAll(io.LimitReader(guard.reader(resp.Body), max+1))
+	data, err := io.ReadAll(io.LimitReader(wd.Reader(resp.Body), max+1))
 	if err != nil {
-		return nil, fmt.Errorf("archive: GET %s: %w", url, stalled(ctx, err))
+		return nil, fmt.Errorf("archive: GET %s: %w", url, err)
 	}
 	if int64(len(data)) > max {
 		return nil, fmt.Errorf("archive: GET %s: over %d bytes: %w", url, max, ErrTooLarge)

@@ -132,8 +132,8 @@ func (f *Fetcher) fetchOne(ctx context.Context, it Item, url string, report func
 	}
 	report(have)
 	if have < it.Size {
-		ctx, guard, stop := withStallGuard(ctx, f.Idle)
-		defer stop()
+		ctx, wd := watch(ctx, f.Idle)
+		defer wd.Stop()
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 		if err != nil {
 			return err
@@ -147,7 +147,7 @@ func (f *Fetcher) fetchOne(ctx context.Context, it Item, url string, report func
 		}
 		resp, err := client.Do(req)
 		if err != nil {
-			return stalled(ctx, err)
+			return wd.Err(err)
 		}
 		defer resp.Body.Close()
 		switch {
@@ -164,10 +164,10 @@ func (f *Fetcher) fetchOne(ctx context.Context, it Item, url string, report func
 			return fmt.Errorf("GET %s: %s", url, resp.Status)
 		}
 		w := &countingWriter{w: io.MultiWriter(pf, h), report: report}
-		n, err := io.Copy(w, io.LimitReader(guard.reader(resp.Body), it.Size-have+1))
+		n, err := io.Copy(w, io.LimitReader(wd.Reader(resp.Body), it.Size-have+1))
 		have += n
 		if err != nil {
-			return fmt.Errorf("GET %s: %w after %d of %d bytes (run again to resume)", url, stalled(ctx, err), have, it.Size)
+			return fmt.Errorf("GET %s: %w after %d of %d bytes (run again to resume)", url, err, have, it.Size)
 		}
 	}
 	if have != it.Size || hex.EncodeToString(h.Sum(nil)) != it.SHA256 {

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/kilnproject/kiln/internal/progress"
+	"github.com/kilnproject/kiln/internal/stall"
 	"github.com/kilnproject/kiln/ota"
 )
 
@@ -86,14 +87,14 @@ func (c *Client) metadata(ctx context.Context, name string, max int64) ([]byte, 
 	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
 	ctx, wd := c.watch(ctx)
-	defer wd.stop()
+	defer wd.Stop()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.url("metadata/"+name), nil)
 	if err != nil {
 		return nil, err
 	}
 	resp, err := c.http().Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("get %s: %w", name, err)
+		return nil, fmt.Errorf("get %s: %w", name, wd.Err(err))
 	}
 	defer resp.Body.Close()
 	switch resp.StatusCode {
@@ -103,8 +104,7 @@ func (c *Client) metadata(ctx context.Context, name string, max int64) ([]byte, 
 	default:
 		return nil, fmt.Errorf("get %s: %s", name, resp.Status)
 	}
-	wd.start()
-	data, err := io.ReadAll(io.LimitReader(wd.body(resp.Body), max+1))
+	data, err := io.ReadAll(io.LimitReader(wd.Reader(resp.Body), max+1))
 	if err != nil {
 		return nil, fmt.Errorf("get %s: %w", name, err)
 	}
@@ -237,7 +237,7 @@ func (c *Client) Download(ctx context.Context, t ota.Target, f *os.File, pf prog
 		}
 		// Progress forgives earlier failures, unless the attempt ended in a stall: a server
 		// that sends a little and stalls every time must not keep the device forever.
-		if n > 0 && !errors.Is(err, ErrStalled) {
+		if n > 0 && !errors.Is(err, stall.ErrStalled) {
 			failures = 0
 		} else if failures++; failures > retries {
 			return fmt.Errorf("download %s: gave up after %d attempts: %w", t.Path, failures, err)
@@ -275,7 +275,7 @@ func restart(f *os.File, h hash.Hash) error {
 // fetchRange appends bytes from offset off to f, returning how many it wrote.
 func (c *Client) fetchRange(ctx context.Context, url, etag string, off int64, t ota.Target, f *os.File, h hash.Hash, pf progress.Func) (int64, string, error) {
 	ctx, wd := c.watch(ctx)
-	defer wd.stop()
+	defer wd.Stop()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return 0, "", err
@@ -288,7 +288,7 @@ func (c *Client) fetchRange(ctx context.Context, url, etag string, off int64, t 
 	}
 	resp, err := c.http().Do(req)
 	if err != nil {
-		return 0, "", err
+		return 0, "", wd.Err(err)
 	}
 	defer resp.Body.Close()
 	tag := resp.Header.Get("ETag")
@@ -311,8 +311,7 @@ func (c *Client) fetchRange(ctx context.Context, url, etag string, off int64, t 
 	rest := t.Size - off
 	w := &progress.Writer{W: io.MultiWriter(f, h), F: pf, Phase: "downloading", Total: t.Size, Base: off}
 	buf := make([]byte, 256<<10)
-	wd.start()
-	body := wd.body(resp.Body)
+	body := wd.Reader(resp.Body)
 	n, err := io.CopyBuffer(w, io.LimitReader(body, rest), buf)
 	if err != nil {
 		return n, tag, err

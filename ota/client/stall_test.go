@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kilnproject/kiln/internal/stall"
 	"github.com/kilnproject/kiln/ota/client"
 	"github.com/kilnproject/kiln/ota/internal/otatest"
 	"github.com/kilnproject/kiln/ota/repo"
@@ -81,7 +82,7 @@ func TestStalledDownloadGivesUp(t *testing.T) {
 	defer f.Close()
 	c := &client.Client{BaseURL: ts.URL, Backoff: time.Millisecond, Retries: 2, Stall: 200 * time.Millisecond}
 	err := c.Download(ctx, pub.Target, f, nil)
-	if !errors.Is(err, client.ErrStalled) {
+	if !errors.Is(err, stall.ErrStalled) {
 		t.Fatalf("err = %v, want ErrStalled", err)
 	}
 	if n := requests.Load(); n != 3 {
@@ -89,7 +90,7 @@ func TestStalledDownloadGivesUp(t *testing.T) {
 	}
 	// Metadata fetches are cut the same way.
 	_, err = c.Metadata(ctx, "1.targets.json", 1<<20)
-	if !errors.Is(err, client.ErrStalled) {
+	if !errors.Is(err, stall.ErrStalled) {
 		t.Fatalf("metadata: err = %v, want ErrStalled", err)
 	}
 }
