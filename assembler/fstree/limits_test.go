@@ -112,4 +112,3 @@ func TestLimits(t *testing.T) {
 		})
 	}
 }
-
