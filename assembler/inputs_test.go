@@ -122,6 +122,30 @@ func TestTarballBombRefused(t *testing.T) {
 	}
 }
 
+// A source larger than the partition it goes into (a sparse 1 GiB file, free to make) is refused
+// before it is read, naming the recipe line.
+func TestSourceTooLarge(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "huge.bin"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(filepath.Join(dir, "huge.bin"), 1<<30); err != nil {
+		t.Fatal(err)
+	}
+	r := writeRecipe(t, dir, "kiln = 1\nname = \"huge\"\nversion = \"1.0.0\"\n[[system.files]]\npath = \"/opt/huge.bin\"\nsource = \"huge.bin\"\n")
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	err := buildFails(t, r, filepath.Join(dir, "kiln.toml")+":6: system.files[0].source", "huge.bin holds 1073741824 bytes")
+	runtime.ReadMemStats(&after)
+	if !errors.Is(err, fstree.ErrTooLarge) {
+		t.Errorf("error does not wrap fstree.ErrTooLarge: %v", err)
+	}
+	if alloc := after.TotalAlloc - before.TotalAlloc; alloc > 1<<30 {
+		t.Errorf("the failed build allocated %d MiB", alloc>>20)
+	}
+}
+
 // Only an empty directory or a previous build's output may be replaced: a directory holding
 // anything Kiln did not write is refused and left as it was.
 func TestOutDirOnlyKilnsOwn(t *testing.T) {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"math"
 	"os"
 	"path"
 	"path/filepath"
@@ -212,7 +213,11 @@ func (t *Tree) AddOverlayDir(dir, dest, origin string) error {
 			if err := t.fileRoom(to, rel, o, info.Size()); err != nil {
 				return err
 			}
-			data, err := ReadFile(p, t.Limits.File)
+			limit := t.Limits.File
+			if limit == 0 {
+				limit = math.MaxInt64
+			}
+			data, err := ReadFile(p, limit)
 			if err != nil {
 				return err
 			}
@@ -249,7 +254,7 @@ func (t *Tree) AddOverlayDir(dir, dest, origin string) error {
 }
 
 // ReadFile reads the regular file p, refusing anything else (a device such as /dev/zero, a FIFO,
-// a directory) and, when max > 0, a file larger than max bytes, even one growing while it is read.
+// a directory) and a file larger than max bytes, even one growing while it is read.
 func ReadFile(p string, max int64) ([]byte, error) {
 	// Stat before opening: opening a FIFO blocks until something writes to it.
 	if fi, err := os.Stat(p); err != nil {
@@ -269,7 +274,7 @@ func ReadFile(p string, max int64) ([]byte, error) {
 	if !fi.Mode().IsRegular() {
 		return nil, fmt.Errorf("%s is %s, not a regular file: %w", p, Describe(fi.Mode()), ErrType)
 	}
-	if max > 0 && fi.Size() > max {
+	if fi.Size() > max {
 		return nil, fmt.Errorf("%s holds %d bytes, more than the %d allowed here: %w", p, fi.Size(), max, ErrTooLarge)
 	}
 	data, err := readAtMost(f, fi.Size())
