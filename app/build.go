@@ -38,7 +38,7 @@ type buildScreen struct {
 	wifiSSID, wifiCountry         *widget.Entry
 	timezone, diskSize            *widget.SelectEntry
 	firmware                      *widget.Select
-	extras                        []string // "file:<image path>=<source>" rows and overlay folders, as listed
+	extras                        []extra // files and overlay folders, as listed
 	extraList                     *widget.List
 	extraSel                      int
 	errs                          map[string]*widget.Label // validation message per form field
@@ -54,6 +54,29 @@ type buildScreen struct {
 	resImage, resSize, resHash *widget.Label
 	emptyResult                *widget.Label
 	right                      *fyne.Container // the build and result column, re-laid out when a result arrives
+}
+
+// extra is one row of the Extra files list: a file placed in the image, or a folder (or tarball)
+// merged into its root.
+type extra struct {
+	file    *RecipeFile
+	overlay string
+}
+
+// label is the row's text in the list.
+func (e extra) label() string {
+	if e.file == nil {
+		return e.overlay + "  (merged into /)"
+	}
+	from := e.file.Source
+	if from == "" {
+		from = "text in the recipe"
+	}
+	mode := ""
+	if e.file.Mode != 0 {
+		mode = fmt.Sprintf("  (mode %04o)", e.file.Mode)
+	}
+	return e.file.Path + " ← " + from + mode
 }
 
 // form fields and the recipe fields whose problems they show.
@@ -89,7 +112,18 @@ func formField(field string) string {
 
 func newBuildScreen(a *App) *buildScreen {
 	s := &buildScreen{a: a, errs: map[string]*widget.Label{}, extraSel: -1}
+	s.makeEntries()
+	s.makeExtraList()
+	s.makeMessages()
+	header := s.header()
+	split := container.NewHSplit(s.formColumn(), container.NewVScroll(s.buildColumn()))
+	split.SetOffset(0.6)
+	s.content = container.NewBorder(header, nil, nil, nil, split)
+	return s
+}
 
+// makeEntries makes the form's input widgets; each change revalidates the recipe.
+func (s *buildScreen) makeEntries() {
 	s.name = s.entry("kiln-tiny")
 	s.version = s.entry("1.0.0")
 	s.hostname = s.entry("kiln")
@@ -113,7 +147,10 @@ func newBuildScreen(a *App) *buildScreen {
 	s.diskSize = widget.NewSelectEntry([]string{"256MiB", "512MiB", "1GiB", "2GiB", "4GiB"})
 	s.diskSize.OnChanged = func(string) { s.onChanged() }
 	s.firmware = widget.NewSelect([]string{"uefi", "bios", "hybrid"}, func(string) { s.onChanged() })
+}
 
+// makeExtraList makes the list of extra files and overlay folders.
+func (s *buildScreen) makeExtraList() {
 	s.extraList = widget.NewList(
 		func() int { return len(s.extras) },
 		func() fyne.CanvasObject {
@@ -123,16 +160,19 @@ func newBuildScreen(a *App) *buildScreen {
 			row := o.(*fyne.Container)
 			icon, label := row.Objects[0].(*widget.Icon), row.Objects[1].(*widget.Label)
 			e := s.extras[i]
-			if strings.HasPrefix(e, "file:") {
+			if e.file != nil {
 				icon.SetResource(theme.FileIcon())
-				label.SetText(strings.TrimPrefix(e, "file:"))
 			} else {
 				icon.SetResource(theme.FolderIcon())
-				label.SetText(e + "  (merged into /)")
 			}
+			label.SetText(e.label())
 		})
 	s.extraList.OnSelected = func(id widget.ListItemID) { s.extraSel = id }
+}
 
+// makeMessages makes the validation message under each form field and the one above the form for
+// fields it does not show.
+func (s *buildScreen) makeMessages() {
 	for _, f := range []string{"name", "version", "hostname", "timezone", "disk", "firmware", "user",
 		"password", "ssh", "wifi", "extras"} {
 		l := widget.NewLabel("")
@@ -145,7 +185,10 @@ func newBuildScreen(a *App) *buildScreen {
 	s.general.Importance = widget.DangerImportance
 	s.general.Wrapping = fyne.TextWrapWord
 	s.general.Hide()
+}
 
+// header is the screen's title with the recipe's path and the New, Open and Save actions.
+func (s *buildScreen) header() fyne.CanvasObject {
 	s.pathLabel = widget.NewLabel("New recipe (not saved)")
 	s.pathLabel.Truncation = fyne.TextTruncateEllipsis
 	toolbar := widget.NewToolbar(
@@ -153,7 +196,11 @@ func newBuildScreen(a *App) *buildScreen {
 		widget.NewToolbarAction(theme.FolderOpenIcon(), s.onOpen),
 		widget.NewToolbarAction(theme.DocumentSaveIcon(), s.onSave),
 	)
+	return container.NewBorder(nil, nil, heading("Build an image"), toolbar, s.pathLabel)
+}
 
+// formColumn lays the recipe form out in cards: image, system, Wi-Fi and extra files.
+func (s *buildScreen) formColumn() fyne.CanvasObject {
 	image := card("Image", "What the image is called and how it boots", widget.NewForm(
 		s.item("Name", s.name, "name"),
 		s.item("Version", s.version, "version"),
@@ -179,9 +226,11 @@ func newBuildScreen(a *App) *buildScreen {
 			widget.NewButtonWithIcon("Add folder…", theme.FolderIcon(), s.onAddFolder),
 			widget.NewButtonWithIcon("Remove", theme.DeleteIcon(), s.onRemoveExtra)), s.errs["extras"]),
 		nil, nil, minHeight(s.extraList, 96)))
+	return container.NewVScroll(container.NewVBox(s.general, image, system, wifi, extras))
+}
 
-	form := container.NewVScroll(container.NewVBox(s.general, image, system, wifi, extras))
-
+// buildColumn is the Build card (buttons, progress, status) above the Result card.
+func (s *buildScreen) buildColumn() fyne.CanvasObject {
 	s.buildBtn = widget.NewButtonWithIcon("Build image", theme.MediaPlayIcon(), s.onBuild)
 	s.buildBtn.Importance = widget.HighImportance
 	s.cancelBtn = widget.NewButtonWithIcon("Cancel", theme.CancelIcon(), s.onCancel)
@@ -191,7 +240,12 @@ func newBuildScreen(a *App) *buildScreen {
 	s.status.Wrapping = fyne.TextWrapWord
 	buildCard := card("Build", "Makes the disk image, its block map, a manifest and the update bundle",
 		container.NewVBox(container.NewGridWithColumns(2, s.buildBtn, s.cancelBtn), s.bar, s.status))
+	s.right = container.NewVBox(buildCard, s.resultCard())
+	return s.right
+}
 
+// resultCard shows the last build: its image, size and checksum, the manifest and where to take it.
+func (s *buildScreen) resultCard() fyne.CanvasObject {
 	s.resImage, s.resSize, s.resHash = widget.NewLabel(""), widget.NewLabel(""), widget.NewLabel("")
 	s.resImage.Wrapping = fyne.TextWrapBreak
 	s.resHash.Wrapping = fyne.TextWrapBreak
@@ -210,17 +264,8 @@ func newBuildScreen(a *App) *buildScreen {
 		container.NewGridWithColumns(3, toPreview, toFlash, toPublish),
 	)
 	s.resultBox.Hide()
-	empty := widget.NewLabelWithStyle("No image built yet.", fyne.TextAlignCenter, fyne.TextStyle{Italic: true})
-	resultCard := card("Result", "", container.NewStack(empty, s.resultBox))
-	s.emptyResult = empty
-
-	right := container.NewVBox(buildCard, resultCard)
-	s.right = right
-	header := container.NewBorder(nil, nil, heading("Build an image"), toolbar, s.pathLabel)
-	split := container.NewHSplit(form, container.NewVScroll(right))
-	split.SetOffset(0.6)
-	s.content = container.NewBorder(header, nil, nil, nil, split)
-	return s
+	s.emptyResult = widget.NewLabelWithStyle("No image built yet.", fyne.TextAlignCenter, fyne.TextStyle{Italic: true})
+	return card("Result", "", container.NewStack(s.emptyResult, s.resultBox))
 }
 
 // emptyResult is the placeholder shown until a build finishes.
@@ -336,9 +381,11 @@ func (s *buildScreen) setRecipe(r *Recipe) {
 	s.firmware.SetSelected(r.Firmware)
 	s.extras = s.extras[:0]
 	for _, f := range r.Files {
-		s.extras = append(s.extras, "file:"+f.Path+" ← "+f.Source)
+		s.extras = append(s.extras, extra{file: &f})
 	}
-	s.extras = append(s.extras, r.Overlays...)
+	for _, o := range r.Overlays {
+		s.extras = append(s.extras, extra{overlay: o})
+	}
 	s.extraList.Refresh()
 	if r.Path != "" {
 		s.pathLabel.SetText(r.Path)
@@ -379,11 +426,10 @@ func (s *buildScreen) collect() *Recipe {
 	r.Firmware = s.firmware.Selected
 	r.Files, r.Overlays = nil, nil
 	for _, e := range s.extras {
-		if rest, ok := strings.CutPrefix(e, "file:"); ok {
-			dst, src, _ := strings.Cut(rest, " ← ")
-			r.Files = append(r.Files, RecipeFile{Path: dst, Source: src})
+		if e.file != nil {
+			r.Files = append(r.Files, *e.file)
 		} else {
-			r.Overlays = append(r.Overlays, e)
+			r.Overlays = append(r.Overlays, e.overlay)
 		}
 	}
 	return r
@@ -470,7 +516,7 @@ func (s *buildScreen) onAddFile() {
 			[]*widget.FormItem{{Text: "Path in the image", Widget: dst, HintText: "An absolute path, such as /etc/motd"}},
 			func(ok bool) {
 				if ok {
-					s.addExtra("file:" + dst.Text + " ← " + src)
+					s.addExtra(extra{file: &RecipeFile{Path: dst.Text, Source: src}})
 				}
 			}, s.a.win)
 	}, s.a.win)
@@ -481,11 +527,11 @@ func (s *buildScreen) onAddFolder() {
 		if err != nil || u == nil {
 			return
 		}
-		s.addExtra(u.Path())
+		s.addExtra(extra{overlay: u.Path()})
 	}, s.a.win)
 }
 
-func (s *buildScreen) addExtra(e string) {
+func (s *buildScreen) addExtra(e extra) {
 	s.extras = append(s.extras, e)
 	s.extraList.Refresh()
 	s.onChanged()
@@ -560,7 +606,11 @@ func (s *buildScreen) finished(res *BuildResult, err error) {
 		return
 	}
 	s.bar.SetValue(1)
-	s.status.SetText("Built " + res.Name + " " + res.Version + ".")
+	msg := "Built " + res.Name + " " + res.Version + "."
+	for _, w := range res.Warnings {
+		msg += "\nWarning: " + w
+	}
+	s.status.SetText(msg)
 	s.showResult(res)
 }
 

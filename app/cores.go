@@ -43,11 +43,12 @@ type Recipe struct {
 	Base         any    // the core's own representation of everything else
 }
 
-// RecipeFile is one extra file copied into the image.
+// RecipeFile is one extra file placed in the image: copied from Source, or holding Content.
 type RecipeFile struct {
-	Path   string // in the image
-	Source string // on this machine
-	Mode   string // octal, "" for the default
+	Path    string // in the image
+	Source  string // on this machine
+	Content string // the text itself, when there is no Source
+	Mode    uint32 // permission bits; 0 for the default (0644)
 }
 
 // FieldError is a validation message for one recipe field. Field uses the recipe's dotted names
@@ -68,6 +69,7 @@ type BuildResult struct {
 	UpdateDir     string
 	SHA256        string
 	Size          int64
+	Warnings      []string // what the build did that the user should check
 }
 
 // BuildCore loads, validates, saves and builds recipes.

@@ -126,7 +126,7 @@ func (b *realBuild) Build(ctx context.Context, f *Recipe, p progress.Func) (*Bui
 		return nil, err
 	}
 	out := BuildResult{Name: res.Name, Version: res.Version, Image: res.Image, Bmap: res.Bmap,
-		Manifest: res.Manifest, UpdateDir: res.UpdateDir, SHA256: res.ImageSHA256, Size: res.ImageSize}
+		Manifest: res.Manifest, UpdateDir: res.UpdateDir, SHA256: res.ImageSHA256, Size: res.ImageSize, Warnings: res.Warnings}
 	b.mu.Lock()
 	b.recent = append([]BuildResult{out}, b.recent...)
 	b.mu.Unlock()
@@ -187,9 +187,7 @@ func toForm(r *recipe.Recipe) *Recipe {
 		f.WifiSSID, f.WifiPSK, f.WifiCountry = w.SSID, w.PSK, w.Country
 	}
 	for _, file := range r.System.Files {
-		if file.Source != "" {
-			f.Files = append(f.Files, RecipeFile{Path: file.Path, Source: file.Source})
-		}
+		f.Files = append(f.Files, RecipeFile{Path: file.Path, Source: file.Source, Content: file.Content, Mode: uint32(file.Mode)})
 	}
 	return f
 }
@@ -234,13 +232,8 @@ func fromForm(f *Recipe) *recipe.Recipe {
 		r.System.WiFi = nil
 	}
 	var files []recipe.File
-	for _, file := range base.System.Files {
-		if file.Source == "" { // inline content the form does not show
-			files = append(files, file)
-		}
-	}
 	for _, file := range f.Files {
-		files = append(files, recipe.File{Path: file.Path, Source: file.Source})
+		files = append(files, recipe.File{Path: file.Path, Source: file.Source, Content: file.Content, Mode: recipe.Mode(file.Mode)})
 	}
 	r.System.Files = files
 	r.System.Overlays = append([]string(nil), f.Overlays...)

@@ -15,6 +15,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/sirupsen/logrus"
@@ -55,6 +56,9 @@ type Result struct {
 	ImageSHA256 string `json:"image_sha256"`
 	ImageSize   int64  `json:"image_size"`
 	MappedBytes int64  `json:"mapped_bytes"` // bytes of the image holding data (what a flash writes)
+	// Warnings are things the build did but the user should check, such as copying a private
+	// file from outside the recipe's folder; each was also logged and reported as progress.
+	Warnings []string `json:"warnings,omitempty"`
 }
 
 // BlockSize is the block size of the images' block maps.
@@ -141,6 +145,18 @@ type builder struct {
 
 	phaseName  string
 	phaseStart time.Time
+
+	mu       sync.Mutex
+	warnings []string
+}
+
+// warn logs a warning, reports it as progress and keeps it for the result.
+func (b *builder) warn(msg string) {
+	b.log.Warn(msg)
+	b.prog.Report(progress.Event{Phase: PhaseInputs, Message: "warning: " + msg})
+	b.mu.Lock()
+	b.warnings = append(b.warnings, msg)
+	b.mu.Unlock()
 }
 
 // phase starts a build phase: it reports it and logs how long the previous one took.
@@ -390,7 +406,10 @@ func (b *builder) finish(ctx context.Context, img string) error {
 	if err := os.WriteFile(b.st.path("manifest.json"), data, 0o644); err != nil {
 		return fmt.Errorf("write manifest: %w", err)
 	}
+	b.mu.Lock()
+	warnings := append([]string(nil), b.warnings...)
+	b.mu.Unlock()
 	b.res = &Result{Name: b.r.Name, Version: b.r.Version, ImageSHA256: imageSHA, ImageSize: b.manifest.Image.Size,
-		MappedBytes: b.manifest.Image.Mapped}
+		MappedBytes: b.manifest.Image.Mapped, Warnings: warnings}
 	return ctx.Err()
 }

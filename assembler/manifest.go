@@ -4,8 +4,9 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"os"
 	"sort"
+
+	"github.com/kilnproject/kiln/assembler/fstree"
 )
 
 // ManifestFormat is the version of manifest.json's layout.
@@ -111,9 +112,12 @@ func (m *Manifest) Marshal() ([]byte, error) {
 	return buf.Bytes(), nil
 }
 
+// maxManifest bounds the manifest.json LoadManifest reads (a manifest lists every file of an image).
+const maxManifest = 64 << 20
+
 // LoadManifest reads a manifest.json written by Build.
 func LoadManifest(path string) (*Manifest, error) {
-	data, err := os.ReadFile(path)
+	data, err := fstree.ReadFile(path, maxManifest)
 	if err != nil {
 		return nil, fmt.Errorf("read manifest %s: %w", path, err)
 	}

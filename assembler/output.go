@@ -19,9 +19,6 @@ import (
 // ErrOutDirInUse: the output directory exists and holds something other than a previous build.
 var ErrOutDirInUse = errors.New("output directory holds other files")
 
-// outputNames are the entries a build writes into its output directory.
-var outputNames = map[string]bool{"manifest.json": true, "update": true}
-
 // stage is a temporary directory next to the output directory: a build writes into it and renames
 // it into place at the end, so an interrupted or failed build leaves no partial output behind and a
 // successful one replaces the previous build at once.
@@ -53,8 +50,9 @@ func newStage(out, imageName string) (*stage, error) {
 	return &stage{out: out, dir: dir}, nil
 }
 
-// checkOutDir refuses to replace a directory that is not a previous build's output, so a mistyped
-// --out never deletes a user's files.
+// checkOutDir refuses to replace a directory Kiln did not write, so a mistyped --out never deletes
+// a user's files. It accepts a directory that does not exist, an empty one, and a previous build's
+// output: a directory holding Kiln's manifest.json and nothing a build does not write.
 func checkOutDir(out, imageName string) error {
 	entries, err := os.ReadDir(out)
 	if errors.Is(err, os.ErrNotExist) {
@@ -63,13 +61,39 @@ func checkOutDir(out, imageName string) error {
 	if err != nil {
 		return fmt.Errorf("output directory %s: %w", out, err)
 	}
+	if len(entries) == 0 {
+		return nil
+	}
+	refuse := func(format string, args ...any) error {
+		return fmt.Errorf("%w: %s %s; choose another output directory, or move its contents away", ErrOutDirInUse,
+			out, fmt.Sprintf(format, args...))
+	}
+	m, merr := LoadManifest(filepath.Join(out, "manifest.json"))
+	written := map[string]bool{"manifest.json": true, "update": true, imageName: true, imageName + ".bmap": true}
+	if merr == nil {
+		written[filepath.Base(m.Image.File)], written[filepath.Base(m.Image.Bmap)] = true, true
+	}
 	for _, e := range entries {
-		n := e.Name()
-		if outputNames[n] || n == imageName || n == imageName+".bmap" {
-			continue
+		if !written[e.Name()] {
+			return refuse("contains %s, which a build did not write", e.Name())
 		}
-		return fmt.Errorf("%w: %s contains %s, which a build did not write; choose another output directory or remove it",
-			ErrOutDirInUse, out, n)
+	}
+	if merr != nil || m.Format < 1 || m.Kiln == "" {
+		return refuse("holds no manifest.json of a previous build, so Kiln did not write it")
+	}
+	// The update bundle: update.json and the unified kernel images, nothing else.
+	upd := filepath.Join(out, "update")
+	if fi, err := os.Lstat(upd); err == nil && !fi.IsDir() {
+		return refuse("contains update, which is not the directory a build writes")
+	}
+	bundle, err := os.ReadDir(upd)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("output directory %s: %w", out, err)
+	}
+	for _, e := range bundle {
+		if n := e.Name(); !e.Type().IsRegular() || (n != UpdateFile && filepath.Ext(n) != ".efi") {
+			return refuse("contains update/%s, which a build did not write", n)
+		}
 	}
 	return nil
 }

@@ -8,8 +8,10 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 
@@ -45,8 +47,17 @@ func (b *builder) recordRecipe() error {
 	return nil
 }
 
+// Limits on what a recipe adds to an image. A file may be no larger than the partition it goes
+// into and all of them together no larger than the disk; the tree holds at most maxEntries
+// entries and an SSH key file at most maxKeyFile bytes.
+const (
+	maxEntries = 1 << 17
+	maxKeyFile = 1 << 20
+)
+
 // readRecipeFiles reads what the recipe adds to the image: users' SSH key files, extra files,
-// root filesystem overlays and the data partition's overlays.
+// root filesystem overlays and the data partition's overlays. Only regular files are read, each
+// within the limits above; an error names the recipe line of the input.
 func (b *builder) readRecipeFiles(ctx context.Context) error {
 	r, in := b.r, &b.inputs
 	for i, u := range r.System.Users {
@@ -54,10 +65,11 @@ func (b *builder) readRecipeFiles(ctx context.Context) error {
 		if u.UID != nil {
 			iu.UID = *u.UID
 		}
-		for _, kf := range u.SSHKeyFiles {
-			data, err := os.ReadFile(r.Resolve(kf))
+		for j, kf := range u.SSHKeyFiles {
+			field := fmt.Sprintf("system.users[%d].ssh_key_files[%d]", i, j)
+			data, err := b.readSource(field, kf, maxKeyFile)
 			if err != nil {
-				return fmt.Errorf("system.users[%d].ssh_key_files: %w", i, err)
+				return err
 			}
 			in.record(Input{Role: "ssh-keys", Path: kf, Size: int64(len(data)), SHA256: sha256Hex(data)})
 			sc := bufio.NewScanner(bytes.NewReader(data))
@@ -71,20 +83,21 @@ func (b *builder) readRecipeFiles(ctx context.Context) error {
 	}
 
 	// Overlays first, then the recipe's files, which win over them.
-	if len(r.System.Overlays) > 0 {
-		t := fstree.New()
-		t.Replace, t.AllowDevices = true, r.System.AllowDevices
-		if err := b.addOverlays(ctx, t, "system.overlays", r.System.Overlays); err != nil {
-			return err
-		}
-		for _, n := range t.Sorted() {
-			if n.Path == "" {
-				continue
-			}
-			in.extra = append(in.extra, initramfs.File{Path: n.Path, Mode: n.Mode, Data: n.Data, Target: n.Target,
-				Major: n.Major, Minor: n.Minor, UID: uint32(n.UID), GID: uint32(n.GID), Origin: n.Origin})
-		}
+	layout := r.Board.Layout()
+	t := fstree.New()
+	t.Replace, t.AllowDevices = true, r.System.AllowDevices
+	t.Limits = fstree.Limits{File: layout.ESPSize, Total: layout.DiskSize, Entries: maxEntries}
+	if err := b.addOverlays(ctx, t, "system.overlays", r.System.Overlays); err != nil {
+		return err
 	}
+	for _, n := range t.Sorted() {
+		if n.Path == "" {
+			continue
+		}
+		in.extra = append(in.extra, initramfs.File{Path: n.Path, Mode: n.Mode, Data: n.Data, Target: n.Target,
+			Major: n.Major, Minor: n.Minor, UID: uint32(n.UID), GID: uint32(n.GID), Origin: n.Origin})
+	}
+	used := t.Size()
 	for i, f := range r.System.Files {
 		mode := fs.FileMode(f.Mode)
 		if mode == 0 {
@@ -94,18 +107,20 @@ func (b *builder) readRecipeFiles(ctx context.Context) error {
 		data := []byte(f.Content)
 		if f.Source != "" {
 			var err error
-			if data, err = os.ReadFile(r.Resolve(f.Source)); err != nil {
-				return fmt.Errorf("system.files[%d].source: %w", i, err)
+			if data, err = b.readSource(fmt.Sprintf("system.files[%d].source", i), f.Source, min(layout.ESPSize, layout.DiskSize-used)); err != nil {
+				return err
 			}
 			origin = "file:" + f.Source
 			in.record(Input{Role: "file", Path: f.Source, Size: int64(len(data)), SHA256: sha256Hex(data)})
 		}
+		used += int64(len(data))
 		in.extra = append(in.extra, initramfs.File{Path: f.Path, Mode: mode.Perm(), Data: data, Origin: origin})
 	}
 
 	if len(r.Data.Overlays) > 0 {
 		t := fstree.New()
 		t.Replace = true
+		t.Limits = fstree.Limits{File: layout.DataSize, Total: max(0, min(layout.DataSize, layout.DiskSize-used)), Entries: maxEntries}
 		if err := b.addOverlays(ctx, t, "data.overlays", r.Data.Overlays); err != nil {
 			return err
 		}
@@ -130,23 +145,50 @@ func (b *builder) readRecipeFiles(ctx context.Context) error {
 	return nil
 }
 
+// readSource reads the regular file a recipe field names, at most limit bytes.
+func (b *builder) readSource(field, p string, limit int64) ([]byte, error) {
+	full := b.r.Resolve(p)
+	b.warnPrivate(field, p, full)
+	data, err := fstree.ReadFile(full, max(limit, 0))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", b.r.Pos(field), err)
+	}
+	return data, nil
+}
+
+// warnPrivate warns when an input lies outside the recipe's directory and not everyone may read
+// it: /etc/shadow or a private key copied into an image by a mistyped path.
+func (b *builder) warnPrivate(field, p, full string) {
+	if b.r.Dir != "" {
+		if rel, err := filepath.Rel(b.r.Dir, full); err == nil && filepath.IsLocal(rel) {
+			return
+		}
+	}
+	fi, err := os.Stat(full)
+	if err != nil || fi.Mode().Perm()&0o004 != 0 {
+		return
+	}
+	b.warn(fmt.Sprintf("%s: %s lies outside the recipe's folder and is not readable by everyone (mode %04o); "+
+		"the image will hold a copy, readable by whoever has the image: make sure it belongs there",
+		b.r.Pos(field), p, uint32(fi.Mode().Perm())))
+}
+
 // addOverlays merges overlay directories and tarballs into t and records each as an input.
 func (b *builder) addOverlays(ctx context.Context, t *fstree.Tree, field string, list []string) error {
 	for i, o := range list {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
+		f := fmt.Sprintf("%s[%d]", field, i)
 		p := b.r.Resolve(o)
+		b.warnPrivate(f, o, p)
 		origin := "overlay:" + o
 		var err error
 		in := Input{Role: "overlay", Path: o}
 		if recipe.IsTarball(o) {
 			err = t.AddTarball(p, "", origin)
 			if err == nil {
-				var data []byte
-				if data, err = os.ReadFile(p); err == nil {
-					in.Size, in.SHA256 = int64(len(data)), sha256Hex(data)
-				}
+				in.Size, in.SHA256, err = hashFile(p)
 			}
 		} else {
 			err = t.AddOverlayDir(p, "", origin)
@@ -155,11 +197,26 @@ func (b *builder) addOverlays(ctx context.Context, t *fstree.Tree, field string,
 			}
 		}
 		if err != nil {
-			return fmt.Errorf("%s[%d] (%s): %w", field, i, o, err)
+			return fmt.Errorf("%s (%s): %w", b.r.Pos(f), o, err)
 		}
 		b.inputs.record(in)
 	}
 	return nil
+}
+
+// hashFile returns the size and sha256 of the file at p, read as a stream.
+func hashFile(p string) (int64, string, error) {
+	f, err := os.Open(p)
+	if err != nil {
+		return 0, "", err
+	}
+	defer f.Close()
+	h := sha256.New()
+	n, err := io.Copy(h, f)
+	if err != nil {
+		return 0, "", fmt.Errorf("read %s: %w", p, err)
+	}
+	return n, hex.EncodeToString(h.Sum(nil)), nil
 }
 
 // treeDigest summarises the nodes of t that came from origin: the sha256 of a sorted listing of

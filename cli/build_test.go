@@ -95,10 +95,31 @@ func TestBuildSummary(t *testing.T) {
 	}
 }
 
+// A source outside the recipe's folder that not everyone may read is listed in the summary.
+func TestBuildSummaryWarnsPrivateSource(t *testing.T) {
+	env, stdout, stderr := buildEnv(t)
+	secret := filepath.Join(t.TempDir(), "secret")
+	os.WriteFile(secret, []byte("key\n"), 0o600)
+	recipe := filepath.Join(t.TempDir(), "mini.toml")
+	os.WriteFile(recipe, []byte("kiln = 1\nname = \"mini\"\nversion = \"0.1.0\"\n[[system.files]]\npath = \"/etc/secret\"\nsource = \""+secret+"\"\n"), 0o644)
+	if code := run(t.Context(), env, []string{"build", "--recipe", recipe, "--out", filepath.Join(t.TempDir(), "o")}); code != 0 {
+		t.Fatalf("exit %d\n%s", code, stderr)
+	}
+	want := "  warning   " + recipe + ":6: system.files[0].source: " + secret + " lies outside the recipe's folder"
+	if !strings.Contains(stdout.String(), want) {
+		t.Errorf("summary lacks %q:\n%s", want, stdout)
+	}
+}
+
 func TestBuildErrors(t *testing.T) {
 	dir := t.TempDir()
 	bad := filepath.Join(dir, "bad.toml")
 	os.WriteFile(bad, []byte("kiln = 1\nname = \"x\"\nversion = \"1.0.0\"\n[board]\ndisk_size = \"lots\"\n"), 0o644)
+	device := filepath.Join(dir, "device.toml")
+	os.WriteFile(device, []byte("kiln = 1\nname = \"x\"\nversion = \"1.0.0\"\n[[system.files]]\npath = \"/etc/z\"\nsource = \"/dev/zero\"\n"), 0o644)
+	mine := filepath.Join(dir, "mine")
+	os.MkdirAll(filepath.Join(mine, "update"), 0o755)
+	os.WriteFile(filepath.Join(mine, "update", "mydata.txt"), []byte("mine"), 0o644)
 	future := filepath.Join(dir, "future.toml")
 	os.WriteFile(future, []byte("kiln = 3\nname = \"x\"\nversion = \"1.0.0\"\n"), 0o644)
 	for _, tc := range []struct {
@@ -110,6 +131,8 @@ func TestBuildErrors(t *testing.T) {
 	}{
 		{"bad recipe", []string{"build", "--recipe", bad}, nil, 1, []string{"kiln build: ", "bad.toml:5", "board.disk_size"}},
 		{"future format", []string{"build", "--recipe", future}, nil, 1, []string{"recipe format 3 is not supported by this kiln (supports 1–1)"}},
+		{"device as source", []string{"build", "--recipe", device}, nil, 1, []string{"device.toml:6: system.files[0].source", "/dev/zero", "not a regular file"}},
+		{"out holds user files", []string{"build", "--out", mine}, nil, 1, []string{"holds no manifest.json of a previous build", "choose another output directory"}},
 		{"missing recipe", []string{"build", "--recipe", filepath.Join(dir, "nope.toml")}, nil, 1, []string{"nope.toml", "no such file"}},
 		{"stray argument", []string{"build", "extra"}, nil, 2, []string{"unexpected argument"}},
 		{"bad epoch", []string{"build"}, map[string]string{"SOURCE_DATE_EPOCH": "yesterday"}, 1, []string{"SOURCE_DATE_EPOCH", "seconds since 1970"}},
@@ -126,7 +149,8 @@ func TestBuildErrors(t *testing.T) {
 			if code != tc.code {
 				t.Errorf("exit %d, want %d; stderr:\n%s", code, tc.code, msg)
 			}
-			if code == 1 && strings.Count(strings.TrimSpace(msg), "\n") != 0 {
+			// The error is one line (a first build may say before it that it created signing keys).
+			if i := strings.Index(msg, "kiln build: "); code == 1 && (i < 0 || strings.Count(strings.TrimSpace(msg[i:]), "\n") != 0) {
 				t.Errorf("error is not one line:\n%s", msg)
 			}
 			for _, w := range tc.want {
@@ -136,6 +160,9 @@ func TestBuildErrors(t *testing.T) {
 			}
 			if _, err := os.Stat("out"); err == nil {
 				t.Error("a failed build left out/ behind")
+			}
+			if data, err := os.ReadFile(filepath.Join(mine, "update", "mydata.txt")); err != nil || string(data) != "mine" {
+				t.Errorf("update/mydata.txt after the build: %q, %v", data, err)
 			}
 		})
 	}

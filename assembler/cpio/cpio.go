@@ -92,8 +92,11 @@ func (w *Writer) WriteEntry(e *Entry) error {
 		return ErrClosed
 	}
 	name := cleanName(e.Name)
-	if name == "" || name == "." || name == trailer {
+	if name == "" || name == "." || name == trailer || strings.IndexByte(name, 0) >= 0 {
 		return fmt.Errorf("cpio: entry %q: invalid name", e.Name)
+	}
+	if strings.IndexByte(e.Linkname, 0) >= 0 {
+		return fmt.Errorf("cpio: symlink %q: target contains a NUL byte", name)
 	}
 	mode, err := rawMode(e.Mode)
 	if err != nil {

@@ -115,6 +115,10 @@ func (p *Package) SHA256() (string, error) {
 
 const arMagic = "!<arch>\n"
 
+// maxMembers bounds the ar index read from a package: a .deb has three members, some tools add a
+// signature or two.
+const maxMembers = 64
+
 // Open reads the package's ar index and control file.
 func Open(path string) (*Package, error) {
 	f, err := os.Open(path)
@@ -236,6 +240,9 @@ func readAr(f io.ReaderAt, size int64) ([]member, error) {
 		if off+msize > size {
 			return nil, fmt.Errorf("%w: member %s needs %d bytes but only %d remain; download the package again",
 				ErrTruncated, name, msize, size-off)
+		}
+		if len(members) == maxMembers {
+			return nil, fmt.Errorf("%w: more than %d ar members (a .deb has three)", ErrNotDeb, maxMembers)
 		}
 		members = append(members, member{name: name, off: off, size: msize})
 		off += msize + msize%2

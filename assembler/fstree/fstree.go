@@ -27,6 +27,8 @@ var (
 	ErrDevice = errors.New("device node not allowed")
 	ErrExists = errors.New("path already exists")
 	ErrType   = errors.New("unsupported entry")
+	// ErrTooLarge: an input holds more than the tree's limits allow.
+	ErrTooLarge = errors.New("input too large")
 )
 
 // EntryError reports a refused entry.
@@ -71,9 +73,44 @@ type Tree struct {
 	// AllowDevices lets AddDeb, AddOverlayDir and AddTarball add device nodes (AddDevice always
 	// may).
 	AllowDevices bool
+	// Limits bound what inputs may add; the zero value sets no limit.
+	Limits Limits
 
 	nodes map[string]*Node
 	size  int64
+}
+
+// Limits bound a tree filled from untrusted inputs. They are checked before a file's contents are
+// read, so an archive header claiming gigabytes costs nothing; 0 means no limit.
+type Limits struct {
+	File    int64 // bytes in one regular file
+	Total   int64 // bytes in all regular files together
+	Entries int   // nodes, the root included
+}
+
+// room checks that a file of size bytes (replacing one of old bytes) fits the limits.
+func (t *Tree) room(name, origin string, size, old int64) error {
+	l := t.Limits
+	switch {
+	case l.File > 0 && size > l.File:
+		return &EntryError{Path: name, Origin: origin, Err: ErrTooLarge,
+			Reason: fmt.Sprintf("%d bytes is more than the %d a file may hold here (the partition it goes into); leave it out of the image", size, l.File)}
+	case l.Total > 0 && t.size-old+size > l.Total:
+		return &EntryError{Path: name, Origin: origin, Err: ErrTooLarge,
+			Reason: fmt.Sprintf("the files added so far and this one (%d bytes) exceed the %d bytes the image has room for", size, l.Total)}
+	}
+	return nil
+}
+
+// fileRoom checks, before its contents are read, that a file of size bytes at p fits the limits.
+func (t *Tree) fileRoom(p, name, origin string, size int64) error {
+	var old int64
+	if c, err := CleanPath(p); err == nil {
+		if n := t.nodes[c]; n != nil {
+			old = int64(len(n.Data))
+		}
+	}
+	return t.room(name, origin, size, old)
 }
 
 // New returns a tree holding only the root directory (mode 0755).
@@ -230,6 +267,17 @@ func (t *Tree) add(n *Node, name string) error {
 		return err
 	}
 	old, exists := t.nodes[c]
+	var oldSize int64
+	if exists {
+		oldSize = int64(len(old.Data))
+	}
+	if err := t.room(name, n.Origin, int64(len(n.Data)), oldSize); err != nil {
+		return err
+	}
+	if l := t.Limits.Entries; l > 0 && !exists && len(t.nodes) >= l {
+		return &EntryError{Path: name, Origin: n.Origin, Err: ErrTooLarge,
+			Reason: fmt.Sprintf("more than %d entries; leave some out of the image", l)}
+	}
 	switch {
 	case !exists:
 	case old.IsDir() && n.IsDir():
@@ -291,6 +339,10 @@ func (t *Tree) parents(p, origin string) error {
 				Reason: fmt.Sprintf("parent %s is a %s from %s%s", d, kind(n), n.Origin, hint)}
 		}
 		break
+	}
+	if l := t.Limits.Entries; l > 0 && len(t.nodes)+len(missing) >= l {
+		return &EntryError{Path: p, Origin: origin, Err: ErrTooLarge,
+			Reason: fmt.Sprintf("more than %d entries; leave some out of the image", l)}
 	}
 	for i := len(missing) - 1; i >= 0; i-- {
 		t.nodes[missing[i]] = &Node{Path: missing[i], Mode: fs.ModeDir | 0o755, Origin: origin}

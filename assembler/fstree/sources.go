@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"math"
 	"os"
 	"path"
 	"path/filepath"
@@ -46,6 +47,10 @@ func (t *Tree) AddDeb(pkg *deb.Package, filter func(p string) bool, mapPath func
 // components, escaping symlinks and (unless AllowDevices) device nodes are refused. Owners and
 // modes come from the tarball. Origins read origin + "/" + entry name.
 func (t *Tree) AddTarball(file, dest, origin string) error {
+	// Stat before opening: opening a FIFO blocks until something writes to it.
+	if fi, err := os.Stat(file); err == nil && !fi.Mode().IsRegular() {
+		return fmt.Errorf("add tarball %s: it is %s, not a regular file: %w", file, Describe(fi.Mode()), ErrType)
+	}
 	f, err := os.Open(file)
 	if err != nil {
 		return fmt.Errorf("add tarball %s: %w", file, err)
@@ -54,6 +59,9 @@ func (t *Tree) AddTarball(file, dest, origin string) error {
 	fi, err := f.Stat()
 	if err != nil {
 		return fmt.Errorf("add tarball %s: %w", file, err)
+	}
+	if !fi.Mode().IsRegular() {
+		return fmt.Errorf("add tarball %s: it is %s, not a regular file: %w", file, Describe(fi.Mode()), ErrType)
 	}
 	r, err := deb.Decompress(io.NewSectionReader(f, 0, fi.Size()), filepath.Base(file))
 	if err != nil {
@@ -119,7 +127,13 @@ func (t *Tree) addTar(h *tar.Header, r io.Reader, to, origin string, link func(s
 	case tar.TypeDir:
 		n.Mode = fs.ModeDir | perm
 	case tar.TypeReg, tar.TypeRegA:
-		data, err := io.ReadAll(r)
+		if h.Size < 0 {
+			return &EntryError{Path: h.Name, Origin: origin, Err: ErrType, Reason: fmt.Sprintf("negative size %d", h.Size)}
+		}
+		if err := t.fileRoom(to, h.Name, origin, h.Size); err != nil {
+			return err
+		}
+		data, err := readAtMost(r, h.Size)
 		if err != nil {
 			return err
 		}
@@ -196,7 +210,14 @@ func (t *Tree) AddOverlayDir(dir, dest, origin string) error {
 		case mode.IsDir():
 			return t.AddDir(to, perm, o)
 		case mode.IsRegular():
-			data, err := os.ReadFile(p)
+			if err := t.fileRoom(to, rel, o, info.Size()); err != nil {
+				return err
+			}
+			limit := t.Limits.File
+			if limit == 0 {
+				limit = math.MaxInt64
+			}
+			data, err := ReadFile(p, limit)
 			if err != nil {
 				return err
 			}
@@ -230,4 +251,79 @@ func (t *Tree) AddOverlayDir(dir, dest, origin string) error {
 		return fmt.Errorf("add overlay %s: %w", dir, err)
 	}
 	return nil
+}
+
+// ReadFile reads the regular file p, refusing anything else (a device such as /dev/zero, a FIFO,
+// a directory) and a file larger than max bytes, even one growing while it is read.
+func ReadFile(p string, max int64) ([]byte, error) {
+	// Stat before opening: opening a FIFO blocks until something writes to it.
+	if fi, err := os.Stat(p); err != nil {
+		return nil, err
+	} else if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s is %s, not a regular file: %w", p, Describe(fi.Mode()), ErrType)
+	}
+	f, err := os.Open(p)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s is %s, not a regular file: %w", p, Describe(fi.Mode()), ErrType)
+	}
+	if fi.Size() > max {
+		return nil, fmt.Errorf("%s holds %d bytes, more than the %d allowed here: %w", p, fi.Size(), max, ErrTooLarge)
+	}
+	data, err := readAtMost(f, fi.Size())
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", p, err)
+	}
+	if n, _ := f.Read(make([]byte, 1)); n > 0 {
+		return nil, fmt.Errorf("%s grew while it was read: %w", p, ErrTooLarge)
+	}
+	return data, nil
+}
+
+// readAtMost reads exactly size bytes of r. Large sizes are not allocated up front, so a header
+// claiming more than the stream holds costs only what it holds.
+func readAtMost(r io.Reader, size int64) ([]byte, error) {
+	if size > 1<<20 {
+		data, err := io.ReadAll(io.LimitReader(r, size))
+		if err == nil && int64(len(data)) < size {
+			err = io.ErrUnexpectedEOF
+		}
+		return data, err
+	}
+	data := make([]byte, size)
+	if _, err := io.ReadFull(r, data); err != nil {
+		if err == io.EOF {
+			err = io.ErrUnexpectedEOF
+		}
+		return nil, err
+	}
+	return data, nil
+}
+
+// Describe names a file type for messages: "a character device", "a directory", ...
+func Describe(m fs.FileMode) string {
+	switch {
+	case m.IsRegular():
+		return "a regular file"
+	case m.IsDir():
+		return "a directory"
+	case m&fs.ModeSymlink != 0:
+		return "a symlink"
+	case m&fs.ModeCharDevice != 0:
+		return "a character device"
+	case m&fs.ModeDevice != 0:
+		return "a block device"
+	case m&fs.ModeNamedPipe != 0:
+		return "a named pipe"
+	case m&fs.ModeSocket != 0:
+		return "a socket"
+	}
+	return "a special file"
 }

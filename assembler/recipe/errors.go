@@ -37,6 +37,13 @@ func (p Problem) String() string {
 	return b.String()
 }
 
+// Pos returns where the recipe sets field, as "file:line: field" (the parts it knows), for
+// messages about the field found after validation, such as an input that cannot be read.
+func (r *Recipe) Pos(field string) string {
+	p := Problem{File: r.Path, Line: lineOf(r.lines, field), Field: field}
+	return strings.TrimSuffix(p.String(), ": ")
+}
+
 // Error lists every problem found in a recipe, in file order. errors.Is(err, ErrInvalid) holds.
 type Error struct {
 	File     string

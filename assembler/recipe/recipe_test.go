@@ -250,6 +250,8 @@ func TestBadRecipes(t *testing.T) {
 			[]string{`kiln.toml:2: name: bad name "My Image"; use 1–48 lowercase letters`}},
 		{"missing file source", head + "[[system.files]]\npath = \"/etc/motd\"\nsource = \"nope.txt\"\n",
 			[]string{"kiln.toml:6: system.files[0].source: input nope.txt does not exist; check the path (relative to "}},
+		{"device as file source", head + "[[system.files]]\npath = \"/etc/motd\"\nsource = \"/dev/zero\"\n",
+			[]string{"kiln.toml:6: system.files[0].source: input /dev/zero is a device, a pipe or a socket, not a regular file; name a regular file"}},
 		{"missing overlay", head + "[system]\noverlays = [\"rootfs\"]\n",
 			[]string{"kiln.toml:5: system.overlays[0]: input rootfs does not exist"}},
 		{"missing ssh key file", head + "[[system.users]]\nname = \"pi\"\nssh_key_files = [\"id.pub\"]\n",
@@ -430,5 +432,29 @@ func TestConsoleShell(t *testing.T) {
 		if got := s.ConsoleShell(); got != tc.shell {
 			t.Errorf("console %q with %d users: shell=%v, want %v", tc.mode, len(tc.users), got, tc.shell)
 		}
+	}
+}
+
+// Pos names where a field is set, for errors found after validation (reading an input).
+func TestPos(t *testing.T) {
+	dir := t.TempDir()
+	must(t, os.WriteFile(filepath.Join(dir, "motd"), []byte("hi\n"), 0o644))
+	src := "kiln = 1\nname = \"g\"\nversion = \"1.0.0\"\n[[system.files]]\npath = \"/etc/motd\"\nsource = \"motd\"\n"
+	path := filepath.Join(dir, "kiln.toml")
+	r, err := Parse(path, []byte(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for field, want := range map[string]string{
+		"system.files[0].source": path + ":6: system.files[0].source",
+		"system.files[0]":        path + ":4: system.files[0]",
+		"kernel.package":         path + ": kernel.package", // a default: no line
+	} {
+		if got := r.Pos(field); got != want {
+			t.Errorf("Pos(%s) = %q, want %q", field, got, want)
+		}
+	}
+	if got := Default().Pos("name"); got != "name" {
+		t.Errorf("built-in recipe: Pos(name) = %q", got)
 	}
 }

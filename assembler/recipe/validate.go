@@ -205,6 +205,8 @@ func (v *validator) inputFile(field, p string, dirOK bool) {
 		v.add(field, "check the file's permissions", "input %s: %v", p, err)
 	case fi.IsDir() && !dirOK:
 		v.add(field, "name a file, not a directory", "input %s is a directory", p)
+	case !fi.IsDir() && !fi.Mode().IsRegular():
+		v.add(field, "name a regular file", "input %s is a device, a pipe or a socket, not a regular file", p)
 	}
 }
 
@@ -318,8 +320,11 @@ func (v *validator) overlays(field string, list []string) {
 			v.inputFile(f, o, true)
 			continue
 		}
-		if !fi.IsDir() && !IsTarball(o) {
+		switch {
+		case !fi.IsDir() && !IsTarball(o):
 			v.add(f, "give a directory or a .tar, .tar.gz, .tgz, .tar.xz, .txz, .tar.zst or .tzst file", "overlay %s is neither a directory nor a tarball", o)
+		case !fi.IsDir():
+			v.inputFile(f, o, false)
 		}
 	}
 }

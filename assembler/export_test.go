@@ -1,0 +1,4 @@
+package assembler
+
+// CheckOutDir exposes the output-directory check to the tests.
+var CheckOutDir = checkOutDir
