@@ -101,9 +101,25 @@ var (
 	ErrRemoved         = errors.New("the drive was removed or failed")
 	ErrPermission      = errors.New("permission denied")
 	ErrVerify          = errors.New("verification failed")
-	ErrIncomplete      = errors.New("the drive holds an incomplete image")
 	ErrSource          = errors.New("the image file is unreadable or corrupt")
+	// ErrPartlyWritten: writing stopped part-way (cancelled, or the image or its block map turned
+	// out corrupt or too large mid-write); the drive will not boot until it is flashed again.
+	ErrPartlyWritten = errors.New("the drive is partly overwritten")
+	// ErrIncomplete is the former name of ErrPartlyWritten.
+	ErrIncomplete = ErrPartlyWritten
 )
+
+// partlyWrittenError is a failure after the first bytes reached the drive.
+type partlyWrittenError struct {
+	device string
+	err    error
+}
+
+func (e *partlyWrittenError) Error() string {
+	return fmt.Sprintf("%v — %s is now partly overwritten and will not boot; flash it again", e.err, e.device)
+}
+
+func (e *partlyWrittenError) Unwrap() []error { return []error{ErrPartlyWritten, e.err} }
 
 // VerifyError reports the first byte where the device differs from the image.
 type VerifyError struct {
