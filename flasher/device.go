@@ -34,12 +34,23 @@ type Device struct {
 	Mounts []string `json:"mounts,omitempty"`
 	// Holders lists the devices stacked on the drive or its partitions (dm-0, md127, ...).
 	Holders []string `json:"holders,omitempty"`
+	// Partitions lists the drive's partitions, for a confirmation that says what will be erased.
+	Partitions []Partition `json:"partitions,omitempty"`
 	// System is set when the drive holds the running system (/, /boot, /usr, swap, or any mount
 	// outside the usual removable-media places); SystemReason says which.
 	System       bool   `json:"system"`
 	SystemReason string `json:"system_reason,omitempty"`
 	// Internal is set for a fixed, non-removable physical disk.
 	Internal bool `json:"internal"`
+}
+
+// Partition is one partition of a drive, with the file system udev found on it.
+type Partition struct {
+	Name   string   `json:"name"` // sdb1, mmcblk0p2
+	Size   int64    `json:"size"` // bytes
+	Label  string   `json:"label,omitempty"`
+	FSType string   `json:"fstype,omitempty"`
+	Mounts []string `json:"mounts,omitempty"`
 }
 
 // USBInfo is the identity of the USB device behind a drive.
@@ -70,6 +81,19 @@ func (d Device) Description() string {
 		parts = append(parts, "backed by "+d.BackingFile)
 	}
 	return strings.Join(parts, ", ")
+}
+
+// RemovableMounts lists the drive's mountpoints in the removable-media places (/media, /mnt, a
+// temporary directory, ...): a flash unmounts them first. Mounts anywhere else make it a system
+// drive, which is refused.
+func (d Device) RemovableMounts() []string {
+	var out []string
+	for _, mp := range d.Mounts {
+		if !isSystemMount(mp) {
+			out = append(out, mp)
+		}
+	}
+	return out
 }
 
 // Hidden reports whether a listing should leave the drive out unless asked for all drives, and why.
