@@ -170,7 +170,7 @@ func (im *Image) Open(ctx context.Context) (io.ReadCloser, error) {
 				return im.program(ctx, f, prog, "-dc")
 			}
 		}
-		zr, err := newGzipReader(f)
+		zr, err := newGzipReader(f, im.FileSize)
 		if err != nil {
 			f.Close()
 			return nil, fmt.Errorf("open image %s: %w: %w", im.Path, ErrFormat, err)
