@@ -42,7 +42,8 @@ type Options struct {
 	// to compare with a published checksum. Block-mapped raw images are read by ranges: no sum.
 	HashImage bool
 	// Decoder selects the gzip and xz decoders (see source.Image.Decoder).
-	Decoder  string
+	Decoder string
+	// Progress receives events of every drive (Event.Device), one call at a time.
 	Progress progress.Func
 	Log      logrus.FieldLogger
 
@@ -275,6 +276,10 @@ func (j *Job) loadBmap() error {
 // so a slow drive does not hold back the others. It returns one Result per target and an error
 // joining the failures.
 func (j *Job) Run(ctx context.Context) ([]Result, error) {
+	if f := j.opts.Progress; f != nil {
+		var mu sync.Mutex // each drive's writer and meter report from their own goroutines
+		j.opts.Progress = func(e progress.Event) { mu.Lock(); defer mu.Unlock(); f(e) }
+	}
 	results := make([]Result, len(j.Targets))
 	var wg sync.WaitGroup
 	for i, d := range j.Targets {

@@ -340,10 +340,14 @@ func zstdSize(f io.ReaderAt, size int64) (exact, lower int64) {
 		} else {
 			var v [8]byte
 			copy(v[:], hdr[pos:pos+fcsLen])
-			fcs := int64(binary.LittleEndian.Uint64(v[:]))
+			u := binary.LittleEndian.Uint64(v[:])
 			if fcsLen == 2 {
-				fcs += 256
+				u += 256
 			}
+			if u > 1<<62 || lower+int64(u) > 1<<62 {
+				return -1, lower // not a real size: the decoder will find the frame corrupt
+			}
+			fcs := int64(u)
 			lower += fcs
 			if exact >= 0 {
 				exact += fcs
