@@ -260,7 +260,7 @@ func (j *Job) loadBmap() error {
 	}
 	m, err := bmap.Load(path)
 	if err != nil {
-		return fmt.Errorf("flash: block map: %w; pass --no-bmap to write the whole image", err)
+		return fmt.Errorf("flash: %w: block map: %w; pass --no-bmap to write the whole image", ErrSource, err)
 	}
 	if j.Image.Size >= 0 && m.ImageSize != j.Image.Size {
 		return fmt.Errorf("flash: block map %s is for a %d-byte image but %s is %d bytes; give the right one with --bmap", path, m.ImageSize, j.Image.Path, j.Image.Size)
