@@ -100,6 +100,9 @@ type Device struct {
 	Size       int64
 	Removable  bool
 	Partitions []Partition
+	// Mounts are the drive's mounted file systems (under /media, /mnt, a temporary directory):
+	// flashing unmounts them first.
+	Mounts []string
 }
 
 // HiddenDevice is a drive Kiln refuses to offer, with the reason shown under "why not?".

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -253,7 +254,11 @@ func (f *realFlash) Devices(ctx context.Context) ([]Device, []HiddenDevice, erro
 	var hidden []HiddenDevice
 	for _, d := range all {
 		dev := Device{Path: d.Path, Model: d.Model, Vendor: d.Vendor, Serial: d.Serial, Bus: d.Transport,
-			Size: d.Size, Removable: d.Removable, Partitions: partitionsOf(d.Name)}
+			Size: d.Size, Removable: d.Removable, Mounts: d.RemovableMounts()}
+		for _, p := range d.Partitions {
+			dev.Partitions = append(dev.Partitions, Partition{Name: p.Name, Label: p.Label, FSType: p.FSType,
+				Mountpoint: strings.Join(p.Mounts, ", "), Size: p.Size})
+		}
 		if dev.Model == "" && d.USB != nil {
 			dev.Vendor, dev.Model = d.USB.Manufacturer, d.USB.Product
 		}
@@ -266,7 +271,9 @@ func (f *realFlash) Devices(ctx context.Context) ([]Device, []HiddenDevice, erro
 	return offered, hidden, nil
 }
 
-func (f *realFlash) Changes(ctx context.Context) <-chan struct{} { return watchDrives(ctx) }
+func (f *realFlash) Changes(ctx context.Context) <-chan struct{} {
+	return flasher.Watch(ctx, time.Second)
+}
 
 func (f *realFlash) Flash(ctx context.Context, img string, devs []string, p progress.Func) ([]FlashResult, error) {
 	var (

@@ -297,15 +297,18 @@ func TestBuildScreenRealBuild(t *testing.T) {
 	}
 }
 
-// A real flash from the Flash screen, as root, to a loop device attached while the screen is open:
-// the drive appears by itself, the confirmation names it, the image is written and verified, and
-// the device holds the image's bytes.
+// A real flash from the Flash screen, as root, to a loop device attached while the screen is open
+// and mounted under a temporary directory: the drive appears by itself, the confirmation names it
+// and says its file system will be unmounted, the image is written and verified, and the device
+// holds the image's bytes.
 func TestFlashScreenRealLoopDevice(t *testing.T) {
 	if os.Geteuid() != 0 {
 		testenv.Missing(t, "needs root for a loop device")
 	}
-	if _, err := exec.LookPath("losetup"); err != nil {
-		testenv.Missing(t, "losetup not installed")
+	for _, tool := range []string{"losetup", "mkfs.vfat", "mkfs.ext4", "mount"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			testenv.Missing(t, "%s not installed", tool)
+		}
 	}
 	a, _, _, _, _ := newTestApp(t)
 	lg := logrus.New()
@@ -324,6 +327,13 @@ func TestFlashScreenRealLoopDevice(t *testing.T) {
 	backing := filepath.Join(dir, "stick")
 	os.WriteFile(backing, nil, 0o600)
 	os.Truncate(backing, 8<<20)
+	mkfs := []string{"mkfs.vfat", backing}
+	if b, _ := os.ReadFile("/proc/filesystems"); !strings.Contains(string(b), "vfat") {
+		mkfs = []string{"mkfs.ext4", "-q", "-F", backing} // a kernel without vfat
+	}
+	if out, err := exec.Command(mkfs[0], mkfs[1:]...).CombinedOutput(); err != nil {
+		t.Fatalf("%s: %v %s", mkfs[0], err, out)
+	}
 	out, err := exec.Command("losetup", "--find", "--show", backing).Output()
 	if err != nil {
 		t.Fatalf("losetup: %v", err)
@@ -334,6 +344,11 @@ func TestFlashScreenRealLoopDevice(t *testing.T) {
 			t.Errorf("losetup -d %s: %v %s", dev, err, out)
 		}
 	})
+	mnt := t.TempDir()
+	if out, err := exec.Command("mount", dev, mnt).CombinedOutput(); err != nil {
+		t.Fatalf("mount: %v %s", err, out)
+	}
+	t.Cleanup(func() { exec.Command("umount", mnt).Run() })
 	var row string
 	waitFor(t, func() bool {
 		row = ""
@@ -356,8 +371,8 @@ func TestFlashScreenRealLoopDevice(t *testing.T) {
 	}
 	test.Tap(check)
 	test.Tap(a.flash.flashBtn)
-	if !strings.Contains(texts(a), "("+dev+")") {
-		t.Fatalf("confirmation does not name %s:\n%s", dev, texts(a))
+	if !strings.Contains(texts(a), "("+dev+")") || !strings.Contains(texts(a), "mounted at "+mnt+": Kiln unmounts it first") {
+		t.Fatalf("confirmation does not name %s and its mountpoint %s:\n%s", dev, mnt, texts(a))
 	}
 	test.Tap(findButton(t, a, "Erase and flash"))
 	settle(t, a)

@@ -289,6 +289,7 @@ func (s *flashScreen) onFlash() {
 	if s.image == "" || len(devs) == 0 || s.cancel != nil {
 		return
 	}
+	devs = s.current(devs)
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s will be written to:\n", filepath.Base(s.image))
 	for _, d := range devs {
@@ -303,6 +304,9 @@ func (s *flashScreen) onFlash() {
 			}
 			fmt.Fprintf(&b, "    %s  %s  %s  %s\n", p.Name, label, p.FSType, units.Decimal(p.Size))
 		}
+		if len(d.Mounts) > 0 {
+			fmt.Fprintf(&b, "    mounted at %s: Kiln unmounts it first\n", strings.Join(d.Mounts, ", "))
+		}
 	}
 	b.WriteString("\nEverything on these drives will be erased.")
 	l := widget.NewLabel(b.String())
@@ -314,6 +318,25 @@ func (s *flashScreen) onFlash() {
 	}, s.a.win)
 	d.Resize(fyne.NewSize(520, 200+float32(40*len(devs))))
 	d.Show()
+}
+
+// current returns the drives as they are now: a file system mounted since the list was drawn is
+// named in the confirmation. (Enumeration reads sysfs only, so this runs on the UI thread.)
+func (s *flashScreen) current(devs []Device) []Device {
+	now, _, err := s.a.cores.Flash.Devices(s.a.ctx)
+	if err != nil {
+		return devs
+	}
+	out := make([]Device, len(devs))
+	for i, d := range devs {
+		out[i] = d
+		for _, n := range now {
+			if n.Path == d.Path {
+				out[i] = n
+			}
+		}
+	}
+	return out
 }
 
 // flash starts writing in the background.

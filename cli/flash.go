@@ -72,7 +72,13 @@ func runFlash(ctx context.Context, env *Env, args []string) error {
 	if err != nil {
 		return err
 	}
-	if !*yes {
+	if *yes {
+		for _, d := range job.Targets {
+			if mps := d.RemovableMounts(); len(mps) > 0 {
+				fmt.Fprintf(env.Stderr, "%s: unmounting %s\n", d.Path, strings.Join(mps, ", "))
+			}
+		}
+	} else {
 		fmt.Fprintf(env.Stderr, "Image %s (%s", job.Image.Path, job.Image.Format)
 		if job.Image.Size >= 0 {
 			fmt.Fprintf(env.Stderr, ", %s", units.Decimal(job.Image.Size))
@@ -80,9 +86,16 @@ func runFlash(ctx context.Context, env *Env, args []string) error {
 		if job.Bmap != nil {
 			fmt.Fprintf(env.Stderr, ", block map: %s of data", units.Decimal(job.Bmap.MappedBytes()))
 		}
-		fmt.Fprintln(env.Stderr, ")\nwill ERASE everything on:")
+		fmt.Fprintln(env.Stderr, ")")
+		if note := job.ImageNote(); note != "" {
+			fmt.Fprintf(env.Stderr, "Note: %s\n", note)
+		}
+		fmt.Fprintln(env.Stderr, "will ERASE everything on:")
 		for _, d := range job.Targets {
 			fmt.Fprintf(env.Stderr, "  %s  %s\n", d.Path, d.Description())
+			if mps := d.RemovableMounts(); len(mps) > 0 {
+				fmt.Fprintf(env.Stderr, "      mounted at %s: Kiln unmounts it first\n", strings.Join(mps, ", "))
+			}
 		}
 		fmt.Fprint(env.Stderr, "Continue? [y/N] ")
 		line, _ := in.ReadString('\n')
@@ -90,7 +103,11 @@ func runFlash(ctx context.Context, env *Env, args []string) error {
 			return errors.New("not confirmed; nothing was written")
 		}
 	}
-	f, finish := env.progressFunc(common)
+	var paths []string
+	for _, d := range job.Targets {
+		paths = append(paths, d.Path)
+	}
+	f, finish := env.flashProgress(common, paths)
 	job.SetProgress(f)
 	results, err := job.Run(ctx)
 	finish()

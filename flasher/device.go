@@ -34,12 +34,23 @@ type Device struct {
 	Mounts []string `json:"mounts,omitempty"`
 	// Holders lists the devices stacked on the drive or its partitions (dm-0, md127, ...).
 	Holders []string `json:"holders,omitempty"`
+	// Partitions lists the drive's partitions, for a confirmation that says what will be erased.
+	Partitions []Partition `json:"partitions,omitempty"`
 	// System is set when the drive holds the running system (/, /boot, /usr, swap, or any mount
 	// outside the usual removable-media places); SystemReason says which.
 	System       bool   `json:"system"`
 	SystemReason string `json:"system_reason,omitempty"`
 	// Internal is set for a fixed, non-removable physical disk.
 	Internal bool `json:"internal"`
+}
+
+// Partition is one partition of a drive, with the file system udev found on it.
+type Partition struct {
+	Name   string   `json:"name"` // sdb1, mmcblk0p2
+	Size   int64    `json:"size"` // bytes
+	Label  string   `json:"label,omitempty"`
+	FSType string   `json:"fstype,omitempty"`
+	Mounts []string `json:"mounts,omitempty"`
 }
 
 // USBInfo is the identity of the USB device behind a drive.
@@ -72,6 +83,19 @@ func (d Device) Description() string {
 	return strings.Join(parts, ", ")
 }
 
+// RemovableMounts lists the drive's mountpoints in the removable-media places (/media, /mnt, a
+// temporary directory, ...): a flash unmounts them first. Mounts anywhere else make it a system
+// drive, which is refused.
+func (d Device) RemovableMounts() []string {
+	var out []string
+	for _, mp := range d.Mounts {
+		if !isSystemMount(mp) {
+			out = append(out, mp)
+		}
+	}
+	return out
+}
+
 // Hidden reports whether a listing should leave the drive out unless asked for all drives, and why.
 func (d Device) Hidden() (bool, string) {
 	switch {
@@ -101,9 +125,25 @@ var (
 	ErrRemoved         = errors.New("the drive was removed or failed")
 	ErrPermission      = errors.New("permission denied")
 	ErrVerify          = errors.New("verification failed")
-	ErrIncomplete      = errors.New("the drive holds an incomplete image")
 	ErrSource          = errors.New("the image file is unreadable or corrupt")
+	// ErrPartlyWritten: writing stopped part-way (cancelled, or the image or its block map turned
+	// out corrupt or too large mid-write); the drive will not boot until it is flashed again.
+	ErrPartlyWritten = errors.New("the drive is partly overwritten")
+	// ErrIncomplete is the former name of ErrPartlyWritten.
+	ErrIncomplete = ErrPartlyWritten
 )
+
+// partlyWrittenError is a failure after the first bytes reached the drive.
+type partlyWrittenError struct {
+	device string
+	err    error
+}
+
+func (e *partlyWrittenError) Error() string {
+	return fmt.Sprintf("%v — %s is now partly overwritten and will not boot; flash it again", e.err, e.device)
+}
+
+func (e *partlyWrittenError) Unwrap() []error { return []error{ErrPartlyWritten, e.err} }
 
 // VerifyError reports the first byte where the device differs from the image.
 type VerifyError struct {

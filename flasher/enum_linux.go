@@ -16,11 +16,12 @@ import (
 // sysfs is where Linux enumeration looks; tests point it at a fake tree.
 type sysfs struct {
 	sys, proc, dev string
+	udev           string // udev's database of probed devices (/run/udev/data)
 	// devnum returns "major:minor" of the block device a path is, or holds (for a regular file).
 	devnum func(path string) (string, error)
 }
 
-var hostSys = sysfs{sys: "/sys", proc: "/proc", dev: "/dev", devnum: statDevnum}
+var hostSys = sysfs{sys: "/sys", proc: "/proc", dev: "/dev", udev: "/run/udev/data", devnum: statDevnum}
 
 func statDevnum(path string) (string, error) {
 	var st unix.Stat_t
@@ -323,6 +324,7 @@ func (s sysfs) device(name string, mounts map[string][]string) Device {
 	external := d.Removable || d.Transport == "usb" || d.Transport == "loop" ||
 		(d.Transport == "mmc" && s.read("block", name, "device", "type") == "SD")
 	d.Internal = !external
+	d.Partitions = s.partitions(name, mounts)
 	for _, n := range s.tree(name) {
 		if n != name && !strings.HasPrefix(n, name) {
 			d.Holders = append(d.Holders, n)
@@ -338,6 +340,60 @@ func (s sysfs) device(name string, mounts map[string][]string) Device {
 		}
 	}
 	return d
+}
+
+// partitions lists the partitions of disk with their sizes, mountpoints, and the label and file
+// system type udev probed.
+func (s sysfs) partitions(disk string, mounts map[string][]string) []Partition {
+	ents, err := os.ReadDir(s.classPath(disk))
+	if err != nil {
+		return nil
+	}
+	var out []Partition
+	for _, e := range ents {
+		if !strings.HasPrefix(e.Name(), disk) {
+			continue
+		}
+		if _, err := os.Stat(filepath.Join(s.classPath(disk), e.Name(), "partition")); err != nil {
+			continue
+		}
+		p := Partition{Name: e.Name(), Mounts: mounts[e.Name()]}
+		sectors, _ := strconv.ParseInt(s.read("class", "block", e.Name(), "size"), 10, 64)
+		p.Size = sectors * 512
+		p.Label, p.FSType = s.udevFS(s.read("class", "block", e.Name(), "dev"))
+		out = append(out, p)
+	}
+	return out
+}
+
+// udevFS reads ID_FS_LABEL and ID_FS_TYPE from udev's database entry for block device maj:min.
+func (s sysfs) udevFS(majmin string) (label, fstype string) {
+	if majmin == "" || s.udev == "" {
+		return "", ""
+	}
+	b, err := os.ReadFile(filepath.Join(s.udev, "b"+majmin))
+	if err != nil {
+		return "", ""
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "E:ID_FS_LABEL="); ok {
+			label = v
+		} else if v, ok := strings.CutPrefix(line, "E:ID_FS_TYPE="); ok {
+			fstype = v
+		}
+	}
+	return label, fstype
+}
+
+// signature is a cheap summary of the block devices (names and sizes): it changes when a drive is
+// plugged or pulled, or a card inserted into a reader.
+func (s sysfs) signature() string {
+	ents, _ := os.ReadDir(filepath.Join(s.sys, "block"))
+	var b strings.Builder
+	for _, e := range ents {
+		b.WriteString(e.Name() + "=" + s.read("block", e.Name(), "size") + ";")
+	}
+	return b.String()
 }
 
 func transport(name, real string) string {

@@ -3,6 +3,7 @@ package flasher
 import (
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -72,7 +73,11 @@ func fakeSys(t *testing.T) sysfs {
 			target = disks[parts[name]] + "/" + name
 		}
 		link(target, "dev/block/"+mm)
+		write(target+"/dev", mm)
 	}
+	udev := filepath.Join(root, "udev")
+	os.MkdirAll(udev, 0o755)
+	os.WriteFile(filepath.Join(udev, "b8:1"), []byte("S:disk/by-label/MY\\x20STICK\nE:ID_FS_LABEL=MY STICK\nE:ID_FS_TYPE=vfat\n"), 0o644)
 	os.MkdirAll(filepath.Join(proc, "self"), 0o755)
 	os.WriteFile(filepath.Join(proc, "self", "mountinfo"), []byte(`25 1 253:0 / / rw,relatime shared:1 - ext4 /dev/mapper/vg-root rw
 26 25 259:1 / /boot/efi rw,relatime shared:2 - vfat /dev/nvme0n1p1 rw
@@ -81,7 +86,7 @@ func fakeSys(t *testing.T) sysfs {
 `), 0o644)
 	os.WriteFile(filepath.Join(proc, "swaps"), []byte("Filename\tType\tSize\tUsed\tPriority\n/dev/sdb1 partition 1000 0 -2\n"), 0o644)
 	fake := map[string]string{"/dev/sdb1": "8:17", "/dev/nvme0n1p1": "259:1", "/images/x.img": "253:0", "/media/me/MY STICK/x.img": "8:1"}
-	return sysfs{sys: sys, proc: proc, dev: "/dev", devnum: func(p string) (string, error) {
+	return sysfs{sys: sys, proc: proc, dev: "/dev", udev: udev, devnum: func(p string) (string, error) {
 		if mm, ok := fake[p]; ok {
 			return mm, nil
 		}
@@ -106,8 +111,12 @@ func TestEnumerateSysfs(t *testing.T) {
 	if sda.USB == nil || sda.USB.VendorID != "0781" || sda.USB.Speed != "5000 Mb/s (super)" {
 		t.Errorf("sda usb: %+v", sda.USB)
 	}
-	if !slices.Equal(sda.Mounts, []string{"/media/me/MY STICK"}) {
-		t.Errorf("sda mounts %q", sda.Mounts)
+	if !slices.Equal(sda.Mounts, []string{"/media/me/MY STICK"}) || !slices.Equal(sda.RemovableMounts(), sda.Mounts) {
+		t.Errorf("sda mounts %q, removable-media mounts %q", sda.Mounts, sda.RemovableMounts())
+	}
+	want := []Partition{{Name: "sda1", Size: 512000, Label: "MY STICK", FSType: "vfat", Mounts: []string{"/media/me/MY STICK"}}}
+	if !reflect.DeepEqual(sda.Partitions, want) {
+		t.Errorf("sda partitions %+v, want %+v", sda.Partitions, want)
 	}
 	all, _ := s.list(true)
 	byName := map[string]Device{}
@@ -146,5 +155,18 @@ func TestSystemMounts(t *testing.T) {
 		if got := isSystemMount(mp); got != want {
 			t.Errorf("%s: system=%v, want %v", mp, got, want)
 		}
+	}
+}
+
+func TestSignatureFollowsDrives(t *testing.T) {
+	s := fakeSys(t)
+	before := s.signature()
+	os.WriteFile(filepath.Join(s.sys, "block", "sda", "size"), []byte("0\n"), 0o644) // card pulled from the reader
+	if s.signature() == before {
+		t.Fatal("the signature did not change when a medium went away")
+	}
+	os.Symlink(filepath.Join(s.sys, "block", "sdb"), filepath.Join(s.sys, "block", "sdc"))
+	if s.signature() == before {
+		t.Fatal("the signature did not change when a drive appeared")
 	}
 }

@@ -8,8 +8,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -351,4 +353,31 @@ func mkfs(t *testing.T, dev string) {
 	}
 	t.Log("the kernel has no vfat: using ext4")
 	run(t, "mkfs.ext4", "-q", dev)
+}
+
+func TestWatchSignalsPluggedAndPulledDrives(t *testing.T) {
+	needRoot(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	changes := Watch(ctx, 20*time.Millisecond)
+	wait := func(what string) {
+		t.Helper()
+		select {
+		case <-changes:
+		case <-ctx.Done():
+			t.Fatalf("no change signalled after a drive was %s", what)
+		}
+	}
+	backing := filepath.Join(t.TempDir(), "disk")
+	os.WriteFile(backing, nil, 0o600)
+	os.Truncate(backing, 1<<20)
+	dev := run(t, "losetup", "--find", "--show", backing)
+	defer exec.Command("losetup", "-d", dev).Run()
+	wait("plugged")
+	ds, err := List(false)
+	if err != nil || !slices.ContainsFunc(ds, func(d Device) bool { return d.Path == dev }) {
+		t.Fatalf("%s not listed after the signal: %v", dev, err)
+	}
+	run(t, "losetup", "-d", dev)
+	wait("pulled")
 }

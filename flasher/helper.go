@@ -57,7 +57,7 @@ var codes = []struct {
 }{
 	{"system-drive", ErrSystemDrive}, {"internal", ErrInternal}, {"image-on-device", ErrImageOnDevice},
 	{"not-block-device", ErrNotBlockDevice}, {"too-small", ErrTooSmall}, {"busy", ErrBusy},
-	{"read-only", ErrReadOnly}, {"identity-changed", ErrIdentityChanged}, {"incomplete", ErrIncomplete},
+	{"read-only", ErrReadOnly}, {"identity-changed", ErrIdentityChanged}, {"incomplete", ErrPartlyWritten},
 	{"removed", ErrRemoved}, {"permission", ErrPermission}, {"verify", ErrVerify}, {"source", ErrSource},
 	{"cancelled", context.Canceled},
 }

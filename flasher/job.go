@@ -42,7 +42,8 @@ type Options struct {
 	// to compare with a published checksum. Block-mapped raw images are read by ranges: no sum.
 	HashImage bool
 	// Decoder selects the gzip and xz decoders (see source.Image.Decoder).
-	Decoder  string
+	Decoder string
+	// Progress receives events of every drive (Event.Device), one call at a time.
 	Progress progress.Func
 	Log      logrus.FieldLogger
 
@@ -64,6 +65,8 @@ type Job struct {
 	BmapPath string
 	Targets  []Device
 	opts     Options
+
+	minSizeChecked bool // the image's MinSize was measured
 }
 
 // Result is the outcome for one drive.
@@ -194,6 +197,11 @@ func (j *Job) checkSize(d Device) error {
 	}
 	if need < 0 {
 		if j.Image.MinSize > d.Size {
+			if err := j.confirmMinSize(); err != nil {
+				return err
+			}
+		}
+		if j.Image.MinSize > d.Size {
 			return fmt.Errorf("%w: the image holds at least %s but the drive %s; use a larger drive", ErrTooSmall, units.Decimal(j.Image.MinSize), units.Decimal(d.Size))
 		}
 		return nil // checked again while writing: nothing past the end is ever written
@@ -202,6 +210,22 @@ func (j *Job) checkSize(d Device) error {
 		return fmt.Errorf("%w: the image needs %s (%d bytes) but the drive holds %s (%d bytes); use a larger drive",
 			ErrTooSmall, units.Decimal(need), need, units.Decimal(d.Size), d.Size)
 	}
+	return nil
+}
+
+// confirmMinSize checks a size hint that would refuse a drive (gzip records the size modulo 4 GiB
+// in its last 4 bytes, which are garbage when the download was cut off) by decompressing up to the
+// claimed size. A cut-off image is refused as such, not as too large.
+func (j *Job) confirmMinSize() error {
+	if j.minSizeChecked {
+		return nil
+	}
+	j.minSizeChecked = true
+	n, err := j.Image.Measure(context.Background(), j.Image.MinSize)
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrSource, err)
+	}
+	j.Image.MinSize = n
 	return nil
 }
 
@@ -236,7 +260,7 @@ func (j *Job) loadBmap() error {
 	}
 	m, err := bmap.Load(path)
 	if err != nil {
-		return fmt.Errorf("flash: block map: %w; pass --no-bmap to write the whole image", err)
+		return fmt.Errorf("flash: %w: block map: %w; pass --no-bmap to write the whole image", ErrSource, err)
 	}
 	if j.Image.Size >= 0 && m.ImageSize != j.Image.Size {
 		return fmt.Errorf("flash: block map %s is for a %d-byte image but %s is %d bytes; give the right one with --bmap", path, m.ImageSize, j.Image.Path, j.Image.Size)
@@ -252,6 +276,10 @@ func (j *Job) loadBmap() error {
 // so a slow drive does not hold back the others. It returns one Result per target and an error
 // joining the failures.
 func (j *Job) Run(ctx context.Context) ([]Result, error) {
+	if f := j.opts.Progress; f != nil {
+		var mu sync.Mutex // each drive's writer and meter report from their own goroutines
+		j.opts.Progress = func(e progress.Event) { mu.Lock(); defer mu.Unlock(); f(e) }
+	}
 	results := make([]Result, len(j.Targets))
 	var wg sync.WaitGroup
 	for i, d := range j.Targets {
@@ -301,6 +329,9 @@ func (j *Job) runDevice(ctx context.Context, planned Device) (res Result) {
 	w := &writer{job: j, dev: dev, d: d, progress: j.opts.Progress, seed: maphash.MakeSeed()}
 	t0 := time.Now()
 	err = w.write(ctx)
+	if err != nil && ctx.Err() == nil && w.written.Load() > 0 && (errors.Is(err, ErrSource) || errors.Is(err, ErrTooSmall)) {
+		err = &partlyWrittenError{device: d.Path, err: err}
+	}
 	res.WriteSecs = time.Since(t0).Seconds()
 	res.Written, res.SHA256 = w.written.Load(), w.imageSum
 	if res.ImageSize < 0 {
@@ -321,14 +352,17 @@ func (j *Job) runDevice(ctx context.Context, planned Device) (res Result) {
 	if err != nil {
 		switch {
 		case ctx.Err() != nil:
-			err = fmt.Errorf("%s: %w: flashing was cancelled; flash it again before use: %w", d.Path, ErrIncomplete, context.Cause(ctx))
-		case !strings.HasPrefix(err.Error(), d.Path):
+			err = fmt.Errorf("%s: %w: flashing was cancelled and it holds an incomplete image; flash it again before use: %w", d.Path, ErrPartlyWritten, context.Cause(ctx))
+		case !strings.HasPrefix(err.Error(), d.Path) && !errors.Is(err, ErrPartlyWritten):
 			err = fmt.Errorf("%s: %w", d.Path, err)
 		}
 		res.Err = err
 		return res
 	}
 	log.WithField("seconds", time.Since(start).Seconds()).Info("flashed")
+	if note := j.ImageNote(); note != "" {
+		res.Warnings = append(res.Warnings, note)
+	}
 	if j.opts.Eject {
 		if err := ejectDevice(d); err != nil {
 			res.Warnings = append(res.Warnings, fmt.Sprintf("the image was written and verified, but ejecting failed: %v; remove the drive after its light stops blinking", err))
@@ -360,6 +394,16 @@ func (j *Job) recheck(planned Device) (Device, error) {
 		return d, fmt.Errorf("%s: %w", d.Path, err)
 	}
 	return d, nil
+}
+
+// ImageNote says which image of a zip archive holding several is written, or "" when there is no
+// choice to report.
+func (j *Job) ImageNote() string {
+	if len(j.Image.Skipped) == 0 {
+		return ""
+	}
+	return fmt.Sprintf("%s holds %d disk images: writing the largest, %s; not writing %s (unpack the zip and flash the one you want instead)",
+		filepath.Base(j.Image.Path), len(j.Image.Skipped)+1, j.Image.Entry, strings.Join(j.Image.Skipped, ", "))
 }
 
 // SetProgress sets where progress goes (after Prepare, for front ends that show the plan first).

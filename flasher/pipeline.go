@@ -289,12 +289,16 @@ func (w *writer) produce(ctx context.Context, free chan []byte, work chan<- chun
 			break
 		}
 	}
+	w.imageBytes = off + int64(lastN)
 	if rc != nil {
 		if err := rc.finish(); err != nil {
 			return err
 		}
+		if w.imageBytes != m.ImageSize {
+			return fmt.Errorf("%w: %s holds %d bytes but its block map %s describes %d; the .bmap belongs to another image — give the right one with --bmap",
+				ErrSource, w.job.Image.Path, w.imageBytes, w.job.BmapPath, m.ImageSize)
+		}
 	}
-	w.imageBytes = off + int64(lastN)
 	return nil
 }
 

@@ -17,6 +17,8 @@ func listDevices(all bool) ([]Device, error) { return hostSys.list(all) }
 
 func lookupDevice(path string) (Device, error) { return hostSys.lookup(path) }
 
+func driveSignature() string { return hostSys.signature() }
+
 func disksOfFile(path string) ([]string, error) { return hostSys.diskOfFile(path) }
 
 // backedBy reports whether d is a loop device whose backing file is path.

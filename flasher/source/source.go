@@ -15,12 +15,12 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/kilnproject/kiln/internal/decompress"
 	"github.com/kilnproject/kiln/internal/pxz"
 	"github.com/klauspost/compress/zstd"
-	"github.com/klauspost/pgzip"
 )
 
 // Formats.
@@ -33,15 +33,22 @@ const (
 	Zip   = "zip"
 )
 
-// ErrFormat is returned for a file that is not a supported image or is corrupt.
-var ErrFormat = errors.New("unsupported or corrupt image file")
+var (
+	// ErrFormat is returned for a file that is not a supported image or is corrupt.
+	ErrFormat = errors.New("unsupported or corrupt image file")
+	// ErrTruncated is returned (with ErrFormat) when compressed data ends before its end marker:
+	// most often a download that was cut off.
+	ErrTruncated = errors.New("the compressed image ends early: a truncated download")
+)
 
 // Image is a probed image file.
 type Image struct {
 	Path   string
 	Format string
-	// Entry is the image's name inside a zip archive.
-	Entry string
+	// Entry is the image's name inside a zip archive; Skipped names the archive's other disk
+	// images, which are not written (the largest one is chosen).
+	Entry   string
+	Skipped []string
 	// Size is the exact uncompressed size, or -1 when the format does not record it.
 	Size int64
 	// MinSize is a lower bound of the uncompressed size (equal to Size when that is known).
@@ -97,11 +104,14 @@ func Probe(path string) (*Image, error) {
 		if err != nil {
 			return nil, fmt.Errorf("open image %s: %w: %w", path, ErrFormat, err)
 		}
-		e, err := pickEntry(zr.File)
+		e, skipped, err := pickEntry(zr.File)
 		if err != nil {
 			return nil, fmt.Errorf("open image %s: %w", path, err)
 		}
-		im.Entry, im.Size = e.Name, int64(e.UncompressedSize64)
+		if e.UncompressedSize64 > 1<<62 {
+			return nil, fmt.Errorf("open image %s: %w: %s claims %d bytes", path, ErrFormat, e.Name, e.UncompressedSize64)
+		}
+		im.Entry, im.Skipped, im.Size = e.Name, skipped, int64(e.UncompressedSize64)
 	default:
 		im.Format, im.Size = Raw, st.Size()
 	}
@@ -111,9 +121,11 @@ func Probe(path string) (*Image, error) {
 	return im, nil
 }
 
-// pickEntry chooses the disk image inside a zip: the only file, or the largest .img/.iso/.raw/.bin.
-func pickEntry(files []*zip.File) (*zip.File, error) {
+// pickEntry chooses the disk image inside a zip: the only file, or the largest .img/.iso/.raw/.bin;
+// it also returns the names of the other disk images, which are left out.
+func pickEntry(files []*zip.File) (*zip.File, []string, error) {
 	var only, best *zip.File
+	var images []string
 	count := 0
 	for _, f := range files {
 		if f.FileInfo().IsDir() {
@@ -123,6 +135,7 @@ func pickEntry(files []*zip.File) (*zip.File, error) {
 		only = f
 		switch strings.ToLower(filepath.Ext(f.Name)) {
 		case ".img", ".iso", ".raw", ".bin":
+			images = append(images, f.Name)
 			if best == nil || f.UncompressedSize64 > best.UncompressedSize64 {
 				best = f
 			}
@@ -130,11 +143,12 @@ func pickEntry(files []*zip.File) (*zip.File, error) {
 	}
 	switch {
 	case best != nil:
-		return best, nil
+		skipped := slices.DeleteFunc(images, func(n string) bool { return n == best.Name })
+		return best, skipped, nil
 	case count == 1:
-		return only, nil
+		return only, nil, nil
 	}
-	return nil, fmt.Errorf("%w: the zip holds %d files and none is a .img/.iso/.raw; unpack it and pick the image", ErrFormat, count)
+	return nil, nil, fmt.Errorf("%w: the zip holds %d files and none is a .img/.iso/.raw; unpack it and pick the image", ErrFormat, count)
 }
 
 // Open returns the uncompressed image stream. For raw images it is the *os.File itself (an
@@ -156,7 +170,7 @@ func (im *Image) Open(ctx context.Context) (io.ReadCloser, error) {
 				return im.program(ctx, f, prog, "-dc")
 			}
 		}
-		zr, err := pgzip.NewReaderN(f, 1<<20, 8)
+		zr, err := newGzipReader(f, im.FileSize)
 		if err != nil {
 			f.Close()
 			return nil, fmt.Errorf("open image %s: %w: %w", im.Path, ErrFormat, err)
@@ -187,7 +201,7 @@ func (im *Image) Open(ctx context.Context) (io.ReadCloser, error) {
 				rc, err := e.Open()
 				if err != nil {
 					f.Close()
-					return nil, fmt.Errorf("open %s in %s: %w", e.Name, im.Path, err)
+					return nil, fmt.Errorf("open %s in %s: %w: %w", e.Name, im.Path, ErrFormat, err)
 				}
 				return wrap(rc, rc), nil
 			}
@@ -240,7 +254,31 @@ type readCloser struct {
 func (r *readCloser) Read(p []byte) (int, error) {
 	n, err := r.Reader.Read(p)
 	if err != nil && err != io.EOF {
-		err = fmt.Errorf("decompress %s: %w: %w", r.path, ErrFormat, err)
+		err = decodeError(r.path, err)
+	}
+	return n, err
+}
+
+// decodeError classifies a decoder's failure: a cut-off stream is ErrTruncated, anything else
+// corrupt data; both wrap ErrFormat.
+func decodeError(path string, err error) error {
+	var perr *decompress.ProgramError
+	if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, pxz.ErrTruncated) || (errors.As(err, &perr) && perr.Truncated()) {
+		return fmt.Errorf("decompress %s: %w: %w (%w); download it again", path, ErrFormat, ErrTruncated, err)
+	}
+	return fmt.Errorf("decompress %s: %w: %w", path, ErrFormat, err)
+}
+
+// Measure decompresses the image and returns its size, reading at most limit bytes (it returns
+// limit when the image holds more). A damaged or cut-off image is an error.
+func (im *Image) Measure(ctx context.Context, limit int64) (int64, error) {
+	r, err := im.Open(ctx)
+	if err != nil {
+		return 0, err
+	}
+	n, err := io.Copy(io.Discard, io.LimitReader(r, limit))
+	if cerr := r.Close(); err == nil && n < limit && cerr != nil {
+		err = decodeError(im.Path, cerr)
 	}
 	return n, err
 }
@@ -302,10 +340,14 @@ func zstdSize(f io.ReaderAt, size int64) (exact, lower int64) {
 		} else {
 			var v [8]byte
 			copy(v[:], hdr[pos:pos+fcsLen])
-			fcs := int64(binary.LittleEndian.Uint64(v[:]))
+			u := binary.LittleEndian.Uint64(v[:])
 			if fcsLen == 2 {
-				fcs += 256
+				u += 256
 			}
+			if u > 1<<62 || lower+int64(u) > 1<<62 {
+				return -1, lower // not a real size: the decoder will find the frame corrupt
+			}
+			fcs := int64(u)
 			lower += fcs
 			if exact >= 0 {
 				exact += fcs

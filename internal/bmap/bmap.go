@@ -34,12 +34,21 @@ type Map struct {
 }
 
 // Blocks is the number of blocks the image spans.
-func (m *Map) Blocks() int64 { return (m.ImageSize + m.BlockSize - 1) / m.BlockSize }
+func (m *Map) Blocks() int64 {
+	n := m.ImageSize / m.BlockSize
+	if m.ImageSize%m.BlockSize != 0 {
+		n++
+	}
+	return n
+}
 
 // Bounds returns the byte offset and length of r within the image (the last block may be partial).
 func (m *Map) Bounds(r Range) (off, n int64) {
 	off = r.First * m.BlockSize
-	end := min((r.Last+1)*m.BlockSize, m.ImageSize)
+	end := m.ImageSize
+	if r.Last < m.Blocks()-1 {
+		end = (r.Last + 1) * m.BlockSize // below ImageSize: no overflow
+	}
 	return off, end - off
 }
 
@@ -113,11 +122,12 @@ func Parse(data []byte) (*Map, error) {
 	if m.ChecksumType == "" {
 		m.ChecksumType, fileSum = "sha1", strings.TrimSpace(x.FileSHA1)
 	}
+	h, err := newHash(m.ChecksumType)
+	if err != nil {
+		return nil, err
+	}
+	m.ChecksumType = strings.ToLower(m.ChecksumType)
 	if fileSum != "" {
-		h, err := newHash(m.ChecksumType)
-		if err != nil {
-			return nil, err
-		}
 		zeroed := bytes.Replace(data, []byte(fileSum), bytes.Repeat([]byte("0"), len(fileSum)), 1)
 		h.Write(zeroed)
 		if hex.EncodeToString(h.Sum(nil)) != strings.ToLower(fileSum) {
@@ -130,6 +140,12 @@ func Parse(data []byte) (*Map, error) {
 		r := Range{Checksum: strings.TrimSpace(xr.Chksum)}
 		if r.Checksum == "" {
 			r.Checksum = strings.TrimSpace(xr.SHA1)
+		}
+		if r.Checksum != "" {
+			if b, err := hex.DecodeString(r.Checksum); err != nil || len(b) != h.Size() {
+				return nil, fmt.Errorf("bmap: range %s has a malformed %s checksum %q", strings.TrimSpace(xr.Text), m.ChecksumType, r.Checksum)
+			}
+			r.Checksum = strings.ToLower(r.Checksum)
 		}
 		a, b, isRange := strings.Cut(strings.TrimSpace(xr.Text), "-")
 		if r.First, err = num("Range", a); err != nil {
@@ -150,11 +166,23 @@ func Parse(data []byte) (*Map, error) {
 	return m, nil
 }
 
+// MaxFileSize bounds the .bmap files Load reads: a real map lists ranges in a few bytes each, so
+// even a terabyte image's map is far smaller.
+const MaxFileSize = 64 << 20
+
 // Load reads and parses a .bmap file.
 func Load(path string) (*Map, error) {
-	data, err := os.ReadFile(path)
+	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("bmap: %w", err)
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, MaxFileSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("bmap: %w", err)
+	}
+	if len(data) > MaxFileSize {
+		return nil, fmt.Errorf("bmap: %s is larger than %d MiB: not a block map; give the right one with --bmap or pass --no-bmap", path, MaxFileSize>>20)
 	}
 	m, err := Parse(data)
 	if err != nil {

@@ -34,7 +34,7 @@ func (e *ProgramError) Unwrap() error { return e.Err }
 func (e *ProgramError) Truncated() bool {
 	s := strings.ToLower(e.Stderr)
 	return strings.Contains(s, "unexpected end") || strings.Contains(s, "does not contain a complete") ||
-		strings.Contains(s, "corrupted -- incomplete") || strings.Contains(s, "premature end")
+		strings.Contains(s, "corrupted -- incomplete") || strings.Contains(s, "premature end") || strings.Contains(s, "missing trailer")
 }
 
 // Available reports whether the program is installed.

@@ -131,7 +131,13 @@ func ReadIndex(r io.ReaderAt, size int64) (*Index, error) {
 		end = streamStart
 	}
 	x := &Index{}
+	var usize int64
 	for i := len(streams) - 1; i >= 0; i-- {
+		for _, b := range streams[i] {
+			if usize += b.UncompressedSize; usize > 1<<62 {
+				return nil, fmt.Errorf("%w: the blocks add up to more than 4 EiB", ErrCorrupt)
+			}
+		}
 		x.Blocks = append(x.Blocks, streams[i]...)
 	}
 	return x, nil
