@@ -14,6 +14,7 @@ import (
 
 	"github.com/kilnproject/kiln/internal/progress"
 	"github.com/kilnproject/kiln/internal/workdir"
+	"github.com/kilnproject/kiln/ota"
 )
 
 // ErrOutDirInUse: the output directory exists and holds something other than a previous build.
@@ -91,7 +92,7 @@ func checkOutDir(out, imageName string) error {
 		return fmt.Errorf("output directory %s: %w", out, err)
 	}
 	for _, e := range bundle {
-		if n := e.Name(); !e.Type().IsRegular() || (n != UpdateFile && filepath.Ext(n) != ".efi") {
+		if n := e.Name(); !e.Type().IsRegular() || (n != ota.BundleFile && filepath.Ext(n) != ".efi") {
 			return refuse("contains update/%s, which a build did not write", n)
 		}
 	}
