@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -91,12 +92,12 @@ func (c *Client) loadSource(ctx context.Context, a *Archive, s Source, now time.
 	if len(s.Arches) > 0 {
 		arches = nil
 		for _, ar := range c.Arches {
-			if contains(s.Arches, ar) {
+			if slices.Contains(s.Arches, ar) {
 				arches = append(arches, ar)
 			}
 		}
 	}
-	if contains(rel.Architectures, "all") && !rel.NoArchAll {
+	if slices.Contains(rel.Architectures, "all") && !rel.NoArchAll {
 		arches = append(arches, "all") // "all" packages listed in binary-all only
 	}
 	for _, comp := range s.Components {

@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -51,7 +52,7 @@ func TestLoadPlainPathWithoutByHash(t *testing.T) {
 	if _, err := load(t, ta); err != nil {
 		t.Fatal(err)
 	}
-	if !contains(ta.Seen(), "dists/stable/main/binary-amd64/Packages.xz") {
+	if !slices.Contains(ta.Seen(), "dists/stable/main/binary-amd64/Packages.xz") {
 		t.Errorf("requests %q lack the plain Packages.xz path", ta.Seen())
 	}
 }
@@ -195,7 +196,7 @@ func TestFetchResumesACutDownload(t *testing.T) {
 			t.Errorf("%s: cached file differs from the archive's (%v)", got[i].Name, err)
 		}
 	}
-	if !contains(ta.Seen(), hello.Filename+" bytes=100-") {
+	if !slices.Contains(ta.Seen(), hello.Filename+" bytes=100-") {
 		t.Errorf("requests %q: hello was not resumed from byte 100", ta.Seen())
 	}
 	// A warm cache needs no network.
@@ -362,7 +363,7 @@ func TestFetchStalledDownloadResumes(t *testing.T) {
 	if b, _ := os.ReadFile(paths[0]); !bytes.Equal(b, deb) {
 		t.Errorf("resumed file differs")
 	}
-	if !contains(ta.Seen(), got[0].Filename+" bytes=1000-") {
+	if !slices.Contains(ta.Seen(), got[0].Filename+" bytes=1000-") {
 		t.Errorf("second run did not resume at byte 1000: %q", ta.Seen())
 	}
 }

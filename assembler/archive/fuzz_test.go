@@ -71,7 +71,7 @@ func FuzzParsePackages(f *testing.F) {
 			return
 		}
 		for _, p := range pkgs {
-			if !validName(p.Name) || CheckVersion(p.Version) != nil || !isSHA256(p.SHA256) || checkFilename(p.Filename) != nil || p.Size < 0 {
+			if !validName(p.Name) || deb.CheckVersion(p.Version) != nil || !isSHA256(p.SHA256) || checkFilename(p.Filename) != nil || p.Size < 0 {
 				t.Fatalf("accepted an invalid package %+v", p)
 			}
 			// What was read writes back and reads again to the same package.
@@ -160,7 +160,7 @@ func FuzzCompareVersions(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, a, b, c string) {
 		// The order is checked on what the archive admits: well-formed versions.
-		if CheckVersion(a) != nil || CheckVersion(b) != nil || CheckVersion(c) != nil {
+		if deb.CheckVersion(a) != nil || deb.CheckVersion(b) != nil || deb.CheckVersion(c) != nil {
 			return
 		}
 		ab, ba := deb.CompareVersions(a, b), deb.CompareVersions(b, a)

@@ -3,6 +3,7 @@ package archive
 import (
 	"fmt"
 	"io"
+	"slices"
 	"sort"
 
 	"github.com/kilnproject/kiln/assembler/deb"
@@ -30,7 +31,7 @@ func (a *Archive) Native() string { return a.Arches[0] }
 // architectures not in Arches (nor "all") are ignored.
 func (a *Archive) Add(o *Origin, r io.Reader) error {
 	return ParsePackages(r, DefaultLimits, func(p *Package) error {
-		if p.Arch != "all" && !contains(a.Arches, p.Arch) {
+		if p.Arch != "all" && !slices.Contains(a.Arches, p.Arch) {
 			return nil
 		}
 		p.Origin = o

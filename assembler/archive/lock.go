@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+
+	"github.com/kilnproject/kiln/assembler/deb"
 )
 
 // LockVersion is the kiln.lock format version this package writes and reads.
@@ -83,8 +85,8 @@ func ReadLock(r io.Reader) (*Lock, error) {
 		switch {
 		case !validName(p.Name):
 			return nil, fmt.Errorf("%s: bad name", where)
-		case CheckVersion(p.Version) != nil:
-			return nil, fmt.Errorf("%s: %w", where, CheckVersion(p.Version))
+		case deb.CheckVersion(p.Version) != nil:
+			return nil, fmt.Errorf("%s: %w", where, deb.CheckVersion(p.Version))
 		case !validArch(p.Arch):
 			return nil, fmt.Errorf("%s: bad arch", where)
 		case p.Suite == "" || !validArch(toArchChars(p.Suite)) || p.Component == "" || !validArch(toArchChars(p.Component)):

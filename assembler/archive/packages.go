@@ -6,6 +6,8 @@ import (
 	"path"
 	"strconv"
 	"strings"
+
+	"github.com/kilnproject/kiln/assembler/deb"
 )
 
 // Origin is where a package index came from.
@@ -94,7 +96,7 @@ func packageFrom(para Paragraph) (*Package, error) {
 	if !validName(p.Name) {
 		return nil, fmt.Errorf("bad or missing Package")
 	}
-	if err := CheckVersion(p.Version); err != nil {
+	if err := deb.CheckVersion(p.Version); err != nil {
 		return nil, err
 	}
 	if !validArch(p.Arch) {

@@ -3,6 +3,8 @@ package archive
 import (
 	"fmt"
 	"strings"
+
+	"github.com/kilnproject/kiln/assembler/deb"
 )
 
 // Op is a version relation operator.
@@ -117,7 +119,7 @@ func ParseDep(s string) (Dep, error) {
 			return Dep{}, fmt.Errorf("relation %.60q: bad operator %q", orig, inner[:op])
 		}
 		d.Version = strings.TrimSpace(inner[op:])
-		if err := CheckVersion(d.Version); err != nil {
+		if err := deb.CheckVersion(d.Version); err != nil {
 			return Dep{}, fmt.Errorf("relation %.60q: %w", orig, err)
 		}
 	}

@@ -2,6 +2,7 @@ package archive
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 
@@ -173,7 +174,7 @@ func (r *resolver) candidates(d Dep, arch string) (out []*Package, why string) {
 		archOrder = []string{d.ArchQ}
 	}
 	for _, ar := range a.Arches {
-		if !contains(archOrder, ar) {
+		if !slices.Contains(archOrder, ar) {
 			archOrder = append(archOrder, ar)
 		}
 	}

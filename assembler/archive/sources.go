@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 )
@@ -129,7 +130,7 @@ func ParseDeb822Sources(data []byte, file string) ([]Source, error) {
 	var out []Source
 	err := ParseDeb822(bytes.NewReader(data), Limits{Field: 1 << 20, Paragraph: 4 << 20, Total: 16 << 20}, func(p Paragraph) error {
 		get := func(k string) string { v, _ := p.Get(k); return v }
-		if strings.EqualFold(get("Enabled"), "no") || !contains(strings.Fields(get("Types")), "deb") {
+		if strings.EqualFold(get("Enabled"), "no") || !slices.Contains(strings.Fields(get("Types")), "deb") {
 			return nil
 		}
 		signed := get("Signed-By")
@@ -174,15 +175,6 @@ func (s Source) check() error {
 		return fmt.Errorf("source %q: a suite name and at least one component are needed (flat repositories are not supported)", s.URI)
 	}
 	return nil
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 // keyring loads the source's keyring.

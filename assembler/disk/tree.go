@@ -2,7 +2,6 @@ package disk
 
 import (
 	"fmt"
-	"io/fs"
 
 	"github.com/kilnproject/kiln/assembler/fat"
 	"github.com/kilnproject/kiln/assembler/fstree"
@@ -27,25 +26,9 @@ func FromTree(t *fstree.Tree) ([]fat.File, error) {
 				from = " (from " + n.Origin + ")"
 			}
 			return fmt.Errorf("%s%s: %w: FAT32 cannot store a %s; put a regular file there or move it to the initramfs",
-				n.Path, from, ErrUnsupported, kind(n.Mode))
+				n.Path, from, ErrUnsupported, fstree.Describe(n.Mode))
 		}
 		return nil
 	})
 	return out, err
-}
-
-func kind(m fs.FileMode) string {
-	switch {
-	case m&fs.ModeSymlink != 0:
-		return "symbolic link"
-	case m&fs.ModeCharDevice != 0:
-		return "character device"
-	case m&fs.ModeDevice != 0:
-		return "block device"
-	case m&fs.ModeNamedPipe != 0:
-		return "FIFO"
-	case m&fs.ModeSocket != 0:
-		return "socket"
-	}
-	return "special file"
 }

@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"time"
 
@@ -283,20 +284,11 @@ func (k *Keys) checkRoot(data []byte) error {
 			return err
 		}
 		id, _ := key.ID()
-		if r := root.Signed.Roles[role]; r == nil || !contains(r.KeyIDs, id) {
+		if r := root.Signed.Roles[role]; r == nil || !slices.Contains(r.KeyIDs, id) {
 			return fmt.Errorf("role %s does not list the key in %s.key", role, role)
 		}
 	}
 	return nil
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 // Fingerprint returns the fingerprint of a trust root: the key IDs of its root role, joined
