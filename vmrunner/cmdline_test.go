@@ -137,14 +137,14 @@ func TestCommandLine(t *testing.T) {
 			want: [][]string{{"-accel", "whpx,kernel-irqchip=off", "-cpu", "max"}},
 		},
 		{
-			name: "window display with a tablet for the mouse",
-			edit: func(s *Spec) { s.Display, s.DisplayBackend = DisplayWindow, "gtk" },
-			want: [][]string{{"-machine", "q35"}, {"-display", "gtk"}, {"-device", "qemu-xhci,id=xhci"}, {"-device", "usb-tablet,bus=xhci.0"}},
+			name:   "window display with a tablet for the mouse",
+			edit:   func(s *Spec) { s.Display, s.DisplayBackend = DisplayWindow, "gtk" },
+			want:   [][]string{{"-machine", "q35"}, {"-display", "gtk"}, {"-device", "qemu-xhci,id=xhci"}, {"-device", "usb-tablet,bus=xhci.0"}},
 			absent: []string{"q35,graphics=off"},
 		},
 		{
-			name: "VNC on a unix socket",
-			edit: func(s *Spec) { s.Display, s.VNCSocket = DisplayVNC, "/run/k/vnc.sock" },
+			name:   "VNC on a unix socket",
+			edit:   func(s *Spec) { s.Display, s.VNCSocket = DisplayVNC, "/run/k/vnc.sock" },
 			want:   [][]string{{"-machine", "q35"}, {"-display", "none", "-vnc", "unix:/run/k/vnc.sock"}},
 			absent: []string{"q35,graphics=off"}, // the app shows the screen
 		},
