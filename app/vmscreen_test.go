@@ -47,3 +47,49 @@ func TestVMScreenForwardsInput(t *testing.T) {
 		t.Errorf("pointer events %v", in.pointers)
 	}
 }
+
+// The Preview screen gives the VM's screen the room it has: the frame is drawn as large as fits
+// with the guest's aspect ratio, grows with the window, and the serial console below keeps more
+// than a few lines.
+func TestPreviewScreenScalesWithTheWindow(t *testing.T) {
+	a, _, _, _, _ := newTestApp(t)
+	if err := a.Show("preview"); err != nil {
+		t.Fatal(err)
+	}
+	s := a.preview
+	s.screen.SetFrame(image.NewRGBA(image.Rect(0, 0, 640, 400)))
+	// shown is the frame's size as drawn: contained in the screen widget, aspect kept.
+	shown := func() fyne.Size {
+		w := s.screen.Size()
+		scale := min(w.Width/640, w.Height/400)
+		return fyne.NewSize(640*scale, 400*scale)
+	}
+	var sizes []fyne.Size
+	for _, win := range []fyne.Size{WindowSize, fyne.NewSize(1600, 1000)} {
+		a.win.Resize(win)
+		drawn := shown()
+		if img := s.screen.img.Size(); abs(img.Width-drawn.Width) > 1 || abs(img.Height-drawn.Height) > 1 {
+			t.Errorf("window %v: image object %v, want the fitted frame %v", win, img, drawn)
+		}
+		if ratio := drawn.Width / drawn.Height; abs(ratio-1.6) > 0.01 {
+			t.Errorf("window %v: frame drawn at %v, aspect %.3f, want 1.6", win, drawn, ratio)
+		}
+		if drawn.Height < 0.4*win.Height {
+			t.Errorf("window %v: frame drawn at %v, less than 40%% of the window's height", win, drawn)
+		}
+		if lines := s.console.scroll.Size().Height / consoleLineHeight(); lines < consoleMinLines {
+			t.Errorf("window %v: the serial console shows %.1f lines, want at least %d", win, lines, consoleMinLines)
+		}
+		sizes = append(sizes, drawn)
+	}
+	if sizes[1].Width <= sizes[0].Width*1.2 {
+		t.Errorf("the frame is drawn at %v in the default window and %v in a larger one: it does not grow", sizes[0], sizes[1])
+	}
+}
+
+func abs(f float32) float32 {
+	if f < 0 {
+		return -f
+	}
+	return f
+}
