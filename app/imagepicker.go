@@ -15,13 +15,13 @@ import (
 // first, or any file through "Other file…". The Flash and Preview screens each have one.
 type imagePicker struct {
 	a         *App
-	exts      []string           // the file dialog's filter
-	onChanged func(path string)  // called on the UI thread with the chosen image
-	opts      map[string]string  // option label → image path
-	sel       *widget.Select     // the builds
-	pick      *widget.Button     // "Other file…"
-	label     *widget.Label      // the chosen path ("No image chosen." until then)
-	Row       fyne.CanvasObject  // the list with the button at its right, for the screen's layout
+	exts      []string          // the file dialog's filter
+	onChanged func(path string) // called on the UI thread with the chosen image
+	opts      map[string]string // option label → image path
+	sel       *widget.Select    // the builds
+	pick      *widget.Button    // "Other file…"
+	label     *widget.Label     // the chosen path ("No image chosen." until then)
+	Row       fyne.CanvasObject // the list with the button at its right, for the screen's layout
 }
 
 func newImagePicker(a *App, exts []string, onChanged func(path string)) *imagePicker {
