@@ -2,6 +2,7 @@ package app
 
 import (
 	"image"
+	"math"
 	"testing"
 
 	"fyne.io/fyne/v2"
@@ -68,10 +69,10 @@ func TestPreviewScreenScalesWithTheWindow(t *testing.T) {
 	for _, win := range []fyne.Size{WindowSize, fyne.NewSize(1600, 1000)} {
 		a.win.Resize(win)
 		drawn := shown()
-		if img := s.screen.img.Size(); abs(img.Width-drawn.Width) > 1 || abs(img.Height-drawn.Height) > 1 {
+		if img := s.screen.img.Size(); math.Abs(float64(img.Width-drawn.Width)) > 1 || math.Abs(float64(img.Height-drawn.Height)) > 1 {
 			t.Errorf("window %v: image object %v, want the fitted frame %v", win, img, drawn)
 		}
-		if ratio := drawn.Width / drawn.Height; abs(ratio-1.6) > 0.01 {
+		if ratio := drawn.Width / drawn.Height; math.Abs(float64(ratio)-1.6) > 0.01 {
 			t.Errorf("window %v: frame drawn at %v, aspect %.3f, want 1.6", win, drawn, ratio)
 		}
 		if drawn.Height < 0.4*win.Height {
@@ -85,11 +86,4 @@ func TestPreviewScreenScalesWithTheWindow(t *testing.T) {
 	if sizes[1].Width <= sizes[0].Width*1.2 {
 		t.Errorf("the frame is drawn at %v in the default window and %v in a larger one: it does not grow", sizes[0], sizes[1])
 	}
-}
-
-func abs(f float32) float32 {
-	if f < 0 {
-		return -f
-	}
-	return f
 }
