@@ -232,9 +232,9 @@ func (a *App) setCurrent(b *BuildResult) {
 func (a *App) onTabSelected(t *container.TabItem) {
 	switch t.Content {
 	case a.flash.content:
-		a.flash.refreshImages()
+		a.flash.picker.Refresh()
 	case a.preview.content:
-		a.preview.refreshImages()
+		a.preview.picker.Refresh()
 	case a.serve.content:
 		a.serve.refresh()
 	}

@@ -292,8 +292,8 @@ func TestBuildScreenRealBuild(t *testing.T) {
 		t.Errorf("Builds() = %+v", bs)
 	}
 	test.Tap(findButton(t, a, "Flash"))
-	if a.flash.image != s.result.Image || !strings.HasPrefix(a.flash.imageSel.Selected, "kiln-tiny 1.0.0") {
-		t.Errorf("flash screen image %q selected %q", a.flash.image, a.flash.imageSel.Selected)
+	if a.flash.image != s.result.Image || !strings.HasPrefix(a.flash.picker.sel.Selected, "kiln-tiny 1.0.0") {
+		t.Errorf("flash screen image %q selected %q", a.flash.image, a.flash.picker.sel.Selected)
 	}
 }
 

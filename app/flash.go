@@ -27,10 +27,8 @@ type flashScreen struct {
 	a       *App
 	content fyne.CanvasObject
 
-	image      string
-	imageSel   *widget.Select
-	imageOpts  map[string]string // option label → image path
-	imageLabel *widget.Label
+	image  string
+	picker *imagePicker
 
 	offered  []Device
 	hidden   []HiddenDevice
@@ -57,15 +55,15 @@ type flashRow struct {
 }
 
 func newFlashScreen(a *App) *flashScreen {
-	s := &flashScreen{a: a, checked: map[string]bool{}, rows: map[string]*flashRow{}, imageOpts: map[string]string{}}
+	s := &flashScreen{a: a, checked: map[string]bool{}, rows: map[string]*flashRow{}}
 
-	s.imageSel = widget.NewSelect(nil, s.onImageSelected)
-	s.imageSel.PlaceHolder = "Choose one of your builds"
-	s.imageLabel = widget.NewLabel("No image chosen.")
-	s.imageLabel.Wrapping = fyne.TextWrapBreak
-	pick := widget.NewButtonWithIcon("Other file…", theme.FolderOpenIcon(), s.onPickFile)
+	s.picker = newImagePicker(a, imageExtensions, func(path string) {
+		s.image = path
+		s.updateButton()
+	})
+	s.picker.label.Wrapping = fyne.TextWrapBreak
 	imageCard := card("1. Image", "A Kiln build or any disk image (.img, .img.xz, .zst, .gz, .zip …)",
-		container.NewVBox(container.NewBorder(nil, nil, nil, pick, s.imageSel), s.imageLabel))
+		container.NewVBox(s.picker.Row, s.picker.label))
 
 	s.devBox = container.NewVBox()
 	s.whyNot = widget.NewButtonWithIcon("", theme.QuestionIcon(), s.onWhyNot)
@@ -94,7 +92,7 @@ func newFlashScreen(a *App) *flashScreen {
 
 // start lists the drives and keeps the list current while the app runs.
 func (s *flashScreen) start() {
-	s.refreshImages()
+	s.picker.Refresh()
 	s.refreshDevices()
 	changes := s.a.cores.Flash.Changes(s.a.ctx)
 	s.a.watch(func() {
@@ -112,39 +110,8 @@ func (s *flashScreen) start() {
 	})
 }
 
-// refreshImages offers Kiln's builds, newest first.
-func (s *flashScreen) refreshImages() {
-	s.imageOpts = map[string]string{}
-	var opts []string
-	for _, b := range s.a.cores.Build.Builds() {
-		label := fmt.Sprintf("%s %s — %s", b.Name, b.Version, units.Binary(b.Size))
-		s.imageOpts[label] = b.Image
-		opts = append(opts, label)
-	}
-	s.imageSel.SetOptions(opts)
-}
-
-func (s *flashScreen) onImageSelected(label string) {
-	if p, ok := s.imageOpts[label]; ok {
-		s.setImage(p)
-	}
-}
-
-func (s *flashScreen) onPickFile() {
-	s.a.pickFile(imageExtensions, s.setImage)
-}
-
 // setImage chooses the image to write.
-func (s *flashScreen) setImage(path string) {
-	s.image = path
-	s.imageLabel.SetText(path)
-	for label, p := range s.imageOpts {
-		if p == path && s.imageSel.Selected != label {
-			s.imageSel.SetSelected(label)
-		}
-	}
-	s.updateButton()
-}
+func (s *flashScreen) setImage(path string) { s.picker.Set(path) }
 
 // refreshDevicesAsync lists drives in the background and shows them.
 func (s *flashScreen) refreshDevicesAsync() {

@@ -24,13 +24,11 @@ type previewScreen struct {
 	a       *App
 	content fyne.CanvasObject
 
-	image      string
-	imageSel   *widget.Select
-	imageOpts  map[string]string
-	imageLabel *widget.Label
-	firmware   *widget.Select
-	fwFile     string
-	attach     *widget.RadioGroup
+	image    string
+	picker   *imagePicker
+	firmware *widget.Select
+	fwFile   string
+	attach   *widget.RadioGroup
 
 	startBtn, stopBtn *widget.Button
 	status, accel     *widget.Label
@@ -53,12 +51,14 @@ const (
 )
 
 func newPreviewScreen(a *App) *previewScreen {
-	s := &previewScreen{a: a, imageOpts: map[string]string{}}
-	s.imageSel = widget.NewSelect(nil, s.onImageSelected)
-	s.imageSel.PlaceHolder = "Choose one of your builds"
-	pick := widget.NewButtonWithIcon("Other file…", theme.FolderOpenIcon(), s.onPickFile)
-	s.imageLabel = widget.NewLabel("No image chosen.")
-	s.imageLabel.Truncation = fyne.TextTruncateEllipsis
+	s := &previewScreen{a: a}
+	s.picker = newImagePicker(a, previewExtensions, func(path string) {
+		s.image = path
+		if s.running() == nil {
+			s.startBtn.Enable()
+		}
+	})
+	s.picker.label.Truncation = fyne.TextTruncateEllipsis
 	s.firmware = widget.NewSelect([]string{fwUEFI, fwBIOS, fwFile}, s.onFirmware)
 	s.firmware.SetSelected(fwUEFI)
 	s.attach = widget.NewRadioGroup([]string{attachDisk, attachUSB}, nil)
@@ -82,57 +82,37 @@ func newPreviewScreen(a *App) *previewScreen {
 	s.input.OnSubmitted = s.onSerialLine
 
 	controls := widget.NewForm(
-		&widget.FormItem{Text: "Image", Widget: container.NewBorder(nil, nil, nil, pick, s.imageSel)},
-		&widget.FormItem{Text: "", Widget: s.imageLabel},
-		&widget.FormItem{Text: "Firmware", Widget: s.firmware},
-		&widget.FormItem{Text: "Attach as", Widget: s.attach},
+		&widget.FormItem{Text: "Image", Widget: s.picker.Row},
+		&widget.FormItem{Text: "", Widget: s.picker.label},
+		&widget.FormItem{Text: "Firmware", Widget: container.NewBorder(nil, nil, nil, s.attach, s.firmware)},
 	)
 	run := container.NewVBox(container.NewGridWithColumns(2, s.startBtn, s.stopBtn), s.status, s.accel)
 	top := container.NewGridWithColumns(2, controls, run)
 
-	screenCard := card("Screen", "Click the screen to type into the VM", s.screen)
-	consoleCard := card("Serial console", "", container.NewBorder(nil, s.input, nil, nil, s.console.scroll))
-	split := container.NewVSplit(screenCard, consoleCard)
-	split.SetOffset(0.6)
+	// The screen takes the room there is and scales its frame to it; the console below keeps at
+	// least consoleMinLines, and the divider between them moves.
+	consoleTitle := widget.NewLabelWithStyle("Serial console", fyne.TextAlignLeading, fyne.TextStyle{Bold: true})
+	consolePane := container.NewBorder(nil, container.NewBorder(nil, nil, consoleTitle, nil, s.input), nil, nil,
+		minHeight(s.console.scroll, consoleMinLines*consoleLineHeight()))
+	split := container.NewVSplit(s.screen, consolePane)
+	split.SetOffset(0.7)
 	s.content = container.NewBorder(container.NewVBox(heading("Preview in a VM"), top), nil, nil, nil, split)
 	return s
 }
 
-func (s *previewScreen) refreshImages() {
-	s.imageOpts = map[string]string{}
-	var opts []string
-	for _, b := range s.a.cores.Build.Builds() {
-		label := fmt.Sprintf("%s %s", b.Name, b.Version)
-		s.imageOpts[label] = b.Image
-		opts = append(opts, label)
-	}
-	s.imageSel.SetOptions(opts)
+// consoleMinLines is the least the serial console shows, however small the window.
+const consoleMinLines = 8
+
+// consoleLineHeight is the height of one line of the console's monospaced text grid.
+func consoleLineHeight() float32 {
+	return fyne.MeasureText("M", theme.TextSize(), fyne.TextStyle{Monospace: true}).Height
 }
 
-func (s *previewScreen) onImageSelected(label string) {
-	if p, ok := s.imageOpts[label]; ok {
-		s.setImage(p)
-	}
-}
-
-func (s *previewScreen) onPickFile() {
-	s.a.pickFile([]string{".img", ".raw", ".iso", ".qcow2"}, s.setImage)
-}
+// previewExtensions are the files the Preview screen's picker offers (images QEMU boots as they are).
+var previewExtensions = []string{".img", ".raw", ".iso", ".qcow2"}
 
 // setImage chooses the image to boot.
-func (s *previewScreen) setImage(path string) {
-	s.image = path
-	s.imageLabel.SetText(path)
-	s.refreshImages()
-	for label, p := range s.imageOpts {
-		if p == path && s.imageSel.Selected != label {
-			s.imageSel.SetSelected(label)
-		}
-	}
-	if s.running() == nil {
-		s.startBtn.Enable()
-	}
-}
+func (s *previewScreen) setImage(path string) { s.picker.Set(path) }
 
 func (s *previewScreen) onFirmware(choice string) {
 	if choice != fwFile {

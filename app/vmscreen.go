@@ -30,9 +30,9 @@ type vmScreen struct {
 func newVMScreen() *vmScreen {
 	s := &vmScreen{}
 	s.img = canvas.NewImageFromImage(blankFrame())
-	s.img.FillMode = canvas.ImageFillContain
+	s.img.FillMode = canvas.ImageFillStretch // placed at drawnRect, which keeps the aspect ratio
 	s.img.ScaleMode = canvas.ImageScaleFastest
-	s.hint = canvas.NewText("The VM's screen appears here when it runs.", color.NRGBA{0x9a, 0xa0, 0xa8, 0xff})
+	s.hint = canvas.NewText("The VM's screen appears here when it runs. Click it to type into the VM.", color.NRGBA{0x9a, 0xa0, 0xa8, 0xff})
 	s.hint.Alignment = fyne.TextAlignCenter
 	s.hint.TextStyle = fyne.TextStyle{Italic: true}
 	s.ExtendBaseWidget(s)
@@ -50,8 +50,13 @@ func blankFrame() image.Image {
 // SetFrame shows img; it runs on the UI thread.
 func (s *vmScreen) SetFrame(img image.Image) {
 	s.hint.Hide()
+	resized := s.frame == nil || s.frame.Bounds().Size() != img.Bounds().Size()
 	s.frame = img
 	s.img.Image = img
+	if resized { // the guest changed its resolution: the drawn area changes shape
+		s.Refresh()
+		return
+	}
 	s.img.Refresh()
 }
 
@@ -76,33 +81,58 @@ type vmScreenRenderer struct {
 
 func (r *vmScreenRenderer) Layout(size fyne.Size) {
 	r.bg.Resize(size)
-	r.s.img.Resize(size)
+	pos, drawn := r.s.drawnRect(size)
+	r.s.img.Move(pos)
+	r.s.img.Resize(drawn)
 	h := r.s.hint.MinSize().Height
 	r.s.hint.Move(fyne.NewPos(0, (size.Height-h)/2))
 	r.s.hint.Resize(fyne.NewSize(size.Width, h))
 }
 func (r *vmScreenRenderer) MinSize() fyne.Size { return r.s.MinSize() }
-func (r *vmScreenRenderer) Refresh()           { r.bg.Refresh(); r.s.img.Refresh(); r.s.hint.Refresh() }
+func (r *vmScreenRenderer) Refresh() {
+	r.Layout(r.s.Size())
+	r.bg.Refresh()
+	r.s.img.Refresh()
+	r.s.hint.Refresh()
+}
 func (r *vmScreenRenderer) Objects() []fyne.CanvasObject {
 	return []fyne.CanvasObject{r.bg, r.s.img, r.s.hint}
 }
 func (r *vmScreenRenderer) Destroy() {}
 
-// guestPos maps a position in the widget to framebuffer coordinates (the image is letterboxed).
+// frameSize is the size of the frame shown (the blank frame's while no VM runs).
+func (s *vmScreen) frameSize() image.Point {
+	if s.frame == nil {
+		return blankFrame().Bounds().Size()
+	}
+	return s.frame.Bounds().Size()
+}
+
+// drawnRect is where the frame is drawn in a widget of the given size: as large as fits, with
+// the guest's aspect ratio, centred (letterboxed).
+func (s *vmScreen) drawnRect(size fyne.Size) (fyne.Position, fyne.Size) {
+	f := s.frameSize()
+	if f.X <= 0 || f.Y <= 0 {
+		return fyne.Position{}, fyne.Size{}
+	}
+	scale := min(size.Width/float32(f.X), size.Height/float32(f.Y))
+	drawn := fyne.NewSize(float32(f.X)*scale, float32(f.Y)*scale)
+	return fyne.NewPos((size.Width-drawn.Width)/2, (size.Height-drawn.Height)/2), drawn
+}
+
+// guestPos maps a position in the widget to framebuffer coordinates.
 func (s *vmScreen) guestPos(p fyne.Position) (int, int, bool) {
 	if s.frame == nil {
 		return 0, 0, false
 	}
-	b := s.frame.Bounds()
-	size := s.Size()
-	scale := min(size.Width/float32(b.Dx()), size.Height/float32(b.Dy()))
-	if scale <= 0 {
+	pos, drawn := s.drawnRect(s.Size())
+	f := s.frameSize()
+	if drawn.Width <= 0 || drawn.Height <= 0 {
 		return 0, 0, false
 	}
-	ox := (size.Width - float32(b.Dx())*scale) / 2
-	oy := (size.Height - float32(b.Dy())*scale) / 2
-	x, y := int((p.X-ox)/scale), int((p.Y-oy)/scale)
-	return x, y, x >= 0 && y >= 0 && x < b.Dx() && y < b.Dy()
+	scale := drawn.Width / float32(f.X)
+	x, y := int((p.X-pos.X)/scale), int((p.Y-pos.Y)/scale)
+	return x, y, x >= 0 && y >= 0 && x < f.X && y < f.Y
 }
 
 // Tapped focuses the screen so keys go to the guest.

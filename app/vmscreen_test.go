@@ -2,6 +2,7 @@ package app
 
 import (
 	"image"
+	"math"
 	"testing"
 
 	"fyne.io/fyne/v2"
@@ -45,5 +46,44 @@ func TestVMScreenForwardsInput(t *testing.T) {
 	s.MouseMoved(&desktop.MouseEvent{PointEvent: fyne.PointEvent{Position: fyne.NewPos(200, 50)}}) // in the bar: not sent
 	if len(in.pointers) != 2 || in.pointers[0] != [3]int{100, 100, 1} || in.pointers[1] != [3]int{100, 100, 0} {
 		t.Errorf("pointer events %v", in.pointers)
+	}
+}
+
+// The Preview screen gives the VM's screen the room it has: the frame is drawn as large as fits
+// with the guest's aspect ratio, grows with the window, and the serial console below keeps more
+// than a few lines.
+func TestPreviewScreenScalesWithTheWindow(t *testing.T) {
+	a, _, _, _, _ := newTestApp(t)
+	if err := a.Show("preview"); err != nil {
+		t.Fatal(err)
+	}
+	s := a.preview
+	s.screen.SetFrame(image.NewRGBA(image.Rect(0, 0, 640, 400)))
+	// shown is the frame's size as drawn: contained in the screen widget, aspect kept.
+	shown := func() fyne.Size {
+		w := s.screen.Size()
+		scale := min(w.Width/640, w.Height/400)
+		return fyne.NewSize(640*scale, 400*scale)
+	}
+	var sizes []fyne.Size
+	for _, win := range []fyne.Size{WindowSize, fyne.NewSize(1600, 1000)} {
+		a.win.Resize(win)
+		drawn := shown()
+		if img := s.screen.img.Size(); math.Abs(float64(img.Width-drawn.Width)) > 1 || math.Abs(float64(img.Height-drawn.Height)) > 1 {
+			t.Errorf("window %v: image object %v, want the fitted frame %v", win, img, drawn)
+		}
+		if ratio := drawn.Width / drawn.Height; math.Abs(float64(ratio)-1.6) > 0.01 {
+			t.Errorf("window %v: frame drawn at %v, aspect %.3f, want 1.6", win, drawn, ratio)
+		}
+		if drawn.Height < 0.4*win.Height {
+			t.Errorf("window %v: frame drawn at %v, less than 40%% of the window's height", win, drawn)
+		}
+		if lines := s.console.scroll.Size().Height / consoleLineHeight(); lines < consoleMinLines {
+			t.Errorf("window %v: the serial console shows %.1f lines, want at least %d", win, lines, consoleMinLines)
+		}
+		sizes = append(sizes, drawn)
+	}
+	if sizes[1].Width <= sizes[0].Width*1.2 {
+		t.Errorf("the frame is drawn at %v in the default window and %v in a larger one: it does not grow", sizes[0], sizes[1])
 	}
 }

@@ -173,6 +173,10 @@ func console(ctx context.Context, env *Env, vm *vmrunner.VM) error {
 	out := vm.Serial()
 	defer out.Close()
 	go io.Copy(env.Stdout, out)
+	if f, ok := env.Stdout.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+		// SeaBIOS's serial console turns off the terminal's line wrapping (ESC [?7l).
+		defer fmt.Fprint(env.Stdout, "\x1b[?7h")
+	}
 
 	quit := make(chan struct{})
 	in, isFile := env.Stdin.(*os.File)

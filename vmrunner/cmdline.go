@@ -21,14 +21,21 @@ func CommandLine(s Spec) ([]string, error) {
 	add := func(args ...string) { a = append(a, args...) }
 
 	add("-name", "kiln-preview", "-nodefaults", "-no-user-config")
+	machine := "q35"
+	if s.Display == DisplayNone {
+		// As QEMU's own -nographic: the firmware learns that nobody watches the screen, and
+		// SeaBIOS (also as a coreboot payload) mirrors its console to the serial port, so its
+		// banner and boot messages reach a headless preview's terminal. The screen still works.
+		machine += ",graphics=off"
+	}
 	switch s.Accel {
 	case AccelTCG:
-		add("-machine", "q35", "-accel", "tcg,thread=multi", "-cpu", "max")
+		add("-machine", machine, "-accel", "tcg,thread=multi", "-cpu", "max")
 	case AccelKVM, AccelHVF:
-		add("-machine", "q35", "-accel", string(s.Accel), "-cpu", "host")
+		add("-machine", machine, "-accel", string(s.Accel), "-cpu", "host")
 	case AccelWHPX:
 		// WHPX has no "host" CPU model and trips over an in-kernel irqchip on older Windows builds.
-		add("-machine", "q35", "-accel", "whpx,kernel-irqchip=off", "-cpu", "max")
+		add("-machine", machine, "-accel", "whpx,kernel-irqchip=off", "-cpu", "max")
 	}
 	add("-smp", strconv.Itoa(s.CPUs), "-m", strconv.Itoa(s.MemoryMiB)+"M", "-rtc", "base=utc")
 

@@ -40,7 +40,7 @@ func TestCommandLine(t *testing.T) {
 			name: "BIOS raw virtio disk under TCG",
 			edit: func(s *Spec) {},
 			want: [][]string{
-				{"-machine", "q35", "-accel", "tcg,thread=multi", "-cpu", "max"},
+				{"-machine", "q35,graphics=off", "-accel", "tcg,thread=multi", "-cpu", "max"},
 				{"-smp", "2", "-m", "1024M"},
 				{"-drive", "if=none,id=boot0,file=/img/kiln.img,format=raw,discard=unmap"},
 				{"-device", "virtio-blk-pci,drive=boot0,bootindex=1"},
@@ -123,7 +123,7 @@ func TestCommandLine(t *testing.T) {
 		{
 			name:   "KVM uses the host CPU",
 			edit:   func(s *Spec) { s.Accel = AccelKVM },
-			want:   [][]string{{"-machine", "q35", "-accel", "kvm", "-cpu", "host"}},
+			want:   [][]string{{"-machine", "q35,graphics=off", "-accel", "kvm", "-cpu", "host"}},
 			absent: []string{"tcg,thread=multi"},
 		},
 		{
@@ -137,14 +137,16 @@ func TestCommandLine(t *testing.T) {
 			want: [][]string{{"-accel", "whpx,kernel-irqchip=off", "-cpu", "max"}},
 		},
 		{
-			name: "window display with a tablet for the mouse",
-			edit: func(s *Spec) { s.Display, s.DisplayBackend = DisplayWindow, "gtk" },
-			want: [][]string{{"-display", "gtk"}, {"-device", "qemu-xhci,id=xhci"}, {"-device", "usb-tablet,bus=xhci.0"}},
+			name:   "window display with a tablet for the mouse",
+			edit:   func(s *Spec) { s.Display, s.DisplayBackend = DisplayWindow, "gtk" },
+			want:   [][]string{{"-machine", "q35"}, {"-display", "gtk"}, {"-device", "qemu-xhci,id=xhci"}, {"-device", "usb-tablet,bus=xhci.0"}},
+			absent: []string{"q35,graphics=off"},
 		},
 		{
-			name: "VNC on a unix socket",
-			edit: func(s *Spec) { s.Display, s.VNCSocket = DisplayVNC, "/run/k/vnc.sock" },
-			want: [][]string{{"-display", "none", "-vnc", "unix:/run/k/vnc.sock"}},
+			name:   "VNC on a unix socket",
+			edit:   func(s *Spec) { s.Display, s.VNCSocket = DisplayVNC, "/run/k/vnc.sock" },
+			want:   [][]string{{"-machine", "q35"}, {"-display", "none", "-vnc", "unix:/run/k/vnc.sock"}},
+			absent: []string{"q35,graphics=off"}, // the app shows the screen
 		},
 		{
 			name: "paused start and extra arguments last",

@@ -105,7 +105,8 @@ func (l *consoleLog) tail(n int) []string {
 	return lines
 }
 
-// stripANSI removes CSI escape sequences (colours, cursor moves) that firmware and consoles emit.
+// stripANSI removes the escape sequences (colours, cursor moves, terminal resets) that firmware
+// and consoles emit: CSI sequences (ESC [ … final byte) and two-byte ones such as ESC c.
 func stripANSI(s string) string {
 	if !strings.Contains(s, "\x1b") {
 		return s
@@ -118,6 +119,10 @@ func stripANSI(s string) string {
 				j++
 			}
 			i = j
+			continue
+		}
+		if s[i] == 0x1b && i+1 < len(s) && s[i+1] >= 0x40 && s[i+1] <= 0x7e { // ESC c, ESC M, …
+			i++
 			continue
 		}
 		b.WriteByte(s[i])

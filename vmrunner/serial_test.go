@@ -41,6 +41,12 @@ func TestConsoleLogTail(t *testing.T) {
 	if got := l.tail(40); len(got) != 4 || got[0] != "firmware" {
 		t.Errorf("tail(40) = %q, want 4 lines starting with \"firmware\" (escape sequences removed)", got)
 	}
+	// SeaBIOS's serial console starts with a terminal reset (ESC c) and private CSI modes.
+	l = newConsoleLog()
+	l.Write([]byte("\x1bc\x1b[?7l\x1b[2J\x1b[0mSeaBIOS (version 1.16.2)\r\n"))
+	if got := l.tail(1); len(got) != 1 || got[0] != "SeaBIOS (version 1.16.2)" {
+		t.Errorf("tail(1) = %q, want the banner without escape sequences", got)
+	}
 }
 
 func TestConsoleReaderReplaysFromPowerOn(t *testing.T) {

@@ -85,13 +85,64 @@ func Start(ctx context.Context, cfg Config) (vm *VM, err error) {
 	if err != nil {
 		return nil, err
 	}
+	spec, err := resolveSpec(ctx, qemu, cfg)
+	if err != nil {
+		return nil, err
+	}
+	sweepRunDirs(log)
+	runDir, err := workdir.New("", runDirPrefix)
+	if err != nil {
+		return nil, fmt.Errorf("create run directory: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			os.RemoveAll(runDir)
+		}
+	}()
+	if err := placeRunFiles(&spec, cfg, runDir); err != nil {
+		return nil, err
+	}
+	if err := prepareDisk(&spec, cfg, qemu, runDir); err != nil {
+		return nil, err
+	}
+	if spec.SSHPort == 0 {
+		if spec.SSHPort, err = freePort(); err != nil {
+			return nil, err
+		}
+	}
+	accel := ChooseAccel(ctx, qemu, cfg)
+	spec.Accel = accel.Accel
+	args, err := CommandLine(spec)
+	if err != nil {
+		return nil, err
+	}
+	vm = &VM{
+		info: Info{QEMU: qemu, Args: args, Format: spec.Format, Attach: spec.Attach, Firmware: spec.Firmware,
+			UEFI: spec.UEFI, Accel: accel, SSHPort: spec.SSHPort, VNCSocket: spec.VNCSocket,
+			SerialLog: spec.SerialLog, RunDir: runDir, Image: spec.Image},
+		log: log, out: newConsoleLog(), stderr: &tailBuffer{max: 64 << 10}, persistent: !spec.Snapshot,
+		done: make(chan struct{}), events: make(chan qmp.Event, 64),
+		probeCache: cfg.ProbeCache, autoAccel: cfg.Accel == AccelAuto,
+	}
+	if err := vm.launch(ctx); err != nil {
+		return nil, err
+	}
+	log.WithFields(logrus.Fields{"firmware": spec.Firmware, "format": spec.Format, "attach": spec.Attach,
+		"accel": accel.Accel, "ssh_port": spec.SSHPort}).Info("vmrunner: VM running")
+	return vm, nil
+}
+
+// resolveSpec turns cfg into a machine: the image's format, attachment and firmware detected where
+// cfg leaves them open, the window toolkit found, and the default size filled in. The run
+// directory's files, the accelerator and the SSH port come later.
+func resolveSpec(ctx context.Context, qemu string, cfg Config) (Spec, error) {
 	image, err := filepath.Abs(cfg.Image)
 	if err != nil {
-		return nil, fmt.Errorf("image %s: %w", cfg.Image, err)
+		return Spec{}, fmt.Errorf("image %s: %w", cfg.Image, err)
 	}
 	info, err := Inspect(image)
 	if err != nil && !(errors.Is(err, ErrUnknownFormat) && cfg.Format != FormatAuto) {
-		return nil, err
+		return Spec{}, err
 	}
 	spec := Spec{
 		Image: image, Format: cfg.Format, Attach: cfg.Attach, Snapshot: true,
@@ -116,10 +167,10 @@ func Start(ctx context.Context, cfg Config) (vm *VM, err error) {
 	}
 	if spec.Display == DisplayWindow {
 		if runtime.GOOS == "linux" && os.Getenv("DISPLAY") == "" && os.Getenv("WAYLAND_DISPLAY") == "" {
-			return nil, ErrNoDisplay
+			return Spec{}, ErrNoDisplay
 		}
 		if spec.DisplayBackend, err = windowBackend(ctx, qemu); err != nil {
-			return nil, err
+			return Spec{}, err
 		}
 	}
 	if spec.CPUs == 0 {
@@ -128,81 +179,73 @@ func Start(ctx context.Context, cfg Config) (vm *VM, err error) {
 	if spec.MemoryMiB == 0 {
 		spec.MemoryMiB = 1024
 	}
+	return spec, nil
+}
 
-	sweepRunDirs(log)
-	runDir, err := workdir.New("", runDirPrefix)
-	if err != nil {
-		return nil, fmt.Errorf("create run directory: %w", err)
-	}
-	defer func() {
-		if err != nil {
-			os.RemoveAll(runDir)
-		}
-	}()
+// placeRunFiles puts the VM's sockets and serial log in its run directory (the log where
+// cfg.SerialLog says, when set).
+func placeRunFiles(spec *Spec, cfg Config, runDir string) error {
 	spec.QMPSocket = filepath.Join(runDir, "qmp.sock")
 	spec.SerialSocket = filepath.Join(runDir, "serial.sock")
 	spec.SerialLog = filepath.Join(runDir, "serial.log")
 	if cfg.SerialLog != "" {
+		var err error
 		if spec.SerialLog, err = filepath.Abs(cfg.SerialLog); err != nil {
-			return nil, fmt.Errorf("serial log %s: %w", cfg.SerialLog, err)
+			return fmt.Errorf("serial log %s: %w", cfg.SerialLog, err)
 		}
 	}
 	if spec.Display == DisplayVNC {
 		spec.VNCSocket = filepath.Join(runDir, "vnc.sock")
 	}
+	return nil
+}
 
+// prepareDisk makes the persistent copy when cfg.Persist asks for one and finds the firmware's
+// files: the UEFI code and a variable store of the run's own (kept beside a persistent copy), or
+// the user's ROM.
+func prepareDisk(spec *Spec, cfg Config, qemu, runDir string) error {
 	varsDir, varsName := runDir, "vars.fd"
 	if cfg.Persist != "" {
-		if spec.Image, err = persistCopy(image, cfg.Persist); err != nil {
-			return nil, err
+		var err error
+		if spec.Image, err = persistCopy(spec.Image, cfg.Persist); err != nil {
+			return err
 		}
 		spec.Snapshot = false
 		varsDir, varsName = filepath.Dir(spec.Image), filepath.Base(spec.Image)+".vars"
 	}
 	switch spec.Firmware {
 	case FirmwareUEFI:
+		var err error
 		if spec.UEFI, err = FindUEFI(nil, qemu); err != nil {
-			return nil, err
+			return err
 		}
 		if spec.UEFI.Device != "memory" {
 			spec.VarsFile = filepath.Join(varsDir, varsName)
 			if _, statErr := os.Stat(spec.VarsFile); cfg.Persist == "" || statErr != nil {
 				if err := copyFile(spec.UEFI.Vars, spec.VarsFile); err != nil {
-					return nil, fmt.Errorf("copy UEFI variable store %s: %w", spec.UEFI.Vars, err)
+					return fmt.Errorf("copy UEFI variable store %s: %w", spec.UEFI.Vars, err)
 				}
 			}
 		}
 	case FirmwareFile:
+		var err error
 		if spec.BIOSFile, err = filepath.Abs(cfg.FirmwareFile); err != nil || !fileExists(spec.BIOSFile) {
-			return nil, fmt.Errorf("firmware file %q: not found or not a regular file", cfg.FirmwareFile)
+			return fmt.Errorf("firmware file %q: not found or not a regular file", cfg.FirmwareFile)
 		}
 	}
-	if spec.SSHPort == 0 {
-		if spec.SSHPort, err = freePort(); err != nil {
-			return nil, err
-		}
-	}
-	accel := ChooseAccel(ctx, qemu, cfg)
-	spec.Accel = accel.Accel
+	return nil
+}
 
-	args, err := CommandLine(spec)
-	if err != nil {
-		return nil, err
-	}
-	vm = &VM{
-		info: Info{QEMU: qemu, Args: args, Format: spec.Format, Attach: spec.Attach, Firmware: spec.Firmware,
-			UEFI: spec.UEFI, Accel: accel, SSHPort: spec.SSHPort, VNCSocket: spec.VNCSocket,
-			SerialLog: spec.SerialLog, RunDir: runDir, Image: spec.Image},
-		log: log, out: newConsoleLog(), stderr: &tailBuffer{max: 64 << 10}, persistent: !spec.Snapshot,
-		done: make(chan struct{}), events: make(chan qmp.Event, 64),
-		probeCache: cfg.ProbeCache, autoAccel: cfg.Accel == AccelAuto,
-	}
-	log.WithFields(logrus.Fields{"qemu": qemu, "args": strings.Join(args, " ")}).Debug("vmrunner: starting QEMU")
-	vm.cmd = exec.Command(qemu, args...)
+// launch starts QEMU with the VM's command line, attaches to it and resumes the paused guest.
+// On failure QEMU is gone when it returns.
+func (vm *VM) launch(ctx context.Context) error {
+	qemu := vm.info.QEMU
+	vm.log.WithFields(logrus.Fields{"qemu": qemu, "args": strings.Join(vm.info.Args, " ")}).Debug("vmrunner: starting QEMU")
+	vm.cmd = exec.Command(qemu, vm.info.Args...)
 	vm.cmd.Stdout, vm.cmd.Stderr = vm.stderr, vm.stderr
 	prepareCommand(vm.cmd)
 	if err := vm.cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start %s: %w", qemu, err)
+		return fmt.Errorf("start %s: %w", qemu, err)
 	}
 	vm.release = guardProcess(vm.cmd)
 	exited := make(chan struct{})
@@ -214,12 +257,10 @@ func Start(ctx context.Context, cfg Config) (vm *VM, err error) {
 	if err := vm.connect(ctx, exited); err != nil {
 		killProcess(vm.cmd)
 		<-vm.done
-		return nil, err
+		return err
 	}
 	go vm.watch(ctx)
-	log.WithFields(logrus.Fields{"firmware": spec.Firmware, "format": spec.Format, "attach": spec.Attach,
-		"accel": accel.Accel, "ssh_port": spec.SSHPort}).Info("vmrunner: VM running")
-	return vm, nil
+	return nil
 }
 
 // connect attaches the QMP and serial sockets of the paused VM and resumes it.

@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -157,6 +158,37 @@ func TestBIOSBootMBR(t *testing.T) {
 		t.Errorf("firmware = %q, want bios for an MBR image without an EFI partition", got)
 	}
 	waitFor(t, vm, mbrMarker)
+}
+
+// A headless BIOS preview shows the firmware on the serial console, as QEMU's -nographic does:
+// SeaBIOS's banner and boot messages appear before any boot loader or kernel prints, both with
+// QEMU's built-in SeaBIOS and with a ROM file of the user's (the coreboot case; SeaBIOS's own
+// ROM stands in for one here).
+func TestHeadlessBIOSShowsFirmwareOnSerial(t *testing.T) {
+	needQEMU(t)
+	rom := "/usr/share/seabios/bios-256k.bin"
+	for _, tt := range []struct {
+		name string
+		cfg  Config
+	}{
+		{"built-in SeaBIOS", Config{Firmware: FirmwareBIOS}},
+		{"firmware file", Config{Firmware: FirmwareFile, FirmwareFile: rom}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			if tt.cfg.FirmwareFile != "" && !fileExists(tt.cfg.FirmwareFile) {
+				testenv.Missing(t, "no SeaBIOS ROM at %s (Debian: apt install seabios)", rom)
+			}
+			cfg := tt.cfg
+			cfg.Image, cfg.Display = writeMBRImage(t, "tiny.img"), DisplayNone
+			vm := startVM(t, cfg)
+			waitFor(t, vm, mbrMarker) // the boot sector runs after the firmware has printed
+			tail := vm.Tail(40)
+			if !slices.ContainsFunc(tail, func(l string) bool { return strings.HasPrefix(l, "SeaBIOS (version") }) ||
+				!slices.ContainsFunc(tail, func(l string) bool { return strings.HasPrefix(l, "Booting from Hard Disk") }) {
+				t.Errorf("the serial console lacks SeaBIOS's banner and boot message:\n%s", strings.Join(tail, "\n"))
+			}
+		})
+	}
 }
 
 // The probe's verdict must match reality: on a host whose KVM opens but cannot run guests (this
@@ -417,8 +449,11 @@ func TestPreviewCommandExpect(t *testing.T) {
 	if err == nil || cmd.ProcessState.ExitCode() == 0 {
 		t.Fatalf("kiln preview --expect of a missing text exited 0:\n%s", out)
 	}
-	if !strings.Contains(string(out), "last 1 lines of the serial console") || !strings.Contains(string(out), mbrMarker) {
-		t.Errorf("failure output does not show the console's last lines:\n%s", out)
+	// Headless, the firmware's messages come first: SeaBIOS's banner, then the boot sector's line.
+	for _, want := range []string{"lines of the serial console:", "SeaBIOS (version", mbrMarker} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("failure output does not show the console's last lines (%q missing):\n%s", want, out)
+		}
 	}
 }
 

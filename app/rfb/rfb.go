@@ -23,6 +23,14 @@ const (
 // ErrUnsupported is returned when the server offers no security type this client speaks.
 var ErrUnsupported = errors.New("rfb: server requires authentication this client does not support")
 
+// Limits on what a server may make the client allocate.
+const (
+	// MaxPixels bounds the framebuffer: 8K UHD (7680x4320) fits, 128 MiB at 4 bytes a pixel.
+	MaxPixels = 1 << 25
+	// maxName bounds the desktop name and the reasons a server gives.
+	maxName = 64 << 10
+)
+
 // Client is a connection to a VNC server.
 type Client struct {
 	conn net.Conn
@@ -103,12 +111,19 @@ func NewClient(conn net.Conn) (*Client, error) {
 	if err := binary.Read(c.r, binary.BigEndian, &init); err != nil {
 		return nil, fmt.Errorf("read server init: %w", err)
 	}
+	if init.N > maxName {
+		return nil, fmt.Errorf("server init: desktop name of %d bytes (at most %d)", init.N, maxName)
+	}
 	name := make([]byte, init.N)
 	if _, err := io.ReadFull(c.r, name); err != nil {
 		return nil, fmt.Errorf("read desktop name: %w", err)
 	}
 	c.Name = string(name)
-	c.fb = image.NewRGBA(image.Rect(0, 0, int(init.W), int(init.H)))
+	fb, err := newFramebuffer(init.W, init.H)
+	if err != nil {
+		return nil, fmt.Errorf("server init: %w", err)
+	}
+	c.fb = fb
 
 	// 32 bpp, depth 24, little endian, true colour, 8 bits per channel: pixel bytes B G R x.
 	pf := []byte{0, 0, 0, 0, 32, 24, 0, 1, 0, 255, 0, 255, 0, 255, 16, 8, 0, 0, 0, 0}
@@ -122,9 +137,17 @@ func NewClient(conn net.Conn) (*Client, error) {
 	return c, c.Request(false)
 }
 
+// newFramebuffer allocates a w×h screen, refusing one over MaxPixels.
+func newFramebuffer(w, h uint16) (*image.RGBA, error) {
+	if int(w)*int(h) > MaxPixels {
+		return nil, fmt.Errorf("a %dx%d screen is over the %d-pixel limit", w, h, MaxPixels)
+	}
+	return image.NewRGBA(image.Rect(0, 0, int(w), int(h))), nil
+}
+
 func (c *Client) readString() string {
 	var n uint32
-	if binary.Read(c.r, binary.BigEndian, &n) != nil || n > 1<<16 {
+	if binary.Read(c.r, binary.BigEndian, &n) != nil || n > maxName {
 		return "(no reason given)"
 	}
 	b := make([]byte, n)
@@ -226,11 +249,17 @@ func (c *Client) Run() error {
 				return eofOK(err)
 			}
 		case 2: // Bell
-		case 3: // ServerCutText
-			if _, err := c.r.Discard(3); err != nil {
+		case 3: // ServerCutText: skipped, however long
+			var h struct {
+				Pad [3]byte
+				N   uint32
+			}
+			if err := binary.Read(c.r, binary.BigEndian, &h); err != nil {
 				return eofOK(err)
 			}
-			_ = c.readString()
+			if _, err := io.CopyN(io.Discard, c.r, int64(h.N)); err != nil {
+				return eofOK(err)
+			}
 		default:
 			return fmt.Errorf("vnc: unknown server message type %d", t)
 		}
@@ -278,8 +307,12 @@ func (c *Client) update() error {
 			copy2(c.fb.SubImage(rect).(*image.RGBA), tmp)
 			c.mu.Unlock()
 		case encDesktopSize:
+			fb, err := newFramebuffer(r.W, r.H)
+			if err != nil {
+				return fmt.Errorf("vnc: desktop size: %w", err)
+			}
 			c.mu.Lock()
-			c.fb = image.NewRGBA(image.Rect(0, 0, int(r.W), int(r.H)))
+			c.fb = fb
 			c.mu.Unlock()
 		default:
 			return fmt.Errorf("vnc: server sent encoding %d that was not asked for", r.Enc)
@@ -288,7 +321,8 @@ func (c *Client) update() error {
 	return nil
 }
 
-// raw reads a Raw rectangle (B G R x per pixel) into the framebuffer.
+// raw reads a Raw rectangle (B G R x per pixel) into the framebuffer; the part of it outside the
+// screen is read and dropped.
 func (c *Client) raw(rect image.Rectangle) error {
 	row := make([]byte, rect.Dx()*4)
 	for y := rect.Min.Y; y < rect.Max.Y; y++ {
@@ -296,11 +330,11 @@ func (c *Client) raw(rect image.Rectangle) error {
 			return eofOK(err)
 		}
 		c.mu.Lock()
-		if y < c.fb.Rect.Max.Y {
-			off := c.fb.PixOffset(rect.Min.X, y)
-			pix := c.fb.Pix[off:min(off+len(row), c.fb.PixOffset(0, y+1))]
-			for i := 0; i+3 < len(pix) && i+3 < len(row); i += 4 {
-				pix[i], pix[i+1], pix[i+2], pix[i+3] = row[i+2], row[i+1], row[i], 0xff
+		if vis := rect.Intersect(c.fb.Rect); y >= vis.Min.Y && y < vis.Max.Y {
+			src := row[(vis.Min.X-rect.Min.X)*4 : (vis.Max.X-rect.Min.X)*4]
+			pix := c.fb.Pix[c.fb.PixOffset(vis.Min.X, y):][:len(src)]
+			for i := 0; i < len(src); i += 4 {
+				pix[i], pix[i+1], pix[i+2], pix[i+3] = src[i+2], src[i+1], src[i], 0xff
 			}
 		}
 		c.mu.Unlock()

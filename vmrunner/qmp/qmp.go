@@ -5,10 +5,12 @@ package qmp
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"strconv"
 	"sync"
@@ -85,24 +87,32 @@ func Dial(ctx context.Context, socket string) (*Client, error) {
 	}
 }
 
+// MaxMessage bounds one QMP message (a line of JSON). QEMU's largest reply, that of
+// query-qmp-schema, is a few hundred KiB; a longer line ends the connection instead of
+// growing without limit.
+const MaxMessage = 4 << 20
+
+// ErrTooLong reports a QMP message longer than MaxMessage.
+var ErrTooLong = errors.New("qmp: message longer than 4 MiB")
+
 // NewClient runs the QMP handshake on conn and starts reading replies and events. Events are
-// buffered (256); when nobody reads them the oldest are dropped.
+// buffered (256); when nobody reads them the oldest are dropped. Cancelling ctx (or its
+// deadline) aborts a handshake the other side does not answer.
 func NewClient(ctx context.Context, conn net.Conn) (*Client, error) {
 	c := &Client{conn: conn, events: make(chan Event, 256), pending: map[string]chan message{}, done: make(chan struct{})}
-	dec := json.NewDecoder(bufio.NewReader(conn))
-	if dl, ok := ctx.Deadline(); ok {
-		conn.SetReadDeadline(dl)
+	r := bufio.NewReaderSize(conn, 64<<10)
+	stop := context.AfterFunc(ctx, func() { conn.SetReadDeadline(time.Unix(1, 0)) })
+	greeting, err := readMessage(r)
+	if !stop() { // ctx ended and cut the read short
+		err = ctx.Err()
+	} else if err == nil && greeting.QMP == nil {
+		err = errors.New("no QMP greeting")
 	}
-	var greeting message
-	if err := dec.Decode(&greeting); err != nil || greeting.QMP == nil {
+	if err != nil {
 		conn.Close()
-		if err == nil {
-			err = errors.New("no QMP greeting")
-		}
 		return nil, fmt.Errorf("qmp: handshake: %w", err)
 	}
-	conn.SetReadDeadline(time.Time{})
-	go c.read(dec)
+	go c.read(r)
 	if err := c.Execute(ctx, "qmp_capabilities", nil, nil); err != nil {
 		conn.Close()
 		return nil, err
@@ -110,11 +120,55 @@ func NewClient(ctx context.Context, conn net.Conn) (*Client, error) {
 	return c, nil
 }
 
-func (c *Client) read(dec *json.Decoder) {
+// readMessage reads the next QMP message: one line of JSON (blank lines are skipped), at most
+// MaxMessage bytes. Whatever the input, it returns a message or an error and never buffers more
+// than MaxMessage.
+func readMessage(r *bufio.Reader) (message, error) {
+	for {
+		line, err := readLine(r)
+		if err != nil {
+			return message{}, err
+		}
+		line = bytes.TrimSpace(line)
+		if len(line) == 0 {
+			continue
+		}
+		var m message
+		if err := json.Unmarshal(line, &m); err != nil {
+			return message{}, fmt.Errorf("qmp: malformed message: %w", err)
+		}
+		return m, nil
+	}
+}
+
+// readLine returns the next line (with its newline) of at most MaxMessage bytes; a last line
+// without a newline is an error, as the connection ended in the middle of a message.
+func readLine(r *bufio.Reader) ([]byte, error) {
+	var line []byte
+	for {
+		chunk, err := r.ReadSlice('\n')
+		if len(line)+len(chunk) > MaxMessage {
+			return nil, ErrTooLong
+		}
+		line = append(line, chunk...)
+		switch {
+		case err == nil:
+			return line, nil
+		case errors.Is(err, bufio.ErrBufferFull):
+			continue
+		case errors.Is(err, io.EOF) && len(bytes.TrimSpace(line)) > 0:
+			return nil, io.ErrUnexpectedEOF
+		default:
+			return nil, err
+		}
+	}
+}
+
+func (c *Client) read(r *bufio.Reader) {
 	var err error
 	for {
 		var m message
-		if err = dec.Decode(&m); err != nil {
+		if m, err = readMessage(r); err != nil {
 			break
 		}
 		if m.Event != "" {
@@ -192,8 +246,11 @@ func (c *Client) Execute(ctx context.Context, command string, args, result any) 
 	}
 	select {
 	case m, ok := <-ch:
-		if !ok {
-			return fmt.Errorf("qmp %s: %w", command, ErrClosed)
+		if !ok { // the reader ended: say why
+			c.mu.Lock()
+			err := c.err
+			c.mu.Unlock()
+			return fmt.Errorf("qmp %s: %w", command, err)
 		}
 		if m.Error != nil {
 			m.Error.Command = command

@@ -5,7 +5,9 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"net"
+	"strings"
 	"testing"
 	"time"
 )
@@ -74,5 +76,55 @@ func TestClient(t *testing.T) {
 	<-c.Done()
 	if err := c.Cont(ctx); !errors.Is(err, ErrClosed) {
 		t.Errorf("command after close: %v, want ErrClosed", err)
+	}
+}
+
+// scriptedQEMU sends script on conn as QEMU would, reading (and dropping) what the client writes,
+// then closes the connection.
+func scriptedQEMU(conn net.Conn, script []byte) {
+	go io.Copy(io.Discard, conn)
+	go func() {
+		conn.Write(script)
+		conn.Close()
+	}()
+}
+
+// A reply longer than MaxMessage ends the connection with ErrTooLong instead of being read into
+// memory whole.
+func TestOverlongReplyEndsTheConnection(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	a, b := net.Pipe()
+	huge := `{"return": {}, "id": "1", "padding": "` + strings.Repeat("a", MaxMessage+1) + `"}` + "\r\n"
+	scriptedQEMU(b, []byte(`{"QMP": {"version": {}, "capabilities": []}}`+"\r\n"+huge))
+	c, err := NewClient(ctx, a)
+	if err == nil {
+		c.Close()
+		t.Fatal("NewClient accepted a 4 MiB+ reply to qmp_capabilities")
+	}
+	if !errors.Is(err, ErrClosed) || !strings.Contains(err.Error(), ErrTooLong.Error()) {
+		t.Errorf("err = %v, want the connection closed for a message over %d bytes", err, MaxMessage)
+	}
+}
+
+// A QMP peer that never greets cannot hold NewClient beyond its context.
+func TestHandshakeEndsWithTheContext(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	a, b := net.Pipe()
+	defer b.Close()
+	go io.Copy(io.Discard, b)
+	time.AfterFunc(50*time.Millisecond, cancel)
+	done := make(chan error, 1)
+	go func() {
+		_, err := NewClient(ctx, a)
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if !errors.Is(err, context.Canceled) {
+			t.Errorf("err = %v, want context.Canceled", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("NewClient still waits for a greeting after its context ended")
 	}
 }
