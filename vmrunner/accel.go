@@ -15,6 +15,7 @@ import (
 
 	"github.com/sirupsen/logrus"
 
+	"github.com/kilnproject/kiln/internal/atomicfile"
 	"github.com/kilnproject/kiln/vmrunner/qmp"
 )
 
@@ -322,8 +323,5 @@ func writeProbeCache(file, key string, v probeVerdict) {
 	if err != nil || os.MkdirAll(filepath.Dir(file), 0o755) != nil {
 		return
 	}
-	tmp := file + fmt.Sprintf(".%d.tmp", os.Getpid())
-	if os.WriteFile(tmp, data, 0o644) == nil {
-		os.Rename(tmp, file)
-	}
+	atomicfile.Write(file, data, 0o644) // a cache: a failed write only costs a probe next time
 }

@@ -19,6 +19,7 @@ import (
 
 	"github.com/sirupsen/logrus"
 
+	"github.com/kilnproject/kiln/internal/atomicfile"
 	"github.com/kilnproject/kiln/internal/workdir"
 	"github.com/kilnproject/kiln/vmrunner/qmp"
 )
@@ -670,12 +671,11 @@ func copyFile(src, dst string) error {
 	if err != nil {
 		return err
 	}
-	tmp := dst + ".part"
-	out, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o644)
+	out, err := atomicfile.Create(dst, 0o644)
 	if err != nil {
 		return err
 	}
-	defer os.Remove(tmp)
+	defer out.Abort()
 	buf := make([]byte, 1<<20)
 	zero := make([]byte, len(buf))
 	var off int64
@@ -686,7 +686,6 @@ func copyFile(src, dst string) error {
 				off += int64(n)
 			} else {
 				if _, err := out.WriteAt(buf[:n], off); err != nil {
-					out.Close()
 					return err
 				}
 				off += int64(n)
@@ -696,18 +695,13 @@ func copyFile(src, dst string) error {
 			break
 		}
 		if rerr != nil {
-			out.Close()
 			return rerr
 		}
 	}
 	if err := out.Truncate(st.Size()); err != nil {
-		out.Close()
 		return err
 	}
-	if err := out.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp, dst)
+	return out.Commit()
 }
 
 // tailBuffer keeps the last max bytes written to it (QEMU's stderr, for error messages).

@@ -15,6 +15,7 @@ import (
 	"strings"
 
 	"github.com/kilnproject/kiln/assembler/deb"
+	"github.com/kilnproject/kiln/internal/atomicfile"
 	"github.com/kilnproject/kiln/internal/progress"
 )
 
@@ -302,18 +303,7 @@ func saveCache(pkg *deb.Package, dir string, k *Kernel) {
 	if err != nil || os.MkdirAll(filepath.Dir(p), 0o755) != nil {
 		return
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(p), ".kmod-*")
-	if err != nil {
-		return
-	}
-	_, werr := tmp.Write(b)
-	if cerr := tmp.Close(); werr != nil || cerr != nil {
-		os.Remove(tmp.Name())
-		return
-	}
-	if os.Rename(tmp.Name(), p) != nil {
-		os.Remove(tmp.Name())
-	}
+	atomicfile.Write(p, b, 0o644) // a cache: a failed write only costs the next build time
 }
 
 // ScanDir indexes a module tree on disk: dir is lib/modules/<release> (the release is its base

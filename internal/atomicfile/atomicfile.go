@@ -4,11 +4,15 @@
 package atomicfile
 
 import (
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"runtime"
+	"strconv"
 )
 
 // File is a replacement under construction. Write to it, then Commit; Abort (safe to defer after
@@ -19,22 +23,44 @@ type File struct {
 	done bool
 }
 
-// Create starts a replacement of path with permissions perm.
+// Create starts a replacement of path with permissions perm (less the umask, as os.WriteFile;
+// no chmod, which FAT file systems refuse).
 func Create(path string, perm os.FileMode) (*File, error) {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*.tmp")
-	if err != nil {
-		return nil, fmt.Errorf("replace %s: %w", path, err)
+	for range 100 {
+		tmp := filepath.Join(filepath.Dir(path), "."+filepath.Base(path)+"."+strconv.FormatUint(rand.Uint64(), 36)+".tmp")
+		f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, perm)
+		if errors.Is(err, fs.ErrExist) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("replace %s: %w", path, err)
+		}
+		return &File{File: f, path: path}, nil
 	}
-	if err := tmp.Chmod(perm); err != nil && runtime.GOOS != "windows" {
-		tmp.Close()
-		os.Remove(tmp.Name())
-		return nil, fmt.Errorf("replace %s: %w", path, err)
-	}
-	return &File{File: tmp, path: path}, nil
+	return nil, fmt.Errorf("replace %s: no free temporary name", path)
 }
 
 // Commit makes the written bytes durable and puts them in place of the target.
-func (f *File) Commit() error {
+func (f *File) Commit() error { return f.commit(os.Rename) }
+
+// CommitAs is Commit under a name chosen after writing (a content-addressed file), in the
+// directory Create was given.
+func (f *File) CommitAs(name string) error {
+	f.path = filepath.Join(filepath.Dir(f.path), name)
+	return f.Commit()
+}
+
+// CommitNew is Commit for a target that must not exist yet: it fails with an error wrapping
+// fs.ErrExist, leaving the existing file alone, where Commit would replace it.
+func (f *File) CommitNew() error {
+	return f.commit(func(tmp, path string) error {
+		err := os.Link(tmp, path)
+		os.Remove(tmp)
+		return err
+	})
+}
+
+func (f *File) commit(place func(tmp, path string) error) error {
 	if f.done {
 		return fmt.Errorf("replace %s: already committed or aborted", f.path)
 	}
@@ -44,7 +70,7 @@ func (f *File) Commit() error {
 		err = cerr
 	}
 	if err == nil {
-		err = os.Rename(f.Name(), f.path)
+		err = place(f.Name(), f.path)
 	}
 	if err != nil {
 		os.Remove(f.Name())
@@ -92,8 +118,8 @@ func WriteFrom(path string, r io.Reader, perm os.FileMode) error {
 	return f.Commit()
 }
 
-// SyncDir makes a rename or removal inside dir durable. Windows has no directory fsync; there it
-// does nothing.
+// SyncDir makes a rename or removal inside dir durable. Windows has no directory fsync, and
+// some file systems refuse one with a permission error; there it does nothing.
 func SyncDir(dir string) error {
 	if runtime.GOOS == "windows" {
 		return nil
@@ -103,5 +129,8 @@ func SyncDir(dir string) error {
 		return err
 	}
 	defer d.Close()
-	return d.Sync()
+	if err := d.Sync(); err != nil && !errors.Is(err, fs.ErrPermission) {
+		return err
+	}
+	return nil
 }

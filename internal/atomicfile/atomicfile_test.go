@@ -2,6 +2,7 @@ package atomicfile
 
 import (
 	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -65,6 +66,40 @@ func TestAbortAfterCommitKeepsFile(t *testing.T) {
 		t.Fatal("a second Commit succeeded")
 	}
 	assertOnly(t, dir, "f")
+}
+
+func TestCommitNewKeepsExisting(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "owner.key")
+	if err := os.WriteFile(p, []byte("first"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f, err := Create(p, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.WriteString("second")
+	if err := f.CommitNew(); !errors.Is(err, fs.ErrExist) {
+		t.Fatalf("CommitNew over an existing file: %v, want fs.ErrExist", err)
+	}
+	if got, _ := os.ReadFile(p); string(got) != "first" {
+		t.Fatalf("existing file became %q", got)
+	}
+	assertOnly(t, dir, "owner.key")
+
+	q := filepath.Join(dir, "new.key")
+	g, err := Create(q, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g.WriteString("fresh")
+	if err := g.CommitNew(); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := os.ReadFile(q); string(got) != "fresh" {
+		t.Fatalf("new file holds %q", got)
+	}
+	assertOnly(t, dir, "new.key", "owner.key")
 }
 
 func TestCreateInMissingDirFails(t *testing.T) {

@@ -23,6 +23,7 @@ import (
 
 	"github.com/sirupsen/logrus"
 
+	"github.com/kilnproject/kiln/internal/atomicfile"
 	"github.com/kilnproject/kiln/internal/progress"
 	"github.com/kilnproject/kiln/ota"
 	"github.com/kilnproject/kiln/ota/client"
@@ -239,7 +240,7 @@ func (a *Agent) Assess(ctx context.Context) error {
 		if err := os.Rename(filepath.Join(a.linuxDir(), cur.File), filepath.Join(a.linuxDir(), blessed)); err != nil {
 			return fmt.Errorf("bless %s: %w", cur.File, err)
 		}
-		if err := syncDir(a.linuxDir()); err != nil {
+		if err := atomicfile.SyncDir(a.linuxDir()); err != nil {
 			return fmt.Errorf("bless %s: %w", cur.File, err)
 		}
 		a.cur = Entry{File: blessed, Base: a.base()}
@@ -294,7 +295,7 @@ func (a *Agent) rolledBack(ctx context.Context, p *pending, es []Entry) {
 			os.Remove(filepath.Join(a.linuxDir(), e.File))
 		}
 	}
-	syncDir(a.linuxDir())
+	atomicfile.SyncDir(a.linuxDir())
 	f, err := os.OpenFile(filepath.Join(a.cfg.State, "failed"), os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
 	if err == nil {
 		fmt.Fprintln(f, p.Version)
@@ -385,35 +386,12 @@ func (a *Agent) savePending(p pending) error {
 		return err
 	}
 	b, _ := json.Marshal(p)
-	tmp := filepath.Join(a.cfg.State, "pending.json.tmp")
-	if err := writeSync(tmp, b); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, filepath.Join(a.cfg.State, "pending.json")); err != nil {
-		return err
-	}
-	return syncDir(a.cfg.State)
+	return atomicfile.Write(filepath.Join(a.cfg.State, "pending.json"), b, 0o644)
 }
 
 func (a *Agent) clearPending() {
 	os.Remove(filepath.Join(a.cfg.State, "pending.json"))
-	syncDir(a.cfg.State)
-}
-
-func writeSync(path string, b []byte) error {
-	f, err := os.Create(path)
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write(b); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
+	atomicfile.SyncDir(a.cfg.State)
 }
 
 func sha256File(p string) (string, error) {
@@ -622,7 +600,7 @@ func (a *Agent) install(ctx context.Context, c *client.Client, sel ota.Selection
 	if err := os.Rename(part, final); err != nil {
 		return fmt.Errorf("install %s: %w", t.Version, err)
 	}
-	if err := syncDir(dir); err != nil {
+	if err := atomicfile.SyncDir(dir); err != nil {
 		return fmt.Errorf("install %s: %w", t.Version, err)
 	}
 	if err := a.savePending(pending{Version: t.Version, Base: newBase, From: a.rel.Version}); err != nil {

@@ -104,16 +104,3 @@ func bootCountFile(efivars string) string {
 	p = strings.ReplaceAll(p, `\`, "/")
 	return filepath.Base(p)
 }
-
-// syncDir flushes a directory so a rename in it is durable.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil && !os.IsPermission(err) {
-		return err
-	}
-	return nil
-}

@@ -10,6 +10,8 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+
+	"github.com/kilnproject/kiln/internal/atomicfile"
 )
 
 // The device's identity is an ed25519 key made on first boot and kept on the data partition
@@ -63,33 +65,11 @@ func parseIdentity(data []byte) (ed25519.PrivateKey, error) {
 	return key, nil
 }
 
-// saveIdentity writes the key next to its final name, syncs it and renames it into place, so
-// that a power cut leaves either no key or the whole key.
+// saveIdentity writes the key so that a power cut leaves either no key or the whole key.
 func saveIdentity(path string, pemData []byte) error {
-	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return err
 	}
-	tmp := path + ".tmp"
 	// 0600 where the file system keeps modes; on the FAT data partition the mount's umask rules.
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
-	if err != nil {
-		return err
-	}
-	_, err = f.Write(pemData)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	return syncDir(dir)
+	return atomicfile.Write(path, pemData, 0o600)
 }

@@ -13,33 +13,12 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/kilnproject/kiln/internal/atomicfile"
 	"github.com/kilnproject/kiln/internal/progress"
 )
 
-// atomicWrite replaces path with data: temp file, fsync, rename.
-func atomicWrite(path string, data []byte) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Chmod(0o644); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
-}
+// atomicWrite replaces a repository file with data.
+func atomicWrite(path string, data []byte) error { return atomicfile.Write(path, data, 0o644) }
 
 // copyInto copies src to dst (temp file, fsync, rename) unless dst exists: payload names are
 // content addressed, so an existing file already holds these bytes.
@@ -52,22 +31,10 @@ func copyInto(ctx context.Context, dst, src string) error {
 		return err
 	}
 	defer in.Close()
-	tmp, err := os.CreateTemp(filepath.Dir(dst), ".payload-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	defer tmp.Close()
-	if _, err := io.Copy(tmp, ctxReader{ctx, in}); err != nil {
+	if err := atomicfile.WriteFrom(dst, ctxReader{ctx, in}, 0o644); err != nil {
 		return fmt.Errorf("copy %s: %w", src, err)
 	}
-	if err := tmp.Chmod(0o644); err != nil {
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), dst)
+	return nil
 }
 
 func hashFile(ctx context.Context, path string, pf progress.Func) (string, int64, error) {

@@ -16,6 +16,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/kilnproject/kiln/internal/atomicfile"
 	"github.com/sigstore/sigstore/pkg/signature"
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 )
@@ -214,30 +215,18 @@ func loadOrCreateKey(path string) (ed25519.PrivateKey, error) {
 	return priv, nil
 }
 
-// writeExclusive writes data to a temporary file and links it to path, failing with
-// fs.ErrExist if path exists: a reader never sees a partial file.
+// writeExclusive writes data to path, failing with fs.ErrExist if path exists: a reader never
+// sees a partial file, and an existing key is never replaced.
 func writeExclusive(path string, data []byte, mode os.FileMode) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
+	f, err := atomicfile.Create(path, mode)
 	if err != nil {
 		return err
 	}
-	defer os.Remove(tmp.Name())
-	if err := tmp.Chmod(mode); err != nil {
-		tmp.Close()
+	defer f.Abort()
+	if _, err := f.Write(data); err != nil {
 		return err
 	}
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Link(tmp.Name(), path)
+	return f.CommitNew()
 }
 
 func (k *Keys) signer(role string) (signature.Signer, error) {

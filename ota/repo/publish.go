@@ -18,6 +18,7 @@ import (
 	"github.com/sirupsen/logrus"
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 
+	"github.com/kilnproject/kiln/internal/atomicfile"
 	"github.com/kilnproject/kiln/internal/progress"
 	"github.com/kilnproject/kiln/ota"
 	"github.com/kilnproject/kiln/ota/delta"
@@ -195,12 +196,11 @@ func makeDelta(ctx context.Context, dir string, base, t ota.Target) (*ota.Target
 		return nil, err
 	}
 	defer newer.Close()
-	tmp, err := os.CreateTemp(filepath.Join(dir, "targets"), ".delta-*")
+	tmp, err := atomicfile.Create(filepath.Join(dir, "targets", "delta"), 0o644)
 	if err != nil {
 		return nil, err
 	}
-	defer os.Remove(tmp.Name())
-	defer tmp.Close()
+	defer tmp.Abort()
 	h := sha256.New()
 	cw := &countWriter{w: io.MultiWriter(tmp, h)}
 	if err := delta.Create(ctx, cw, old, newer, t.Size); err != nil {
@@ -209,9 +209,6 @@ func makeDelta(ctx context.Context, dir string, base, t ota.Target) (*ota.Target
 	if cw.n >= t.Size {
 		return nil, nil
 	}
-	if err := tmp.Sync(); err != nil {
-		return nil, err
-	}
 	d := ota.Target{
 		Path: fmt.Sprintf("%s-%s-to-%s.patch", t.Name, base.Version, t.Version),
 		Size: cw.n, SHA256: hex.EncodeToString(h.Sum(nil)), Kind: ota.KindDelta,
@@ -219,7 +216,7 @@ func makeDelta(ctx context.Context, dir string, base, t ota.Target) (*ota.Target
 		MinFrom: base.Version, MaxFrom: base.Version,
 		From: base.Version, FromSHA256: base.SHA256, Full: t.Path, FullSize: t.Size, FullSHA256: t.SHA256,
 	}
-	if err := os.Rename(tmp.Name(), filepath.Join(dir, ota.TargetFile(d.Path, d.SHA256))); err != nil {
+	if err := tmp.CommitAs(filepath.Base(ota.TargetFile(d.Path, d.SHA256))); err != nil {
 		return nil, err
 	}
 	return &d, nil
