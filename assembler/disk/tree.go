@@ -25,7 +25,7 @@ func FromTree(t *fstree.Tree) ([]fat.File, error) {
 			if n.Origin != "" {
 				from = " (from " + n.Origin + ")"
 			}
-			return fmt.Errorf("%s%s: %w: FAT32 cannot store a %s; put a regular file there or move it to the initramfs",
+			return fmt.Errorf("%s%s: %w: FAT32 cannot store %s; put a regular file there or move it to the initramfs",
 				n.Path, from, ErrUnsupported, fstree.Describe(n.Mode))
 		}
 		return nil

@@ -315,7 +315,7 @@ func Describe(m fs.FileMode) string {
 	case m.IsDir():
 		return "a directory"
 	case m&fs.ModeSymlink != 0:
-		return "a symlink"
+		return "a symbolic link"
 	case m&fs.ModeCharDevice != 0:
 		return "a character device"
 	case m&fs.ModeDevice != 0:
