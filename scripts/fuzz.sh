@@ -18,7 +18,16 @@ fi
 # short run's whole time on a large seed.
 while read -r dir name; do
   start=$SECONDS
-  if out=$("$go" test -run '^$' -fuzz "^${name}\$" -fuzztime "$fuzztime" -fuzzminimizetime 100x "./$dir" 2>&1); then
+  out=$("$go" test -run '^$' -fuzz "^${name}\$" -fuzztime "$fuzztime" -fuzzminimizetime 100x "./$dir" 2>&1)
+  rc=$?
+  # Go 1.26's fuzz coordinator can fail a run with a bare "context deadline exceeded" as its time
+  # runs out (go.dev/issue/75804, fixed in Go 1.27): no input failed, so that is not a finding.
+  if [ $rc -ne 0 ] && ! grep -q 'Failing input written' <<< "$out" &&
+     [ "$(grep -A1 -- "^--- FAIL: $name " <<< "$out" | tail -1 | tr -d '[:space:]')" = "contextdeadlineexceeded" ]; then
+    echo "fuzz: $name: the coordinator's end-of-run deadline race (go.dev/issue/75804), no failing input"
+    rc=0
+  fi
+  if [ $rc -eq 0 ]; then
     passed=$((passed + 1))
     printf 'fuzz ok   %-45s %3ds\n' "./$dir $name" $((SECONDS - start))
   else
