@@ -121,6 +121,9 @@ func (s *SQLite) migrate(ctx context.Context, upto int) error {
 		return fmt.Errorf("%w: %s: database schema %d; this kiln reads 1–%d (use a newer kiln, or another --db file)",
 			ErrIncompatible, s.path, v, SchemaVersion)
 	}
+	if v >= upto {
+		return nil // up to date: nothing to write (a reader may share the file with kiln serve)
+	}
 	for ; v < upto; v++ {
 		if _, err := tx.ExecContext(ctx, migrations[v]); err != nil {
 			return fmt.Errorf("device database %s: migrate to schema %d: %w", s.path, v+1, err)

@@ -270,3 +270,32 @@ func TestDamagedFile(t *testing.T) {
 		})
 	}
 }
+
+// kiln devices --served opens the database while kiln serve has it open.
+func TestOpenWhileInUse(t *testing.T) {
+	ctx := testCtx(t)
+	path := filepath.Join(t.TempDir(), "devices.db")
+	w, err := Open(ctx, path, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	now := time.Now()
+	if err := w.Put(ctx, device("tiny-1", "K", ota.StateHealthy, now), &Event{Time: now, State: ota.StateHealthy}); err != nil {
+		t.Fatal(err)
+	}
+	r, err := Open(ctx, path, 0)
+	if err != nil {
+		t.Fatalf("second open while in use: %v", err)
+	}
+	defer r.Close()
+	if devs, err := r.Devices(ctx); err != nil || len(devs) != 1 {
+		t.Fatalf("devices seen by the second opener: %+v, %v", devs, err)
+	}
+	if err := w.Put(ctx, device("tiny-2", "K2", ota.StateChecking, now), nil); err != nil {
+		t.Fatalf("write while another opener has the file: %v", err)
+	}
+	if devs, err := r.Devices(ctx); err != nil || len(devs) != 2 {
+		t.Fatalf("the second opener does not see the new device: %+v, %v", devs, err)
+	}
+}
