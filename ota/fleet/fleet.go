@@ -33,6 +33,9 @@ type Device struct {
 	// Contacts counts its requests; Reported says whether it ever sent a report.
 	Contacts int  `json:"contacts"`
 	Reported bool `json:"reported"`
+	// LastSigned is the signature time of its newest request: after a restart, requests
+	// signed no later than this are replays.
+	LastSigned time.Time `json:"last_signed"`
 }
 
 // Event is one entry of a device's history: a state it reported, or what a check found

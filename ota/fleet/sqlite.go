@@ -44,6 +44,8 @@ var migrations = []string{
 		addr      TEXT NOT NULL DEFAULT ''
 	);
 	CREATE INDEX events_device ON events(device_id, seq)`,
+	// 3: when the device's newest request was signed, so replays stay refused after a restart.
+	`ALTER TABLE devices ADD COLUMN last_signed INTEGER NOT NULL DEFAULT 0`,
 }
 
 // SchemaVersion is the newest database schema this kiln reads and writes.
@@ -141,7 +143,7 @@ func (s *SQLite) migrate(ctx context.Context, upto int) error {
 // Close closes the database.
 func (s *SQLite) Close() error { return s.db.Close() }
 
-const deviceColumns = `id, key, name, version, board, channel, state, target, offered, message, addr, last_seen, contacts, reported`
+const deviceColumns = `id, key, name, version, board, channel, state, target, offered, message, addr, last_seen, contacts, reported, last_signed`
 
 // Devices implements Store.
 func (s *SQLite) Devices(ctx context.Context) ([]Device, error) {
@@ -153,12 +155,15 @@ func (s *SQLite) Devices(ctx context.Context) ([]Device, error) {
 	var out []Device
 	for rows.Next() {
 		var d Device
-		var seen int64
+		var seen, signed int64
 		if err := rows.Scan(&d.ID, &d.Key, &d.Name, &d.Version, &d.Board, &d.Channel, &d.State, &d.Target,
-			&d.Offered, &d.Message, &d.Addr, &seen, &d.Contacts, &d.Reported); err != nil {
+			&d.Offered, &d.Message, &d.Addr, &seen, &d.Contacts, &d.Reported, &signed); err != nil {
 			return nil, s.damaged(err)
 		}
 		d.LastSeen = time.Unix(0, seen).UTC()
+		if signed != 0 {
+			d.LastSigned = time.Unix(0, signed).UTC()
+		}
 		out = append(out, d)
 	}
 	if err := rows.Err(); err != nil {
@@ -174,14 +179,18 @@ func (s *SQLite) Put(ctx context.Context, d Device, ev *Event) error {
 		return fmt.Errorf("device database %s: %w", s.path, err)
 	}
 	defer tx.Rollback()
-	res, err := tx.ExecContext(ctx, `INSERT INTO devices (`+deviceColumns+`) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)
+	var signed int64
+	if !d.LastSigned.IsZero() {
+		signed = d.LastSigned.UnixNano()
+	}
+	res, err := tx.ExecContext(ctx, `INSERT INTO devices (`+deviceColumns+`) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)
 		ON CONFLICT(id) DO UPDATE SET name=excluded.name, version=excluded.version, board=excluded.board,
 			channel=excluded.channel, state=excluded.state, target=excluded.target, offered=excluded.offered,
 			message=excluded.message, addr=excluded.addr, last_seen=excluded.last_seen,
-			contacts=excluded.contacts, reported=excluded.reported
+			contacts=excluded.contacts, reported=excluded.reported, last_signed=excluded.last_signed
 		WHERE devices.key = excluded.key`,
 		d.ID, d.Key, d.Name, d.Version, d.Board, d.Channel, d.State, d.Target, d.Offered, d.Message, d.Addr,
-		d.LastSeen.UnixNano(), d.Contacts, d.Reported)
+		d.LastSeen.UnixNano(), d.Contacts, d.Reported, signed)
 	if err != nil {
 		return fmt.Errorf("device database %s: save %s: %w", s.path, d.ID, err)
 	}

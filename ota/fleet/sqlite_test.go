@@ -46,6 +46,7 @@ func TestOpenEmptyDatabase(t *testing.T) {
 	}
 	now := time.Now()
 	d := device("tiny-1", "KEY", ota.StateHealthy, now)
+	d.LastSigned = now.Truncate(time.Second).UTC()
 	if err := s.Put(ctx, d, &Event{Time: now, State: ota.StateHealthy, Version: "1.0.0"}); err != nil {
 		t.Fatal(err)
 	}
@@ -76,9 +77,15 @@ func TestMigrateFromPreviousSchema(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Rows as the previous kiln wrote them (its columns only).
 	seen := time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)
 	d := device("tiny-1", "KEY", ota.StateInstalled, seen)
-	if err := old.Put(ctx, d, nil); err != nil {
+	if _, err := old.db.Exec(`INSERT INTO devices (id, key, name, version, state, addr, last_seen, contacts)
+		VALUES (?,?,?,?,?,?,?,?)`, d.ID, d.Key, d.Name, d.Version, d.State, d.Addr, seen.UnixNano(), d.Contacts); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := old.db.Exec(`INSERT INTO events (device_id, at, state, version) VALUES (?,?,?,?)`,
+		d.ID, seen.UnixNano(), ota.StateInstalled, "1.0.0"); err != nil {
 		t.Fatal(err)
 	}
 	if v := schemaVersion(t, old); v != SchemaVersion-1 {
@@ -102,7 +109,8 @@ func TestMigrateFromPreviousSchema(t *testing.T) {
 	if err := s.Put(ctx, d, &Event{Time: seen, State: ota.StateHealthy}); err != nil {
 		t.Fatal(err)
 	}
-	if h, err := s.History(ctx, d.ID, 0); err != nil || len(h) != 1 {
+	h, err := s.History(ctx, d.ID, 0)
+	if err != nil || len(h) != 2 || h[0].State != ota.StateHealthy || h[1].State != ota.StateInstalled {
 		t.Fatalf("history after migration = %+v, %v", h, err)
 	}
 }

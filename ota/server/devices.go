@@ -44,6 +44,9 @@ type row struct {
 	nonces   map[string]time.Time // nonce -> signature time
 	// checked is what the last check found (state, version, offer), to record changes only.
 	checked [3]string
+	// signed is the signature time of its newest request; restarted is that time as loaded
+	// from the store, before which nothing is accepted (the nonces seen are not stored).
+	signed, restarted time.Time
 }
 
 // established rows (a report, or more than one contact) are never evicted for newcomers unless
@@ -94,7 +97,7 @@ func (t *deviceTable) load(store fleet.Store) error {
 			continue
 		}
 		t.m[d.ID] = &row{DeviceStatus: d.DeviceStatus, key: d.Key, contacts: d.Contacts, reported: d.Reported,
-			nonces: map[string]time.Time{}}
+			nonces: map[string]time.Time{}, signed: d.LastSigned, restarted: d.LastSigned}
 	}
 	return nil
 }
@@ -106,7 +109,8 @@ func (t *deviceTable) save(r *row, ev *fleet.Event) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
 	defer cancel()
-	return t.store.Put(ctx, fleet.Device{DeviceStatus: r.DeviceStatus, Key: r.key, Contacts: r.contacts, Reported: r.reported}, ev)
+	return t.store.Put(ctx, fleet.Device{DeviceStatus: r.DeviceStatus, Key: r.key, Contacts: r.contacts, Reported: r.reported,
+		LastSigned: r.signed}, ev)
 }
 
 // forget removes a device evicted from the table from the store. Called with t.mu held.
@@ -133,7 +137,7 @@ func (t *deviceTable) admit(d ota.Device, sig ota.Signature, addr string) (*row,
 				delete(r.nonces, n)
 			}
 		}
-		if _, ok := r.nonces[sig.Nonce]; ok {
+		if _, ok := r.nonces[sig.Nonce]; ok || !sig.Time.After(r.restarted) {
 			return nil, errReplay
 		}
 		if len(r.nonces) >= maxNonces {
@@ -157,6 +161,9 @@ func (t *deviceTable) admit(d ota.Device, sig ota.Signature, addr string) (*row,
 		t.m[d.ID] = r
 	}
 	r.nonces[sig.Nonce] = sig.Time
+	if sig.Time.After(r.signed) {
+		r.signed = sig.Time
+	}
 	r.contacts++
 	r.Name, r.Version, r.Board, r.Channel, r.Addr = d.Name, d.Version, d.Board, d.Channel, addr
 	r.LastSeen = now.UTC()

@@ -88,3 +88,35 @@ func TestStoreFollowsTableCaps(t *testing.T) {
 		t.Fatalf("store after loading into a table of 1: %+v", devs)
 	}
 }
+
+// The nonces a device used are not stored; a request signed before the restart is refused
+// as a replay all the same, and the device's next request passes.
+func TestRestartRefusesReplays(t *testing.T) {
+	store := openStore(t)
+	dev := ota.Device{ID: "tiny-0123456789abcdef", Key: "KEY", Name: "tiny", Version: "1.0.0"}
+	at := time.Now().Add(-time.Minute).Truncate(time.Second)
+	captured := ota.Signature{Time: at, Nonce: "n1"}
+	before := newDeviceTable(16)
+	if err := before.load(store); err != nil {
+		t.Fatal(err)
+	}
+	if err := before.report(ota.Report{Device: dev, State: ota.StateInstalled}, ota.Signature{Time: at.Add(-time.Second), Nonce: "n0"}, "192.168.1.20:1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := before.report(ota.Report{Device: dev, State: ota.StateRolledBack}, captured, "192.168.1.20:1"); err != nil {
+		t.Fatal(err)
+	}
+
+	after := newDeviceTable(16)
+	if err := after.load(store); err != nil {
+		t.Fatal(err)
+	}
+	for _, sig := range []ota.Signature{captured, {Time: at.Add(-time.Second), Nonce: "n0"}} {
+		if err := after.report(ota.Report{Device: dev, State: ota.StateRolledBack}, sig, "192.168.1.66:1"); !errors.Is(err, errReplay) {
+			t.Fatalf("request signed at %s replayed after a restart: %v, want errReplay", sig.Time, err)
+		}
+	}
+	if err := after.report(ota.Report{Device: dev, State: ota.StateHealthy}, ota.Signature{Time: at.Add(time.Second), Nonce: "n2"}, "192.168.1.20:1"); err != nil {
+		t.Fatalf("the device's next request after a restart: %v", err)
+	}
+}

@@ -1,7 +1,9 @@
 package server_test
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"net/http"
 	"path/filepath"
 	"testing"
@@ -69,6 +71,15 @@ func TestDevicesSurviveRestart(t *testing.T) {
 			t.Fatalf("%s: %s %s", st.path, resp.Status, body)
 		}
 	}
+	// A report someone on the LAN captured, to replay after the restart.
+	captured, _ := json.Marshal(ota.Report{Device: pi.dev, State: ota.StateHealthy, Target: "1.1.0"})
+	capturedSig := ota.SignRequest(pi.key, "/v1/report", captured, time.Now(), ota.NewNonce())
+	if resp := postSigned(t, s.URL()+"/v1/report", captured, capturedSig); resp.StatusCode != http.StatusNoContent {
+		t.Fatalf("report: %s", resp.Status)
+	}
+	if resp, body := pi.post(t, s.URL()+"/v1/report", steps[4].body); resp.StatusCode != http.StatusNoContent {
+		t.Fatalf("report: %s %s", resp.Status, body)
+	}
 	before := row(s, pi.dev.ID)
 	if before == nil {
 		t.Fatal("device not in the table")
@@ -92,7 +103,7 @@ func TestDevicesSurviveRestart(t *testing.T) {
 	for _, e := range hist {
 		states = append(states, e.State)
 	}
-	want := []string{ota.StateRolledBack, ota.StateInstalled, ota.StateDownloading, "update-available"}
+	want := []string{ota.StateRolledBack, ota.StateHealthy, ota.StateRolledBack, ota.StateInstalled, ota.StateDownloading, "update-available"}
 	if len(states) != len(want) {
 		t.Fatalf("history after a restart: %q, want %q", states, want)
 	}
@@ -101,7 +112,7 @@ func TestDevicesSurviveRestart(t *testing.T) {
 			t.Fatalf("history after a restart: %q, want %q", states, want)
 		}
 	}
-	if hist[0].Message != "1.1.0 never became healthy" || hist[3].Target != "1.1.0" {
+	if hist[0].Message != "1.1.0 never became healthy" || hist[5].Target != "1.1.0" {
 		t.Fatalf("history lost details: %+v", hist)
 	}
 
@@ -113,15 +124,34 @@ func TestDevicesSurviveRestart(t *testing.T) {
 	if resp, body := attacker.post(t, s.URL()+"/v1/report", spoof); resp.StatusCode != http.StatusForbidden {
 		t.Fatalf("spoofed report after a restart: %s %s, want 403", resp.Status, body)
 	}
+	// A replay of a report signed before the restart is refused too.
+	if resp := postSigned(t, s.URL()+"/v1/report", captured, capturedSig); resp.StatusCode != http.StatusConflict {
+		t.Fatalf("replayed report after a restart: %s, want 409", resp.Status)
+	}
 	if r := row(s, pi.dev.ID); r == nil || r.State != ota.StateRolledBack {
-		t.Fatalf("spoofed report changed the device: %+v", r)
+		t.Fatalf("spoofed or replayed report changed the device: %+v", r)
 	}
 
-	// The device itself carries on where it left off.
-	if resp, body := pi.post(t, s.URL()+"/v1/report", ota.Report{Device: pi.dev, State: ota.StateChecking}); resp.StatusCode != http.StatusNoContent {
-		t.Fatalf("real report after a restart: %s %s", resp.Status, body)
+	// The device itself carries on where it left off (its next request, signed a second later).
+	next, _ := json.Marshal(ota.Report{Device: pi.dev, State: ota.StateChecking})
+	sig := ota.SignRequest(pi.key, "/v1/report", next, time.Now().Add(time.Second), ota.NewNonce())
+	if resp := postSigned(t, s.URL()+"/v1/report", next, sig); resp.StatusCode != http.StatusNoContent {
+		t.Fatalf("real report after a restart: %s", resp.Status)
 	}
 	if hist, _ := s.History(context.Background(), pi.dev.ID, 0); len(hist) != len(want)+1 {
 		t.Fatalf("history has %d events after one more report, want %d", len(hist), len(want)+1)
 	}
+}
+
+// postSigned posts body with the signature header sig.
+func postSigned(t *testing.T, url string, body []byte, sig string) *http.Response {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, url, bytes.NewReader(body))
+	req.Header.Set(ota.SignatureHeader, sig)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp
 }
