@@ -23,6 +23,7 @@ import (
 	"github.com/kilnproject/kiln/flasher"
 	"github.com/kilnproject/kiln/internal/progress"
 	"github.com/kilnproject/kiln/ota"
+	"github.com/kilnproject/kiln/ota/fleet"
 	"github.com/kilnproject/kiln/ota/repo"
 	"github.com/kilnproject/kiln/ota/server"
 	"github.com/kilnproject/kiln/vmrunner"
@@ -382,11 +383,13 @@ func (v *realVM) Stop() error           { err := v.vm.Stop(); v.serial.Close(); 
 func (v *realVM) Done() <-chan struct{} { return v.vm.Done() }
 func (v *realVM) Err() error            { return v.vm.Wait() }
 
-// realServe adapts ota/server and ota/repo.
+// realServe adapts ota/server and ota/repo. The device table lives in the same database as
+// kiln serve's (fleet.DefaultPath), open while the server runs.
 type realServe struct {
-	st  *settings
-	mu  sync.Mutex
-	srv *server.Server
+	st    *settings
+	mu    sync.Mutex
+	srv   *server.Server
+	store *fleet.SQLite
 }
 
 func (s *realServe) Start(ctx context.Context, addr string) (string, error) {
@@ -402,14 +405,28 @@ func (s *realServe) Start(ctx context.Context, addr string) (string, error) {
 	host, _, _ := net.SplitHostPort(addr)
 	ip := net.ParseIP(host)
 	advertise := host != "localhost" && (ip == nil || !ip.IsLoopback())
-	srv, err := server.New(server.Config{Repo: s.st.repoDir(), Addr: addr, Advertise: advertise, OwnerKeys: true, Log: s.st.log})
+	if s.store != nil { // left by a server that stopped by itself
+		s.store.Close()
+		s.store = nil
+	}
+	db, err := fleet.DefaultPath()
 	if err != nil {
 		return "", err
 	}
-	if err := srv.Start(context.WithoutCancel(ctx)); err != nil {
+	store, err := fleet.Open(ctx, db, 0)
+	if err != nil {
 		return "", err
 	}
-	s.srv = srv
+	srv, err := server.New(server.Config{Repo: s.st.repoDir(), Addr: addr, Advertise: advertise, OwnerKeys: true,
+		Log: s.st.log, Store: store})
+	if err == nil {
+		err = srv.Start(context.WithoutCancel(ctx))
+	}
+	if err != nil {
+		store.Close()
+		return "", err
+	}
+	s.srv, s.store = srv, store
 	return srv.URL(), nil
 }
 
@@ -418,15 +435,19 @@ var errNothingPublished = errors.New(`publish a build first ("Publish current bu
 
 func (s *realServe) Stop() error {
 	s.mu.Lock()
-	srv := s.srv
-	s.srv = nil
+	srv, store := s.srv, s.store
+	s.srv, s.store = nil, nil
 	s.mu.Unlock()
 	if srv == nil {
 		return nil
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	return srv.Stop(ctx)
+	err := srv.Stop(ctx)
+	if cerr := store.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }
 
 func (s *realServe) Warning() string {

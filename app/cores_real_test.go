@@ -178,6 +178,7 @@ func TestPreviewRealVM(t *testing.T) {
 // repository, starts the update server on loopback, shows a device that reports to it, and stops it.
 func TestServeRealServer(t *testing.T) {
 	t.Setenv("KILN_KEYS", filepath.Join(t.TempDir(), "keys"))
+	t.Setenv("XDG_DATA_HOME", t.TempDir()) // the device database
 	a, _, _, _, _ := newTestApp(t)
 	lg := logrus.New()
 	lg.SetLevel(logrus.WarnLevel)
@@ -245,6 +246,22 @@ func TestServeRealServer(t *testing.T) {
 	}
 	if _, err := http.Get(url + "/v1/info"); err == nil {
 		t.Error("the server still answers after stopping")
+	}
+
+	// Started again, the server still knows the device.
+	test.Tap(s.toggle)
+	settle(t, a)
+	if !a.cores.Serve.Running() {
+		t.Fatalf("server did not start again:\n%s", texts(a))
+	}
+	s.refresh()
+	if len(s.devices) != 1 || s.devices[0].Hostname != "garden-shed" || s.devices[0].State != "downloading" {
+		t.Errorf("devices after a restart %+v", s.devices)
+	}
+	test.Tap(s.toggle)
+	settle(t, a)
+	if a.cores.Serve.Running() {
+		t.Fatal("server still running after the second toggle")
 	}
 }
 

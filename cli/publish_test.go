@@ -23,6 +23,7 @@ import (
 func otaEnv(t *testing.T) (*Env, *bytes.Buffer, *bytes.Buffer) {
 	t.Helper()
 	t.Setenv("KILN_KEYS", filepath.Join(t.TempDir(), "keys"))
+	t.Setenv("XDG_DATA_HOME", t.TempDir()) // kiln serve's device database
 	var stdout, stderr bytes.Buffer
 	log := logrus.New()
 	log.SetOutput(&stderr)
@@ -121,5 +122,33 @@ func TestPublishAndServe(t *testing.T) {
 	}
 	if _, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
 		t.Fatal("kiln serve still listening after it returned")
+	}
+
+	// The device table outlives kiln serve.
+	stdout.Reset()
+	if code := run(t.Context(), env, []string{"devices", "--served"}); code != 0 {
+		t.Fatalf("kiln devices --served: exit %d: %s", code, stderr)
+	}
+	for _, want := range []string{"ID", "LAST SEEN", dev.ID, "kiln-tiny", "0.9.0", "update-available", "127.0.0.1"} {
+		if !strings.Contains(stdout.String(), want) {
+			t.Fatalf("kiln devices --served does not show %q:\n%s", want, stdout)
+		}
+	}
+	stdout.Reset()
+	db := filepath.Join(os.Getenv("XDG_DATA_HOME"), "kiln", "devices.db")
+	if code := run(t.Context(), env, []string{"devices", "--served", "--json", "--db", db}); code != 0 {
+		t.Fatalf("kiln devices --served --json: exit %d: %s", code, stderr)
+	}
+	var served struct{ Result []ota.DeviceStatus }
+	if err := json.Unmarshal(stdout.Bytes(), &served); err != nil || len(served.Result) != 1 ||
+		served.Result[0].ID != dev.ID || served.Result[0].Offered != "1.1.0" {
+		t.Fatalf("kiln devices --served --json: %s (%v)", stdout, err)
+	}
+	stderr.Reset()
+	if code := run(t.Context(), env, []string{"devices", "--served", "--db", filepath.Join(t.TempDir(), "none.db")}); code != 1 || !strings.Contains(stderr.String(), "no device database at") {
+		t.Fatalf("kiln devices --served with a missing database: exit %d: %s", code, stderr)
+	}
+	if code := run(t.Context(), env, []string{"devices", "--db", db}); code != 2 {
+		t.Fatalf("kiln devices --db without --served: exit %d, want 2 (usage)", code)
 	}
 }

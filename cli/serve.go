@@ -7,6 +7,7 @@ import (
 
 	"github.com/sirupsen/logrus"
 
+	"github.com/kilnproject/kiln/ota/fleet"
 	"github.com/kilnproject/kiln/ota/repo"
 	"github.com/kilnproject/kiln/ota/server"
 )
@@ -21,6 +22,7 @@ func runServe(ctx context.Context, env *Env, args []string) error {
 	addr := fs.String("addr", "", "address to listen on, e.g. 192.168.1.10:8080 (0.0.0.0:8080 for every interface)")
 	noMDNS := fs.Bool("no-mdns", false, "do not advertise the server with DNS-SD (_kiln-ota._tcp)")
 	name := fs.String("name", "", "DNS-SD instance name (default: Kiln updates on <hostname>)")
+	db := fs.String("db", "", "device database, kept across restarts (default: "+defaultDBHelp+")")
 	if err := common.parse(env, fs, args, false); err != nil {
 		return err
 	}
@@ -30,7 +32,13 @@ func runServe(ctx context.Context, env *Env, args []string) error {
 	if !common.Verbose && env.Log.GetLevel() < logrus.InfoLevel {
 		env.Log.SetLevel(logrus.InfoLevel) // show device reports
 	}
-	srv, err := server.New(server.Config{Repo: *dir, Addr: *addr, Advertise: !*noMDNS, Name: *name, OwnerKeys: true, Log: env.Log})
+	store, err := openDeviceDB(ctx, *db)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	srv, err := server.New(server.Config{Repo: *dir, Addr: *addr, Advertise: !*noMDNS, Name: *name, OwnerKeys: true,
+		Log: env.Log, Store: store})
 	if err != nil {
 		return err
 	}
@@ -60,4 +68,23 @@ func runServe(ctx context.Context, env *Env, args []string) error {
 	}
 	fmt.Fprintln(env.Stderr, "kiln serve: stopped")
 	return nil
+}
+
+const defaultDBHelp = "$XDG_DATA_HOME/kiln/devices.db, else ~/.local/share/kiln/devices.db"
+
+// deviceDBPath is the --db flag's file, or the default one.
+func deviceDBPath(flag string) (string, error) {
+	if flag != "" {
+		return flag, nil
+	}
+	return fleet.DefaultPath()
+}
+
+// openDeviceDB opens (creating it if needed) the device database of kiln serve.
+func openDeviceDB(ctx context.Context, flag string) (*fleet.SQLite, error) {
+	path, err := deviceDBPath(flag)
+	if err != nil {
+		return nil, err
+	}
+	return fleet.Open(ctx, path, 0)
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/kilnproject/kiln/assembler/recipe"
 	"github.com/kilnproject/kiln/internal/testimage"
 	"github.com/kilnproject/kiln/ota"
+	"github.com/kilnproject/kiln/ota/fleet"
 	"github.com/kilnproject/kiln/ota/internal/otatest"
 	"github.com/kilnproject/kiln/ota/repo"
 	"github.com/kilnproject/kiln/ota/server"
@@ -163,7 +164,12 @@ func TestUpdateAndRollbackInQEMU(t *testing.T) {
 	dir := t.TempDir()
 	publish(t, dir, keys, v100)
 	publish(t, dir, keys, v110)
-	srv, err := server.New(server.Config{Repo: dir, Addr: fmt.Sprintf("127.0.0.1:%d", port), PollInterval: 5 * time.Second})
+	store, err := fleet.Open(ctx, filepath.Join(t.TempDir(), "devices.db"), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	srv, err := server.New(server.Config{Repo: dir, Addr: fmt.Sprintf("127.0.0.1:%d", port), PollInterval: 5 * time.Second, Store: store})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -210,7 +216,22 @@ func TestUpdateAndRollbackInQEMU(t *testing.T) {
 	waitDevice(ctx, t, srv, "the rollback", func(d ota.DeviceStatus) bool {
 		return d.Version == "1.1.0" && d.State == ota.StateRolledBack && d.Target == "1.2.0"
 	})
-	if d := device(t, srv); !strings.Contains(d.Message, "never became healthy") {
+	d := device(t, srv)
+	if !strings.Contains(d.Message, "never became healthy") {
 		t.Errorf("rollback message %q", d.Message)
+	}
+	// The device's history, as stored: the install of 1.1.0, its health, the rollback of 1.2.0.
+	hist, err := srv.History(ctx, d.ID, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]bool{}
+	for _, e := range hist {
+		seen[e.State+" "+e.Version+" → "+e.Target] = true
+	}
+	for _, want := range []string{"update-available 1.0.0 → 1.1.0", "healthy 1.1.0 → 1.1.0", "rolled-back 1.1.0 → 1.2.0"} {
+		if !seen[want] {
+			t.Errorf("history lacks %q: %+v", want, hist)
+		}
 	}
 }

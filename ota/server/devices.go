@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"errors"
 	"net"
 	"sort"
@@ -8,6 +9,7 @@ import (
 	"time"
 
 	"github.com/kilnproject/kiln/ota"
+	"github.com/kilnproject/kiln/ota/fleet"
 )
 
 // Limits of the device table.
@@ -25,7 +27,7 @@ const (
 
 // Why the table refuses a request; the handlers map them to status codes.
 var (
-	errKeyMismatch = errors.New("this device ID belongs to another key")
+	errKeyMismatch = fleet.ErrKeyMismatch
 	errReplay      = errors.New("request already seen (replayed)")
 	errBusy        = errors.New("too many requests from this device; slow down")
 	errRateLimited = errors.New("too many new devices from this address; try again later")
@@ -40,6 +42,11 @@ type row struct {
 	contacts int
 	reported bool
 	nonces   map[string]time.Time // nonce -> signature time
+	// checked is what the last check found (state, version, offer), to record changes only.
+	checked [3]string
+	// signed is the signature time of its newest request; restarted is that time as loaded
+	// from the store, before which nothing is accepted (the nonces seen are not stored).
+	signed, restarted time.Time
 }
 
 // established rows (a report, or more than one contact) are never evicted for newcomers unless
@@ -53,16 +60,67 @@ type bucket struct {
 }
 
 // deviceTable is the bounded, concurrency-safe table of devices that talked to the server.
+// With a store, every change is written through to it, and the table starts from it.
 type deviceTable struct {
 	mu      sync.Mutex
 	max     int
 	m       map[string]*row
 	buckets map[string]*bucket
 	now     func() time.Time
+	store   fleet.Store
 }
+
+// storeTimeout bounds one write to the store.
+const storeTimeout = 10 * time.Second
 
 func newDeviceTable(max int) *deviceTable {
 	return &deviceTable{max: max, m: map[string]*row{}, buckets: map[string]*bucket{}, now: time.Now}
+}
+
+// load fills the table from store and writes through to it from now on. Devices beyond the
+// table's size (MaxDevices was lowered), the least recently seen, are forgotten.
+func (t *deviceTable) load(store fleet.Store) error {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	devs, err := store.Devices(ctx)
+	if err != nil {
+		return err
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.store = store
+	for i, d := range devs {
+		if i >= t.max {
+			if err := store.Delete(ctx, d.ID); err != nil {
+				return err
+			}
+			continue
+		}
+		t.m[d.ID] = &row{DeviceStatus: d.DeviceStatus, key: d.Key, contacts: d.Contacts, reported: d.Reported,
+			nonces: map[string]time.Time{}, signed: d.LastSigned, restarted: d.LastSigned}
+	}
+	return nil
+}
+
+// save writes r, and ev if not nil, to the store. Called with t.mu held.
+func (t *deviceTable) save(r *row, ev *fleet.Event) error {
+	if t.store == nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
+	defer cancel()
+	return t.store.Put(ctx, fleet.Device{DeviceStatus: r.DeviceStatus, Key: r.key, Contacts: r.contacts, Reported: r.reported,
+		LastSigned: r.signed}, ev)
+}
+
+// forget removes a device evicted from the table from the store. Called with t.mu held.
+func (t *deviceTable) forget(id string) error {
+	if t.store == nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
+	defer cancel()
+	return t.store.Delete(ctx, id)
 }
 
 // admit returns the row of an authenticated request from d (signature sig, already verified
@@ -79,7 +137,7 @@ func (t *deviceTable) admit(d ota.Device, sig ota.Signature, addr string) (*row,
 				delete(r.nonces, n)
 			}
 		}
-		if _, ok := r.nonces[sig.Nonce]; ok {
+		if _, ok := r.nonces[sig.Nonce]; ok || !sig.Time.After(r.restarted) {
 			return nil, errReplay
 		}
 		if len(r.nonces) >= maxNonces {
@@ -94,12 +152,18 @@ func (t *deviceTable) admit(d ota.Device, sig ota.Signature, addr string) (*row,
 			if victim == nil {
 				return nil, errTableFull
 			}
+			if err := t.forget(victim.ID); err != nil {
+				return nil, err
+			}
 			delete(t.m, victim.ID)
 		}
 		r = &row{DeviceStatus: ota.DeviceStatus{ID: d.ID}, key: d.Key, nonces: map[string]time.Time{}}
 		t.m[d.ID] = r
 	}
 	r.nonces[sig.Nonce] = sig.Time
+	if sig.Time.After(r.signed) {
+		r.signed = sig.Time
+	}
 	r.contacts++
 	r.Name, r.Version, r.Board, r.Channel, r.Addr = d.Name, d.Version, d.Board, d.Channel, addr
 	r.LastSeen = now.UTC()
@@ -189,14 +253,19 @@ func (t *deviceTable) seen(d ota.Device, sig ota.Signature, addr, offered, msg s
 		return err
 	}
 	r.Offered = offered
-	if !r.reported {
-		r.State = "up-to-date"
-		if offered != "" {
-			r.State = "update-available"
-		}
-		r.Message = msg
+	found := "up-to-date"
+	if offered != "" {
+		found = "update-available"
 	}
-	return nil
+	if !r.reported {
+		r.State, r.Message = found, msg
+	}
+	var ev *fleet.Event
+	if c := [3]string{found, d.Version, offered}; c != r.checked {
+		r.checked = c
+		ev = &fleet.Event{Time: r.LastSeen, State: found, Version: d.Version, Target: offered, Message: msg, Addr: addr}
+	}
+	return t.save(r, ev)
 }
 
 func (t *deviceTable) report(rep ota.Report, sig ota.Signature, addr string) error {
@@ -208,7 +277,8 @@ func (t *deviceTable) report(rep ota.Report, sig ota.Signature, addr string) err
 	}
 	r.reported = true
 	r.State, r.Target, r.Message = rep.State, rep.Target, rep.Message
-	return nil
+	return t.save(r, &fleet.Event{Time: r.LastSeen, State: rep.State, Version: rep.Version, Target: rep.Target,
+		Message: rep.Message, Addr: addr})
 }
 
 func (t *deviceTable) len() int {

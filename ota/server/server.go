@@ -21,6 +21,7 @@ import (
 
 	"github.com/kilnproject/kiln/ota"
 	"github.com/kilnproject/kiln/ota/discovery"
+	"github.com/kilnproject/kiln/ota/fleet"
 	"github.com/kilnproject/kiln/ota/repo"
 )
 
@@ -58,7 +59,10 @@ type Config struct {
 	PollInterval time.Duration
 	// MaxDevices bounds the device table (default 4096); the least recently seen go first.
 	MaxDevices int
-	Log        *logrus.Logger
+	// Store, when set, keeps the device table, the pinned keys and each device's history
+	// across restarts (fleet.Open). The caller closes it after Stop.
+	Store fleet.Store
+	Log   *logrus.Logger
 	// OnChange is called (from a server goroutine) after the device table changed.
 	OnChange func()
 }
@@ -104,6 +108,11 @@ func New(cfg Config) (*Server, error) {
 		cfg.MaxDevices = 4096
 	}
 	s := &Server{cfg: cfg, log: log, fs: fsys, devs: newDeviceTable(cfg.MaxDevices)}
+	if cfg.Store != nil {
+		if err := s.devs.load(cfg.Store); err != nil {
+			return nil, fmt.Errorf("update server: load devices: %w", err)
+		}
+	}
 	s.keys, s.signErr = signingKeys(cfg, fsys.rootJSON())
 	return s, nil
 }
@@ -243,6 +252,15 @@ func (s *Server) Stop(ctx context.Context) error {
 // Devices returns the device table, most recently seen first.
 func (s *Server) Devices() []ota.DeviceStatus { return s.devs.list() }
 
+// History returns up to limit of device id's history events, newest first (none without a
+// Config.Store).
+func (s *Server) History(ctx context.Context, id string, limit int) ([]fleet.Event, error) {
+	if s.cfg.Store == nil {
+		return nil, nil
+	}
+	return s.cfg.Store.History(ctx, id, limit)
+}
+
 func (s *Server) changed() {
 	if s.cfg.OnChange != nil {
 		s.cfg.OnChange()
@@ -323,8 +341,8 @@ func (s *Server) readSigned(w http.ResponseWriter, r *http.Request, limit int64,
 	return sig, true
 }
 
-// tableError answers a request the device table refused.
-func tableError(w http.ResponseWriter, err error) {
+// tableError answers a request the device table refused or could not record.
+func (s *Server) tableError(w http.ResponseWriter, err error) {
 	code := http.StatusInternalServerError
 	switch {
 	case errors.Is(err, errKeyMismatch):
@@ -336,6 +354,11 @@ func tableError(w http.ResponseWriter, err error) {
 		w.Header().Set("Retry-After", strconv.Itoa(int(newIDEvery/time.Second)))
 	case errors.Is(err, errTableFull):
 		code = http.StatusServiceUnavailable
+	default:
+		// The store failed: the owner reads why in the log, the device retries later.
+		s.log.WithError(err).Error("update server: record device")
+		httpError(w, http.StatusServiceUnavailable, "the server could not record this device; try again later")
+		return
 	}
 	httpError(w, code, err.Error())
 }
@@ -412,7 +435,7 @@ func (s *Server) check(w http.ResponseWriter, r *http.Request) {
 	}
 	if sig.Nonce != "" {
 		if err := s.devs.seen(req.Device, sig, r.RemoteAddr, offered, sel.Message); err != nil {
-			tableError(w, err)
+			s.tableError(w, err)
 			return
 		}
 		s.changed()
@@ -443,7 +466,7 @@ func (s *Server) report(w http.ResponseWriter, r *http.Request) {
 		rep.Message = strings.ToValidUTF8(rep.Message[:maxMessage], "")
 	}
 	if err := s.devs.report(rep, sig, r.RemoteAddr); err != nil {
-		tableError(w, err)
+		s.tableError(w, err)
 		return
 	}
 	s.log.WithFields(logrus.Fields{"device": rep.ID, "version": rep.Version, "state": rep.State, "target": rep.Target}).Info(rep.Message)

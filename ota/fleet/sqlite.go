@@ -1,0 +1,250 @@
+package fleet
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	_ "modernc.org/sqlite" // pure-Go SQLite driver "sqlite"
+)
+
+// migrations[i] brings the schema from version i to i+1. Append only: never edit a released one.
+var migrations = []string{
+	// 1: devices and their pinned keys.
+	`CREATE TABLE devices (
+		id        TEXT PRIMARY KEY,
+		key       TEXT NOT NULL,
+		name      TEXT NOT NULL DEFAULT '',
+		version   TEXT NOT NULL DEFAULT '',
+		board     TEXT NOT NULL DEFAULT '',
+		channel   TEXT NOT NULL DEFAULT '',
+		state     TEXT NOT NULL DEFAULT '',
+		target    TEXT NOT NULL DEFAULT '',
+		offered   TEXT NOT NULL DEFAULT '',
+		message   TEXT NOT NULL DEFAULT '',
+		addr      TEXT NOT NULL DEFAULT '',
+		last_seen INTEGER NOT NULL DEFAULT 0,
+		contacts  INTEGER NOT NULL DEFAULT 0,
+		reported  INTEGER NOT NULL DEFAULT 0
+	)`,
+	// 2: the history of each device's state changes.
+	`CREATE TABLE events (
+		seq       INTEGER PRIMARY KEY AUTOINCREMENT,
+		device_id TEXT NOT NULL REFERENCES devices(id) ON DELETE CASCADE,
+		at        INTEGER NOT NULL,
+		state     TEXT NOT NULL,
+		version   TEXT NOT NULL DEFAULT '',
+		target    TEXT NOT NULL DEFAULT '',
+		message   TEXT NOT NULL DEFAULT '',
+		addr      TEXT NOT NULL DEFAULT ''
+	);
+	CREATE INDEX events_device ON events(device_id, seq)`,
+	// 3: when the device's newest request was signed, so replays stay refused after a restart.
+	`ALTER TABLE devices ADD COLUMN last_signed INTEGER NOT NULL DEFAULT 0`,
+}
+
+// SchemaVersion is the newest database schema this kiln reads and writes.
+var SchemaVersion = len(migrations)
+
+// SQLite is a Store in one SQLite file.
+type SQLite struct {
+	db         *sql.DB
+	path       string
+	maxHistory int
+}
+
+// Open opens (creating it and its directory if needed) the device database at path and brings
+// its schema up to date. maxHistory caps the events kept per device (DefaultHistory if <= 0).
+func Open(ctx context.Context, path string, maxHistory int) (*SQLite, error) {
+	return open(ctx, path, maxHistory, SchemaVersion)
+}
+
+// open migrates to schema version upto (< SchemaVersion only in tests making old databases).
+func open(ctx context.Context, path string, maxHistory, upto int) (*SQLite, error) {
+	if strings.ContainsAny(path, "?#") {
+		return nil, fmt.Errorf("device database %q: the file name must not contain ? or #", path)
+	}
+	if maxHistory <= 0 {
+		maxHistory = DefaultHistory
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, fmt.Errorf("device database: %w", err)
+	}
+	db, err := sql.Open("sqlite", path+"?_pragma=busy_timeout(5000)&_pragma=foreign_keys(1)&_pragma=journal_mode(WAL)")
+	if err != nil {
+		return nil, fmt.Errorf("device database %s: %w", path, err)
+	}
+	s := &SQLite{db: db, path: path, maxHistory: maxHistory}
+	if err := s.migrate(ctx, upto); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// damaged wraps an error reading the file with what the user can do about it.
+func (s *SQLite) damaged(err error) error {
+	return fmt.Errorf("device database %s is unreadable: %w (if it is damaged, move it aside and kiln starts a new one)", s.path, err)
+}
+
+func (s *SQLite) migrate(ctx context.Context, upto int) error {
+	if err := s.db.PingContext(ctx); err != nil {
+		return s.damaged(err)
+	}
+	var check string
+	if err := s.db.QueryRowContext(ctx, `PRAGMA quick_check`).Scan(&check); err != nil {
+		return s.damaged(err)
+	} else if check != "ok" {
+		return s.damaged(errors.New(check))
+	}
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return s.damaged(err)
+	}
+	defer tx.Rollback()
+	if _, err := tx.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)`); err != nil {
+		return s.damaged(err)
+	}
+	var v int
+	switch err := tx.QueryRowContext(ctx, `SELECT version FROM schema_version`).Scan(&v); {
+	case errors.Is(err, sql.ErrNoRows):
+		if _, err := tx.ExecContext(ctx, `INSERT INTO schema_version (version) VALUES (0)`); err != nil {
+			return s.damaged(err)
+		}
+	case err != nil:
+		return s.damaged(err)
+	}
+	if v > SchemaVersion || v < 0 {
+		return fmt.Errorf("%w: %s: database schema %d; this kiln reads 1–%d (use a newer kiln, or another --db file)",
+			ErrIncompatible, s.path, v, SchemaVersion)
+	}
+	if v >= upto {
+		return nil // up to date: nothing to write (a reader may share the file with kiln serve)
+	}
+	for ; v < upto; v++ {
+		if _, err := tx.ExecContext(ctx, migrations[v]); err != nil {
+			return fmt.Errorf("device database %s: migrate to schema %d: %w", s.path, v+1, err)
+		}
+	}
+	if _, err := tx.ExecContext(ctx, `UPDATE schema_version SET version = ?`, v); err != nil {
+		return s.damaged(err)
+	}
+	if err := tx.Commit(); err != nil {
+		return s.damaged(err)
+	}
+	return nil
+}
+
+// Close closes the database.
+func (s *SQLite) Close() error { return s.db.Close() }
+
+const deviceColumns = `id, key, name, version, board, channel, state, target, offered, message, addr, last_seen, contacts, reported, last_signed`
+
+// Devices implements Store.
+func (s *SQLite) Devices(ctx context.Context) ([]Device, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT `+deviceColumns+` FROM devices ORDER BY last_seen DESC, id`)
+	if err != nil {
+		return nil, s.damaged(err)
+	}
+	defer rows.Close()
+	var out []Device
+	for rows.Next() {
+		var d Device
+		var seen, signed int64
+		if err := rows.Scan(&d.ID, &d.Key, &d.Name, &d.Version, &d.Board, &d.Channel, &d.State, &d.Target,
+			&d.Offered, &d.Message, &d.Addr, &seen, &d.Contacts, &d.Reported, &signed); err != nil {
+			return nil, s.damaged(err)
+		}
+		d.LastSeen = time.Unix(0, seen).UTC()
+		if signed != 0 {
+			d.LastSigned = time.Unix(0, signed).UTC()
+		}
+		out = append(out, d)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, s.damaged(err)
+	}
+	return out, nil
+}
+
+// Put implements Store.
+func (s *SQLite) Put(ctx context.Context, d Device, ev *Event) error {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("device database %s: %w", s.path, err)
+	}
+	defer tx.Rollback()
+	var signed int64
+	if !d.LastSigned.IsZero() {
+		signed = d.LastSigned.UnixNano()
+	}
+	res, err := tx.ExecContext(ctx, `INSERT INTO devices (`+deviceColumns+`) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)
+		ON CONFLICT(id) DO UPDATE SET name=excluded.name, version=excluded.version, board=excluded.board,
+			channel=excluded.channel, state=excluded.state, target=excluded.target, offered=excluded.offered,
+			message=excluded.message, addr=excluded.addr, last_seen=excluded.last_seen,
+			contacts=excluded.contacts, reported=excluded.reported, last_signed=excluded.last_signed
+		WHERE devices.key = excluded.key`,
+		d.ID, d.Key, d.Name, d.Version, d.Board, d.Channel, d.State, d.Target, d.Offered, d.Message, d.Addr,
+		d.LastSeen.UnixNano(), d.Contacts, d.Reported, signed)
+	if err != nil {
+		return fmt.Errorf("device database %s: save %s: %w", s.path, d.ID, err)
+	}
+	if n, err := res.RowsAffected(); err == nil && n == 0 {
+		return fmt.Errorf("%w: %s", ErrKeyMismatch, d.ID)
+	}
+	if ev != nil {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO events (device_id, at, state, version, target, message, addr) VALUES (?,?,?,?,?,?,?)`,
+			d.ID, ev.Time.UnixNano(), ev.State, ev.Version, ev.Target, ev.Message, ev.Addr); err != nil {
+			return fmt.Errorf("device database %s: save history of %s: %w", s.path, d.ID, err)
+		}
+		if _, err := tx.ExecContext(ctx, `DELETE FROM events WHERE device_id = ? AND seq <= (
+			SELECT seq FROM events WHERE device_id = ? ORDER BY seq DESC LIMIT 1 OFFSET ?)`,
+			d.ID, d.ID, s.maxHistory); err != nil {
+			return fmt.Errorf("device database %s: trim history of %s: %w", s.path, d.ID, err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("device database %s: %w", s.path, err)
+	}
+	return nil
+}
+
+// Delete implements Store.
+func (s *SQLite) Delete(ctx context.Context, id string) error {
+	if _, err := s.db.ExecContext(ctx, `DELETE FROM devices WHERE id = ?`, id); err != nil {
+		return fmt.Errorf("device database %s: forget %s: %w", s.path, id, err)
+	}
+	return nil
+}
+
+// History implements Store.
+func (s *SQLite) History(ctx context.Context, id string, limit int) ([]Event, error) {
+	if limit <= 0 {
+		limit = -1
+	}
+	rows, err := s.db.QueryContext(ctx, `SELECT at, state, version, target, message, addr FROM events
+		WHERE device_id = ? ORDER BY seq DESC LIMIT ?`, id, limit)
+	if err != nil {
+		return nil, s.damaged(err)
+	}
+	defer rows.Close()
+	var out []Event
+	for rows.Next() {
+		var e Event
+		var at int64
+		if err := rows.Scan(&at, &e.State, &e.Version, &e.Target, &e.Message, &e.Addr); err != nil {
+			return nil, s.damaged(err)
+		}
+		e.Time = time.Unix(0, at).UTC()
+		out = append(out, e)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, s.damaged(err)
+	}
+	return out, nil
+}

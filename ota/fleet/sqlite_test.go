@@ -1,0 +1,309 @@
+package fleet
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/kilnproject/kiln/ota"
+)
+
+func testCtx(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func device(id, key, state string, seen time.Time) Device {
+	return Device{DeviceStatus: ota.DeviceStatus{ID: id, Name: "tiny", Version: "1.0.0", State: state,
+		Addr: "192.168.1.20:40000", LastSeen: seen.UTC()}, Key: key, Contacts: 1}
+}
+
+func schemaVersion(t *testing.T, s *SQLite) int {
+	t.Helper()
+	var v int
+	if err := s.db.QueryRow(`SELECT version FROM schema_version`).Scan(&v); err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+func TestOpenEmptyDatabase(t *testing.T) {
+	ctx := testCtx(t)
+	path := filepath.Join(t.TempDir(), "sub", "devices.db")
+	s, err := Open(ctx, path, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if v := schemaVersion(t, s); v != SchemaVersion {
+		t.Fatalf("schema %d after opening a new database, want %d", v, SchemaVersion)
+	}
+	now := time.Now()
+	d := device("tiny-1", "KEY", ota.StateHealthy, now)
+	d.LastSigned = now.Truncate(time.Second).UTC()
+	if err := s.Put(ctx, d, &Event{Time: now, State: ota.StateHealthy, Version: "1.0.0"}); err != nil {
+		t.Fatal(err)
+	}
+	devs, err := s.Devices(ctx)
+	if err != nil || len(devs) != 1 || devs[0] != d {
+		t.Fatalf("devices = %+v, %v; want [%+v]", devs, err, d)
+	}
+	h, err := s.History(ctx, "tiny-1", 0)
+	if err != nil || len(h) != 1 || h[0].State != ota.StateHealthy || !h[0].Time.Equal(now) {
+		t.Fatalf("history = %+v, %v", h, err)
+	}
+	// Opening again migrates nothing and keeps the data.
+	s.Close()
+	s, err = Open(ctx, path, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if devs, err := s.Devices(ctx); err != nil || len(devs) != 1 {
+		t.Fatalf("after reopening: %+v, %v", devs, err)
+	}
+}
+
+func TestMigrateFromPreviousSchema(t *testing.T) {
+	ctx := testCtx(t)
+	path := filepath.Join(t.TempDir(), "devices.db")
+	old, err := open(ctx, path, 0, SchemaVersion-1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Rows as the previous kiln wrote them (its columns only).
+	seen := time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)
+	d := device("tiny-1", "KEY", ota.StateInstalled, seen)
+	if _, err := old.db.Exec(`INSERT INTO devices (id, key, name, version, state, addr, last_seen, contacts)
+		VALUES (?,?,?,?,?,?,?,?)`, d.ID, d.Key, d.Name, d.Version, d.State, d.Addr, seen.UnixNano(), d.Contacts); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := old.db.Exec(`INSERT INTO events (device_id, at, state, version) VALUES (?,?,?,?)`,
+		d.ID, seen.UnixNano(), ota.StateInstalled, "1.0.0"); err != nil {
+		t.Fatal(err)
+	}
+	if v := schemaVersion(t, old); v != SchemaVersion-1 {
+		t.Fatalf("old database at schema %d", v)
+	}
+	old.Close()
+
+	s, err := Open(ctx, path, 0)
+	if err != nil {
+		t.Fatalf("open a database of the previous schema: %v", err)
+	}
+	defer s.Close()
+	if v := schemaVersion(t, s); v != SchemaVersion {
+		t.Fatalf("schema %d after migration, want %d", v, SchemaVersion)
+	}
+	devs, err := s.Devices(ctx)
+	if err != nil || len(devs) != 1 || devs[0] != d {
+		t.Fatalf("devices after migration = %+v, %v; want [%+v]", devs, err, d)
+	}
+	d.State = ota.StateHealthy
+	if err := s.Put(ctx, d, &Event{Time: seen, State: ota.StateHealthy}); err != nil {
+		t.Fatal(err)
+	}
+	h, err := s.History(ctx, d.ID, 0)
+	if err != nil || len(h) != 2 || h[0].State != ota.StateHealthy || h[1].State != ota.StateInstalled {
+		t.Fatalf("history after migration = %+v, %v", h, err)
+	}
+}
+
+func TestNewerSchemaRefused(t *testing.T) {
+	ctx := testCtx(t)
+	path := filepath.Join(t.TempDir(), "devices.db")
+	s, err := Open(ctx, path, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	newer := SchemaVersion + 3
+	if _, err := s.db.Exec(`UPDATE schema_version SET version = ?`, newer); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	_, err = Open(ctx, path, 0)
+	if !errors.Is(err, ErrIncompatible) {
+		t.Fatalf("open a database of schema %d: %v, want ErrIncompatible", newer, err)
+	}
+	want := fmt.Sprintf("database schema %d; this kiln reads 1–%d", newer, SchemaVersion)
+	if !strings.Contains(err.Error(), want) {
+		t.Fatalf("error %q does not say %q", err, want)
+	}
+}
+
+func TestHistoryCap(t *testing.T) {
+	ctx := testCtx(t)
+	s, err := Open(ctx, filepath.Join(t.TempDir(), "devices.db"), 5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	start := time.Now()
+	other := device("other-1", "KEY2", ota.StateHealthy, start)
+	if err := s.Put(ctx, other, &Event{Time: start, State: ota.StateHealthy}); err != nil {
+		t.Fatal(err)
+	}
+	d := device("chatty-1", "KEY", "", start)
+	for i := range 50 {
+		at := start.Add(time.Duration(i) * time.Second)
+		if err := s.Put(ctx, d, &Event{Time: at, State: ota.StateChecking, Message: fmt.Sprint(i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h, err := s.History(ctx, d.ID, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(h) != 5 {
+		t.Fatalf("%d events kept, want 5", len(h))
+	}
+	for i, e := range h {
+		if want := fmt.Sprint(49 - i); e.Message != want {
+			t.Fatalf("event %d is %q, want the newest first (%q)", i, e.Message, want)
+		}
+	}
+	var n int
+	if err := s.db.QueryRow(`SELECT count(*) FROM events`).Scan(&n); err != nil || n != 6 {
+		t.Fatalf("%d events stored in all (%v), want 5 + the other device's 1", n, err)
+	}
+	if h, _ := s.History(ctx, d.ID, 2); len(h) != 2 {
+		t.Fatalf("History with limit 2 gave %d events", len(h))
+	}
+}
+
+func TestPinnedKeyKept(t *testing.T) {
+	ctx := testCtx(t)
+	s, err := Open(ctx, filepath.Join(t.TempDir(), "devices.db"), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	now := time.Now()
+	if err := s.Put(ctx, device("tiny-1", "REAL", ota.StateHealthy, now), nil); err != nil {
+		t.Fatal(err)
+	}
+	spoof := device("tiny-1", "ATTACKER", ota.StateRolledBack, now)
+	if err := s.Put(ctx, spoof, &Event{Time: now, State: ota.StateRolledBack}); !errors.Is(err, ErrKeyMismatch) {
+		t.Fatalf("Put with another key: %v, want ErrKeyMismatch", err)
+	}
+	devs, _ := s.Devices(ctx)
+	if len(devs) != 1 || devs[0].Key != "REAL" || devs[0].State != ota.StateHealthy {
+		t.Fatalf("devices after a spoofed Put: %+v", devs)
+	}
+	if h, _ := s.History(ctx, "tiny-1", 0); len(h) != 0 {
+		t.Fatalf("spoofed event stored: %+v", h)
+	}
+}
+
+func TestDeleteForgetsHistory(t *testing.T) {
+	ctx := testCtx(t)
+	s, err := Open(ctx, filepath.Join(t.TempDir(), "devices.db"), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	now := time.Now()
+	if err := s.Put(ctx, device("tiny-1", "K", ota.StateHealthy, now), &Event{Time: now, State: ota.StateHealthy}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Delete(ctx, "tiny-1"); err != nil {
+		t.Fatal(err)
+	}
+	if devs, _ := s.Devices(ctx); len(devs) != 0 {
+		t.Fatalf("devices after Delete: %+v", devs)
+	}
+	var n int
+	if err := s.db.QueryRow(`SELECT count(*) FROM events`).Scan(&n); err != nil || n != 0 {
+		t.Fatalf("%d events left after Delete (%v)", n, err)
+	}
+}
+
+func TestDamagedFile(t *testing.T) {
+	ctx := testCtx(t)
+	dir := t.TempDir()
+
+	// A valid database with some rows, then damaged in three ways.
+	good := filepath.Join(dir, "good.db")
+	s, err := Open(ctx, good, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	for i := range 200 {
+		d := device(fmt.Sprintf("dev-%d", i), "K", ota.StateHealthy, now)
+		d.Message = strings.Repeat("x", 500)
+		if err := s.Put(ctx, d, &Event{Time: now, State: ota.StateHealthy, Message: d.Message}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := s.db.Exec(`PRAGMA wal_checkpoint(TRUNCATE)`); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	data, err := os.ReadFile(good)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(data) < 16<<10 {
+		t.Fatalf("test database only %d bytes", len(data))
+	}
+	scrambled := append([]byte(nil), data...)
+	for i := 8 << 10; i < len(scrambled); i += 7 {
+		scrambled[i] ^= 0x5a
+	}
+	for name, content := range map[string][]byte{
+		"not a database": []byte(strings.Repeat("this is not SQLite\n", 300)),
+		"truncated":      data[:len(data)/3],
+		"scrambled":      scrambled,
+	} {
+		t.Run(name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "devices.db")
+			if err := os.WriteFile(path, content, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			s, err := Open(ctx, path, 0)
+			if err == nil {
+				s.Close()
+				t.Fatal("damaged database opened without an error")
+			}
+			if !strings.Contains(err.Error(), path) || !strings.Contains(err.Error(), "move it aside") {
+				t.Fatalf("error %q does not name the file and what to do", err)
+			}
+		})
+	}
+}
+
+// kiln devices --served opens the database while kiln serve has it open.
+func TestOpenWhileInUse(t *testing.T) {
+	ctx := testCtx(t)
+	path := filepath.Join(t.TempDir(), "devices.db")
+	w, err := Open(ctx, path, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	now := time.Now()
+	if err := w.Put(ctx, device("tiny-1", "K", ota.StateHealthy, now), &Event{Time: now, State: ota.StateHealthy}); err != nil {
+		t.Fatal(err)
+	}
+	r, err := Open(ctx, path, 0)
+	if err != nil {
+		t.Fatalf("second open while in use: %v", err)
+	}
+	defer r.Close()
+	if devs, err := r.Devices(ctx); err != nil || len(devs) != 1 {
+		t.Fatalf("devices seen by the second opener: %+v, %v", devs, err)
+	}
+	if err := w.Put(ctx, device("tiny-2", "K2", ota.StateChecking, now), nil); err != nil {
+		t.Fatalf("write while another opener has the file: %v", err)
+	}
+	if devs, err := r.Devices(ctx); err != nil || len(devs) != 2 {
+		t.Fatalf("the second opener does not see the new device: %+v, %v", devs, err)
+	}
+}
