@@ -35,20 +35,6 @@ func newSigner(t *testing.T) (signature.Signer, *metadata.Key) {
 	return s, k
 }
 
-func signed[T metadata.Roles](t *testing.T, md *metadata.Metadata[T], signers ...signature.Signer) []byte {
-	md.ClearSignatures()
-	for _, s := range signers {
-		if _, err := md.Sign(s); err != nil {
-			t.Fatal(err)
-		}
-	}
-	b, err := md.ToBytes(true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
-
 // TestRootRotation: the owner rotates the root and timestamp keys (root 2, signed by the old
 // and the new root key). A device pinning root 1 follows the rotation, saves root 2, and trusts
 // it from then on: also when the repository no longer serves 2.root.json, and no longer the
@@ -80,13 +66,13 @@ func TestRootRotation(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	write("2.root.json", signed(t, root, otatest.Signer(t, keys, metadata.ROOT), rootSigner))
+	write("2.root.json", otatest.Sign(t, root, otatest.Signer(t, keys, metadata.ROOT), rootSigner))
 	ts, err := metadata.Timestamp().FromBytes(oldTS)
 	if err != nil {
 		t.Fatal(err)
 	}
 	ts.Signed.Version++
-	write("timestamp.json", signed(t, ts, tsSigner))
+	write("timestamp.json", otatest.Sign(t, ts, tsSigner))
 
 	state := t.TempDir()
 	ctx := context.Background()
@@ -110,7 +96,7 @@ func TestRootRotation(t *testing.T) {
 	// A timestamp signed with the retired key is refused by the rotated device.
 	ts.Signed.Version += 5
 	ts.Signed.Expires = time.Now().Add(time.Hour).UTC().Truncate(time.Second)
-	forged := signed(t, ts, otatest.Signer(t, keys, metadata.TIMESTAMP))
+	forged := otatest.Sign(t, ts, otatest.Signer(t, keys, metadata.TIMESTAMP))
 	_, err = (&client.Verifier{Root: keys.Root, StateDir: state}).Update(ctx, dirFetch(dir, map[string][]byte{"timestamp.json": forged}))
 	if !errors.Is(err, client.ErrUnknownKey) {
 		t.Fatalf("timestamp signed by the retired key: %v, want ErrUnknownKey", err)

@@ -64,19 +64,20 @@ func Resign(t testing.TB, dir string, keys *repo.Keys, mod func(*ota.Target)) {
 		r.Targets.Signed.Targets[path].Custom = &msg
 	}
 	r.Targets.Signed.Version++
-	tg := sign(t, r.Targets, Signer(t, keys, metadata.TARGETS))
+	tg := Sign(t, r.Targets, Signer(t, keys, metadata.TARGETS))
 	write(t, dir, fmt.Sprintf("%d.targets.json", r.Targets.Signed.Version), tg)
 	r.Snapshot.Signed.Version++
 	r.Snapshot.Signed.Meta["targets.json"] = metaFile(r.Targets.Signed.Version, tg)
-	snap := sign(t, r.Snapshot, Signer(t, keys, metadata.SNAPSHOT))
+	snap := Sign(t, r.Snapshot, Signer(t, keys, metadata.SNAPSHOT))
 	write(t, dir, fmt.Sprintf("%d.snapshot.json", r.Snapshot.Signed.Version), snap)
 	r.Timestamp.Signed.Version++
 	r.Timestamp.Signed.Expires = time.Now().Add(repo.TimestampExpiry).Truncate(time.Second)
 	r.Timestamp.Signed.Meta["snapshot.json"] = metaFile(r.Snapshot.Signed.Version, snap)
-	write(t, dir, "timestamp.json", sign(t, r.Timestamp, Signer(t, keys, metadata.TIMESTAMP)))
+	write(t, dir, "timestamp.json", Sign(t, r.Timestamp, Signer(t, keys, metadata.TIMESTAMP)))
 }
 
-func sign[T metadata.Roles](t testing.TB, md *metadata.Metadata[T], signers ...signature.Signer) []byte {
+// Sign signs md with signers alone (its old signatures dropped) and returns its JSON.
+func Sign[T metadata.Roles](t testing.TB, md *metadata.Metadata[T], signers ...signature.Signer) []byte {
 	t.Helper()
 	md.ClearSignatures()
 	for _, s := range signers {
