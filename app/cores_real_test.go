@@ -319,14 +319,7 @@ func TestBuildScreenRealBuild(t *testing.T) {
 // and says its file system will be unmounted, the image is written and verified, and the device
 // holds the image's bytes.
 func TestFlashScreenRealLoopDevice(t *testing.T) {
-	if os.Geteuid() != 0 {
-		testenv.Missing(t, "needs root for a loop device")
-	}
-	for _, tool := range []string{"losetup", "mkfs.vfat", "mkfs.ext4", "mount"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			testenv.Missing(t, "%s not installed", tool)
-		}
-	}
+	testenv.Tool(t, "mount")
 	a, _, _, _, _ := newTestApp(t)
 	lg := logrus.New()
 	lg.SetLevel(logrus.WarnLevel)
@@ -341,26 +334,7 @@ func TestFlashScreenRealLoopDevice(t *testing.T) {
 		data[i] = byte(i*7 + i>>12)
 	}
 	os.WriteFile(img, data, 0o644)
-	backing := filepath.Join(dir, "stick")
-	os.WriteFile(backing, nil, 0o600)
-	os.Truncate(backing, 8<<20)
-	mkfs := []string{"mkfs.vfat", backing}
-	if b, _ := os.ReadFile("/proc/filesystems"); !strings.Contains(string(b), "vfat") {
-		mkfs = []string{"mkfs.ext4", "-q", "-F", backing} // a kernel without vfat
-	}
-	if out, err := exec.Command(mkfs[0], mkfs[1:]...).CombinedOutput(); err != nil {
-		t.Fatalf("%s: %v %s", mkfs[0], err, out)
-	}
-	out, err := exec.Command("losetup", "--find", "--show", backing).Output()
-	if err != nil {
-		t.Fatalf("losetup: %v", err)
-	}
-	dev := strings.TrimSpace(string(out))
-	t.Cleanup(func() {
-		if out, err := exec.Command("losetup", "-d", dev).CombinedOutput(); err != nil {
-			t.Errorf("losetup -d %s: %v %s", dev, err, out)
-		}
-	})
+	dev := testenv.LoopDrive(t, 8<<20, true) // plugged in while the screen watches
 	mnt := t.TempDir()
 	if out, err := exec.Command("mount", dev, mnt).CombinedOutput(); err != nil {
 		t.Fatalf("mount: %v %s", err, out)

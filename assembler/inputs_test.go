@@ -1,7 +1,6 @@
 package assembler_test
 
 import (
-	"archive/tar"
 	"bytes"
 	"errors"
 	"os"
@@ -10,13 +9,13 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/klauspost/compress/gzip"
 	"github.com/sirupsen/logrus"
 
 	"github.com/kilnproject/kiln/assembler"
 	"github.com/kilnproject/kiln/assembler/fstree"
 	"github.com/kilnproject/kiln/assembler/recipe"
 	"github.com/kilnproject/kiln/internal/progress"
+	"github.com/kilnproject/kiln/internal/testarchive"
 	"github.com/kilnproject/kiln/internal/testimage"
 )
 
@@ -81,41 +80,12 @@ func TestSourceNotRegularFile(t *testing.T) {
 	}
 }
 
-// gzipBomb writes a .tar.gz whose only entry is a file of size zero bytes (a multiple of 1 MiB). It
-// is a series of gzip members, which readers join: the tar header, the same compressed MiB of zeros
-// again and again, the tar trailer. So a 1.5 GiB file takes about 1.5 MB and no time to make.
-func gzipBomb(t *testing.T, path, name string, size int64) {
-	t.Helper()
-	member := func(data []byte) []byte {
-		var buf bytes.Buffer
-		zw, _ := gzip.NewWriterLevel(&buf, gzip.BestCompression)
-		zw.Write(data)
-		if err := zw.Close(); err != nil {
-			t.Fatal(err)
-		}
-		return buf.Bytes()
-	}
-	var hdr bytes.Buffer
-	if err := tar.NewWriter(&hdr).WriteHeader(&tar.Header{Name: name, Mode: 0o644, Size: size, Typeflag: tar.TypeReg}); err != nil {
-		t.Fatal(err)
-	}
-	zeros := member(make([]byte, 1<<20))
-	out := member(hdr.Bytes())
-	for n := int64(0); n < size; n += 1 << 20 {
-		out = append(out, zeros...)
-	}
-	out = append(out, member(make([]byte, 1024))...) // end of archive
-	if err := os.WriteFile(path, out, 0o644); err != nil {
-		t.Fatal(err)
-	}
-}
-
 // A 1.5 MB .tar.gz overlay holding a 1.5 GiB file is refused from
 // its header: the build fails naming the recipe line and the entry, without reading it into
 // memory, and leaves nothing behind.
 func TestTarballBombRefused(t *testing.T) {
 	dir := t.TempDir()
-	gzipBomb(t, filepath.Join(dir, "bomb.tar.gz"), "var/big", 3<<29)
+	testarchive.TarGzBomb(t, filepath.Join(dir, "bomb.tar.gz"), "var/big", 3<<29)
 	if fi, err := os.Stat(filepath.Join(dir, "bomb.tar.gz")); err != nil || fi.Size() > 2<<20 {
 		t.Fatalf("the bomb should be about 1.5 MB: %v, %v", fi, err)
 	}

@@ -16,36 +16,12 @@ import (
 	"github.com/kilnproject/kiln/internal/testenv"
 )
 
-// loopDrive attaches a size-byte file to a loop device (formatted with vfat, or ext4 where the
-// kernel has no vfat, when format is set),
-// detached at cleanup.
+// loopDrive is a loop device standing in for a stick (see testenv.LoopDrive); the flash tests
+// also mount it.
 func loopDrive(t *testing.T, size int64, format bool) string {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		testenv.Missing(t, "needs root for loop devices")
-	}
-	for _, tool := range []string{"losetup", "mkfs.vfat", "mkfs.ext4", "mount"} {
-		testenv.Tool(t, tool)
-	}
-	backing := filepath.Join(t.TempDir(), "stick")
-	os.WriteFile(backing, nil, 0o600)
-	os.Truncate(backing, size)
-	if format {
-		mkfs := []string{"mkfs.vfat", backing}
-		if b, _ := os.ReadFile("/proc/filesystems"); !strings.Contains(string(b), "vfat") {
-			mkfs = []string{"mkfs.ext4", "-q", "-F", backing} // a kernel without vfat
-		}
-		if out, err := exec.Command(mkfs[0], mkfs[1:]...).CombinedOutput(); err != nil {
-			t.Fatalf("%s: %v %s", mkfs[0], err, out)
-		}
-	}
-	out, err := exec.Command("losetup", "--find", "--show", backing).CombinedOutput()
-	if err != nil {
-		t.Fatalf("losetup: %v %s", err, out)
-	}
-	dev := strings.TrimSpace(string(out))
-	t.Cleanup(func() { exec.Command("losetup", "-d", dev).Run() })
-	return dev
+	testenv.Tool(t, "mount")
+	return testenv.LoopDrive(t, size, format)
 }
 
 func mountAt(t *testing.T, dev, dir string) {

@@ -49,21 +49,7 @@ func run(t *testing.T, name string, args ...string) string {
 // loopDevice attaches a zero-filled file of size bytes to a free loop device, detached at cleanup.
 func loopDevice(t *testing.T, size int64) string {
 	t.Helper()
-	backing := filepath.Join(t.TempDir(), "disk")
-	if err := os.WriteFile(backing, nil, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Truncate(backing, size); err != nil {
-		t.Fatal(err)
-	}
-	dev := run(t, "losetup", "--find", "--show", "--direct-io=off", backing)
-	t.Cleanup(func() {
-		exec.Command("umount", "--recursive", "--lazy", dev).Run()
-		if out, err := exec.Command("losetup", "-d", dev).CombinedOutput(); err != nil {
-			t.Errorf("losetup -d %s: %v %s", dev, err, out)
-		}
-	})
-	return dev
+	return testenv.LoopDrive(t, size, false)
 }
 
 // stat returns the sectors read and written counters of /sys/block/NAME/stat.

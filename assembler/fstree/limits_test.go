@@ -10,39 +10,14 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/klauspost/compress/gzip"
+	"github.com/kilnproject/kiln/internal/testarchive"
 )
-
-// bombTarball writes a .tar.gz whose only entry, "big", is size zero bytes (a multiple of 1 MiB).
-// It is a series of gzip members, which readers join: the tar header, the same compressed MiB of
-// zeros again and again, the tar trailer. So a 1.5 GiB file takes about 1.5 MB and no time to make.
-func bombTarball(t *testing.T, size int64) string {
-	t.Helper()
-	var hdr bytes.Buffer
-	tw := tar.NewWriter(&hdr)
-	must(t, tw.WriteHeader(&tar.Header{Name: "big", Mode: 0o644, Size: size, Typeflag: tar.TypeReg}))
-	member := func(data []byte) []byte {
-		var buf bytes.Buffer
-		zw, _ := gzip.NewWriterLevel(&buf, gzip.BestCompression)
-		zw.Write(data)
-		must(t, zw.Close())
-		return buf.Bytes()
-	}
-	zeros := member(make([]byte, 1<<20))
-	out := member(hdr.Bytes())
-	for n := int64(0); n < size; n += 1 << 20 {
-		out = append(out, zeros...)
-	}
-	out = append(out, member(make([]byte, 1024))...) // end of archive
-	p := filepath.Join(t.TempDir(), "bomb.tar.gz")
-	must(t, os.WriteFile(p, out, 0o644))
-	return p
-}
 
 // A small tarball holding a 1.5 GiB file is refused from its header, before anything is read:
 // the tree allocates nothing near the claimed size.
 func TestTarballBombRefused(t *testing.T) {
-	bomb := bombTarball(t, 3<<29)
+	bomb := filepath.Join(t.TempDir(), "bomb.tar.gz")
+	testarchive.TarGzBomb(t, bomb, "big", 3<<29)
 	if fi, _ := os.Stat(bomb); fi.Size() > 2<<20 {
 		t.Fatalf("the bomb is %d bytes; it should be about 1.5 MB", fi.Size())
 	}
