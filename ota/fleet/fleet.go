@@ -1,5 +1,7 @@
 // Package fleet stores what the update server knows about devices — each device's pinned key,
-// its last known status and the history of its state changes — so that it survives restarts.
+// its last known status and the history of its state changes — so that it survives restarts,
+// and how far each published version is rolled out. Several servers sharing one database agree
+// on the rollouts because they live only there.
 // Store is the interface; Open gives the embedded SQLite implementation.
 package fleet
 
@@ -60,6 +62,23 @@ type Store interface {
 	Delete(ctx context.Context, id string) error
 	// History returns up to limit of a device's events (all when limit <= 0), newest first.
 	History(ctx context.Context, id string, limit int) ([]Event, error)
+
+	// Put also counts what devices made of the versions they installed: a rolled-back report
+	// pauses the version's rollout when more than its MaxFailures share of the devices that
+	// tried it rolled back.
+
+	// Rollouts returns the stored rollouts, most recently changed first; Rollout one of them
+	// (ErrNoRollout when there is none: the version goes to every device).
+	Rollouts(ctx context.Context) ([]Rollout, error)
+	Rollout(ctx context.Context, version string) (Rollout, error)
+	// SetRollout creates or replaces a rollout (its counts are ignored); DeleteRollout forgets it.
+	SetRollout(ctx context.Context, r Rollout) error
+	DeleteRollout(ctx context.Context, version string) error
+	// Policy returns the owner's settings for a device (zero Hold and Channel if none);
+	// SetPolicy stores them, forgetting them when both are empty.
+	Policy(ctx context.Context, id string) (Policy, error)
+	Policies(ctx context.Context) ([]Policy, error)
+	SetPolicy(ctx context.Context, p Policy) error
 	Close() error
 }
 

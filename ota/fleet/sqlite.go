@@ -46,6 +46,29 @@ var migrations = []string{
 	CREATE INDEX events_device ON events(device_id, seq)`,
 	// 3: when the device's newest request was signed, so replays stay refused after a restart.
 	`ALTER TABLE devices ADD COLUMN last_signed INTEGER NOT NULL DEFAULT 0`,
+	// 4: staged rollouts, what each device made of the versions it tried, the owner's holds
+	// and channels per device.
+	`CREATE TABLE rollouts (
+		version      TEXT PRIMARY KEY,
+		share        INTEGER NOT NULL,
+		paused       INTEGER NOT NULL DEFAULT 0,
+		reason       TEXT NOT NULL DEFAULT '',
+		max_failures INTEGER NOT NULL,
+		min_devices  INTEGER NOT NULL,
+		updated      INTEGER NOT NULL DEFAULT 0
+	);
+	CREATE TABLE outcomes (
+		version   TEXT NOT NULL,
+		device_id TEXT NOT NULL REFERENCES devices(id) ON DELETE CASCADE,
+		outcome   TEXT NOT NULL,
+		at        INTEGER NOT NULL,
+		PRIMARY KEY (version, device_id)
+	);
+	CREATE TABLE policies (
+		device_id TEXT PRIMARY KEY,
+		hold      TEXT NOT NULL DEFAULT '',
+		channel   TEXT NOT NULL DEFAULT ''
+	)`,
 }
 
 // SchemaVersion is the newest database schema this kiln reads and writes.
@@ -206,6 +229,9 @@ func (s *SQLite) Put(ctx context.Context, d Device, ev *Event) error {
 			SELECT seq FROM events WHERE device_id = ? ORDER BY seq DESC LIMIT 1 OFFSET ?)`,
 			d.ID, d.ID, s.maxHistory); err != nil {
 			return fmt.Errorf("device database %s: trim history of %s: %w", s.path, d.ID, err)
+		}
+		if err := s.recordOutcome(ctx, tx, d.ID, ev); err != nil {
+			return err
 		}
 	}
 	if err := tx.Commit(); err != nil {
