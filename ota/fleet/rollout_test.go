@@ -97,6 +97,8 @@ func TestAutomaticPause(t *testing.T) {
 	}{
 		{"first rollback pauses by default", DefaultMaxFailures, DefaultMinDevices, true,
 			[]step{{"a", ota.StateInstalled}, {"a", ota.StateRolledBack}}, true, 1, 1},
+		{"a rollback among many", 1000, 2, true,
+			[]step{{"a", ota.StateHealthy}, {"b", ota.StateHealthy}, {"c", ota.StateRolledBack}}, true, 3, 1},
 		{"without a stored rollout too", DefaultMaxFailures, DefaultMinDevices, false,
 			[]step{{"a", ota.StateInstalled}, {"a", ota.StateRolledBack}}, true, 1, 1},
 		{"healthy devices keep it going", DefaultMaxFailures, DefaultMinDevices, true,
@@ -148,7 +150,7 @@ func TestAutomaticPause(t *testing.T) {
 			if r.Paused != c.paused || r.Tried != c.tried || r.RolledBack != c.rb {
 				t.Fatalf("rollout %+v; want paused %v, %d tried, %d rolled back", r, c.paused, c.tried, c.rb)
 			}
-			if c.paused && !strings.Contains(r.Reason, fmt.Sprintf("%d of %d devices that installed 1.2.0 rolled back", c.rb, c.tried)) {
+			if c.paused && !strings.Contains(r.Reason, fmt.Sprintf("devices that installed 1.2.0 rolled back (more than %s)", FormatShare(c.maxFailures))) {
 				t.Errorf("reason %q does not say why", r.Reason)
 			}
 			if !c.paused && r.Reason != "" {
