@@ -97,6 +97,9 @@ type CheckResponse struct {
 	Message string `json:"message"`
 	// Interval, when set, is how many seconds the device should wait before its next check.
 	Interval int `json:"interval,omitempty"`
+	// Channel, when set, is the channel the owner moved the device to: the device picks its
+	// update among that channel's signed targets.
+	Channel string `json:"channel,omitempty"`
 }
 
 // TargetInfo is a target as the check response names it: where to fetch it and what it is.

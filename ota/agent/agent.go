@@ -478,6 +478,9 @@ func (a *Agent) CheckAndInstall(ctx context.Context) error {
 	if !resp.Update {
 		return ota.ErrNoUpdate
 	}
+	if ch := resp.Channel; ch != "" && len(ch) <= 64 {
+		dev.Channel = ch // the owner moved this device to another channel
+	}
 	sel, err := a.selectSigned(ctx, c, dev, offered)
 	if err != nil {
 		return err
@@ -507,7 +510,8 @@ func (a *Agent) readCheck(resp *ota.CheckResponse) string {
 }
 
 // selectSigned verifies the repository's metadata and chooses the update from the signed
-// targets alone: the server's offer is advice.
+// targets alone. The server's offer can only hold newer versions back (a staged rollout, the
+// owner's hold): nothing newer than the offered version is installed.
 func (a *Agent) selectSigned(ctx context.Context, c *client.Client, dev ota.Device, offered string) (ota.Selection, error) {
 	v := &client.Verifier{Root: a.root, StateDir: a.cfg.State}
 	verified, err := v.Update(ctx, c.Metadata)
@@ -516,7 +520,7 @@ func (a *Agent) selectSigned(ctx context.Context, c *client.Client, dev ota.Devi
 		a.report(ctx, ota.StateFailed, offered, "metadata rejected: "+err.Error())
 		return ota.Selection{}, err
 	}
-	sel, err := ota.Select(verified.Targets, dev)
+	sel, err := ota.Select(upTo(verified.Targets, offered), dev)
 	if err != nil {
 		return sel, err
 	}
@@ -524,6 +528,23 @@ func (a *Agent) selectSigned(ctx context.Context, c *client.Client, dev ota.Devi
 		a.log.WithFields(logrus.Fields{"server": offered, "signed": sel.Target.Version}).Warn("server offer differs from the signed targets; installing the signed choice")
 	}
 	return sel, nil
+}
+
+// upTo drops the full targets newer than version (none when version is "").
+func upTo(targets []ota.Target, version string) []ota.Target {
+	if version == "" {
+		return targets
+	}
+	out := make([]ota.Target, 0, len(targets))
+	for _, t := range targets {
+		if t.Kind == ota.KindFull {
+			if c, err := ota.CompareVersions(t.Version, version); err != nil || c > 0 {
+				continue
+			}
+		}
+		out = append(out, t)
+	}
+	return out
 }
 
 // clip shortens s to at most n bytes for a log line.

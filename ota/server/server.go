@@ -412,8 +412,23 @@ func (s *Server) check(w http.ResponseWriter, r *http.Request) {
 		httpError(w, http.StatusServiceUnavailable, "repository unreadable: "+err.Error())
 		return
 	}
-	sel, err := ota.Select(targets, req.Device)
-	resp := ota.CheckResponse{Message: sel.Message, Interval: int(s.cfg.PollInterval / time.Second)}
+	ctx, cancel := context.WithTimeout(r.Context(), storeTimeout)
+	held, err := s.withhold(ctx, targets, &req.Device)
+	cancel()
+	if err != nil {
+		s.log.WithError(err).Error("update server: read rollouts")
+		httpError(w, http.StatusServiceUnavailable, "the server could not read its rollouts; try again later")
+		return
+	}
+	sel, err := ota.Select(held.targets, req.Device)
+	if held.why != "" {
+		if errors.Is(err, ota.ErrNoUpdate) || errors.Is(err, ota.ErrNoPath) {
+			sel.Message = held.why
+		} else {
+			sel.Message += "; " + held.why
+		}
+	}
+	resp := ota.CheckResponse{Message: sel.Message, Interval: int(s.cfg.PollInterval / time.Second), Channel: held.channel}
 	if sel.Newest != nil {
 		resp.Newest = sel.Newest.Version
 	}
@@ -470,6 +485,13 @@ func (s *Server) report(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.log.WithFields(logrus.Fields{"device": rep.ID, "version": rep.Version, "state": rep.State, "target": rep.Target}).Info(rep.Message)
+	if rep.State == ota.StateRolledBack && s.cfg.Store != nil {
+		ctx, cancel := context.WithTimeout(r.Context(), storeTimeout)
+		if ro, err := s.cfg.Store.Rollout(ctx, rep.Target); err == nil && ro.Paused {
+			s.log.WithField("version", ro.Version).Warn("update server: " + ro.Reason)
+		}
+		cancel()
+	}
 	s.changed()
 	w.WriteHeader(http.StatusNoContent)
 }
