@@ -412,7 +412,7 @@ func (s *Server) check(w http.ResponseWriter, r *http.Request) {
 		httpError(w, http.StatusServiceUnavailable, "repository unreadable: "+err.Error())
 		return
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), storeTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
 	held, err := s.withhold(ctx, targets, &req.Device)
 	cancel()
 	if err != nil {
@@ -486,7 +486,7 @@ func (s *Server) report(w http.ResponseWriter, r *http.Request) {
 	}
 	s.log.WithFields(logrus.Fields{"device": rep.ID, "version": rep.Version, "state": rep.State, "target": rep.Target}).Info(rep.Message)
 	if rep.State == ota.StateRolledBack && s.cfg.Store != nil {
-		ctx, cancel := context.WithTimeout(r.Context(), storeTimeout)
+		ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
 		if ro, err := s.cfg.Store.Rollout(ctx, rep.Target); err == nil && ro.Paused {
 			s.log.WithField("version", ro.Version).Warn("update server: " + ro.Reason)
 		}
