@@ -26,10 +26,14 @@ type deviceJSON struct {
 }
 
 func runDevices(ctx context.Context, env *Env, args []string) error {
-	fs, common := newFlags(env, "devices", "[--all] [--json] | --served [--db FILE] [--json]")
+	fs, common := newFlags(env, "devices", "[--all] [--json] | --served [--db FILE] [--state STATE] [--version VERSION] [--history ID] [--json]")
 	all := fs.Bool("all", false, "also list system drives and internal disks, marked with the reason they are hidden")
 	served := fs.Bool("served", false, "list the devices that reported to kiln serve instead of drives")
 	db := fs.String("db", "", "with --served: the device database (default: "+defaultDBHelp+")")
+	var f servedFilter
+	fs.StringVar(&f.state, "state", "", "with --served: only devices in this state (healthy, rolled-back, update-available …)")
+	fs.StringVar(&f.version, "version", "", "with --served: only devices running, installing or offered this version")
+	fs.StringVar(&f.history, "history", "", "with --served: print this device's history instead")
 	if err := common.parse(env, fs, args, false); err != nil {
 		return err
 	}
@@ -37,10 +41,10 @@ func runDevices(ctx context.Context, env *Env, args []string) error {
 		if *all {
 			return fmt.Errorf("%w: --all lists drives; it does not go with --served", errUsage)
 		}
-		return listServed(ctx, env, common, *db)
+		return listServed(ctx, env, common, *db, f)
 	}
-	if *db != "" {
-		return fmt.Errorf("%w: --db goes with --served", errUsage)
+	if *db != "" || f != (servedFilter{}) {
+		return fmt.Errorf("%w: --db, --state, --version and --history go with --served", errUsage)
 	}
 	ds, err := flasher.List(*all)
 	if err != nil {
@@ -79,8 +83,18 @@ func runDevices(ctx context.Context, env *Env, args []string) error {
 	return tw.Flush()
 }
 
+// servedFilter chooses the rows of kiln devices --served.
+type servedFilter struct {
+	state, version, history string
+}
+
+func (f servedFilter) match(d ota.DeviceStatus) bool {
+	return (f.state == "" || d.State == f.state) &&
+		(f.version == "" || d.Version == f.version || d.Target == f.version || d.Offered == f.version)
+}
+
 // listServed prints the device table kept by kiln serve.
-func listServed(ctx context.Context, env *Env, common *Common, flag string) error {
+func listServed(ctx context.Context, env *Env, common *Common, flag string, f servedFilter) error {
 	path, err := deviceDBPath(flag)
 	if err != nil {
 		return err
@@ -93,9 +107,18 @@ func listServed(ctx context.Context, env *Env, common *Common, flag string) erro
 		return err
 	}
 	defer store.Close()
-	ds, err := store.Devices(ctx)
+	if f.history != "" {
+		return printHistory(ctx, env, common, store, f.history)
+	}
+	all, err := store.Devices(ctx)
 	if err != nil {
 		return err
+	}
+	var ds []fleet.Device
+	for _, d := range all {
+		if f.match(d.DeviceStatus) {
+			ds = append(ds, d)
+		}
 	}
 	if common.JSON {
 		out := make([]ota.DeviceStatus, 0, len(ds))
@@ -104,8 +127,12 @@ func listServed(ctx context.Context, env *Env, common *Common, flag string) erro
 		}
 		return env.printJSON(out)
 	}
-	if len(ds) == 0 {
+	switch {
+	case len(all) == 0:
 		fmt.Fprintf(env.Stdout, "No device has talked to kiln serve yet (database %s).\n", path)
+		return nil
+	case len(ds) == 0:
+		fmt.Fprintf(env.Stdout, "None of the %d devices matches.\n", len(all))
 		return nil
 	}
 	tw := tabwriter.NewWriter(env.Stdout, 0, 4, 2, ' ', 0)
@@ -117,6 +144,42 @@ func listServed(ctx context.Context, env *Env, common *Common, flag string) erro
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", d.ID, dash(d.Name), dash(d.Version), dash(state),
 			d.LastSeen.Local().Format(time.DateTime), dash(d.Addr))
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	rs, err := store.Rollouts(ctx)
+	if err != nil {
+		return err
+	}
+	ps, err := store.Policies(ctx)
+	if err != nil {
+		return err
+	}
+	if len(rs)+len(ps) > 0 {
+		fmt.Fprintln(env.Stdout)
+		printRollouts(env.Stdout, rs, ps)
+	}
+	return nil
+}
+
+// printHistory prints one device's history, newest first.
+func printHistory(ctx context.Context, env *Env, common *Common, store fleet.Store, id string) error {
+	evs, err := store.History(ctx, id, 0)
+	if err != nil {
+		return err
+	}
+	if common.JSON {
+		return env.printJSON(append([]fleet.Event{}, evs...))
+	}
+	if len(evs) == 0 {
+		fmt.Fprintf(env.Stdout, "No history of device %s (kiln devices --served lists the devices).\n", id)
+		return nil
+	}
+	tw := tabwriter.NewWriter(env.Stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "TIME\tSTATE\tVERSION\tTARGET\tMESSAGE")
+	for _, e := range evs {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", e.Time.Local().Format(time.DateTime), e.State, dash(e.Version), dash(e.Target), e.Message)
 	}
 	return tw.Flush()
 }

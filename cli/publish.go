@@ -2,8 +2,10 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
+	"github.com/kilnproject/kiln/ota/fleet"
 	"github.com/kilnproject/kiln/ota/repo"
 
 	"github.com/kilnproject/kiln/internal/units"
@@ -14,10 +16,12 @@ func init() {
 }
 
 func runPublish(ctx context.Context, env *Env, args []string) error {
-	fs, common := newFlags(env, "publish", "--repo DIR OUT_DIR | --repo DIR --refresh")
+	fs, common := newFlags(env, "publish", "--repo DIR [--rollout 10%] OUT_DIR | --repo DIR --refresh")
 	dir := fs.String("repo", "", "update repository directory (created on first use)")
 	noDelta := fs.Bool("no-delta", false, "do not make delta payloads against earlier versions")
 	refresh := fs.Bool("refresh", false, "only re-sign the timestamp (for a repository served by another web server)")
+	rollout := fs.String("rollout", "", "offer the version to this share of devices only, e.g. 10% (raise it with kiln rollout)")
+	db := fs.String("db", "", "with --rollout: the device database kiln serve uses (default: "+defaultDBHelp+")")
 	if err := common.parse(env, fs, args, true); err != nil {
 		return err
 	}
@@ -41,10 +45,24 @@ func runPublish(ctx context.Context, env *Env, args []string) error {
 	if fs.NArg() != 1 {
 		return fmt.Errorf("%w: give one build output directory (e.g. out/kiln-tiny-1.1.0)", errUsage)
 	}
+	if *db != "" && *rollout == "" {
+		return fmt.Errorf("%w: --db goes with --rollout", errUsage)
+	}
+	var undo func()
+	if *rollout != "" {
+		// The rollout is stored before the metadata names the version, so that no server
+		// offers it to every device in between.
+		if undo, err = stageRollout(ctx, env, *db, fs.Arg(0), *rollout); err != nil {
+			return err
+		}
+	}
 	prog, finish := env.progressFunc(common)
 	pub, err := repo.Publish(ctx, *dir, keys, fs.Arg(0), repo.Options{NoDeltas: *noDelta, Log: env.Log, Progress: prog})
 	finish()
 	if err != nil {
+		if undo != nil {
+			undo()
+		}
 		return err
 	}
 	t := pub.Target
@@ -76,8 +94,53 @@ func runPublish(ctx context.Context, env *Env, args []string) error {
 	}
 	fmt.Fprintf(env.Stdout, "published %s %s to %s (targets version %d)\n  payload  %s (%s)\n  sha256   %s\n",
 		t.Name, t.Version, *dir, pub.TargetsVersion, t.Path, units.Binary(t.Size), t.SHA256)
+	if *rollout != "" {
+		fmt.Fprintf(env.Stdout, "  rollout  %s of devices (kiln rollout %s 50%%|100%%|pause)\n", *rollout, t.Version)
+	}
 	for _, d := range pub.Deltas {
 		fmt.Fprintf(env.Stdout, "  delta    from %s: %s (%.1f%% of the full payload)\n", d.From, units.Binary(d.Size), 100*float64(d.Size)/float64(t.Size))
 	}
 	return nil
+}
+
+// stageRollout stores the rollout of the bundle's version at share; undo forgets it again if
+// it did not exist before.
+func stageRollout(ctx context.Context, env *Env, db, bundleDir, share string) (undo func(), err error) {
+	bp, err := fleet.ParseShare(share)
+	if err != nil {
+		return nil, fmt.Errorf("%w: --rollout: %v", errUsage, err)
+	}
+	b, _, err := repo.ReadBundle(bundleDir)
+	if err != nil {
+		return nil, err
+	}
+	store, err := openDeviceDB(ctx, db)
+	if err != nil {
+		return nil, err
+	}
+	defer store.Close()
+	r, err := store.Rollout(ctx, b.Version)
+	existed := err == nil
+	if errors.Is(err, fleet.ErrNoRollout) {
+		r = fleet.NewRollout(b.Version, bp)
+	} else if err != nil {
+		return nil, err
+	}
+	r.Share, r.Paused, r.Reason = bp, false, ""
+	if err := setRollout(ctx, store, r); err != nil {
+		return nil, err
+	}
+	return func() {
+		if existed {
+			return
+		}
+		store, err := openDeviceDB(context.WithoutCancel(ctx), db)
+		if err == nil {
+			err = store.DeleteRollout(context.WithoutCancel(ctx), b.Version)
+			store.Close()
+		}
+		if err != nil {
+			env.Log.WithError(err).Warn("forget the rollout of an unpublished version")
+		}
+	}, nil
 }

@@ -42,8 +42,8 @@ type row struct {
 	contacts int
 	reported bool
 	nonces   map[string]time.Time // nonce -> signature time
-	// checked is what the last check found (state, version, offer), to record changes only.
-	checked [3]string
+	// checked is what the last check found (state, version, offer, why), to record changes only.
+	checked [4]string
 	// signed is the signature time of its newest request; restarted is that time as loaded
 	// from the store, before which nothing is accepted (the nonces seen are not stored).
 	signed, restarted time.Time
@@ -261,7 +261,7 @@ func (t *deviceTable) seen(d ota.Device, sig ota.Signature, addr, offered, msg s
 		r.State, r.Message = found, msg
 	}
 	var ev *fleet.Event
-	if c := [3]string{found, d.Version, offered}; c != r.checked {
+	if c := [4]string{found, d.Version, offered, msg}; c != r.checked {
 		r.checked = c
 		ev = &fleet.Event{Time: r.LastSeen, State: found, Version: d.Version, Target: offered, Message: msg, Addr: addr}
 	}
