@@ -204,8 +204,19 @@ func TestUpdateAndRollbackInQEMU(t *testing.T) {
 		return d.Version == "1.1.0" && d.State == ota.StateHealthy
 	})
 
-	// A broken 1.2.0: tried three times, then 1.1.0 comes back by itself.
+	// A broken 1.2.0, staged: first to a share of devices that just leaves this one out ...
+	id := device(t, srv).ID
+	bucket := fleet.Bucket(id, "1.2.0")
+	if err := store.SetRollout(ctx, fleet.NewRollout("1.2.0", bucket)); err != nil {
+		t.Fatal(err)
+	}
 	publish(t, dir, keys, v120)
+	waitHistory(ctx, t, srv, id, "1.2.0 is rolled out to "+fleet.FormatShare(bucket)+" of devices; this one is not among them yet")
+	// ... then to one that takes it in. It is tried three times, then 1.1.0 comes back by
+	// itself, and the rollout pauses itself.
+	if err := store.SetRollout(ctx, fleet.NewRollout("1.2.0", bucket+1)); err != nil {
+		t.Fatal(err)
+	}
 	con.expect(ctx, "kiln-agent: installed", "kiln-agent: error")
 	for try := 1; try <= 3; try++ {
 		con.expect(ctx, "kiln: ready name=kiln-tiny version=1.2.0")
@@ -232,6 +243,35 @@ func TestUpdateAndRollbackInQEMU(t *testing.T) {
 	for _, want := range []string{"update-available 1.0.0 → 1.1.0", "healthy 1.1.0 → 1.1.0", "rolled-back 1.1.0 → 1.2.0"} {
 		if !seen[want] {
 			t.Errorf("history lacks %q: %+v", want, hist)
+		}
+	}
+	// The rollout of 1.2.0 paused itself after this first rollback, and says why.
+	ro, err := store.Rollout(ctx, "1.2.0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !ro.Paused || ro.Tried != 1 || ro.RolledBack != 1 || !strings.Contains(ro.Reason, "1 of 1 devices that installed 1.2.0 rolled back") {
+		t.Fatalf("rollout of 1.2.0 after the rollback: %+v", ro)
+	}
+	waitHistory(ctx, t, srv, id, "the rollout of 1.2.0 is paused automatically")
+}
+
+// waitHistory waits until the newest event of device id's history contains msg.
+func waitHistory(ctx context.Context, t *testing.T, srv *server.Server, id, msg string) {
+	t.Helper()
+	for {
+		hist, err := srv.History(ctx, id, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(hist) == 1 && strings.Contains(hist[0].Message, msg) {
+			t.Logf("history: %+v", hist[0])
+			return
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("the device's history never said %q: %+v", msg, hist)
+		case <-time.After(500 * time.Millisecond):
 		}
 	}
 }
