@@ -16,6 +16,8 @@ pkgs=(
   xvfb imagemagick xdotool x11-utils
   # networking tests, benchmarks
   iproute2 socat hyperfine time
+  # the device database on PostgreSQL, and nginx as the load balancer of several servers
+  postgresql nginx
 )
 missing=()
 for p in "${pkgs[@]}"; do

@@ -3,7 +3,6 @@ package fleet
 import (
 	"errors"
 	"fmt"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -82,7 +81,7 @@ func report(t *testing.T, s Store, id, state, target string, at time.Time) {
 	}
 }
 
-func TestAutomaticPause(t *testing.T) {
+func testAutomaticPause(t *testing.T, newDB func(*testing.T) string) {
 	type step struct {
 		id, state string
 	}
@@ -119,7 +118,7 @@ func TestAutomaticPause(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			ctx := testCtx(t)
-			s, err := Open(ctx, filepath.Join(t.TempDir(), "devices.db"), 0)
+			s, err := Open(ctx, newDB(t), 0)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -163,9 +162,9 @@ func TestAutomaticPause(t *testing.T) {
 	}
 }
 
-func TestRolloutsAndPoliciesSurviveReopen(t *testing.T) {
+func testRolloutsAndPoliciesSurviveReopen(t *testing.T, newDB func(*testing.T) string) {
 	ctx := testCtx(t)
-	path := filepath.Join(t.TempDir(), "devices.db")
+	path := newDB(t)
 	s, err := Open(ctx, path, 0)
 	if err != nil {
 		t.Fatal(err)

@@ -10,17 +10,17 @@ import (
 
 // recordOutcome notes what a reported event says about the version the device tried and
 // pauses that version's rollout when too many devices rolled back. Part of Put's transaction.
-func (s *SQLite) recordOutcome(ctx context.Context, tx *sql.Tx, id string, ev *Event) error {
+func (s *DB) recordOutcome(ctx context.Context, tx *sql.Tx, id string, ev *Event) error {
 	o := outcome(ev.State)
 	if o == "" || ev.Target == "" {
 		return nil
 	}
 	// A device still trying does not undo what it already made of the version.
-	if _, err := tx.ExecContext(ctx, `INSERT INTO outcomes (version, device_id, outcome, at) VALUES (?,?,?,?)
+	if _, err := tx.ExecContext(ctx, s.q(`INSERT INTO outcomes (version, device_id, outcome, at) VALUES (?,?,?,?)
 		ON CONFLICT(version, device_id) DO UPDATE SET outcome=excluded.outcome, at=excluded.at
-		WHERE excluded.outcome <> 'trying' OR outcomes.outcome = 'trying'`,
+		WHERE excluded.outcome <> 'trying' OR outcomes.outcome = 'trying'`),
 		ev.Target, id, o, ev.Time.UnixNano()); err != nil {
-		return fmt.Errorf("device database %s: save the outcome of %s on %s: %w", s.path, ev.Target, id, err)
+		return fmt.Errorf("device database %s: save the outcome of %s on %s: %w", s.name, ev.Target, id, err)
 	}
 	if o != "rolled-back" {
 		return nil
@@ -28,8 +28,8 @@ func (s *SQLite) recordOutcome(ctx context.Context, tx *sql.Tx, id string, ev *E
 	r, err := s.rollout(ctx, tx, ev.Target)
 	if errors.Is(err, ErrNoRollout) {
 		r = NewRollout(ev.Target, AllDevices)
-		if err := tx.QueryRowContext(ctx, `SELECT COUNT(*), COUNT(CASE WHEN outcome = 'rolled-back' THEN 1 END)
-			FROM outcomes WHERE version = ?`, ev.Target).Scan(&r.Tried, &r.RolledBack); err != nil {
+		if err := tx.QueryRowContext(ctx, s.q(`SELECT COUNT(*), COUNT(CASE WHEN outcome = 'rolled-back' THEN 1 END)
+			FROM outcomes WHERE version = ?`), ev.Target).Scan(&r.Tried, &r.RolledBack); err != nil {
 			return s.damaged(err)
 		}
 	} else if err != nil {
@@ -61,8 +61,8 @@ func scanRollout(sc interface{ Scan(...any) error }) (Rollout, error) {
 	return r, err
 }
 
-func (s *SQLite) rollout(ctx context.Context, q querier, version string) (Rollout, error) {
-	r, err := scanRollout(q.QueryRowContext(ctx, rolloutQuery+` WHERE r.version = ?`, version))
+func (s *DB) rollout(ctx context.Context, q querier, version string) (Rollout, error) {
+	r, err := scanRollout(q.QueryRowContext(ctx, s.q(rolloutQuery+` WHERE r.version = ?`), version))
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
 		return Rollout{}, fmt.Errorf("%w: %s", ErrNoRollout, version)
@@ -72,27 +72,27 @@ func (s *SQLite) rollout(ctx context.Context, q querier, version string) (Rollou
 	return r, nil
 }
 
-func (s *SQLite) setRollout(ctx context.Context, q querier, r Rollout) error {
+func (s *DB) setRollout(ctx context.Context, q querier, r Rollout) error {
 	if r.Updated.IsZero() {
 		r.Updated = time.Now()
 	}
-	if _, err := q.ExecContext(ctx, `INSERT INTO rollouts (version, share, paused, reason, max_failures, min_devices, updated)
+	if _, err := q.ExecContext(ctx, s.q(`INSERT INTO rollouts (version, share, paused, reason, max_failures, min_devices, updated)
 		VALUES (?,?,?,?,?,?,?) ON CONFLICT(version) DO UPDATE SET share=excluded.share, paused=excluded.paused,
-			reason=excluded.reason, max_failures=excluded.max_failures, min_devices=excluded.min_devices, updated=excluded.updated`,
+			reason=excluded.reason, max_failures=excluded.max_failures, min_devices=excluded.min_devices, updated=excluded.updated`),
 		r.Version, r.Share, r.Paused, r.Reason, r.MaxFailures, r.MinDevices, r.Updated.UnixNano()); err != nil {
-		return fmt.Errorf("device database %s: save the rollout of %s: %w", s.path, r.Version, err)
+		return fmt.Errorf("device database %s: save the rollout of %s: %w", s.name, r.Version, err)
 	}
 	return nil
 }
 
 // Rollout implements Store.
-func (s *SQLite) Rollout(ctx context.Context, version string) (Rollout, error) {
+func (s *DB) Rollout(ctx context.Context, version string) (Rollout, error) {
 	return s.rollout(ctx, s.db, version)
 }
 
 // Rollouts implements Store.
-func (s *SQLite) Rollouts(ctx context.Context) ([]Rollout, error) {
-	rows, err := s.db.QueryContext(ctx, rolloutQuery+` ORDER BY r.updated DESC, r.version`)
+func (s *DB) Rollouts(ctx context.Context) ([]Rollout, error) {
+	rows, err := s.db.QueryContext(ctx, s.q(rolloutQuery+` ORDER BY r.updated DESC, r.version`))
 	if err != nil {
 		return nil, s.damaged(err)
 	}
@@ -112,7 +112,7 @@ func (s *SQLite) Rollouts(ctx context.Context) ([]Rollout, error) {
 }
 
 // SetRollout implements Store.
-func (s *SQLite) SetRollout(ctx context.Context, r Rollout) error {
+func (s *DB) SetRollout(ctx context.Context, r Rollout) error {
 	if err := validRollout(r); err != nil {
 		return err
 	}
@@ -120,17 +120,17 @@ func (s *SQLite) SetRollout(ctx context.Context, r Rollout) error {
 }
 
 // DeleteRollout implements Store.
-func (s *SQLite) DeleteRollout(ctx context.Context, version string) error {
-	if _, err := s.db.ExecContext(ctx, `DELETE FROM rollouts WHERE version = ?`, version); err != nil {
-		return fmt.Errorf("device database %s: forget the rollout of %s: %w", s.path, version, err)
+func (s *DB) DeleteRollout(ctx context.Context, version string) error {
+	if _, err := s.db.ExecContext(ctx, s.q(`DELETE FROM rollouts WHERE version = ?`), version); err != nil {
+		return fmt.Errorf("device database %s: forget the rollout of %s: %w", s.name, version, err)
 	}
 	return nil
 }
 
 // Policy implements Store.
-func (s *SQLite) Policy(ctx context.Context, id string) (Policy, error) {
+func (s *DB) Policy(ctx context.Context, id string) (Policy, error) {
 	p := Policy{ID: id}
-	err := s.db.QueryRowContext(ctx, `SELECT hold, channel FROM policies WHERE device_id = ?`, id).Scan(&p.Hold, &p.Channel)
+	err := s.db.QueryRowContext(ctx, s.q(`SELECT hold, channel FROM policies WHERE device_id = ?`), id).Scan(&p.Hold, &p.Channel)
 	if err != nil && !errors.Is(err, sql.ErrNoRows) {
 		return p, s.damaged(err)
 	}
@@ -138,7 +138,7 @@ func (s *SQLite) Policy(ctx context.Context, id string) (Policy, error) {
 }
 
 // Policies implements Store.
-func (s *SQLite) Policies(ctx context.Context) ([]Policy, error) {
+func (s *DB) Policies(ctx context.Context) ([]Policy, error) {
 	rows, err := s.db.QueryContext(ctx, `SELECT device_id, hold, channel FROM policies ORDER BY device_id`)
 	if err != nil {
 		return nil, s.damaged(err)
@@ -159,19 +159,19 @@ func (s *SQLite) Policies(ctx context.Context) ([]Policy, error) {
 }
 
 // SetPolicy implements Store.
-func (s *SQLite) SetPolicy(ctx context.Context, p Policy) error {
+func (s *DB) SetPolicy(ctx context.Context, p Policy) error {
 	if err := validPolicy(p); err != nil {
 		return err
 	}
 	var err error
 	if p.Hold == "" && p.Channel == "" {
-		_, err = s.db.ExecContext(ctx, `DELETE FROM policies WHERE device_id = ?`, p.ID)
+		_, err = s.db.ExecContext(ctx, s.q(`DELETE FROM policies WHERE device_id = ?`), p.ID)
 	} else {
-		_, err = s.db.ExecContext(ctx, `INSERT INTO policies (device_id, hold, channel) VALUES (?,?,?)
-			ON CONFLICT(device_id) DO UPDATE SET hold=excluded.hold, channel=excluded.channel`, p.ID, p.Hold, p.Channel)
+		_, err = s.db.ExecContext(ctx, s.q(`INSERT INTO policies (device_id, hold, channel) VALUES (?,?,?)
+			ON CONFLICT(device_id) DO UPDATE SET hold=excluded.hold, channel=excluded.channel`), p.ID, p.Hold, p.Channel)
 	}
 	if err != nil {
-		return fmt.Errorf("device database %s: save the settings of %s: %w", s.path, p.ID, err)
+		return fmt.Errorf("device database %s: save the settings of %s: %w", s.name, p.ID, err)
 	}
 	return nil
 }

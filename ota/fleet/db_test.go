@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/kilnproject/kiln/ota"
+	"github.com/kilnproject/kiln/ota/internal/pgtest"
 )
 
 func testCtx(t *testing.T) context.Context {
@@ -24,7 +25,39 @@ func device(id, key, state string, seen time.Time) Device {
 		Addr: "192.168.1.20:40000", LastSeen: seen.UTC()}, Key: key, Contacts: 1}
 }
 
-func schemaVersion(t *testing.T, s *SQLite) int {
+// storeTests run on every backend; newDB gives an empty database (its DSN).
+var storeTests = []struct {
+	name string
+	run  func(t *testing.T, newDB func(*testing.T) string)
+}{
+	{"OpenEmptyDatabase", testOpenEmptyDatabase},
+	{"MigrateFromPreviousSchema", testMigrateFromPreviousSchema},
+	{"NewerSchemaRefused", testNewerSchemaRefused},
+	{"HistoryCap", testHistoryCap},
+	{"PinnedKeyKept", testPinnedKeyKept},
+	{"DeleteForgetsHistory", testDeleteForgetsHistory},
+	{"AutomaticPause", testAutomaticPause},
+	{"RolloutsAndPoliciesSurviveReopen", testRolloutsAndPoliciesSurviveReopen},
+}
+
+// TestStore runs storeTests on a SQLite file and on PostgreSQL (a server of its own).
+func TestStore(t *testing.T) {
+	t.Run("sqlite", func(t *testing.T) {
+		for _, st := range storeTests {
+			t.Run(st.name, func(t *testing.T) {
+				st.run(t, func(t *testing.T) string { return filepath.Join(t.TempDir(), "sub", "devices.db") })
+			})
+		}
+	})
+	t.Run("postgres", func(t *testing.T) {
+		pg := pgtest.Start(t)
+		for _, st := range storeTests {
+			t.Run(st.name, func(t *testing.T) { st.run(t, func(t *testing.T) string { return pg.NewDB(t) }) })
+		}
+	})
+}
+
+func schemaVersion(t *testing.T, s *DB) int {
 	t.Helper()
 	var v int
 	if err := s.db.QueryRow(`SELECT version FROM schema_version`).Scan(&v); err != nil {
@@ -33,9 +66,9 @@ func schemaVersion(t *testing.T, s *SQLite) int {
 	return v
 }
 
-func TestOpenEmptyDatabase(t *testing.T) {
+func testOpenEmptyDatabase(t *testing.T, newDB func(*testing.T) string) {
 	ctx := testCtx(t)
-	path := filepath.Join(t.TempDir(), "sub", "devices.db")
+	path := newDB(t)
 	s, err := Open(ctx, path, 0)
 	if err != nil {
 		t.Fatal(err)
@@ -70,9 +103,9 @@ func TestOpenEmptyDatabase(t *testing.T) {
 	}
 }
 
-func TestMigrateFromPreviousSchema(t *testing.T) {
+func testMigrateFromPreviousSchema(t *testing.T, newDB func(*testing.T) string) {
 	ctx := testCtx(t)
-	path := filepath.Join(t.TempDir(), "devices.db")
+	path := newDB(t)
 	old, err := open(ctx, path, 0, SchemaVersion-1)
 	if err != nil {
 		t.Fatal(err)
@@ -80,11 +113,11 @@ func TestMigrateFromPreviousSchema(t *testing.T) {
 	// Rows as the previous kiln wrote them (its columns only).
 	seen := time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)
 	d := device("tiny-1", "KEY", ota.StateInstalled, seen)
-	if _, err := old.db.Exec(`INSERT INTO devices (id, key, name, version, state, addr, last_seen, contacts)
-		VALUES (?,?,?,?,?,?,?,?)`, d.ID, d.Key, d.Name, d.Version, d.State, d.Addr, seen.UnixNano(), d.Contacts); err != nil {
+	if _, err := old.db.Exec(old.q(`INSERT INTO devices (id, key, name, version, state, addr, last_seen, contacts)
+		VALUES (?,?,?,?,?,?,?,?)`), d.ID, d.Key, d.Name, d.Version, d.State, d.Addr, seen.UnixNano(), d.Contacts); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := old.db.Exec(`INSERT INTO events (device_id, at, state, version) VALUES (?,?,?,?)`,
+	if _, err := old.db.Exec(old.q(`INSERT INTO events (device_id, at, state, version) VALUES (?,?,?,?)`),
 		d.ID, seen.UnixNano(), ota.StateInstalled, "1.0.0"); err != nil {
 		t.Fatal(err)
 	}
@@ -113,17 +146,27 @@ func TestMigrateFromPreviousSchema(t *testing.T) {
 	if err != nil || len(h) != 2 || h[0].State != ota.StateHealthy || h[1].State != ota.StateInstalled {
 		t.Fatalf("history after migration = %+v, %v", h, err)
 	}
+	// What the new schema adds works on the migrated database.
+	if err := s.SetRollout(ctx, NewRollout("1.1.0", 1000)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Put(ctx, d, &Event{Time: seen, State: ota.StateRolledBack, Target: "1.1.0"}); err != nil {
+		t.Fatal(err)
+	}
+	if r, err := s.Rollout(ctx, "1.1.0"); err != nil || !r.Paused || r.RolledBack != 1 {
+		t.Fatalf("rollout on the migrated database: %+v, %v", r, err)
+	}
 }
 
-func TestNewerSchemaRefused(t *testing.T) {
+func testNewerSchemaRefused(t *testing.T, newDB func(*testing.T) string) {
 	ctx := testCtx(t)
-	path := filepath.Join(t.TempDir(), "devices.db")
+	path := newDB(t)
 	s, err := Open(ctx, path, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
 	newer := SchemaVersion + 3
-	if _, err := s.db.Exec(`UPDATE schema_version SET version = ?`, newer); err != nil {
+	if _, err := s.db.Exec(s.q(`UPDATE schema_version SET version = ?`), newer); err != nil {
 		t.Fatal(err)
 	}
 	s.Close()
@@ -137,9 +180,9 @@ func TestNewerSchemaRefused(t *testing.T) {
 	}
 }
 
-func TestHistoryCap(t *testing.T) {
+func testHistoryCap(t *testing.T, newDB func(*testing.T) string) {
 	ctx := testCtx(t)
-	s, err := Open(ctx, filepath.Join(t.TempDir(), "devices.db"), 5)
+	s, err := Open(ctx, newDB(t), 5)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -177,9 +220,9 @@ func TestHistoryCap(t *testing.T) {
 	}
 }
 
-func TestPinnedKeyKept(t *testing.T) {
+func testPinnedKeyKept(t *testing.T, newDB func(*testing.T) string) {
 	ctx := testCtx(t)
-	s, err := Open(ctx, filepath.Join(t.TempDir(), "devices.db"), 0)
+	s, err := Open(ctx, newDB(t), 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -201,9 +244,9 @@ func TestPinnedKeyKept(t *testing.T) {
 	}
 }
 
-func TestDeleteForgetsHistory(t *testing.T) {
+func testDeleteForgetsHistory(t *testing.T, newDB func(*testing.T) string) {
 	ctx := testCtx(t)
-	s, err := Open(ctx, filepath.Join(t.TempDir(), "devices.db"), 0)
+	s, err := Open(ctx, newDB(t), 0)
 	if err != nil {
 		t.Fatal(err)
 	}
