@@ -18,5 +18,5 @@ func credential(t testing.TB) *credentialT {
 }
 
 func sysProc(*credentialT) *syscall.SysProcAttr { return nil }
-func chown(string, *credentialT) error       { return nil }
-func stop(cmd *exec.Cmd)                     { cmd.Process.Kill() }
+func chown(string, *credentialT) error          { return nil }
+func stop(cmd *exec.Cmd)                        { cmd.Process.Kill() }
