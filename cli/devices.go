@@ -99,7 +99,7 @@ func listServed(ctx context.Context, env *Env, common *Common, flag string, f se
 	if err != nil {
 		return err
 	}
-	if _, err := os.Stat(path); err != nil {
+	if _, err := os.Stat(path); err != nil && !fleet.IsPostgres(path) {
 		return fmt.Errorf("no device database at %s (kiln serve makes it; give --db FILE if it runs with another): %w", path, err)
 	}
 	store, err := fleet.Open(ctx, path, 0)

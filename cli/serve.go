@@ -22,7 +22,7 @@ func runServe(ctx context.Context, env *Env, args []string) error {
 	addr := fs.String("addr", "", "address to listen on, e.g. 192.168.1.10:8080 (0.0.0.0:8080 for every interface)")
 	noMDNS := fs.Bool("no-mdns", false, "do not advertise the server with DNS-SD (_kiln-ota._tcp)")
 	name := fs.String("name", "", "DNS-SD instance name (default: Kiln updates on <hostname>)")
-	db := fs.String("db", "", "device database, kept across restarts (default: "+defaultDBHelp+")")
+	db := fs.String("db", "", "device database, kept across restarts: a SQLite file or postgres://user:password@host/db (default: "+defaultDBHelp+")")
 	if err := common.parse(env, fs, args, false); err != nil {
 		return err
 	}
@@ -81,7 +81,7 @@ func deviceDBPath(flag string) (string, error) {
 }
 
 // openDeviceDB opens (creating it if needed) the device database of kiln serve.
-func openDeviceDB(ctx context.Context, flag string) (*fleet.SQLite, error) {
+func openDeviceDB(ctx context.Context, flag string) (*fleet.DB, error) {
 	path, err := deviceDBPath(flag)
 	if err != nil {
 		return nil, err

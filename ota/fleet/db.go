@@ -82,7 +82,8 @@ var migrations = []migration{
 	`ALTER TABLE devices ADD COLUMN last_signed INTEGER NOT NULL DEFAULT 0`,
 		postgres: `ALTER TABLE devices ADD COLUMN last_signed BIGINT NOT NULL DEFAULT 0`},
 	{sqlite: // 4: staged rollouts, what each device made of the versions it tried, the owner's
-	// holds and channels per device.
+	// holds and channels per device; the nonces of recent requests, so that servers sharing
+	// the database refuse each other's replays.
 	`CREATE TABLE rollouts (
 		version      TEXT PRIMARY KEY,
 		share        INTEGER NOT NULL,
@@ -103,6 +104,12 @@ var migrations = []migration{
 		device_id TEXT PRIMARY KEY,
 		hold      TEXT NOT NULL DEFAULT '',
 		channel   TEXT NOT NULL DEFAULT ''
+	);
+	CREATE TABLE nonces (
+		device_id TEXT NOT NULL,
+		nonce     TEXT NOT NULL,
+		at        INTEGER NOT NULL,
+		PRIMARY KEY (device_id, nonce)
 	)`, postgres: `CREATE TABLE rollouts (
 		version      TEXT PRIMARY KEY,
 		share        INTEGER NOT NULL,
@@ -123,6 +130,12 @@ var migrations = []migration{
 		device_id TEXT PRIMARY KEY,
 		hold      TEXT NOT NULL DEFAULT '',
 		channel   TEXT NOT NULL DEFAULT ''
+	);
+	CREATE TABLE nonces (
+		device_id TEXT NOT NULL,
+		nonce     TEXT NOT NULL,
+		at        BIGINT NOT NULL,
+		PRIMARY KEY (device_id, nonce)
 	)`},
 }
 
@@ -283,7 +296,11 @@ const deviceColumns = `id, key, name, version, board, channel, state, target, of
 
 // Devices implements Store.
 func (s *DB) Devices(ctx context.Context) ([]Device, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT `+deviceColumns+` FROM devices ORDER BY last_seen DESC, id`)
+	return s.devices(ctx, ` ORDER BY last_seen DESC, id`)
+}
+
+func (s *DB) devices(ctx context.Context, where string, args ...any) ([]Device, error) {
+	rows, err := s.db.QueryContext(ctx, s.q(`SELECT `+deviceColumns+` FROM devices`+where), args...)
 	if err != nil {
 		return nil, s.damaged(err)
 	}
@@ -306,6 +323,38 @@ func (s *DB) Devices(ctx context.Context) ([]Device, error) {
 		return nil, s.damaged(err)
 	}
 	return out, nil
+}
+
+// Device implements Store.
+func (s *DB) Device(ctx context.Context, id string) (Device, bool, error) {
+	ds, err := s.devices(ctx, ` WHERE id = ?`, id)
+	if err != nil || len(ds) == 0 {
+		return Device{}, false, err
+	}
+	return ds[0], true, nil
+}
+
+// Nonce implements Store.
+func (s *DB) Nonce(ctx context.Context, id, nonce string, at time.Time, window time.Duration) error {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("device database %s: %w", s.name, err)
+	}
+	defer tx.Rollback()
+	if _, err := tx.ExecContext(ctx, s.q(`DELETE FROM nonces WHERE device_id = ? AND at < ?`), id, at.Add(-window).UnixNano()); err != nil {
+		return fmt.Errorf("device database %s: forget old nonces of %s: %w", s.name, id, err)
+	}
+	res, err := tx.ExecContext(ctx, s.q(`INSERT INTO nonces (device_id, nonce, at) VALUES (?,?,?) ON CONFLICT DO NOTHING`), id, nonce, at.UnixNano())
+	if err != nil {
+		return fmt.Errorf("device database %s: save a nonce of %s: %w", s.name, id, err)
+	}
+	if n, err := res.RowsAffected(); err == nil && n == 0 {
+		return fmt.Errorf("%w: %s", ErrReplay, id)
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("device database %s: %w", s.name, err)
+	}
+	return nil
 }
 
 // Put implements Store.
@@ -355,6 +404,9 @@ func (s *DB) Put(ctx context.Context, d Device, ev *Event) error {
 
 // Delete implements Store.
 func (s *DB) Delete(ctx context.Context, id string) error {
+	if _, err := s.db.ExecContext(ctx, s.q(`DELETE FROM nonces WHERE device_id = ?`), id); err != nil {
+		return fmt.Errorf("device database %s: forget %s: %w", s.name, id, err)
+	}
 	if _, err := s.db.ExecContext(ctx, s.q(`DELETE FROM devices WHERE id = ?`), id); err != nil {
 		return fmt.Errorf("device database %s: forget %s: %w", s.name, id, err)
 	}

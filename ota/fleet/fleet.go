@@ -22,6 +22,8 @@ var (
 	ErrIncompatible = errors.New("device database from a newer kiln")
 	// ErrKeyMismatch: Put of a device whose ID is pinned to another key.
 	ErrKeyMismatch = errors.New("this device ID belongs to another key")
+	// ErrReplay: Nonce of a nonce already seen.
+	ErrReplay = errors.New("request already seen (replayed)")
 )
 
 // DefaultHistory is how many history events a store keeps per device by default.
@@ -53,8 +55,13 @@ type Event struct {
 
 // Store keeps devices and their history. Implementations are safe for concurrent use.
 type Store interface {
-	// Devices returns every stored device, most recently seen first.
+	// Devices returns every stored device, most recently seen first; Device one of them.
 	Devices(ctx context.Context) ([]Device, error)
+	Device(ctx context.Context, id string) (d Device, ok bool, err error)
+	// Nonce records the nonce of a request of device id signed at at, refusing (ErrReplay) one
+	// already recorded, and forgets the device's nonces older than window before at. Servers
+	// sharing a database so refuse each other's replays.
+	Nonce(ctx context.Context, id, nonce string, at time.Time, window time.Duration) error
 	// Put creates or updates d and, when ev is not nil, appends ev to its history, keeping
 	// the newest events only. It refuses (ErrKeyMismatch) a device whose ID has another key.
 	Put(ctx context.Context, d Device, ev *Event) error

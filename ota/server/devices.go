@@ -28,7 +28,7 @@ const (
 // Why the table refuses a request; the handlers map them to status codes.
 var (
 	errKeyMismatch = fleet.ErrKeyMismatch
-	errReplay      = errors.New("request already seen (replayed)")
+	errReplay      = fleet.ErrReplay
 	errBusy        = errors.New("too many requests from this device; slow down")
 	errRateLimited = errors.New("too many new devices from this address; try again later")
 	errTableFull   = errors.New("device table full of active devices; raise MaxDevices")
@@ -128,6 +128,14 @@ func (t *deviceTable) forget(id string) error {
 func (t *deviceTable) admit(d ota.Device, sig ota.Signature, addr string) (*row, error) {
 	now := t.now()
 	r := t.m[d.ID]
+	if t.store != nil {
+		// Other servers sharing the database may have heard from the device since: start
+		// from the stored row, and let the database refuse their requests' replays.
+		var err error
+		if r, err = t.refresh(d.ID, r); err != nil {
+			return nil, err
+		}
+	}
 	if r != nil {
 		if r.key != d.Key {
 			return nil, errKeyMismatch
@@ -143,6 +151,9 @@ func (t *deviceTable) admit(d ota.Device, sig ota.Signature, addr string) (*row,
 		if len(r.nonces) >= maxNonces {
 			return nil, errBusy
 		}
+		if err := t.storeNonce(d.ID, sig); err != nil {
+			return nil, err
+		}
 	} else {
 		if !t.allowNew(addr, now) {
 			return nil, errRateLimited
@@ -157,6 +168,9 @@ func (t *deviceTable) admit(d ota.Device, sig ota.Signature, addr string) (*row,
 			}
 			delete(t.m, victim.ID)
 		}
+		if err := t.storeNonce(d.ID, sig); err != nil {
+			return nil, err
+		}
 		r = &row{DeviceStatus: ota.DeviceStatus{ID: d.ID}, key: d.Key, nonces: map[string]time.Time{}}
 		t.m[d.ID] = r
 	}
@@ -168,6 +182,39 @@ func (t *deviceTable) admit(d ota.Device, sig ota.Signature, addr string) (*row,
 	r.Name, r.Version, r.Board, r.Channel, r.Addr = d.Name, d.Version, d.Board, d.Channel, addr
 	r.LastSeen = now.UTC()
 	return r, nil
+}
+
+// refresh returns device id's row as stored (r, updated, or a new row), or r when the store
+// does not have it. Called with t.mu held.
+func (t *deviceTable) refresh(id string, r *row) (*row, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
+	defer cancel()
+	d, ok, err := t.store.Device(ctx, id)
+	if err != nil || !ok {
+		return r, err
+	}
+	if r == nil {
+		if len(t.m) >= t.max {
+			return nil, nil // admitted as a newcomer, if there is room
+		}
+		r = &row{nonces: map[string]time.Time{}}
+		t.m[id] = r
+	}
+	r.DeviceStatus, r.key, r.contacts, r.reported = d.DeviceStatus, d.Key, d.Contacts, d.Reported
+	if d.LastSigned.After(r.signed) {
+		r.signed = d.LastSigned
+	}
+	return r, nil
+}
+
+// storeNonce records a request's nonce in the store, if any. Called with t.mu held.
+func (t *deviceTable) storeNonce(id string, sig ota.Signature) error {
+	if t.store == nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
+	defer cancel()
+	return t.store.Nonce(ctx, id, sig.Nonce, sig.Time, 2*ota.SignatureWindow)
 }
 
 // victim is the row a newcomer may replace: the least recently seen row that is not
