@@ -3,6 +3,8 @@ package cli
 import (
 	"context"
 	"fmt"
+	"net/netip"
+	"strings"
 	"time"
 
 	"github.com/sirupsen/logrus"
@@ -23,11 +25,16 @@ func runServe(ctx context.Context, env *Env, args []string) error {
 	noMDNS := fs.Bool("no-mdns", false, "do not advertise the server with DNS-SD (_kiln-ota._tcp)")
 	name := fs.String("name", "", "DNS-SD instance name (default: Kiln updates on <hostname>)")
 	db := fs.String("db", "", "device database, kept across restarts: a SQLite file or postgres://user:password@host/db (default: "+defaultDBHelp+")")
+	proxy := fs.String("proxy", "", "addresses (or CIDR networks, comma-separated) of reverse proxies in front of the server, e.g. 127.0.0.1: their X-Real-IP header names the device")
 	if err := common.parse(env, fs, args, false); err != nil {
 		return err
 	}
 	if *dir == "" || *addr == "" {
 		return fmt.Errorf("%w: --repo DIR and --addr HOST:PORT are required", errUsage)
+	}
+	proxies, err := parseProxies(*proxy)
+	if err != nil {
+		return err
 	}
 	if !common.Verbose && env.Log.GetLevel() < logrus.InfoLevel {
 		env.Log.SetLevel(logrus.InfoLevel) // show device reports
@@ -38,7 +45,7 @@ func runServe(ctx context.Context, env *Env, args []string) error {
 	}
 	defer store.Close()
 	srv, err := server.New(server.Config{Repo: *dir, Addr: *addr, Advertise: !*noMDNS, Name: *name, OwnerKeys: true,
-		Log: env.Log, Store: store})
+		Log: env.Log, Store: store, Proxies: proxies})
 	if err != nil {
 		return err
 	}
@@ -68,6 +75,27 @@ func runServe(ctx context.Context, env *Env, args []string) error {
 	}
 	fmt.Fprintln(env.Stderr, "kiln serve: stopped")
 	return nil
+}
+
+// parseProxies reads --proxy: addresses or CIDR networks, comma-separated.
+func parseProxies(s string) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, f := range strings.Split(s, ",") {
+		f = strings.TrimSpace(f)
+		if f == "" {
+			continue
+		}
+		p, err := netip.ParsePrefix(f)
+		if err != nil {
+			a, aerr := netip.ParseAddr(f)
+			if aerr != nil {
+				return nil, fmt.Errorf("%w: --proxy %q: give an IP address or a network such as 10.0.0.0/24", errUsage, f)
+			}
+			p = netip.PrefixFrom(a, a.BitLen())
+		}
+		out = append(out, p.Masked())
+	}
+	return out, nil
 }
 
 const defaultDBHelp = "$XDG_DATA_HOME/kiln/devices.db, else ~/.local/share/kiln/devices.db"

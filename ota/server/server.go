@@ -11,6 +11,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"strconv"
 	"strings"
@@ -62,7 +63,11 @@ type Config struct {
 	// Store, when set, keeps the device table, the pinned keys and each device's history
 	// across restarts (fleet.Open). The caller closes it after Stop.
 	Store fleet.Store
-	Log   *logrus.Logger
+	// Proxies are the reverse proxies (load balancers) in front of the server: a request from
+	// one of them comes from the address in its X-Real-IP header, for the new-device budget,
+	// the device table and the owner-only requests.
+	Proxies []netip.Prefix
+	Log     *logrus.Logger
 	// OnChange is called (from a server goroutine) after the device table changed.
 	OnChange func()
 }
@@ -129,7 +134,44 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /v1/devices", s.devices)
 	mux.HandleFunc("GET /v1/info", s.info)
 	mux.HandleFunc("GET /{$}", s.info)
-	return mux
+	if len(s.cfg.Proxies) == 0 {
+		return mux
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if addr, ok := s.forwardedFor(r); ok {
+			r.RemoteAddr = addr
+		} else if s.fromProxy(r) {
+			httpError(w, http.StatusBadRequest, "request through the proxy without X-Real-IP (set proxy_set_header X-Real-IP $remote_addr)")
+			return
+		}
+		mux.ServeHTTP(w, r)
+	})
+}
+
+// fromProxy reports whether r comes from one of the configured proxies.
+func (s *Server) fromProxy(r *http.Request) bool {
+	ap, err := netip.ParseAddrPort(r.RemoteAddr)
+	if err != nil {
+		return false
+	}
+	for _, p := range s.cfg.Proxies {
+		if p.Contains(ap.Addr().Unmap()) {
+			return true
+		}
+	}
+	return false
+}
+
+// forwardedFor returns the client address a proxy names in X-Real-IP.
+func (s *Server) forwardedFor(r *http.Request) (string, bool) {
+	if !s.fromProxy(r) {
+		return "", false
+	}
+	ip, err := netip.ParseAddr(strings.TrimSpace(r.Header.Get("X-Real-IP")))
+	if err != nil {
+		return "", false
+	}
+	return netip.AddrPortFrom(ip.Unmap(), 0).String(), true
 }
 
 // Start listens on the configured address and serves in the background until Stop or ctx ends.

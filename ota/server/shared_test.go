@@ -1,9 +1,13 @@
 package server_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
+	"net/http/httptest"
+	"net/netip"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -14,6 +18,7 @@ import (
 	"github.com/kilnproject/kiln/ota/internal/otatest"
 	"github.com/kilnproject/kiln/ota/internal/pgtest"
 	"github.com/kilnproject/kiln/ota/repo"
+	"github.com/kilnproject/kiln/ota/server"
 )
 
 // Two servers sharing one database answer for each other: what a device reported to one, the
@@ -101,5 +106,58 @@ func TestServersShareADatabase(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// Behind a proxy the server takes the device's address from X-Real-IP: the owner-only device
+// table is not served to the LAN through a proxy on this machine.
+func TestBehindProxy(t *testing.T) {
+	keys := otatest.Keys(t)
+	dir := t.TempDir()
+	otatest.Publish(t, dir, keys, "1.0.0", otatest.Payload(4<<10, 1), repo.Options{NoDeltas: true})
+	s, err := server.New(server.Config{Repo: dir, Addr: "127.0.0.1:0", Proxies: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := s.Handler()
+	get := func(peer, realIP string) int {
+		r := httptest.NewRequest(http.MethodGet, "/v1/devices", nil)
+		r.RemoteAddr = peer
+		if realIP != "" {
+			r.Header.Set("X-Real-IP", realIP)
+		}
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		return w.Code
+	}
+	for _, c := range []struct {
+		peer, realIP string
+		want         int
+	}{
+		{"127.0.0.1:5000", "192.168.1.50", http.StatusForbidden}, // a LAN host through the proxy
+		{"127.0.0.1:5000", "127.0.0.1", http.StatusOK},           // the owner through the proxy
+		{"127.0.0.1:5000", "", http.StatusBadRequest},            // the proxy must say who asks
+		{"192.168.1.50:5000", "127.0.0.1", http.StatusForbidden}, // not a proxy: its header is ignored
+	} {
+		if got := get(c.peer, c.realIP); got != c.want {
+			t.Errorf("GET /v1/devices from %s (X-Real-IP %q): %d, want %d", c.peer, c.realIP, got, c.want)
+		}
+	}
+	// New device IDs are budgeted per device address, not per proxy.
+	for i := range 20 {
+		d := newDevice("tiny", "1.0.0")
+		body, _ := json.Marshal(ota.CheckRequest{Device: d.dev})
+		r := httptest.NewRequest(http.MethodPost, "/v1/check", bytes.NewReader(body))
+		r.RemoteAddr = "127.0.0.1:5000"
+		r.Header.Set("X-Real-IP", fmt.Sprintf("192.168.1.%d", 10+i))
+		r.Header.Set(ota.SignatureHeader, ota.SignRequest(d.key, "/v1/check", body, time.Now(), ota.NewNonce()))
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		if w.Code != http.StatusOK {
+			t.Fatalf("device %d through the proxy: %d %s", i, w.Code, w.Body)
+		}
+	}
+	if rows := s.Devices(); len(rows) != 20 || !strings.HasPrefix(rows[0].Addr, "192.168.1.") {
+		t.Fatalf("device table through the proxy: %d rows, first %+v", len(rows), rows[0])
 	}
 }
