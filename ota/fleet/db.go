@@ -13,7 +13,8 @@ import (
 	"time"
 
 	_ "github.com/jackc/pgx/v5/stdlib" // pure-Go PostgreSQL driver "pgx"
-	_ "modernc.org/sqlite"             // pure-Go SQLite driver "sqlite"
+	"github.com/kilnproject/kiln/ota"
+	_ "modernc.org/sqlite" // pure-Go SQLite driver "sqlite"
 )
 
 // migration is one schema step. Postgres is its PostgreSQL form where SQLite's does not do
@@ -334,14 +335,13 @@ func (s *DB) Device(ctx context.Context, id string) (Device, bool, error) {
 	return ds[0], true, nil
 }
 
-// Nonce implements Store.
-func (s *DB) Nonce(ctx context.Context, id, nonce string, at time.Time, window time.Duration) error {
-	tx, err := s.db.BeginTx(ctx, nil)
-	if err != nil {
-		return fmt.Errorf("device database %s: %w", s.name, err)
-	}
-	defer tx.Rollback()
-	if _, err := tx.ExecContext(ctx, s.q(`DELETE FROM nonces WHERE device_id = ? AND at < ?`), id, at.Add(-window).UnixNano()); err != nil {
+// nonceWindow is how long a request's nonce is kept: longer than a signature is valid.
+const nonceWindow = 2 * ota.SignatureWindow
+
+// nonce records a request's nonce, refusing (ErrReplay) one seen before, and forgets the
+// device's nonces too old to matter. Part of Put's transaction.
+func (s *DB) nonce(ctx context.Context, tx *sql.Tx, id, nonce string, at time.Time) error {
+	if _, err := tx.ExecContext(ctx, s.q(`DELETE FROM nonces WHERE device_id = ? AND at < ?`), id, at.Add(-nonceWindow).UnixNano()); err != nil {
 		return fmt.Errorf("device database %s: forget old nonces of %s: %w", s.name, id, err)
 	}
 	res, err := tx.ExecContext(ctx, s.q(`INSERT INTO nonces (device_id, nonce, at) VALUES (?,?,?) ON CONFLICT DO NOTHING`), id, nonce, at.UnixNano())
@@ -350,9 +350,6 @@ func (s *DB) Nonce(ctx context.Context, id, nonce string, at time.Time, window t
 	}
 	if n, err := res.RowsAffected(); err == nil && n == 0 {
 		return fmt.Errorf("%w: %s", ErrReplay, id)
-	}
-	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("device database %s: %w", s.name, err)
 	}
 	return nil
 }
@@ -367,6 +364,11 @@ func (s *DB) Put(ctx context.Context, d Device, ev *Event) error {
 	var signed int64
 	if !d.LastSigned.IsZero() {
 		signed = d.LastSigned.UnixNano()
+	}
+	if d.Nonce != "" {
+		if err := s.nonce(ctx, tx, d.ID, d.Nonce, d.LastSigned); err != nil {
+			return err
+		}
 	}
 	res, err := tx.ExecContext(ctx, s.q(`INSERT INTO devices (`+deviceColumns+`) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)
 		ON CONFLICT(id) DO UPDATE SET name=excluded.name, version=excluded.version, board=excluded.board,

@@ -36,6 +36,7 @@ var storeTests = []struct {
 	{"HistoryCap", testHistoryCap},
 	{"PinnedKeyKept", testPinnedKeyKept},
 	{"DeleteForgetsHistory", testDeleteForgetsHistory},
+	{"ReplayRefused", testReplayRefused},
 	{"AutomaticPause", testAutomaticPause},
 	{"RolloutsAndPoliciesSurviveReopen", testRolloutsAndPoliciesSurviveReopen},
 }
@@ -348,5 +349,46 @@ func TestOpenWhileInUse(t *testing.T) {
 	}
 	if devs, err := r.Devices(ctx); err != nil || len(devs) != 2 {
 		t.Fatalf("the second opener does not see the new device: %+v, %v", devs, err)
+	}
+}
+
+func testReplayRefused(t *testing.T, newDB func(*testing.T) string) {
+	ctx := testCtx(t)
+	dsn := newDB(t)
+	a, err := Open(ctx, dsn, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	b, err := Open(ctx, dsn, 0) // another server on the same database
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	now := time.Now()
+	d := device("tiny-1", "K", ota.StateInstalled, now)
+	d.LastSigned, d.Nonce = now, "n1"
+	ev := &Event{Time: now, State: ota.StateInstalled, Target: "1.1.0"}
+	if err := a.Put(ctx, d, ev); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Put(ctx, d, ev); !errors.Is(err, ErrReplay) {
+		t.Fatalf("the same request through another connection: %v, want ErrReplay", err)
+	}
+	d.Nonce = "n2"
+	if err := b.Put(ctx, d, ev); err != nil {
+		t.Fatalf("the next request: %v", err)
+	}
+	if h, _ := a.History(ctx, d.ID, 0); len(h) != 2 {
+		t.Fatalf("%d events, want 2 (the replay not stored)", len(h))
+	}
+	// Nonces too old to matter are forgotten.
+	d.Nonce, d.LastSigned = "n3", now.Add(time.Hour)
+	if err := a.Put(ctx, d, nil); err != nil {
+		t.Fatal(err)
+	}
+	var n int
+	if err := a.db.QueryRow(a.q(`SELECT count(*) FROM nonces WHERE device_id = ?`), d.ID).Scan(&n); err != nil || n != 1 {
+		t.Fatalf("%d nonces kept (%v), want 1", n, err)
 	}
 }

@@ -22,7 +22,7 @@ var (
 	ErrIncompatible = errors.New("device database from a newer kiln")
 	// ErrKeyMismatch: Put of a device whose ID is pinned to another key.
 	ErrKeyMismatch = errors.New("this device ID belongs to another key")
-	// ErrReplay: Nonce of a nonce already seen.
+	// ErrReplay: Put of a request whose nonce was seen before.
 	ErrReplay = errors.New("request already seen (replayed)")
 )
 
@@ -40,6 +40,10 @@ type Device struct {
 	// LastSigned is the signature time of its newest request: after a restart, requests
 	// signed no later than this are replays.
 	LastSigned time.Time `json:"last_signed"`
+	// Nonce, when set, is the nonce of the request Put records: Put refuses (ErrReplay) one it
+	// recorded before, in the same transaction, so that servers sharing a database refuse each
+	// other's replays and a request either lands once or not at all.
+	Nonce string `json:"-"`
 }
 
 // Event is one entry of a device's history: a state it reported, or what a check found
@@ -58,10 +62,6 @@ type Store interface {
 	// Devices returns every stored device, most recently seen first; Device one of them.
 	Devices(ctx context.Context) ([]Device, error)
 	Device(ctx context.Context, id string) (d Device, ok bool, err error)
-	// Nonce records the nonce of a request of device id signed at at, refusing (ErrReplay) one
-	// already recorded, and forgets the device's nonces older than window before at. Servers
-	// sharing a database so refuse each other's replays.
-	Nonce(ctx context.Context, id, nonce string, at time.Time, window time.Duration) error
 	// Put creates or updates d and, when ev is not nil, appends ev to its history, keeping
 	// the newest events only. It refuses (ErrKeyMismatch) a device whose ID has another key.
 	Put(ctx context.Context, d Device, ev *Event) error

@@ -42,6 +42,7 @@ type row struct {
 	contacts int
 	reported bool
 	nonces   map[string]time.Time // nonce -> signature time
+	nonce    string               // of the request being recorded
 	// checked is what the last check found (state, version, offer, why), to record changes only.
 	checked [4]string
 	// signed is the signature time of its newest request; restarted is that time as loaded
@@ -110,7 +111,7 @@ func (t *deviceTable) save(r *row, ev *fleet.Event) error {
 	ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
 	defer cancel()
 	return t.store.Put(ctx, fleet.Device{DeviceStatus: r.DeviceStatus, Key: r.key, Contacts: r.contacts, Reported: r.reported,
-		LastSigned: r.signed}, ev)
+		LastSigned: r.signed, Nonce: r.nonce}, ev)
 }
 
 // forget removes a device evicted from the table from the store. Called with t.mu held.
@@ -130,7 +131,7 @@ func (t *deviceTable) admit(d ota.Device, sig ota.Signature, addr string) (*row,
 	r := t.m[d.ID]
 	if t.store != nil {
 		// Other servers sharing the database may have heard from the device since: start
-		// from the stored row, and let the database refuse their requests' replays.
+		// from the stored row. The database refuses their requests' replays (save).
 		var err error
 		if r, err = t.refresh(d.ID, r); err != nil {
 			return nil, err
@@ -151,9 +152,6 @@ func (t *deviceTable) admit(d ota.Device, sig ota.Signature, addr string) (*row,
 		if len(r.nonces) >= maxNonces {
 			return nil, errBusy
 		}
-		if err := t.storeNonce(d.ID, sig); err != nil {
-			return nil, err
-		}
 	} else {
 		if !t.allowNew(addr, now) {
 			return nil, errRateLimited
@@ -168,13 +166,11 @@ func (t *deviceTable) admit(d ota.Device, sig ota.Signature, addr string) (*row,
 			}
 			delete(t.m, victim.ID)
 		}
-		if err := t.storeNonce(d.ID, sig); err != nil {
-			return nil, err
-		}
 		r = &row{DeviceStatus: ota.DeviceStatus{ID: d.ID}, key: d.Key, nonces: map[string]time.Time{}}
 		t.m[d.ID] = r
 	}
 	r.nonces[sig.Nonce] = sig.Time
+	r.nonce = sig.Nonce
 	if sig.Time.After(r.signed) {
 		r.signed = sig.Time
 	}
@@ -205,16 +201,6 @@ func (t *deviceTable) refresh(id string, r *row) (*row, error) {
 		r.signed = d.LastSigned
 	}
 	return r, nil
-}
-
-// storeNonce records a request's nonce in the store, if any. Called with t.mu held.
-func (t *deviceTable) storeNonce(id string, sig ota.Signature) error {
-	if t.store == nil {
-		return nil
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
-	defer cancel()
-	return t.store.Nonce(ctx, id, sig.Nonce, sig.Time, 2*ota.SignatureWindow)
 }
 
 // victim is the row a newcomer may replace: the least recently seen row that is not
