@@ -131,6 +131,11 @@ func (c *Client) post(ctx context.Context, path string, in, out any) error {
 		return fmt.Errorf("post %s: %w", path, err)
 	}
 	defer resp.Body.Close()
+	if resp.StatusCode == http.StatusConflict && out == nil {
+		// The server has this very request (its nonce): it landed through a retry, e.g. by a
+		// load balancer whose first server died before answering.
+		return nil
+	}
 	if resp.StatusCode/100 != 2 {
 		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 1024))
 		return fmt.Errorf("post %s: %s: %s", path, resp.Status, strings.TrimSpace(string(msg)))

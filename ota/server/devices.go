@@ -45,9 +45,8 @@ type row struct {
 	nonce    string               // of the request being recorded
 	// checked is what the last check found (state, version, offer, why), to record changes only.
 	checked [4]string
-	// signed is the signature time of its newest request; restarted is that time as loaded
-	// from the store, before which nothing is accepted (the nonces seen are not stored).
-	signed, restarted time.Time
+	// signed is the signature time of its newest request.
+	signed time.Time
 }
 
 // established rows (a report, or more than one contact) are never evicted for newcomers unless
@@ -98,7 +97,7 @@ func (t *deviceTable) load(store fleet.Store) error {
 			continue
 		}
 		t.m[d.ID] = &row{DeviceStatus: d.DeviceStatus, key: d.Key, contacts: d.Contacts, reported: d.Reported,
-			nonces: map[string]time.Time{}, signed: d.LastSigned, restarted: d.LastSigned}
+			nonces: map[string]time.Time{}, signed: d.LastSigned}
 	}
 	return nil
 }
@@ -146,7 +145,8 @@ func (t *deviceTable) admit(d ota.Device, sig ota.Signature, addr string) (*row,
 				delete(r.nonces, n)
 			}
 		}
-		if _, ok := r.nonces[sig.Nonce]; ok || !sig.Time.After(r.restarted) {
+		// (The store refuses nonces seen before a restart, or by another server: save.)
+		if _, ok := r.nonces[sig.Nonce]; ok {
 			return nil, errReplay
 		}
 		if len(r.nonces) >= maxNonces {
@@ -276,11 +276,34 @@ func sourceKey(addr string) string {
 	return ip.String()
 }
 
+// undoOnError returns a function that puts device id's row back as it is now if *err is set
+// by then: a request the store refused (a replay another server saw) changes nothing.
+// Called with t.mu held.
+func (t *deviceTable) undoOnError(id string, err *error) func() {
+	prev, had := t.m[id]
+	var old row
+	if had {
+		old = *prev
+	}
+	return func() {
+		if *err == nil {
+			return
+		}
+		switch cur := t.m[id]; {
+		case !had:
+			delete(t.m, id)
+		case cur != nil:
+			*cur = old
+		}
+	}
+}
+
 // seen records a check: the device's version and what it was offered. Its state stays what
 // it last reported.
-func (t *deviceTable) seen(d ota.Device, sig ota.Signature, addr, offered, msg string) error {
+func (t *deviceTable) seen(d ota.Device, sig ota.Signature, addr, offered, msg string) (err error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	defer t.undoOnError(d.ID, &err)()
 	r, err := t.admit(d, sig, addr)
 	if err != nil {
 		return err
@@ -301,9 +324,10 @@ func (t *deviceTable) seen(d ota.Device, sig ota.Signature, addr, offered, msg s
 	return t.save(r, ev)
 }
 
-func (t *deviceTable) report(rep ota.Report, sig ota.Signature, addr string) error {
+func (t *deviceTable) report(rep ota.Report, sig ota.Signature, addr string) (err error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	defer t.undoOnError(rep.ID, &err)()
 	r, err := t.admit(rep.Device, sig, addr)
 	if err != nil {
 		return err
