@@ -176,6 +176,20 @@ type DeviceStatus struct {
 	LastSeen                       time.Time
 }
 
+// RolloutStatus is how far a published version is rolled out.
+type RolloutStatus struct {
+	Version, Share string // Share: "10%"
+	Paused         bool
+	Reason         string // why it is paused
+	Tried, Failed  int    // devices that installed it, of them rolled back
+}
+
+// DeviceEvent is one entry of a device's history.
+type DeviceEvent struct {
+	Time                            time.Time
+	State, Version, Target, Message string
+}
+
 // ServeCore runs the LAN update server and publishes builds into its repository.
 type ServeCore interface {
 	Start(ctx context.Context, addr string) (url string, err error)
@@ -183,6 +197,10 @@ type ServeCore interface {
 	Running() bool
 	Versions() ([]PublishedVersion, error)
 	Devices() []DeviceStatus
+	// Rollouts are the staged rollouts (kiln rollout), History a device's history, newest
+	// first; both while the server runs.
+	Rollouts() []RolloutStatus
+	History(id string) ([]DeviceEvent, error)
 	Publish(ctx context.Context, b *BuildResult) (*PublishedVersion, error)
 	// Warning is what the running server cannot do ("timestamp will not be re-signed: …"), or "".
 	Warning() string

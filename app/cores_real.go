@@ -389,7 +389,7 @@ type realServe struct {
 	st    *settings
 	mu    sync.Mutex
 	srv   *server.Server
-	store *fleet.SQLite
+	store *fleet.DB
 }
 
 func (s *realServe) Start(ctx context.Context, addr string) (string, error) {
@@ -506,6 +506,46 @@ func (s *realServe) Devices() []DeviceStatus {
 			State: d.State, LastSeen: d.LastSeen})
 	}
 	return out
+}
+
+func (s *realServe) server() *server.Server {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.srv
+}
+
+func (s *realServe) Rollouts() []RolloutStatus {
+	srv := s.server()
+	if srv == nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	rs, err := srv.Rollouts(ctx)
+	if err != nil {
+		s.st.log.WithError(err).Warn("read the rollouts")
+	}
+	var out []RolloutStatus
+	for _, r := range rs {
+		out = append(out, RolloutStatus{Version: r.Version, Share: fleet.FormatShare(r.Share), Paused: r.Paused,
+			Reason: r.Reason, Tried: r.Tried, Failed: r.RolledBack})
+	}
+	return out
+}
+
+func (s *realServe) History(id string) ([]DeviceEvent, error) {
+	srv := s.server()
+	if srv == nil {
+		return nil, nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	evs, err := srv.History(ctx, id, 0)
+	var out []DeviceEvent
+	for _, e := range evs {
+		out = append(out, DeviceEvent{Time: e.Time, State: e.State, Version: e.Version, Target: e.Target, Message: e.Message})
+	}
+	return out, err
 }
 
 func (s *realServe) Publish(ctx context.Context, b *BuildResult) (*PublishedVersion, error) {

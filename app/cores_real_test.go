@@ -209,7 +209,7 @@ func TestServeRealServer(t *testing.T) {
 	if len(s.versions) != 1 || s.versions[0].Version != "1.1.0" || s.versions[0].MinFrom != "1.0.0" {
 		t.Fatalf("published versions %+v", s.versions)
 	}
-	if got := versionCell(s.versions[0], 2); got != "1.0.0 … below 1.1.0" {
+	if got := s.versionCell(s.versions[0], 2); got != "1.0.0 … below 1.1.0" {
 		t.Errorf("range cell %q", got)
 	}
 

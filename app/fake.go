@@ -355,6 +355,29 @@ func (s *FakeServe) Devices() []DeviceStatus {
 	}
 }
 
+func (s *FakeServe) Rollouts() []RolloutStatus {
+	if !s.Running() {
+		return nil
+	}
+	return []RolloutStatus{{Version: "1.1.0", Share: "10%", Paused: true, Tried: 1, Failed: 1,
+		Reason: "paused automatically: 1 of 1 devices that installed 1.1.0 rolled back (more than 20%)"}}
+}
+
+func (s *FakeServe) History(id string) ([]DeviceEvent, error) {
+	at := time.Date(2025, 5, 1, 12, 0, 0, 0, time.UTC)
+	switch id {
+	case "a1b2c3":
+		return []DeviceEvent{
+			{Time: at, State: "healthy", Version: "1.0.0", Target: "1.0.0", Message: "health check passed"},
+			{Time: at.Add(-time.Minute), State: "installed", Version: "0.9.0", Target: "1.0.0", Message: "next boot: kiln-tiny-1.0.0+3.efi"},
+			{Time: at.Add(-2 * time.Minute), State: "update-available", Version: "0.9.0", Target: "1.0.0"},
+		}, nil
+	case "d4e5f6":
+		return []DeviceEvent{{Time: at, State: "downloading", Version: "0.9.0", Target: "1.0.0"}}, nil
+	}
+	return nil, nil
+}
+
 func (s *FakeServe) Publish(ctx context.Context, b *BuildResult) (*PublishedVersion, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -3,6 +3,8 @@ package app
 import (
 	"fmt"
 	"net"
+	"slices"
+	"strings"
 	"time"
 
 	"fyne.io/fyne/v2"
@@ -10,6 +12,7 @@ import (
 	"fyne.io/fyne/v2/theme"
 	"fyne.io/fyne/v2/widget"
 
+	"github.com/kilnproject/kiln/assembler/recipe"
 	"github.com/kilnproject/kiln/internal/units"
 )
 
@@ -28,20 +31,33 @@ type serveScreen struct {
 	current    *widget.Label
 
 	versions      []PublishedVersion
-	devices       []DeviceStatus
+	rollouts      map[string]RolloutStatus // by version
+	paused        *widget.Label            // why rollouts are paused
+	devices       []DeviceStatus           // as the filters show them
+	allDevices    []DeviceStatus
+	stateFilter   *widget.Select
+	versionFilter *widget.Select
 	versionsTable *widget.Table
 	devicesTable  *widget.Table
 	noVersions    *fyne.Container // placeholders over the empty tables
 	noDevices     *fyne.Container
+	selected      string // the device whose history shows
+	history       []DeviceEvent
+	historyTitle  *widget.Label
+	historyTable  *widget.Table
 	busy          bool
 	stopPoll      chan struct{}
 	url           string // where the server runs
 }
 
 var (
-	versionCols = []string{"Version", "Channel", "Updates devices on", "Size", "Published"}
+	versionCols = []string{"Version", "Channel", "Updates devices on", "Size", "Published", "Rollout"}
 	deviceCols  = []string{"Device", "Address", "Version", "State", "Last seen"}
+	historyCols = []string{"Time", "State", "Version", "Target", "Message"}
 )
+
+// allChoice is the filter choice that shows every device.
+const allChoice = "All"
 
 func newServeScreen(a *App) *serveScreen {
 	s := &serveScreen{a: a}
@@ -57,10 +73,30 @@ func newServeScreen(a *App) *serveScreen {
 	s.current = widget.NewLabel("")
 	s.current.Importance = widget.LowImportance
 
-	s.versionsTable = newTable(versionCols, []float32{110, 90, 200, 90, 150},
-		func() int { return len(s.versions) }, func(r, c int) string { return versionCell(s.versions[r], c) })
+	s.versionsTable = newTable(versionCols, []float32{110, 90, 200, 90, 150, 110},
+		func() int { return len(s.versions) }, func(r, c int) string { return s.versionCell(s.versions[r], c) })
 	s.devicesTable = newTable(deviceCols, []float32{170, 130, 90, 120, 150},
 		func() int { return len(s.devices) }, func(r, c int) string { return deviceCell(s.devices[r], c) })
+	s.devicesTable.OnSelected = func(id widget.TableCellID) {
+		if id.Row >= 0 && id.Row < len(s.devices) {
+			s.showHistory(s.devices[id.Row].ID)
+		}
+	}
+	s.paused = widget.NewLabel("")
+	s.paused.Wrapping = fyne.TextWrapWord
+	s.paused.Importance = widget.WarningImportance
+	s.paused.Hide()
+	s.stateFilter = widget.NewSelect([]string{allChoice}, nil)
+	s.versionFilter = widget.NewSelect([]string{allChoice}, nil)
+	s.stateFilter.SetSelected(allChoice)
+	s.versionFilter.SetSelected(allChoice)
+	s.stateFilter.OnChanged = func(string) { s.filterDevices() }
+	s.versionFilter.OnChanged = func(string) { s.filterDevices() }
+	s.historyTitle = widget.NewLabel("Select a device to see its history.")
+	s.historyTitle.Importance = widget.LowImportance
+	s.historyTable = newTable(historyCols, []float32{150, 120, 80, 80, 330},
+		func() int { return len(s.history) }, func(r, c int) string { return historyCell(s.history[r], c) })
+	s.historyTable.Hide()
 
 	s.noVersions = placeholder("Nothing published yet: build an image and press \"Publish current build\".")
 	s.noDevices = placeholder("No device has checked in. Devices appear here when they ask the server for updates.")
@@ -73,10 +109,15 @@ func newServeScreen(a *App) *serveScreen {
 		container.NewVBox(s.publishBtn, s.current))
 	top := container.NewGridWithColumns(2, server, publish)
 
-	versions := card("Published versions", "", minHeight(container.NewStack(s.versionsTable, s.noVersions), 150))
-	devices := card("Devices", "", minHeight(container.NewStack(s.devicesTable, s.noDevices), 150))
+	versions := card("Published versions", "", container.NewVBox(
+		minHeight(container.NewStack(s.versionsTable, s.noVersions), 150), s.paused))
+	filters := container.NewHBox(widget.NewLabel("State"), s.stateFilter, widget.NewLabel("Version"), s.versionFilter)
+	devices := card("Devices", "", container.NewBorder(filters, nil, nil, nil,
+		minHeight(container.NewStack(s.devicesTable, s.noDevices), 150)))
+	history := card("Device history", "", container.NewBorder(s.historyTitle, nil, nil, nil,
+		minHeight(s.historyTable, 150)))
 	s.content = container.NewBorder(heading("Serve updates"), nil, nil, nil,
-		container.NewVScroll(container.NewVBox(top, versions, devices)))
+		container.NewVScroll(container.NewVBox(top, versions, devices, history)))
 	return s
 }
 
@@ -101,7 +142,7 @@ func newTable(cols []string, widths []float32, rows func() int, cell func(r, c i
 	return t
 }
 
-func versionCell(v PublishedVersion, c int) string {
+func (s *serveScreen) versionCell(v PublishedVersion, c int) string {
 	switch c {
 	case 0:
 		return v.Version
@@ -115,8 +156,34 @@ func versionCell(v PublishedVersion, c int) string {
 		return v.MinFrom + " … " + hi
 	case 3:
 		return units.Binary(v.Size)
+	case 5:
+		r, ok := s.rollouts[v.Version]
+		switch {
+		case !ok:
+			return "every device"
+		case r.Paused:
+			return "paused at " + r.Share
+		}
+		return r.Share + " of devices"
+	}
+	if v.Published.IsZero() {
+		return ""
 	}
 	return v.Published.Local().Format("2006-01-02 15:04")
+}
+
+func historyCell(e DeviceEvent, c int) string {
+	switch c {
+	case 0:
+		return e.Time.Local().Format("2006-01-02 15:04:05")
+	case 1:
+		return e.State
+	case 2:
+		return e.Version
+	case 3:
+		return e.Target
+	}
+	return e.Message
 }
 
 func deviceCell(d DeviceStatus, c int) string {
@@ -151,8 +218,77 @@ func (s *serveScreen) refresh() {
 	if err == nil {
 		s.versions = vs
 	}
-	s.devices = s.a.cores.Serve.Devices()
+	s.setRollouts(s.a.cores.Serve.Rollouts())
+	s.setDevices(s.a.cores.Serve.Devices())
+}
+
+// setRollouts shows the rollouts in the versions table, and why any is paused.
+func (s *serveScreen) setRollouts(rs []RolloutStatus) {
+	s.rollouts = map[string]RolloutStatus{}
+	var why []string
+	for _, r := range rs {
+		s.rollouts[r.Version] = r
+		if r.Paused {
+			why = append(why, fmt.Sprintf("Rollout of %s %s", r.Version, r.Reason))
+		}
+	}
+	s.paused.SetText(strings.Join(why, "\n"))
+	s.paused.Hidden = len(why) == 0
+	s.paused.Refresh()
+}
+
+// setDevices takes a new device table and shows the rows the filters let through.
+func (s *serveScreen) setDevices(ds []DeviceStatus) {
+	s.allDevices = ds
+	states, versions := []string{allChoice}, []string{allChoice}
+	for _, d := range ds {
+		if d.State != "" && !slices.Contains(states, d.State) {
+			states = append(states, d.State)
+		}
+		if d.Version != "" && !slices.Contains(versions, d.Version) {
+			versions = append(versions, d.Version)
+		}
+	}
+	slices.Sort(states[1:])
+	slices.SortFunc(versions[1:], func(a, b string) int { return recipe.CompareVersions(b, a) })
+	s.stateFilter.Options, s.versionFilter.Options = states, versions
+	s.filterDevices()
+}
+
+// filterDevices shows the devices in the chosen state and on the chosen version.
+func (s *serveScreen) filterDevices() {
+	state, version := s.stateFilter.Selected, s.versionFilter.Selected
+	s.devices = s.devices[:0:0]
+	for _, d := range s.allDevices {
+		if (state == allChoice || state == "" || d.State == state) && (version == allChoice || version == "" || d.Version == version) {
+			s.devices = append(s.devices, d)
+		}
+	}
 	s.showTables()
+}
+
+// showHistory loads and shows device id's history.
+func (s *serveScreen) showHistory(id string) {
+	s.selected = id
+	s.a.background(func() {
+		evs, err := s.a.cores.Serve.History(id)
+		onUI(func() {
+			if s.selected != id {
+				return
+			}
+			s.history = evs
+			switch {
+			case err != nil:
+				s.historyTitle.SetText("The history of " + id + " could not be read: " + err.Error())
+			case len(evs) == 0:
+				s.historyTitle.SetText("No history of " + id + " yet.")
+			default:
+				s.historyTitle.SetText(fmt.Sprintf("%s: %d events, newest first", id, len(evs)))
+			}
+			s.historyTable.Hidden = len(evs) == 0
+			s.historyTable.Refresh()
+		})
+	})
 }
 
 // showTables refreshes the tables and their empty-state messages.
@@ -259,8 +395,8 @@ func (s *serveScreen) pollDevices() {
 			case <-s.a.ctx.Done():
 				return
 			case <-t.C:
-				devs := s.a.cores.Serve.Devices()
-				onUI(func() { s.devices = devs; s.showTables(); s.showStatus() })
+				devs, rs := s.a.cores.Serve.Devices(), s.a.cores.Serve.Rollouts()
+				onUI(func() { s.setRollouts(rs); s.setDevices(devs); s.showStatus() })
 			}
 		}
 	})
