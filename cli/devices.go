@@ -129,7 +129,7 @@ func listServed(ctx context.Context, env *Env, common *Common, flag string, f se
 	}
 	switch {
 	case len(all) == 0:
-		fmt.Fprintf(env.Stdout, "No device has talked to kiln serve yet (database %s).\n", path)
+		fmt.Fprintf(env.Stdout, "No device has talked to kiln serve yet (database %s).\n", store.Name())
 		return nil
 	case len(ds) == 0:
 		fmt.Fprintf(env.Stdout, "None of the %d devices matches.\n", len(all))

@@ -290,6 +290,9 @@ func (s *DB) migrate(ctx context.Context, upto int) error {
 	return nil
 }
 
+// Name is the database's file, or its URL without the password.
+func (s *DB) Name() string { return s.name }
+
 // Close closes the database.
 func (s *DB) Close() error { return s.db.Close() }
 

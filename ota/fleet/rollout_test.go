@@ -215,3 +215,22 @@ func testRolloutsAndPoliciesSurviveReopen(t *testing.T, newDB func(*testing.T) s
 		t.Errorf("rollout still there after DeleteRollout: %v", err)
 	}
 }
+
+// FuzzParseShare: any text is a share from 0 to 100% that reads back the same, or an error.
+func FuzzParseShare(f *testing.F) {
+	for _, s := range []string{"10%", "12.5%", "100", "0", "-1", "1e2", "NaN", "Inf", "50%%", " 7 "} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		bp, err := ParseShare(s)
+		if err != nil {
+			return
+		}
+		if bp < 0 || bp > AllDevices {
+			t.Fatalf("ParseShare(%q) = %d, outside 0–%d", s, bp, AllDevices)
+		}
+		if back, err := ParseShare(FormatShare(bp)); err != nil || back != bp {
+			t.Fatalf("ParseShare(%q) = %d; FormatShare reads back as %d, %v", s, bp, back, err)
+		}
+	})
+}
