@@ -25,6 +25,7 @@ func runServe(ctx context.Context, env *Env, args []string) error {
 	noMDNS := fs.Bool("no-mdns", false, "do not advertise the server with DNS-SD (_kiln-ota._tcp)")
 	name := fs.String("name", "", "DNS-SD instance name (default: Kiln updates on <hostname>)")
 	db := fs.String("db", "", "device database, kept across restarts: a SQLite file or postgres://user:password@host/db (default: "+defaultDBHelp+")")
+	maxDevices := fs.Int("max-devices", 0, "how many devices the server keeps (default 4096; the least recently seen make room)")
 	proxy := fs.String("proxy", "", "addresses (or CIDR networks, comma-separated) of reverse proxies in front of the server, e.g. 127.0.0.1: their X-Real-IP header names the device")
 	if err := common.parse(env, fs, args, false); err != nil {
 		return err
@@ -45,7 +46,7 @@ func runServe(ctx context.Context, env *Env, args []string) error {
 	}
 	defer store.Close()
 	srv, err := server.New(server.Config{Repo: *dir, Addr: *addr, Advertise: !*noMDNS, Name: *name, OwnerKeys: true,
-		Log: env.Log, Store: store, Proxies: proxies})
+		Log: env.Log, Store: store, Proxies: proxies, MaxDevices: *maxDevices})
 	if err != nil {
 		return err
 	}

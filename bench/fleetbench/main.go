@@ -126,7 +126,9 @@ func (s *stats) summary(over time.Duration) string {
 }
 
 func agents(ctx context.Context, urls []string, n int, every, d time.Duration) error {
-	c := &http.Client{Transport: &http.Transport{MaxIdleConns: 512, MaxIdleConnsPerHost: 256}, Timeout: 30 * time.Second}
+	// At most 128 requests in flight per server: an overloaded server shows as latency.
+	c := &http.Client{Transport: &http.Transport{MaxIdleConns: 512, MaxIdleConnsPerHost: 128, MaxConnsPerHost: 128},
+		Timeout: 30 * time.Second}
 	devs := make([]*device, n)
 	for i := range devs {
 		pub, key, _ := ed25519.GenerateKey(nil)
@@ -157,6 +159,7 @@ func agents(ctx context.Context, urls []string, n int, every, d time.Duration) e
 	// Registration: every device's first check, 64 at a time.
 	var reg stats
 	var firstErr atomic.Value
+	var retries atomic.Int64
 	t0 := time.Now()
 	sem := make(chan struct{}, 64)
 	var wg sync.WaitGroup
@@ -165,11 +168,21 @@ func agents(ctx context.Context, urls []string, n int, every, d time.Duration) e
 		wg.Add(1)
 		go func(dv *device) {
 			defer func() { <-sem; wg.Done() }()
-			if lat, err := post(ctx, dv, "/v1/check", ota.CheckRequest{Device: dv.dev}); err != nil {
-				reg.fails.Add(1)
-				firstErr.CompareAndSwap(nil, err.Error())
-			} else {
-				reg.add(lat)
+			// A new device the server turns away for now (429: too many new devices at once)
+			// comes back a second later, as an agent would.
+			for try := 0; ; try++ {
+				lat, err := post(ctx, dv, "/v1/check", ota.CheckRequest{Device: dv.dev})
+				if err == nil {
+					reg.add(lat)
+					return
+				}
+				if !strings.Contains(err.Error(), "429") || try == 60 || ctx.Err() != nil {
+					reg.fails.Add(1)
+					firstErr.CompareAndSwap(nil, err.Error())
+					return
+				}
+				retries.Add(1)
+				time.Sleep(time.Second)
 			}
 		}(dv)
 	}
@@ -227,8 +240,8 @@ func agents(ctx context.Context, urls []string, n int, every, d time.Duration) e
 		}(dv)
 	}
 	wg.Wait()
-	fmt.Printf("devices %d register %.1fs [%s] checks [%s] reports [%s]", n, regTime.Seconds(),
-		reg.summary(regTime), checks.summary(d), reports.summary(d))
+	fmt.Printf("devices %d register %.1fs [%s] checks [%s] reports [%s] retries_429 %d", n, regTime.Seconds(),
+		reg.summary(regTime), checks.summary(d), reports.summary(d), retries.Load())
 	if e := firstErr.Load(); e != nil {
 		fmt.Printf(" first_error %q", e)
 	}

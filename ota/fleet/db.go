@@ -191,6 +191,11 @@ func open(ctx context.Context, dsn string, maxHistory, upto int) (*DB, error) {
 			return nil, fmt.Errorf("device database: %w", err)
 		}
 		s.db, err = sql.Open("sqlite", dsn+"?_pragma=busy_timeout(5000)&_pragma=foreign_keys(1)&_pragma=journal_mode(WAL)")
+		if err == nil {
+			// One connection: SQLite writes one transaction at a time anyway, and queued
+			// requests wait in Go rather than retrying on a busy database.
+			s.db.SetMaxOpenConns(1)
+		}
 	}
 	if err != nil {
 		return nil, fmt.Errorf("device database %s: %w", s.name, err)

@@ -17,7 +17,8 @@ const (
 	// newIDBurst new device IDs may come from one address at once, then one per newIDEvery.
 	newIDBurst = 16
 	newIDEvery = 10 * time.Second
-	// maxAddrs bounds how many addresses' new-ID budgets are remembered.
+	// maxAddrs bounds how many addresses' new-ID budgets are remembered (at least as many as
+	// the table has rows).
 	maxAddrs = 4096
 	// maxNonces is how many requests one device may make within ota.SignatureWindow.
 	maxNonces = 64
@@ -230,14 +231,15 @@ func (t *deviceTable) allowNew(addr string, now time.Time) bool {
 	src := sourceKey(addr)
 	b := t.buckets[src]
 	if b == nil {
-		if len(t.buckets) >= maxAddrs {
+		limit := max(maxAddrs, t.max)
+		if len(t.buckets) >= limit {
 			// A full bucket is the same as none: forget those to make room.
 			for k, o := range t.buckets {
 				if o.refill(now) >= newIDBurst {
 					delete(t.buckets, k)
 				}
 			}
-			if len(t.buckets) >= maxAddrs {
+			if len(t.buckets) >= limit {
 				return false
 			}
 		}
