@@ -115,5 +115,7 @@ run "PostgreSQL, 2 processes" "$u1,$u2" "$p1" "$p2"
   echo "(429: more new devices at once than its flood limit lets in) retries a second later, as the"
   echo "agent does. Two processes on one database share its work, not the"
   echo "machine's: on these 2 cores they compete with each other, PostgreSQL and the devices."
+  echo "Reports/s counts each device's first report (one per device in the run). At the agent's"
+  echo "default check interval (5 min), a sustained R checks/s serves about 300·R devices."
 } >docs/bench-fleet.md
 echo "wrote docs/bench-fleet.md"
