@@ -10,6 +10,7 @@ import (
 	"hash/maphash"
 	"io"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -73,6 +74,8 @@ type writer struct {
 	imageSum string
 	// imageBytes is the image's size once read in full.
 	imageBytes int64
+	// downloadSum is the sha256 of the downloaded file, when it was checked.
+	downloadSum string
 
 	mu   sync.Mutex
 	segs []segment
@@ -161,6 +164,10 @@ func (w *writer) write(ctx context.Context) error {
 		err = ctx.Err()
 	}
 	if err != nil {
+		return err
+	}
+	// A checksum that does not match leaves the first MiB unwritten: the drive does not boot.
+	if w.downloadSum, err = w.job.verifySums(ctx, w.imageSum); err != nil {
 		return err
 	}
 	if err := w.sync(); err != nil {
@@ -572,6 +579,9 @@ func (w *writer) meter(ctx context.Context, phase string, total int64, done *ato
 						left := time.Duration(float64(total-n) / rate * float64(time.Second)).Round(time.Second)
 						msg += ", " + left.String() + " left"
 					}
+				}
+				if note := w.job.downloadNote(); note != "" && phase == "writing" {
+					msg = strings.TrimPrefix(msg+" · "+note, " · ")
 				}
 				w.progress.Report(progress.Event{Phase: phase, Done: n, Total: total, Device: w.d.Path, Message: msg})
 			}
