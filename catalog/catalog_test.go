@@ -93,7 +93,7 @@ func TestLoadFileLeavesNothingUnsaid(t *testing.T) {
 
 func TestMalformed(t *testing.T) {
 	for name, data := range map[string]string{
-		"truncated": "",
+		"truncated":  "",
 		"not imager": `{"images": []}`,
 		"wrong type": `{"os_list": {"name": "x"}}`,
 		"bad size":   `{"os_list": [{"name": "x", "url": "https://a.invalid/x.img", "extract_size": -5}]}`,
