@@ -442,3 +442,6 @@ func (c *Catalog) Find(name string) (OS, error) {
 	}
 	return OS{}, fmt.Errorf("%q matches %d images (%s); give the full name", name, len(partial), strings.Join(names, ", "))
 }
+
+// ImagerURL is Raspberry Pi Imager's own catalogue.
+const ImagerURL = "https://downloads.raspberrypi.org/os_list_imagingutility_v4.json"

@@ -70,7 +70,7 @@ func (j *Job) verifySums(ctx context.Context, imageSum string) (downloadSum stri
 		return j.downloadSum, nil
 	}
 	mismatch := func(what, got, want string) error {
-		return fmt.Errorf("%w: %w: the sha256 of %s %s is %s, not the expected %s; the file is not the published one or was damaged in transit — nothing bootable was written, flash again",
+		return fmt.Errorf("%w: %w: the sha256 of %s %s is %s, not the expected %s; the file is not the published one or was damaged in transit",
 			ErrSource, ErrChecksum, what, j.Image.Path, got, want)
 	}
 	confirmed := false
