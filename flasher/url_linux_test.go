@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/kilnproject/kiln/flasher/source"
+	"github.com/kilnproject/kiln/internal/testenv"
 )
 
 // imageServer serves one file on 127.0.0.1 (with Range support when ranges is set), dropping the
@@ -74,11 +75,7 @@ func serveImage(t *testing.T, data []byte, ranges bool, cuts ...int64) *imageSer
 
 func xzFile(t *testing.T, img string) []byte {
 	t.Helper()
-	xz, err := exec.LookPath("xz")
-	if err != nil {
-		needRoot(t, "xz") // fails under CI
-	}
-	out, err := exec.Command(xz, "-c", "-1", "-T2", "--block-size=1MiB", img).Output()
+	out, err := exec.Command(testenv.Tool(t, "xz"), "-c", "-1", "-T2", "--block-size=1MiB", img).Output()
 	if err != nil {
 		t.Fatal(err)
 	}

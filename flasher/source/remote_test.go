@@ -22,6 +22,8 @@ import (
 	"time"
 
 	"github.com/klauspost/compress/zstd"
+
+	"github.com/kilnproject/kiln/internal/testenv"
 )
 
 // testServer serves one file on 127.0.0.1, answering Range requests when ranges is set. Each cut
@@ -143,10 +145,7 @@ func compress(t *testing.T, format string, data []byte) []byte {
 		w.Close()
 	case XZ, Bzip2:
 		args := map[string][]string{XZ: {"xz", "-c", "-1", "-T2", "--block-size=300KiB"}, Bzip2: {"bzip2", "-c"}}[format]
-		if _, err := exec.LookPath(args[0]); err != nil {
-			t.Skipf("needs %s", args[0])
-		}
-		cmd := exec.Command(args[0], args[1:]...)
+		cmd := exec.Command(testenv.Tool(t, args[0]), args[1:]...)
 		cmd.Stdin = bytes.NewReader(data)
 		b, err := cmd.Output()
 		if err != nil {
