@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -118,6 +119,7 @@ type loader struct {
 	cat     *Catalog
 	fetches int
 	items   int
+	root    string // the directory of a local catalogue: files under it may be read
 }
 
 // Load reads the catalogue at src: an http(s) URL or a file. Folders given by subitems_url are
@@ -159,7 +161,14 @@ func (l *loader) read(src string) ([]byte, *url.URL, error) {
 		if err != nil {
 			return nil, nil, fmt.Errorf("catalogue %s: %w", src, err)
 		}
-		return data, nil, nil
+		abs, err := filepath.Abs(src)
+		if err != nil {
+			return data, nil, nil
+		}
+		if l.root == "" { // a local catalogue may refer to documents beside it
+			l.root = filepath.Dir(abs)
+		}
+		return data, &url.URL{Scheme: "file", Path: filepath.ToSlash(abs)}, nil
 	}
 	u, err := url.Parse(src)
 	if err != nil || u.Host == "" {
@@ -285,10 +294,21 @@ func (l *loader) fetch(ref string, base *url.URL, folder []string, depth int) er
 		return fmt.Errorf("%w: more than %d subitems_url documents", ErrCatalog, MaxFetches)
 	}
 	u := resolve(base, ref)
-	if !strings.HasPrefix(u, "http://") && !strings.HasPrefix(u, "https://") {
+	var data []byte
+	var b *url.URL
+	var err error
+	switch pu, perr := url.Parse(u); {
+	case perr == nil && pu.Scheme == "file" && l.root != "":
+		p := filepath.Clean(filepath.FromSlash(pu.Path))
+		if !strings.HasPrefix(p, l.root+string(filepath.Separator)) {
+			return fmt.Errorf("subitems_url %q is outside the catalogue's directory", ref)
+		}
+		data, b, err = l.read(p)
+	case strings.HasPrefix(u, "http://") || strings.HasPrefix(u, "https://"):
+		data, b, err = l.read(u)
+	default:
 		return fmt.Errorf("subitems_url %q is not an http(s) URL", ref)
 	}
-	data, b, err := l.read(u)
 	if err != nil {
 		return err
 	}

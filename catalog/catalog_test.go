@@ -81,12 +81,20 @@ func TestLoadImagerCatalogue(t *testing.T) {
 	}
 }
 
-func TestLoadFileLeavesNothingUnsaid(t *testing.T) {
+func TestLoadFile(t *testing.T) {
 	c, err := Load(context.Background(), "testdata/os_list.json", Options{NoFetch: true})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(c.OS) != 3 || !strings.Contains(strings.Join(c.Warnings, "\n"), "community.json") {
+		t.Fatalf("%d images, warnings %q", len(c.OS), c.Warnings)
+	}
+	// Fetching: the folder beside the file is read; its relative image URL is not http(s).
+	c, err = Load(context.Background(), "testdata/os_list.json", Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w := strings.Join(c.Warnings, "\n"); len(c.OS) != 3 || !strings.Contains(w, "Kiln demo image: url") {
 		t.Fatalf("%d images, warnings %q", len(c.OS), c.Warnings)
 	}
 }

@@ -25,7 +25,7 @@ func (l *listFlag) String() string     { return strings.Join(*l, ",") }
 func (l *listFlag) Set(s string) error { *l = append(*l, s); return nil }
 
 func runFlash(ctx context.Context, env *Env, args []string) error {
-	fs, common := newFlags(env, "flash", "--image FILE|URL | --catalog SRC --os NAME] --device DEV [--device DEV2 ...] [--yes] [--no-verify]")
+	fs, common := newFlags(env, "flash", "(--image FILE|URL | --catalog SRC --os NAME) --device DEV [--device DEV2 ...] [--yes] [--no-verify]")
 	src := addImageFlags(fs)
 	var apply []func(*FlashPlan) error
 	for _, ext := range flashExtensions {
