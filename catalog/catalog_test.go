@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -186,4 +187,23 @@ func FuzzParse(f *testing.F) {
 		c.Filter("pi4", "a")
 		c.Find("a")
 	})
+}
+
+// A local catalogue reads documents beside it, never outside its directory.
+func TestLocalSubitemsStayInDirectory(t *testing.T) {
+	dir := t.TempDir()
+	os.MkdirAll(filepath.Join(dir, "cat"), 0o755)
+	os.WriteFile(filepath.Join(dir, "secret.json"), []byte(`{"os_list":[{"name":"secret","url":"https://a.invalid/s.img"}]}`), 0o644)
+	os.WriteFile(filepath.Join(dir, "cat", "sub.json"), []byte(`{"os_list":[{"name":"beside","url":"https://a.invalid/b.img"}]}`), 0o644)
+	os.WriteFile(filepath.Join(dir, "cat", "os_list.json"), []byte(`{"os_list":[
+		{"name":"up","subitems_url":"../secret.json"},
+		{"name":"abs","subitems_url":"file:///etc/passwd"},
+		{"name":"here","subitems_url":"sub.json"}]}`), 0o644)
+	c, err := Load(context.Background(), filepath.Join(dir, "cat", "os_list.json"), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if names(c.OS) != "beside" || len(c.Warnings) != 2 || !strings.Contains(c.Warnings[0], "outside") || !strings.Contains(c.Warnings[1], "outside") {
+		t.Fatalf("images %q, warnings %q", names(c.OS), c.Warnings)
+	}
 }
