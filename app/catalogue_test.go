@@ -8,6 +8,9 @@ import (
 	"testing"
 
 	"fyne.io/fyne/v2/test"
+	"fyne.io/fyne/v2/widget"
+
+	"github.com/kilnproject/kiln/internal/progress"
 )
 
 const testCatalogue = `{"imager": {"devices": [
@@ -97,5 +100,16 @@ func TestFlashScreenCatalogueError(t *testing.T) {
 	settle(t, a)
 	if b := a.flash.picker.browser; b.cat != nil || !strings.Contains(b.status.Text, "Cannot read the catalogue") {
 		t.Errorf("status %q", b.status.Text)
+	}
+}
+
+func TestFlashRowShowsDownload(t *testing.T) {
+	a, _, _, _, _ := newTestApp(t)
+	fl := a.flash
+	fl.rows["/dev/sdb"] = &flashRow{bar: widget.NewProgressBar(), title: widget.NewLabel(""), state: widget.NewLabel("")}
+	fl.showProgress(progress.Event{Phase: "writing", Device: "/dev/sdb", Done: 1 << 20, Total: 4 << 20,
+		Message: "12 MB/s, 3s left · downloaded 310 MB of 1.2 GB"})
+	if got := fl.rows["/dev/sdb"].state.Text; !strings.Contains(got, "downloaded 310 MB of 1.2 GB") || !strings.HasPrefix(got, "writing") {
+		t.Errorf("row shows %q", got)
 	}
 }

@@ -375,6 +375,9 @@ func (s *flashScreen) showProgress(e progress.Event) {
 	if e.Total > 0 {
 		text += fmt.Sprintf(" · %s of %s", units.Binary(e.Done), units.Binary(e.Total))
 	}
+	if i := strings.Index(e.Message, "downloaded "); i >= 0 { // a URL image: the download's progress
+		text += " · " + e.Message[i:]
+	}
 	r.state.SetText(text)
 }
 
