@@ -103,7 +103,7 @@ type Result struct {
 
 // Flash writes image to every device and verifies each; see Prepare and Job.Run.
 func Flash(ctx context.Context, image string, devices []string, opts Options) ([]Result, error) {
-	j, err := Prepare(image, devices, opts)
+	j, err := PrepareContext(ctx, image, devices, opts)
 	if err != nil {
 		return nil, err
 	}
