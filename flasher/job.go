@@ -136,7 +136,7 @@ func PrepareContext(ctx context.Context, image string, devices []string, opts Op
 	image = cachedImage(image, opts)
 	im, err := source.ProbeWith(ctx, image, opts.Fetch)
 	if err != nil {
-		return nil, fmt.Errorf("flash: %w: %w", ErrSource, err)
+		return nil, fmt.Errorf("flash: %w", sourceError(err))
 	}
 	defer func() {
 		if err != nil {
@@ -263,7 +263,7 @@ func (j *Job) confirmMinSize() error {
 	j.minSizeChecked = true
 	n, err := j.Image.Measure(context.Background(), j.Image.MinSize)
 	if err != nil {
-		return fmt.Errorf("%w: %w", ErrSource, err)
+		return sourceError(err)
 	}
 	j.Image.MinSize = n
 	return nil

@@ -233,7 +233,7 @@ func (w *writer) ioError(op string, off int64, err error) error {
 func (w *writer) produce(ctx context.Context, free chan []byte, work chan<- chunk) error {
 	src, err := w.job.Image.Open(ctx)
 	if err != nil {
-		return fmt.Errorf("%w: %w", ErrSource, err)
+		return sourceError(err)
 	}
 	defer src.Close()
 	get := func() ([]byte, error) {
@@ -263,7 +263,7 @@ func (w *writer) produce(ctx context.Context, free chan []byte, work chan<- chun
 		n, rerr := io.ReadFull(src, buf)
 		if rerr != nil && rerr != io.EOF && rerr != io.ErrUnexpectedEOF {
 			free <- buf
-			return fmt.Errorf("%w: %w", ErrSource, rerr)
+			return sourceError(rerr)
 		}
 		buf = buf[:n]
 		var spans [][2]int

@@ -17,6 +17,20 @@ import (
 // full, so the drive holds all of it but the first MiB, and does not boot.
 var ErrChecksum = errors.New("sha256 mismatch")
 
+// sourceError marks err as the image's failure (ErrSource). A failed download or checksum says
+// what happened in its own words; other errors are prefixed with ErrSource's.
+func sourceError(err error) error {
+	if errors.Is(err, source.ErrDownload) || errors.Is(err, ErrChecksum) {
+		return &imageError{err}
+	}
+	return fmt.Errorf("%w: %w", ErrSource, err)
+}
+
+type imageError struct{ err error }
+
+func (e *imageError) Error() string   { return e.err.Error() }
+func (e *imageError) Unwrap() []error { return []error{ErrSource, e.err} }
+
 // checkSums normalises the expected checksums and makes the writer hash the image when one is given.
 func checkSums(o *Options) error {
 	for _, p := range []*string{&o.SHA256, &o.DownloadSHA256, &o.ImageSHA256} {
@@ -63,15 +77,15 @@ func (j *Job) verifySums(ctx context.Context, imageSum string) (downloadSum stri
 		if j.downloadSum == "" {
 			s, err := j.Image.DownloadSHA256(ctx)
 			if err != nil {
-				return "", fmt.Errorf("%w: %w", ErrSource, err)
+				return "", sourceError(err)
 			}
 			j.downloadSum = s
 		}
 		return j.downloadSum, nil
 	}
 	mismatch := func(what, got, want string) error {
-		return fmt.Errorf("%w: %w: the sha256 of %s %s is %s, not the expected %s; the file is not the published one or was damaged in transit",
-			ErrSource, ErrChecksum, what, j.Image.Path, got, want)
+		return sourceError(fmt.Errorf("%w: the sha256 of %s %s is %s, not the expected %s; the file is not the published one or was damaged in transit",
+			ErrChecksum, what, j.Image.Path, got, want))
 	}
 	confirmed := false
 	if want := o.ImageSHA256; want != "" {
@@ -82,7 +96,7 @@ func (j *Job) verifySums(ctx context.Context, imageSum string) (downloadSum stri
 			}
 		}
 		if got == "" {
-			return "", fmt.Errorf("%w: %w: the image was read by its block map ranges, so its sha256 could not be computed; flash with --no-bmap", ErrSource, ErrChecksum)
+			return "", sourceError(fmt.Errorf("%w: the image was read by its block map ranges, so its sha256 could not be computed; flash with --no-bmap", ErrChecksum))
 		}
 		if got != want {
 			return "", mismatch("the uncompressed image", got, want)
