@@ -211,3 +211,29 @@ func TestFlashFromURLCache(t *testing.T) {
 		t.Errorf("cache holds %d entries, want 1", len(entries))
 	}
 }
+
+// The privileged helper downloads a URL image itself (nothing to open as the user) and checks the
+// published checksums the app sends; a wrong one fails the flash (the drive partly written).
+func TestHelperFlashesURL(t *testing.T) {
+	needRoot(t, "cmp", "xz")
+	img := testImage(t, t.TempDir(), 5<<20)
+	raw, _ := os.ReadFile(img)
+	packed := xzFile(t, img)
+	srv := serveImage(t, packed, true)
+	dev := loopDevice(t, 8<<20)
+	openAsUser := func(p string) (*os.File, error) {
+		t.Errorf("the helper opened %s as the user", p)
+		return OpenAsUser(p, 0, 0)
+	}
+	res, err, _ := helperPipe(t, HelperRequest{Image: srv.URL + "/os.img.xz", Devices: []string{dev},
+		DownloadSHA256: sha256Hex(packed), ImageSHA256: sha256Hex(raw), SizeHint: int64(len(raw))}, openAsUser)
+	if err != nil || len(res) != 1 || !res[0].Verified || res[0].DownloadSHA256 != sha256Hex(packed) {
+		t.Fatalf("%v %+v", err, res)
+	}
+	cmpDevice(t, dev, img)
+	_, err, _ = helperPipe(t, HelperRequest{Image: srv.URL + "/os.img.xz", Devices: []string{dev},
+		ImageSHA256: strings.Repeat("0", 64)}, openAsUser)
+	if !errors.Is(err, ErrPartlyWritten) || !strings.Contains(err.Error(), "sha256 mismatch") {
+		t.Fatalf("got %v, want a partly written drive after a sha256 mismatch", err)
+	}
+}
