@@ -26,10 +26,11 @@ import (
 var ErrDownload = errors.New("download failed")
 
 // Fetch configures how URL images are downloaded. The zero value uses http.DefaultClient, cuts a
-// connection that delivers nothing for 30 s and resumes a broken download up to 8 times in a row.
+// connection that delivers less than 16 KiB in 30 s and resumes a broken download up to 8 times
+// in a row.
 type Fetch struct {
 	Client *http.Client
-	// Stall is how long a connection may deliver nothing before it is cut and resumed.
+	// Stall is how long a connection may take to deliver 16 KiB before it is cut and resumed.
 	Stall time.Duration
 	// Retries bounds the reconnections in a row that deliver nothing new.
 	Retries int
@@ -42,6 +43,9 @@ const (
 	tailCache   = 64 << 10 // the last bytes (xz index, zip directory, gzip trailer)
 	maxStreams  = 8        // open connections kept for reads that continue where one stopped
 	probeBudget = 32       // range requests a probe may make outside the caches
+	// stallMin is what a connection must deliver per Fetch.Stall (30 s: about 0.5 kB/s), so a
+	// server dripping bytes is cut and resumed like a silent one.
+	stallMin = 16 << 10
 )
 
 // IsURL reports whether name is an http or https URL.
@@ -170,7 +174,7 @@ func (r *remote) open(off int64) (*stream, error) {
 	}
 	r.mu.Unlock()
 	ctx, cancel := context.WithCancel(r.context())
-	wctx, wd := stall.Watch(ctx, r.stallTime, 1)
+	wctx, wd := stall.Watch(ctx, r.stallTime, stallMin)
 	req, err := http.NewRequestWithContext(wctx, http.MethodGet, r.url, nil)
 	if err != nil {
 		wd.Stop()
