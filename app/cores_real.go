@@ -281,8 +281,10 @@ func (f *realFlash) Flash(ctx context.Context, img string, devs []string, p prog
 		res []flasher.Result
 		err error
 	)
+	info := imageInfoFrom(ctx)
 	if os.Geteuid() == 0 {
-		res, err = flasher.Flash(ctx, img, devs, flasher.Options{Progress: p, Eject: true, Log: f.st.log})
+		res, err = flasher.Flash(ctx, img, devs, flasher.Options{Progress: p, Eject: true, Log: f.st.log,
+			DownloadSHA256: info.DownloadSHA256, ImageSHA256: info.ImageSHA256, SizeHint: info.Size})
 	} else {
 		exe, xerr := os.Executable()
 		if xerr != nil {
@@ -298,7 +300,8 @@ func (f *realFlash) Flash(ctx context.Context, img string, devs []string, p prog
 		if cerr != nil {
 			return nil, cerr
 		}
-		res, err = flasher.RunHelper(ctx, cmd, flasher.HelperRequest{Image: img, Devices: devs, Eject: true, Expect: expect}, p)
+		res, err = flasher.RunHelper(ctx, cmd, flasher.HelperRequest{Image: img, Devices: devs, Eject: true, Expect: expect,
+			DownloadSHA256: info.DownloadSHA256, ImageSHA256: info.ImageSHA256, SizeHint: info.Size}, p)
 	}
 	out := make([]FlashResult, 0, len(res))
 	for _, r := range res {
@@ -320,6 +323,7 @@ var flashAdvice = []struct {
 	{flasher.ErrRemoved, "Plug the drive in again (try another port) and flash it again."},
 	{flasher.ErrPermission, "Flashing needs administrator rights: accept the password prompt, or run 'sudo kiln flash'."},
 	{flasher.ErrVerify, "The drive did not keep what was written: it may be failing. Try another drive."},
+	{flasher.ErrChecksum, "The image is not the published one (or was damaged in transit): the drive does not boot. Try again, or check the catalogue."},
 	{flasher.ErrIncomplete, "Flash the drive again before using it."},
 	{flasher.ErrSource, "The image file is damaged: download or build it again."},
 	{flasher.ErrSystemDrive, "Kiln never writes to the drive your computer runs from. Choose a USB stick or SD card."},

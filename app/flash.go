@@ -62,8 +62,9 @@ func newFlashScreen(a *App) *flashScreen {
 		s.updateButton()
 	})
 	s.picker.label.Wrapping = fyne.TextWrapBreak
-	imageCard := card("1. Image", "A Kiln build or any disk image (.img, .img.xz, .zst, .gz, .zip …)",
-		container.NewVBox(s.picker.Row, s.picker.label))
+	s.picker.enableRemote()
+	imageCard := card("1. Image", "A Kiln build, any disk image (.img, .img.xz, .zst, .gz, .zip …), a URL, or an OS from a catalogue",
+		container.NewVBox(s.picker.Row, s.picker.URLRow, s.picker.label))
 
 	s.devBox = container.NewVBox()
 	s.whyNot = widget.NewButtonWithIcon("", theme.QuestionIcon(), s.onWhyNot)
@@ -258,7 +259,15 @@ func (s *flashScreen) onFlash() {
 	}
 	devs = s.current(devs)
 	var b strings.Builder
-	fmt.Fprintf(&b, "%s will be written to:\n", filepath.Base(s.image))
+	if s.picker.info.Name != "" {
+		fmt.Fprintf(&b, "%s (%s)", s.picker.info.Name, filepath.Base(s.image))
+	} else {
+		b.WriteString(filepath.Base(s.image))
+	}
+	if isURL(s.image) {
+		fmt.Fprintf(&b, ", streamed from %s,", s.image)
+	}
+	b.WriteString(" will be written to:\n")
 	for _, d := range devs {
 		fmt.Fprintf(&b, "\n• %s (%s)\n", deviceTitle(d), d.Path)
 		if len(d.Partitions) == 0 {
@@ -325,6 +334,7 @@ func (s *flashScreen) flash(devs []Device) {
 	}
 	s.summary.SetText(fmt.Sprintf("Flashing %s… Do not unplug them.", count(len(devs), "drive")))
 	img := s.image
+	ctx = withImageInfo(ctx, s.picker.info)
 	bridge := NewBridge(s.showProgress)
 	s.a.background(func() {
 		res, err := s.a.cores.Flash.Flash(ctx, img, paths, bridge.Func())
@@ -364,6 +374,9 @@ func (s *flashScreen) showProgress(e progress.Event) {
 	}
 	if e.Total > 0 {
 		text += fmt.Sprintf(" · %s of %s", units.Binary(e.Done), units.Binary(e.Total))
+	}
+	if i := strings.Index(e.Message, "downloaded "); i >= 0 { // a URL image: the download's progress
+		text += " · " + e.Message[i:]
 	}
 	r.state.SetText(text)
 }

@@ -25,8 +25,12 @@ func (l *listFlag) String() string     { return strings.Join(*l, ",") }
 func (l *listFlag) Set(s string) error { *l = append(*l, s); return nil }
 
 func runFlash(ctx context.Context, env *Env, args []string) error {
-	fs, common := newFlags(env, "flash", "--image FILE --device DEV [--device DEV2 ...] [--yes] [--no-verify]")
-	image := fs.String("image", "", "image to write: .img/.iso, or compressed .gz/.xz/.zst/.bz2/.zip")
+	fs, common := newFlags(env, "flash", "(--image FILE|URL | --catalog SRC --os NAME) --device DEV [--device DEV2 ...] [--yes] [--no-verify]")
+	src := addImageFlags(fs)
+	var apply []func(*FlashPlan) error
+	for _, ext := range flashExtensions {
+		apply = append(apply, ext(fs))
+	}
 	var devices listFlag
 	fs.Var(&devices, "device", "target drive (repeat for several drives flashed at once); see 'kiln devices'")
 	bmapPath := fs.String("bmap", "", "block map (default: IMAGE.bmap beside the image when present)")
@@ -35,7 +39,7 @@ func runFlash(ctx context.Context, env *Env, args []string) error {
 	yes := fs.Bool("yes", false, "do not ask for confirmation (the safety rules still apply)")
 	allowInternal := fs.Bool("allow-internal", false, "allow internal non-removable disks; you must type the disk's model to confirm")
 	eject := fs.Bool("eject", false, "eject the drives when done")
-	sum := fs.Bool("sha256", false, "print the sha256 of the uncompressed image (computed while writing)")
+	sum := fs.Bool("print-sha256", false, "print the sha256 of the uncompressed image (computed while writing)")
 	decoder := fs.String("decoder", "", "gzip/xz decoder: exec (the igzip/pigz and xz programs), go (built in), or igzip, pigz, xz; default: the fastest installed")
 	if err := common.parse(env, fs, args, true); err != nil {
 		return err
@@ -43,12 +47,22 @@ func runFlash(ctx context.Context, env *Env, args []string) error {
 	// Keep the garbage collector tight: a flash is a long stream of large buffers.
 	debug.SetMemoryLimit(192 << 20)
 	devices = append(devices, fs.Args()...)
-	if *image == "" || len(devices) == 0 {
+	if len(devices) == 0 {
 		fs.Usage()
-		return fmt.Errorf("%w: --image and at least one --device are required", errUsage)
+		return fmt.Errorf("%w: --image (or --catalog and --os) and at least one --device are required", errUsage)
 	}
 	opts := flasher.Options{Bmap: *bmapPath, NoBmap: *noBmap, NoVerify: *noVerify, AllowInternal: *allowInternal,
 		Eject: *eject, HashImage: *sum, Decoder: *decoder, Log: env.Log, Confirm: map[string]string{}}
+	plan, err := src.plan(ctx, env, &opts)
+	if err != nil {
+		return err
+	}
+	for _, f := range apply {
+		if err := f(plan); err != nil {
+			return err
+		}
+	}
+	image := &plan.Image
 	in := bufio.NewReader(env.Stdin)
 	if *allowInternal {
 		// Typing the model is required even with --yes: it is the one check that the user means
@@ -68,7 +82,7 @@ func runFlash(ctx context.Context, env *Env, args []string) error {
 		}
 		opts.AllowInternal = true
 	}
-	job, err := flasher.Prepare(*image, devices, opts)
+	job, err := flasher.PrepareContext(ctx, *image, devices, opts)
 	if err != nil {
 		return err
 	}
@@ -79,9 +93,18 @@ func runFlash(ctx context.Context, env *Env, args []string) error {
 			}
 		}
 	} else {
+		if plan.OS != nil {
+			fmt.Fprintf(env.Stderr, "%s (from %s)\n", plan.OS.Title(), plan.Catalog)
+		}
 		fmt.Fprintf(env.Stderr, "Image %s (%s", job.Image.Path, job.Image.Format)
 		if job.Image.Size >= 0 {
 			fmt.Fprintf(env.Stderr, ", %s", units.Decimal(job.Image.Size))
+		}
+		if _, total := job.Image.Downloaded(); total > 0 {
+			fmt.Fprintf(env.Stderr, ", streamed from a %s download", units.Decimal(total))
+		}
+		if opts.SHA256 != "" || opts.DownloadSHA256 != "" || opts.ImageSHA256 != "" {
+			fmt.Fprint(env.Stderr, ", sha256 checked")
 		}
 		if job.Bmap != nil {
 			fmt.Fprintf(env.Stderr, ", block map: %s of data", units.Decimal(job.Bmap.MappedBytes()))
@@ -127,8 +150,11 @@ func runFlash(ctx context.Context, env *Env, args []string) error {
 				fmt.Fprintf(env.Stderr, "%s: FAILED: %v\n", r.Device, r.Err)
 			case r.Verified:
 				fmt.Fprintf(env.Stdout, "%s: written and verified (%s in %.1f s)\n", r.Device, units.Decimal(r.Written), r.Seconds)
-				if r.SHA256 != "" {
+				if r.SHA256 != "" && *sum {
 					fmt.Fprintf(env.Stdout, "%s: image sha256 %s\n", r.Device, r.SHA256)
+				}
+				if r.SHA256 != "" && (opts.SHA256 != "" || opts.DownloadSHA256 != "" || opts.ImageSHA256 != "") {
+					fmt.Fprintf(env.Stdout, "%s: sha256 matches the published one\n", r.Device)
 				}
 			default:
 				fmt.Fprintf(env.Stdout, "%s: written, not verified (%s in %.1f s)\n", r.Device, units.Decimal(r.Written), r.Seconds)

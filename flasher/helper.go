@@ -14,6 +14,7 @@ import (
 
 	"github.com/sirupsen/logrus"
 
+	"github.com/kilnproject/kiln/flasher/source"
 	"github.com/kilnproject/kiln/internal/progress"
 )
 
@@ -37,6 +38,12 @@ type HelperRequest struct {
 	AllowInternal bool              `json:"allow_internal,omitempty"`
 	Confirm       map[string]string `json:"confirm,omitempty"`
 	Eject         bool              `json:"eject,omitempty"`
+	// SHA256, DownloadSHA256, ImageSHA256 and SizeHint are as in Options (a URL image's
+	// published checksum and size).
+	SHA256         string `json:"sha256,omitempty"`
+	DownloadSHA256 string `json:"download_sha256,omitempty"`
+	ImageSHA256    string `json:"image_sha256,omitempty"`
+	SizeHint       int64  `json:"size_hint,omitempty"`
 	// Expect pins each drive as the user chose it (by path); the helper refuses a drive whose name,
 	// size or serial differ.
 	Expect []Device `json:"expect,omitempty"`
@@ -58,7 +65,7 @@ var codes = []struct {
 	{"system-drive", ErrSystemDrive}, {"internal", ErrInternal}, {"image-on-device", ErrImageOnDevice},
 	{"not-block-device", ErrNotBlockDevice}, {"too-small", ErrTooSmall}, {"busy", ErrBusy},
 	{"read-only", ErrReadOnly}, {"identity-changed", ErrIdentityChanged}, {"incomplete", ErrPartlyWritten},
-	{"removed", ErrRemoved}, {"permission", ErrPermission}, {"verify", ErrVerify}, {"source", ErrSource},
+	{"removed", ErrRemoved}, {"permission", ErrPermission}, {"verify", ErrVerify}, {"checksum", ErrChecksum}, {"source", ErrSource},
 	{"cancelled", context.Canceled},
 }
 
@@ -123,7 +130,7 @@ func ServeHelper(ctx context.Context, in io.Reader, out io.Writer, log logrus.Fi
 		cancel()
 	}()
 	image, bmapPath := req.Image, req.Bmap
-	if open != nil {
+	if open != nil && !source.IsURL(image) {
 		var files []*os.File
 		defer func() {
 			for _, f := range files {
@@ -152,9 +159,10 @@ func ServeHelper(ctx context.Context, in io.Reader, out io.Writer, log logrus.Fi
 		}
 	}
 	opts := Options{Bmap: bmapPath, NoBmap: req.NoBmap, NoVerify: req.NoVerify, AllowInternal: req.AllowInternal,
-		Confirm: req.Confirm, Eject: req.Eject, Log: log,
+		Confirm: req.Confirm, Eject: req.Eject, Log: log, SHA256: req.SHA256, DownloadSHA256: req.DownloadSHA256,
+		ImageSHA256: req.ImageSHA256, SizeHint: req.SizeHint,
 		Progress: progress.Throttle(func(e progress.Event) { send(HelperMessage{Event: "progress", Progress: &e}) }, 0)}
-	job, err := Prepare(image, req.Devices, opts)
+	job, err := PrepareContext(ctx, image, req.Devices, opts)
 	if err != nil {
 		return fail(err)
 	}

@@ -43,6 +43,16 @@ type Options struct {
 	HashImage bool
 	// Decoder selects the gzip and xz decoders (see source.Image.Decoder).
 	Decoder string
+	// SHA256 is a published checksum of the image, of the file as downloaded (compressed) or of
+	// the uncompressed image: whichever matches. DownloadSHA256 and ImageSHA256 name which (as a
+	// catalogue does). A mismatch fails the flash before the first MiB is written (ErrChecksum).
+	SHA256, DownloadSHA256, ImageSHA256 string
+	// SizeHint is the uncompressed size a catalogue gives, checked against the drives when the
+	// image itself does not record its size.
+	SizeHint int64
+	// Fetch configures the download of a URL image; Fetch.CacheDir keeps a copy of a download whose
+	// checksum was confirmed, and a later flash of the same checksum reads it from there.
+	Fetch source.Fetch
 	// Progress receives events of every drive (Event.Device), one call at a time.
 	Progress progress.Func
 	Log      logrus.FieldLogger
@@ -67,28 +77,33 @@ type Job struct {
 	opts     Options
 
 	minSizeChecked bool // the image's MinSize was measured
+
+	sumMu       sync.Mutex
+	downloadSum string // the download's sha256, once computed
 }
 
 // Result is the outcome for one drive.
 type Result struct {
-	Device      string   `json:"device"`
-	Description string   `json:"description"`
-	ImageSize   int64    `json:"image_size"`
-	Written     int64    `json:"written"`
-	Verified    bool     `json:"verified"`
-	SHA256      string   `json:"sha256,omitempty"` // of the whole uncompressed image, when it was read in full
-	Seconds     float64  `json:"seconds"`          // the whole flash
-	WriteSecs   float64  `json:"write_seconds"`    // writing, including the final flush
-	VerifySecs  float64  `json:"verify_seconds"`   // reading back
-	Warnings    []string `json:"warnings,omitempty"`
-	Err         error    `json:"-"`
-	Error       string   `json:"error,omitempty"`
-	Code        string   `json:"code,omitempty"` // the error's sentinel, see ErrorCode
+	Device      string `json:"device"`
+	Description string `json:"description"`
+	ImageSize   int64  `json:"image_size"`
+	Written     int64  `json:"written"`
+	Verified    bool   `json:"verified"`
+	SHA256      string `json:"sha256,omitempty"` // of the whole uncompressed image, when it was read in full
+	// DownloadSHA256 is the sha256 of the file as downloaded, when it was checked.
+	DownloadSHA256 string   `json:"download_sha256,omitempty"`
+	Seconds        float64  `json:"seconds"`        // the whole flash
+	WriteSecs      float64  `json:"write_seconds"`  // writing, including the final flush
+	VerifySecs     float64  `json:"verify_seconds"` // reading back
+	Warnings       []string `json:"warnings,omitempty"`
+	Err            error    `json:"-"`
+	Error          string   `json:"error,omitempty"`
+	Code           string   `json:"code,omitempty"` // the error's sentinel, see ErrorCode
 }
 
 // Flash writes image to every device and verifies each; see Prepare and Job.Run.
 func Flash(ctx context.Context, image string, devices []string, opts Options) ([]Result, error) {
-	j, err := Prepare(image, devices, opts)
+	j, err := PrepareContext(ctx, image, devices, opts)
 	if err != nil {
 		return nil, err
 	}
@@ -99,6 +114,11 @@ func Flash(ctx context.Context, image string, devices []string, opts Options) ([
 // a block device, a whole drive, not the system drive, not the drive holding the image, not an
 // internal disk unless allowed and confirmed, not read-only, and large enough. Nothing is written.
 func Prepare(image string, devices []string, opts Options) (*Job, error) {
+	return PrepareContext(context.Background(), image, devices, opts)
+}
+
+// PrepareContext is Prepare with a context for probing a URL image.
+func PrepareContext(ctx context.Context, image string, devices []string, opts Options) (j *Job, err error) {
 	if opts.Log == nil {
 		l := logrus.New()
 		l.SetOutput(io.Discard)
@@ -110,18 +130,35 @@ func Prepare(image string, devices []string, opts Options) (*Job, error) {
 	if !slices.Contains(source.Decoders, opts.Decoder) {
 		return nil, fmt.Errorf("flash: unknown decoder %q: choose one of %s", opts.Decoder, strings.Join(source.Decoders[1:], ", "))
 	}
-	im, err := source.Probe(image)
+	if err := checkSums(&opts); err != nil {
+		return nil, err
+	}
+	image = cachedImage(image, opts)
+	im, err := source.ProbeWith(ctx, image, opts.Fetch)
 	if err != nil {
-		return nil, fmt.Errorf("flash: %w: %w", ErrSource, err)
+		return nil, fmt.Errorf("flash: %w", sourceError(err))
+	}
+	defer func() {
+		if err != nil {
+			im.Release()
+		}
+	}()
+	if opts.Fetch.CacheDir != "" {
+		if err := im.CacheDownload(); err != nil {
+			opts.Log.WithError(err).Warn("not caching the download")
+		}
 	}
 	im.Decoder = opts.Decoder
-	j := &Job{Image: im, opts: opts}
+	j = &Job{Image: im, opts: opts}
 	if !opts.NoBmap {
 		if err := j.loadBmap(); err != nil {
 			return nil, err
 		}
 	}
-	imageDisks, _ := disksOfFile(image) // unknown on failure: the other rules still apply
+	var imageDisks []string
+	if !im.IsRemote() {
+		imageDisks, _ = disksOfFile(image) // unknown on failure: the other rules still apply
+	}
 	lookup := lookupDevice
 	if opts.hooks.lookup != nil {
 		lookup = opts.hooks.lookup
@@ -195,6 +232,9 @@ func (j *Job) checkSize(d Device) error {
 			}
 		}
 	}
+	if need < 0 && j.opts.SizeHint > d.Size {
+		return fmt.Errorf("%w: the catalogue gives the image as %s but the drive holds %s; use a larger drive", ErrTooSmall, units.Decimal(j.opts.SizeHint), units.Decimal(d.Size))
+	}
 	if need < 0 {
 		if j.Image.MinSize > d.Size {
 			if err := j.confirmMinSize(); err != nil {
@@ -223,7 +263,7 @@ func (j *Job) confirmMinSize() error {
 	j.minSizeChecked = true
 	n, err := j.Image.Measure(context.Background(), j.Image.MinSize)
 	if err != nil {
-		return fmt.Errorf("%w: %w", ErrSource, err)
+		return sourceError(err)
 	}
 	j.Image.MinSize = n
 	return nil
@@ -280,6 +320,8 @@ func (j *Job) Run(ctx context.Context) ([]Result, error) {
 		var mu sync.Mutex // each drive's writer and meter report from their own goroutines
 		j.opts.Progress = func(e progress.Event) { mu.Lock(); defer mu.Unlock(); f(e) }
 	}
+	defer j.Image.Release()
+	j.Image.ShareDownload(len(j.Targets))
 	results := make([]Result, len(j.Targets))
 	var wg sync.WaitGroup
 	for i, d := range j.Targets {
@@ -337,6 +379,7 @@ func (j *Job) runDevice(ctx context.Context, planned Device) (res Result) {
 	if res.ImageSize < 0 {
 		res.ImageSize = w.imageBytes
 	}
+	res.DownloadSHA256 = w.downloadSum
 	if err == nil && j.opts.hooks.afterWrite != nil {
 		j.opts.hooks.afterWrite(d)
 	}

@@ -10,6 +10,7 @@ import (
 	"hash/maphash"
 	"io"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -73,6 +74,8 @@ type writer struct {
 	imageSum string
 	// imageBytes is the image's size once read in full.
 	imageBytes int64
+	// downloadSum is the sha256 of the downloaded file, when it was checked.
+	downloadSum string
 
 	mu   sync.Mutex
 	segs []segment
@@ -163,6 +166,10 @@ func (w *writer) write(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	// A checksum that does not match leaves the first MiB unwritten: the drive does not boot.
+	if w.downloadSum, err = w.job.verifySums(ctx, w.imageSum); err != nil {
+		return err
+	}
 	if err := w.sync(); err != nil {
 		return err
 	}
@@ -226,7 +233,7 @@ func (w *writer) ioError(op string, off int64, err error) error {
 func (w *writer) produce(ctx context.Context, free chan []byte, work chan<- chunk) error {
 	src, err := w.job.Image.Open(ctx)
 	if err != nil {
-		return fmt.Errorf("%w: %w", ErrSource, err)
+		return sourceError(err)
 	}
 	defer src.Close()
 	get := func() ([]byte, error) {
@@ -256,7 +263,7 @@ func (w *writer) produce(ctx context.Context, free chan []byte, work chan<- chun
 		n, rerr := io.ReadFull(src, buf)
 		if rerr != nil && rerr != io.EOF && rerr != io.ErrUnexpectedEOF {
 			free <- buf
-			return fmt.Errorf("%w: %w", ErrSource, rerr)
+			return sourceError(rerr)
 		}
 		buf = buf[:n]
 		var spans [][2]int
@@ -572,6 +579,9 @@ func (w *writer) meter(ctx context.Context, phase string, total int64, done *ato
 						left := time.Duration(float64(total-n) / rate * float64(time.Second)).Round(time.Second)
 						msg += ", " + left.String() + " left"
 					}
+				}
+				if note := w.job.downloadNote(); note != "" && phase == "writing" {
+					msg = strings.TrimPrefix(msg+" · "+note, " · ")
 				}
 				w.progress.Report(progress.Event{Phase: phase, Done: n, Total: total, Device: w.d.Path, Message: msg})
 			}

@@ -6,6 +6,7 @@ package source
 
 import (
 	"archive/zip"
+	"bufio"
 	"bytes"
 	"compress/bzip2"
 	"context"
@@ -17,6 +18,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 
 	"github.com/kilnproject/kiln/internal/decompress"
 	"github.com/kilnproject/kiln/internal/pxz"
@@ -41,7 +43,7 @@ var (
 	ErrTruncated = errors.New("the compressed image ends early: a truncated download")
 )
 
-// Image is a probed image file.
+// Image is a probed image file or URL.
 type Image struct {
 	Path   string
 	Format string
@@ -62,10 +64,36 @@ type Image struct {
 	// built-in decoders (parallel gzip, block-parallel xz) otherwise; "go" forces the built-in
 	// ones; "exec" forces the programs; a program's name ("igzip", "pigz", "xz") forces that one.
 	Decoder string
+
+	remote *remote // a URL image
 }
 
-// Probe identifies path's format and uncompressed size without decompressing it.
-func Probe(path string) (*Image, error) {
+// Probe identifies path's format and uncompressed size without decompressing it. path may be an
+// http(s) URL (see ProbeWith).
+func Probe(path string) (*Image, error) { return ProbeWith(context.Background(), path, Fetch{}) }
+
+// ProbeWith is Probe with the settings for a URL image: its first and last bytes are downloaded
+// (with HTTP Range requests where the server answers them) to learn the format and size.
+func ProbeWith(ctx context.Context, path string, fetch Fetch) (*Image, error) {
+	if IsURL(path) {
+		r, err := probeRemote(ctx, path, fetch)
+		if err != nil {
+			return nil, err
+		}
+		im := &Image{Path: path, FileSize: r.size, Size: -1, remote: r}
+		r.mu.Lock()
+		r.budget = probeBudget
+		r.mu.Unlock()
+		err = im.probe(r)
+		r.mu.Lock()
+		r.budget = -1
+		r.mu.Unlock()
+		if err != nil {
+			r.release()
+			return nil, err
+		}
+		return im, nil
+	}
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("open image %s: %w", path, err)
@@ -79,46 +107,59 @@ func Probe(path string) (*Image, error) {
 		return nil, fmt.Errorf("open image %s: %w: not a regular file", path, ErrFormat)
 	}
 	im := &Image{Path: path, FileSize: st.Size(), Size: -1}
+	if err := im.probe(f); err != nil {
+		return nil, err
+	}
+	return im, nil
+}
+
+// probe reads the format and size from f, which holds im.FileSize bytes.
+func (im *Image) probe(f io.ReaderAt) error {
+	path, size := im.Path, im.FileSize
 	head := make([]byte, 8)
-	n, _ := io.ReadFull(f, head)
+	n, _ := f.ReadAt(head, 0)
 	head = head[:n]
 	switch {
 	case bytes.HasPrefix(head, []byte{0x1f, 0x8b}):
 		im.Format = Gzip
-		im.MinSize = gzipISize(f, st.Size())
+		im.MinSize = gzipISize(f, size)
 	case bytes.HasPrefix(head, []byte{0xfd, '7', 'z', 'X', 'Z', 0}):
 		im.Format = XZ
-		idx, err := pxz.ReadIndex(f, st.Size())
-		if err != nil {
-			return nil, fmt.Errorf("open image %s: %w: %w; download it again", path, ErrFormat, err)
+		idx, err := pxz.ReadIndex(f, size)
+		switch {
+		case err == nil:
+			im.XZ, im.Size = idx, idx.UncompressedSize()
+		case im.remote != nil && !im.remote.ranges:
+			// The index is at the end, out of reach: the size stays unknown.
+		default:
+			return fmt.Errorf("open image %s: %w: %w; download it again", path, ErrFormat, err)
 		}
-		im.XZ, im.Size = idx, idx.UncompressedSize()
 	case bytes.HasPrefix(head, []byte{0x28, 0xb5, 0x2f, 0xfd}):
 		im.Format = Zstd
-		im.Size, im.MinSize = zstdSize(f, st.Size())
+		im.Size, im.MinSize = zstdSize(f, size)
 	case bytes.HasPrefix(head, []byte("BZh")):
 		im.Format = Bzip2
 	case bytes.HasPrefix(head, []byte("PK\x03\x04")):
 		im.Format = Zip
-		zr, err := zip.NewReader(f, st.Size())
+		zr, err := zip.NewReader(f, size)
 		if err != nil {
-			return nil, fmt.Errorf("open image %s: %w: %w", path, ErrFormat, err)
+			return fmt.Errorf("open image %s: %w: %w", path, ErrFormat, err)
 		}
 		e, skipped, err := pickEntry(zr.File)
 		if err != nil {
-			return nil, fmt.Errorf("open image %s: %w", path, err)
+			return fmt.Errorf("open image %s: %w", path, err)
 		}
 		if e.UncompressedSize64 > 1<<62 {
-			return nil, fmt.Errorf("open image %s: %w: %s claims %d bytes", path, ErrFormat, e.Name, e.UncompressedSize64)
+			return fmt.Errorf("open image %s: %w: %s claims %d bytes", path, ErrFormat, e.Name, e.UncompressedSize64)
 		}
 		im.Entry, im.Skipped, im.Size = e.Name, skipped, int64(e.UncompressedSize64)
 	default:
-		im.Format, im.Size = Raw, st.Size()
+		im.Format, im.Size = Raw, size
 	}
 	if im.Size >= 0 {
 		im.MinSize = im.Size
 	}
-	return im, nil
+	return nil
 }
 
 // pickEntry chooses the disk image inside a zip: the only file, or the largest .img/.iso/.raw/.bin;
@@ -151,66 +192,81 @@ func pickEntry(files []*zip.File) (*zip.File, []string, error) {
 	return nil, nil, fmt.Errorf("%w: the zip holds %d files and none is a .img/.iso/.raw; unpack it and pick the image", ErrFormat, count)
 }
 
-// Open returns the uncompressed image stream. For raw images it is the *os.File itself (an
-// io.ReaderAt, so a block map can skip the unmapped ranges).
+// Open returns the uncompressed image stream. For raw images it is an io.ReaderAt (the *os.File
+// itself for a local file), so a block map can skip the unmapped ranges.
 func (im *Image) Open(ctx context.Context) (io.ReadCloser, error) {
-	f, err := os.Open(im.Path)
-	if err != nil {
-		return nil, fmt.Errorf("open image %s: %w", im.Path, err)
+	var (
+		in  io.Reader
+		ra  io.ReaderAt
+		fc  io.Closer
+		raw io.ReadCloser
+	)
+	if im.remote != nil {
+		im.remote.setContext(ctx)
+		sr := io.NewSectionReader(im.remote, 0, im.FileSize)
+		in, ra, fc = sr, sr, closerFunc(func() error { return nil })
+		raw = struct {
+			*io.SectionReader
+			io.Closer
+		}{sr, fc}
+	} else {
+		f, err := os.Open(im.Path)
+		if err != nil {
+			return nil, fmt.Errorf("open image %s: %w", im.Path, err)
+		}
+		in, ra, fc, raw = f, f, f, f
 	}
 	wrap := func(r io.Reader, closers ...io.Closer) io.ReadCloser {
-		return &readCloser{Reader: r, closers: append(closers, f), path: im.Path}
+		return &readCloser{Reader: r, closers: append(closers, fc), path: im.Path}
+	}
+	fail := func(err error) (io.ReadCloser, error) {
+		fc.Close()
+		return nil, fmt.Errorf("open image %s: %w: %w", im.Path, ErrFormat, err)
 	}
 	switch im.Format {
 	case Raw:
-		return f, nil
+		return raw, nil
 	case Gzip:
 		for _, prog := range gzipPrograms {
 			if im.useProgram(prog) {
-				return im.program(ctx, f, prog, "-dc")
+				return im.program(ctx, in, fc, prog, "-dc")
 			}
 		}
-		zr, err := newGzipReader(f, im.FileSize)
+		zr, err := newGzipReader(ra, im.FileSize)
 		if err != nil {
-			f.Close()
-			return nil, fmt.Errorf("open image %s: %w: %w", im.Path, ErrFormat, err)
+			return fail(err)
 		}
 		return wrap(zr, zr), nil
 	case XZ:
-		return im.openXZ(ctx, f)
+		return im.openXZ(ctx, in, ra, fc)
 	case Zstd:
 		// Eight blocks in flight keep both of the decoder's stages busy: on two cores this decodes
 		// 30 % faster than the default (GOMAXPROCS) and faster than the zstd program.
-		zr, err := zstd.NewReader(f, zstd.WithDecoderConcurrency(8), zstd.WithDecoderMaxMemory(1<<40),
+		zr, err := zstd.NewReader(in, zstd.WithDecoderConcurrency(8), zstd.WithDecoderMaxMemory(1<<40),
 			zstd.WithDecoderMaxWindow(1<<30))
 		if err != nil {
-			f.Close()
-			return nil, fmt.Errorf("open image %s: %w: %w", im.Path, ErrFormat, err)
+			return fail(err)
 		}
 		return wrap(zr, closerFunc(func() error { zr.Close(); return nil })), nil
 	case Bzip2:
-		return wrap(bzip2.NewReader(f)), nil
+		return wrap(bzip2.NewReader(bufio.NewReaderSize(in, 1<<20))), nil
 	case Zip:
-		zr, err := zip.NewReader(f, im.FileSize)
+		zr, err := zip.NewReader(ra, im.FileSize)
 		if err != nil {
-			f.Close()
-			return nil, fmt.Errorf("open image %s: %w: %w", im.Path, ErrFormat, err)
+			return fail(err)
 		}
 		for _, e := range zr.File {
 			if e.Name == im.Entry {
 				rc, err := e.Open()
 				if err != nil {
-					f.Close()
-					return nil, fmt.Errorf("open %s in %s: %w: %w", e.Name, im.Path, ErrFormat, err)
+					return fail(err)
 				}
 				return wrap(rc, rc), nil
 			}
 		}
-		f.Close()
-		return nil, fmt.Errorf("open image %s: %w: %s vanished from the zip", im.Path, ErrFormat, im.Entry)
+		return fail(fmt.Errorf("%s vanished from the zip", im.Entry))
 	}
-	f.Close()
-	return nil, fmt.Errorf("open image %s: %w: format %q", im.Path, ErrFormat, im.Format)
+	return fail(fmt.Errorf("format %q", im.Format))
 }
 
 // Decoders are the values Image.Decoder accepts.
@@ -231,14 +287,48 @@ func (im *Image) useProgram(name string) bool {
 	return im.Decoder == name
 }
 
-// program decompresses f with a program; its failures are reported as ErrFormat.
-func (im *Image) program(ctx context.Context, f *os.File, name string, args ...string) (io.ReadCloser, error) {
-	defer f.Close() // the program has its own copy
-	r, err := decompress.Program(ctx, f, name, args...)
+// program decompresses in with a program; its failures are reported as ErrFormat, or as the
+// download's failure when that cut its input.
+func (im *Image) program(ctx context.Context, in io.Reader, fc io.Closer, name string, args ...string) (io.ReadCloser, error) {
+	rc := &readCloser{path: im.Path}
+	if im.remote != nil {
+		fr := &failReader{r: in}
+		in, rc.inputErr = fr, fr.error
+	} else {
+		defer fc.Close() // the program has its own copy of the file
+	}
+	r, err := decompress.Program(ctx, in, name, args...)
 	if err != nil {
 		return nil, err
 	}
-	return &readCloser{Reader: r, closers: []io.Closer{r}, path: im.Path}, nil
+	rc.Reader, rc.closers = r, []io.Closer{r}
+	return rc, nil
+}
+
+// failReader keeps the first error of its reader: a program fed through a pipe only sees its
+// input end.
+type failReader struct {
+	r   io.Reader
+	mu  sync.Mutex
+	err error
+}
+
+func (f *failReader) Read(p []byte) (int, error) {
+	n, err := f.r.Read(p)
+	if err != nil && err != io.EOF {
+		f.mu.Lock()
+		if f.err == nil {
+			f.err = err
+		}
+		f.mu.Unlock()
+	}
+	return n, err
+}
+
+func (f *failReader) error() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.err
 }
 
 type closerFunc func() error
@@ -247,13 +337,22 @@ func (c closerFunc) Close() error { return c() }
 
 type readCloser struct {
 	io.Reader
-	closers []io.Closer
-	path    string
+	closers  []io.Closer
+	path     string
+	inputErr func() error // the input's own failure, when a program reads it
 }
 
 func (r *readCloser) Read(p []byte) (int, error) {
 	n, err := r.Reader.Read(p)
 	if err != nil && err != io.EOF {
+		if r.inputErr != nil {
+			if ierr := r.inputErr(); ierr != nil {
+				return n, ierr
+			}
+		}
+		if errors.Is(err, ErrDownload) {
+			return n, err
+		}
 		err = decodeError(r.path, err)
 	}
 	return n, err
@@ -293,7 +392,7 @@ func (r *readCloser) Close() error {
 
 // gzipISize returns the size recorded in a gzip trailer (the last member's size modulo 4 GiB), which
 // is a lower bound of the real size; it is only a hint.
-func gzipISize(f *os.File, size int64) int64 {
+func gzipISize(f io.ReaderAt, size int64) int64 {
 	if size < 18 {
 		return 0
 	}
