@@ -46,6 +46,11 @@ type Options struct {
 	// Progress receives events of every drive (Event.Device), one call at a time.
 	Progress progress.Func
 	Log      logrus.FieldLogger
+	// Customise changes a partition of the image as it is written (first-boot settings); the block
+	// map is then not used, since the changed partition is written in full. Nil writes the image as is.
+	Customise Customiser
+	// TempDir holds the partition Customise changes while the image streams; "" is os.TempDir().
+	TempDir string
 
 	hooks hooks
 }
@@ -81,6 +86,7 @@ type Result struct {
 	WriteSecs   float64  `json:"write_seconds"`    // writing, including the final flush
 	VerifySecs  float64  `json:"verify_seconds"`   // reading back
 	Warnings    []string `json:"warnings,omitempty"`
+	Customised  string   `json:"customised,omitempty"` // what Options.Customise changed
 	Err         error    `json:"-"`
 	Error       string   `json:"error,omitempty"`
 	Code        string   `json:"code,omitempty"` // the error's sentinel, see ErrorCode
@@ -116,7 +122,7 @@ func Prepare(image string, devices []string, opts Options) (*Job, error) {
 	}
 	im.Decoder = opts.Decoder
 	j := &Job{Image: im, opts: opts}
-	if !opts.NoBmap {
+	if !opts.NoBmap && opts.Customise == nil {
 		if err := j.loadBmap(); err != nil {
 			return nil, err
 		}
@@ -334,6 +340,11 @@ func (j *Job) runDevice(ctx context.Context, planned Device) (res Result) {
 	}
 	res.WriteSecs = time.Since(t0).Seconds()
 	res.Written, res.SHA256 = w.written.Load(), w.imageSum
+	if w.customised {
+		res.Customised = w.customNote
+	} else if w.customNote != "" {
+		res.Warnings = append(res.Warnings, w.customNote)
+	}
 	if res.ImageSize < 0 {
 		res.ImageSize = w.imageBytes
 	}

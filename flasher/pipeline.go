@@ -80,6 +80,9 @@ type writer struct {
 
 	head      []byte   // the first MiB, held back
 	headSpans [][2]int // its parts to write
+
+	customNote string // what Options.Customise did, or why not
+	customised bool
 }
 
 func (w *writer) lbs() int {
@@ -229,6 +232,16 @@ func (w *writer) produce(ctx context.Context, free chan []byte, work chan<- chun
 		return fmt.Errorf("%w: %w", ErrSource, err)
 	}
 	defer src.Close()
+	var cr *customReader
+	if c := w.job.opts.Customise; c != nil {
+		cr = newCustomReader(ctx, src, c, w.job.opts.HashImage, w.job.opts.TempDir)
+		defer cr.close()
+		src = struct {
+			io.Reader
+			io.Closer
+		}{cr, src}
+		defer func() { w.customNote, w.customised = cr.note, cr.done }()
+	}
 	get := func() ([]byte, error) {
 		select {
 		case b := <-free:
@@ -280,7 +293,7 @@ func (w *writer) produce(ctx context.Context, free chan []byte, work chan<- chun
 		}
 		spans = w.holdHead(buf, off, spans)
 		c := chunk{buf: buf, off: off, spans: spans}
-		if w.job.opts.HashImage {
+		if w.job.opts.HashImage && cr == nil {
 			c.image = buf
 		}
 		work <- c
@@ -290,6 +303,9 @@ func (w *writer) produce(ctx context.Context, free chan []byte, work chan<- chun
 		}
 	}
 	w.imageBytes = off + int64(lastN)
+	if cr != nil && w.job.opts.HashImage {
+		w.imageSum = cr.sum() // of the image as published, not as customised
+	}
 	if rc != nil {
 		if err := rc.finish(); err != nil {
 			return err
