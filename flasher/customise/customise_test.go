@@ -1,7 +1,6 @@
 package customise_test
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/json"
@@ -131,72 +130,6 @@ func extract(t *testing.T, im customisetest.Image) *os.File {
 	return f
 }
 
-// CheckFAT runs the peers a user would on the customised partition: fsck.vfat finds nothing to fix,
-// mtools reads every file the image had unchanged, and cloud-init's schema accepts user-data. It
-// returns the cloud-init files as mtools reads them.
-func CheckFAT(t *testing.T, fat string, im customisetest.Image) map[string]string {
-	t.Helper()
-	if out, err := exec.Command(testenv.Tool(t, "fsck.vfat"), "-n", fat).CombinedOutput(); err != nil {
-		t.Fatalf("fsck.vfat -n: %v\n%s", err, out)
-	}
-	mtype := testenv.Tool(t, "mtype")
-	for name, want := range im.Files {
-		if name == "user-data" || name == "network-config" || name == "meta-data" {
-			continue
-		}
-		got, err := exec.Command(mtype, "-i", fat, "::"+name).Output()
-		if err != nil || !bytes.Equal(got, want) {
-			t.Errorf("%s changed on the boot partition (%v): %d bytes, want %d", name, err, len(got), len(want))
-		}
-	}
-	files := map[string]string{}
-	for _, name := range []string{"user-data", "network-config", "meta-data"} {
-		if b, err := exec.Command(mtype, "-i", fat, "::"+name).Output(); err == nil {
-			files[name] = string(b)
-		}
-	}
-	ud := filepath.Join(t.TempDir(), "user-data")
-	os.WriteFile(ud, []byte(files["user-data"]), 0o600)
-	if out, err := exec.Command(testenv.Tool(t, "cloud-init"), "schema", "--config-file", ud).CombinedOutput(); err != nil || !strings.Contains(string(out), "Valid cloud-config") {
-		t.Fatalf("cloud-init schema: %v\n%s\n%s", err, out, files["user-data"])
-	}
-	return files
-}
-
-// checkNetplan has netplan generate NetworkManager or networkd configuration from network-config.
-func checkNetplan(t *testing.T, cfg string) string {
-	t.Helper()
-	netplan := testenv.Tool(t, "netplan")
-	root := t.TempDir()
-	os.MkdirAll(filepath.Join(root, "etc/netplan"), 0o755)
-	if err := os.WriteFile(filepath.Join(root, "etc/netplan/50-cloud-init.yaml"), []byte("network:\n"+indent(cfg)), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if out, err := exec.Command(netplan, "generate", "--root-dir", root).CombinedOutput(); err != nil {
-		t.Fatalf("netplan generate: %v\n%s\n%s", err, out, cfg)
-	}
-	var all strings.Builder
-	filepath.Walk(filepath.Join(root, "run"), func(p string, fi os.FileInfo, err error) error {
-		if err == nil && !fi.IsDir() {
-			b, _ := os.ReadFile(p)
-			all.Write(b)
-		}
-		return nil
-	})
-	return all.String()
-}
-
-func indent(s string) string {
-	var b strings.Builder
-	for _, l := range strings.Split(strings.TrimRight(s, "\n"), "\n") {
-		if strings.HasPrefix(l, "#") {
-			continue
-		}
-		b.WriteString("  " + l + "\n")
-	}
-	return b.String()
-}
-
 func TestApplyWritesCloudInit(t *testing.T) {
 	dir := t.TempDir()
 	for _, tc := range []struct {
@@ -221,7 +154,7 @@ func TestApplyWritesCloudInit(t *testing.T) {
 			if !strings.Contains(note, tc.format) {
 				t.Errorf("note %q does not name format %s", note, tc.format)
 			}
-			files := CheckFAT(t, f.Name(), im)
+			files := customisetest.Check(t, f.Name(), im)
 			ud := files["user-data"]
 			for _, want := range []string{"#cloud-config", "hostname: pi-kitchen", "timezone: Europe/Berlin", "layout: de", "name: alice",
 				"passwd: $6$saltsalt$", testKey, "ssh_pwauth: true", "lock_passwd: false"} {
@@ -238,7 +171,7 @@ func TestApplyWritesCloudInit(t *testing.T) {
 			if !strings.Contains(files["meta-data"], "instance-id: kiln-") || !strings.Contains(files["meta-data"], "local-hostname: pi-kitchen") {
 				t.Errorf("meta-data:\n%s", files["meta-data"])
 			}
-			gen := checkNetplan(t, files["network-config"])
+			gen := customisetest.Netplan(t, files["network-config"])
 			for _, want := range []string{"Kitchen Net", "DE"} {
 				if !strings.Contains(gen, want) {
 					t.Errorf("netplan's output lacks %q:\n%s", want, gen)
@@ -261,7 +194,7 @@ func TestKeysOnlyTurnsPasswordLoginOff(t *testing.T) {
 	if changed, note, err := c.Apply(context.Background(), f, im.BootSize); err != nil || !changed {
 		t.Fatal(note, err)
 	}
-	files := CheckFAT(t, f.Name(), im)
+	files := customisetest.Check(t, f.Name(), im)
 	for _, want := range []string{"ssh_pwauth: false", "lock_passwd: true", testKey} {
 		if !strings.Contains(files["user-data"], want) {
 			t.Errorf("user-data lacks %q:\n%s", want, files["user-data"])
@@ -285,7 +218,7 @@ func TestUserDataReplacedOrMerged(t *testing.T) {
 		if changed, note, err := c.Apply(context.Background(), f, im.BootSize); err != nil || !changed {
 			t.Fatal(note, err)
 		}
-		if files := CheckFAT(t, f.Name(), im); files["user-data"] != own {
+		if files := customisetest.Check(t, f.Name(), im); files["user-data"] != own {
 			t.Fatalf("user-data is not the file as given:\n%s", files["user-data"])
 		}
 	})
@@ -301,7 +234,7 @@ func TestUserDataReplacedOrMerged(t *testing.T) {
 		if changed, note, err := c.Apply(context.Background(), f, im.BootSize); err != nil || !changed {
 			t.Fatal(note, err)
 		}
-		ud := CheckFAT(t, f.Name(), im)["user-data"]
+		ud := customisetest.Check(t, f.Name(), im)["user-data"]
 		// The file's hostname wins; users and runcmd are Kiln's then the file's; new keys are kept.
 		for _, want := range []string{"hostname: from-file", "name: alice", "name: bob", "htop", "/etc/from-file", "systemctl", "timezone: Europe/Berlin"} {
 			if !strings.Contains(ud, want) {

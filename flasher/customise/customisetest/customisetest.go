@@ -5,6 +5,7 @@
 package customisetest
 
 import (
+	"bytes"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -165,4 +166,70 @@ func run(t testing.TB, name string, args ...string) {
 	if err != nil {
 		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
 	}
+}
+
+// Check runs the peers a user would on the customised partition: fsck.vfat finds nothing to fix,
+// mtools reads every file the image had unchanged, and cloud-init's schema accepts user-data. It
+// returns the cloud-init files as mtools reads them.
+func Check(t testing.TB, fat string, im Image) map[string]string {
+	t.Helper()
+	if out, err := exec.Command(testenv.Tool(t, "fsck.vfat"), "-n", fat).CombinedOutput(); err != nil {
+		t.Fatalf("fsck.vfat -n: %v\n%s", err, out)
+	}
+	mtype := testenv.Tool(t, "mtype")
+	for name, want := range im.Files {
+		if name == "user-data" || name == "network-config" || name == "meta-data" {
+			continue
+		}
+		got, err := exec.Command(mtype, "-i", fat, "::"+name).Output()
+		if err != nil || !bytes.Equal(got, want) {
+			t.Errorf("%s changed on the boot partition (%v): %d bytes, want %d", name, err, len(got), len(want))
+		}
+	}
+	files := map[string]string{}
+	for _, name := range []string{"user-data", "network-config", "meta-data"} {
+		if b, err := exec.Command(mtype, "-i", fat, "::"+name).Output(); err == nil {
+			files[name] = string(b)
+		}
+	}
+	ud := filepath.Join(t.TempDir(), "user-data")
+	os.WriteFile(ud, []byte(files["user-data"]), 0o600)
+	if out, err := exec.Command(testenv.Tool(t, "cloud-init"), "schema", "--config-file", ud).CombinedOutput(); err != nil || !strings.Contains(string(out), "Valid cloud-config") {
+		t.Fatalf("cloud-init schema: %v\n%s\n%s", err, out, files["user-data"])
+	}
+	return files
+}
+
+// Netplan has netplan generate NetworkManager or networkd configuration from network-config.
+func Netplan(t testing.TB, cfg string) string {
+	t.Helper()
+	netplan := testenv.Tool(t, "netplan")
+	root := t.TempDir()
+	os.MkdirAll(filepath.Join(root, "etc/netplan"), 0o755)
+	if err := os.WriteFile(filepath.Join(root, "etc/netplan/50-cloud-init.yaml"), []byte("network:\n"+indent(cfg)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command(netplan, "generate", "--root-dir", root).CombinedOutput(); err != nil {
+		t.Fatalf("netplan generate: %v\n%s\n%s", err, out, cfg)
+	}
+	var all strings.Builder
+	filepath.Walk(filepath.Join(root, "run"), func(p string, fi os.FileInfo, err error) error {
+		if err == nil && !fi.IsDir() {
+			b, _ := os.ReadFile(p)
+			all.Write(b)
+		}
+		return nil
+	})
+	return all.String()
+}
+
+func indent(s string) string {
+	var b strings.Builder
+	for _, l := range strings.Split(strings.TrimRight(s, "\n"), "\n") {
+		if strings.HasPrefix(l, "#") {
+			continue
+		}
+		b.WriteString("  " + l + "\n")
+	}
+	return b.String()
 }
