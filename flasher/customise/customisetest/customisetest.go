@@ -145,8 +145,8 @@ func Make(t testing.TB, dir string, k Kind) Image {
 	img.Close()
 	bootSec, rootSec := im.BootOffset/512, (im.BootOffset+im.BootSize)/512
 	if k == Ubuntu {
-		run(t, "sgdisk", "-a", "1", "-n", "1:"+itoa(bootSec)+":+"+itoa(im.BootSize/512-1), "-t", "1:0700", "-c", "1:system-boot",
-			"-n", "2:"+itoa(rootSec)+":+"+itoa(RootSize/512-1), "-t", "2:8300", "-c", "2:writable", im.Path)
+		run(t, "sgdisk", "-a", "1", "-n", "1:"+itoa(bootSec)+":"+itoa(rootSec-1), "-t", "1:0700", "-c", "1:system-boot",
+			"-n", "2:"+itoa(rootSec)+":"+itoa(rootSec+RootSize/512-1), "-t", "2:8300", "-c", "2:writable", im.Path)
 	} else {
 		script := "label: dos\nlabel-id: 0x4e639091\nstart=" + itoa(bootSec) + ", size=" + itoa(im.BootSize/512) + ", type=c\nstart=" + itoa(rootSec) + ", size=" + itoa(RootSize/512) + ", type=83\n"
 		cmd := exec.Command(testenv.Tool(t, "sfdisk"), "--no-reread", "--no-tell-kernel", "-q", im.Path)
