@@ -14,6 +14,7 @@ import (
 
 	"github.com/sirupsen/logrus"
 
+	"github.com/kilnproject/kiln/flasher/customise"
 	"github.com/kilnproject/kiln/internal/progress"
 )
 
@@ -40,6 +41,9 @@ type HelperRequest struct {
 	// Expect pins each drive as the user chose it (by path); the helper refuses a drive whose name,
 	// size or serial differ.
 	Expect []Device `json:"expect,omitempty"`
+	// Settings are first-boot settings written into the image while flashing (they hold secrets:
+	// never log a request).
+	Settings *customise.Settings `json:"settings,omitempty"`
 }
 
 // HelperMessage is one line from the helper.
@@ -154,6 +158,13 @@ func ServeHelper(ctx context.Context, in io.Reader, out io.Writer, log logrus.Fi
 	opts := Options{Bmap: bmapPath, NoBmap: req.NoBmap, NoVerify: req.NoVerify, AllowInternal: req.AllowInternal,
 		Confirm: req.Confirm, Eject: req.Eject, Log: log,
 		Progress: progress.Throttle(func(e progress.Event) { send(HelperMessage{Event: "progress", Progress: &e}) }, 0)}
+	if req.Settings != nil {
+		c, err := customise.New(*req.Settings)
+		if err != nil {
+			return fail(fmt.Errorf("flash-helper: %w", err))
+		}
+		opts.Customise = c
+	}
 	job, err := Prepare(image, req.Devices, opts)
 	if err != nil {
 		return fail(err)
