@@ -48,7 +48,7 @@ type settingsForm struct {
 	format                                *widget.Select
 	userData                              string
 	userDataLabel                         *widget.Label
-	problems                              *widget.Label
+	problems                              *widget.Label // what is wrong; placed by the caller, in view
 	onValid                               func(ok bool)
 
 	pwPlain, pwHash string // the password typed last and its hash, made once per change
@@ -116,7 +116,6 @@ func newSettingsForm(a *App) *settingsForm {
 			widget.NewFormItem("Own user-data", userData),
 			widget.NewFormItem("Image format", f.format),
 		),
-		f.problems,
 	)
 	f.ready = true
 	return f
@@ -382,7 +381,9 @@ func (c *customiseRow) open() {
 	}
 	intro := widget.NewLabel("Written into the image's boot partition as cloud-init user-data, network-config and meta-data while flashing. Images without cloud-init are written unchanged.")
 	intro.Wrapping = fyne.TextWrapWord
-	d = dialog.NewCustomWithoutButtons("First-boot settings", container.NewVScroll(container.NewVBox(intro, f.content)), c.a.win)
+	// The problems stay in view below the scrolling form, above the buttons they disable.
+	d = dialog.NewCustomWithoutButtons("First-boot settings",
+		container.NewBorder(nil, f.problems, nil, nil, container.NewVScroll(container.NewVBox(intro, f.content))), c.a.win)
 	d.SetButtons(append(buttons, save))
 	d.Resize(fyne.NewSize(620, 640))
 	d.Show()
