@@ -141,3 +141,39 @@ func TestFlashCustomiseTruncatedImage(t *testing.T) {
 		t.Fatalf("error %v", err)
 	}
 }
+
+// TestHelperCustomises: first-boot settings reach the privileged helper (the desktop app's path),
+// which writes them; settings that fail their checks are refused before anything is written.
+func TestHelperCustomises(t *testing.T) {
+	needRoot(t)
+	dir := t.TempDir()
+	im := customisetest.Make(t, dir, customisetest.Ubuntu)
+	fi, _ := os.Stat(im.Path)
+	dev := loopDevice(t, fi.Size())
+	set := customise.Settings{Hostname: "via-helper", Users: []recipe.User{{Name: "carol", SSHKeys: []string{customKey}}}}
+	res, err, _ := helperPipe(t, HelperRequest{Image: im.Path, Devices: []string{dev}, Settings: &set}, nil)
+	if err != nil || len(res) != 1 || !res[0].Verified || !strings.Contains(res[0].Customised, "cloudinit") {
+		t.Fatalf("%v %+v", err, res)
+	}
+	d, err := os.Open(dev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	boot := filepath.Join(dir, "boot.fat")
+	out, _ := os.Create(boot)
+	io.Copy(out, io.NewSectionReader(d, im.BootOffset, im.BootSize))
+	out.Close()
+	if ud := customisetest.Check(t, boot, im)["user-data"]; !strings.Contains(ud, "hostname: via-helper") || !strings.Contains(ud, "name: carol") {
+		t.Fatalf("user-data on the drive:\n%s", ud)
+	}
+
+	before := deviceSum(t, dev)
+	bad := customise.Settings{Hostname: "bad host"}
+	if _, err, _ := helperPipe(t, HelperRequest{Image: im.Path, Devices: []string{dev}, Settings: &bad}, nil); err == nil || !strings.Contains(err.Error(), "bad hostname") {
+		t.Fatalf("bad settings: %v", err)
+	}
+	if deviceSum(t, dev) != before {
+		t.Fatal("the drive changed although the settings were refused")
+	}
+}
