@@ -1,6 +1,7 @@
 package flasher
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"errors"
@@ -175,5 +176,36 @@ func TestHelperCustomises(t *testing.T) {
 	}
 	if deviceSum(t, dev) != before {
 		t.Fatal("the drive changed although the settings were refused")
+	}
+}
+
+// TestFlashCustomisesPartitionInFirstMiB: a boot partition that starts inside the first MiB (held
+// back and written last) is customised too, and the bytes around it are the image's.
+func TestFlashCustomisesPartitionInFirstMiB(t *testing.T) {
+	dir := t.TempDir()
+	im := customisetest.Make(t, dir, customisetest.NoCloud)
+	src, err := os.ReadFile(im.Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mem := &memDevice{data: make([]byte, len(src)+1<<20)}
+	opts := memOptions(mem)
+	opts.Customise, opts.TempDir = customiser(t), dir
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	res, err := Flash(ctx, im.Path, []string{"/dev/mem-test"}, opts)
+	if err != nil || !res[0].Verified || !strings.Contains(res[0].Customised, "NoCloud seed") {
+		t.Fatalf("%v %+v", err, res)
+	}
+	end := im.BootOffset + im.BootSize
+	if !bytes.Equal(mem.data[:im.BootOffset], src[:im.BootOffset]) || !bytes.Equal(mem.data[end:len(src)], src[end:]) {
+		t.Fatal("bytes outside the boot partition differ from the image")
+	}
+	boot := filepath.Join(dir, "boot.fat")
+	if err := os.WriteFile(boot, mem.data[im.BootOffset:end], 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if ud := customisetest.Check(t, boot, im)["user-data"]; !strings.Contains(ud, "hostname: pi-flashed") {
+		t.Fatalf("user-data:\n%s", ud)
 	}
 }
