@@ -48,7 +48,8 @@ type ciConfig struct {
 // user-data: hostname (with /etc/hosts kept in step), timezone, keyboard layout, and the users, each
 // with sudo rights, its password hash (password login on) or only its keys (password login off for
 // SSH). Listing users replaces the image's default user (ubuntu, pi). On Raspberry Pi OS the users
-// get its hardware groups and the SSH server, off by default there, is enabled. A user's own
+// get its hardware groups, the SSH server, off by default there, is enabled, and the Wi-Fi country
+// is set with raspi-config, which unblocks the radio. A user's own
 // #cloud-config file is merged (see Merge); any other user-data file is written as given.
 //
 // network-config (only with Wi-Fi): netplan version 2 with DHCP on eth0 and wlan0, the regulatory
@@ -87,6 +88,10 @@ func Render(s Settings, format string) (Files, error) {
 			if rpi {
 				c.Runcmd = [][]string{{"systemctl", "enable", "--now", "ssh"}}
 			}
+		}
+		if w := s.WiFi; rpi && w != nil && w.Country != "" {
+			// Raspberry Pi OS keeps Wi-Fi blocked until a country is set.
+			c.Runcmd = append(c.Runcmd, []string{"raspi-config", "nonint", "do_wifi_country", w.Country})
 		}
 		body, err := yaml.Marshal(c)
 		if err != nil {

@@ -94,6 +94,17 @@ func TestLocate(t *testing.T) {
 			t.Errorf("%s: located %+v, sfdisk says %+v (%s)", k, p, first, pt.PartitionTable.Label)
 		}
 	}
+	// A GPT with an EFI system partition first and a NoCloud seed named CIDATA: the seed is chosen.
+	seeded := filepath.Join(dir, "seeded.img")
+	os.WriteFile(seeded, nil, 0o644)
+	os.Truncate(seeded, 80<<20)
+	if out, err := exec.Command(testenv.Tool(t, "sgdisk"), "-n", "1:2048:65535", "-t", "1:ef00", "-c", "1:EFI",
+		"-n", "2:65536:131071", "-t", "2:0700", "-c", "2:CIDATA", seeded).CombinedOutput(); err != nil {
+		t.Fatalf("sgdisk: %v %s", err, out)
+	}
+	if p, err := customise.Locate(readHead(t, seeded)); err != nil || p.Number != 2 || p.Offset != 65536*512 || p.Size != 65536*512 {
+		t.Errorf("GPT with a seed: located %+v, %v; want partition 2", p, err)
+	}
 	if _, err := customise.Locate(make([]byte, 4096)); err == nil {
 		t.Error("an image without a partition table was located")
 	}
@@ -164,6 +175,9 @@ func TestApplyWritesCloudInit(t *testing.T) {
 			}
 			if strings.Contains(ud, "password: ubuntu") {
 				t.Errorf("the image's default user-data survived:\n%s", ud)
+			}
+			if rpi := strings.Contains(ud, "do_wifi_country") && strings.Contains(ud, "- DE"); rpi != (tc.format == "cloudinit-rpi") {
+				t.Errorf("Wi-Fi country set by raspi-config: %v, format %s", rpi, tc.format)
 			}
 			if rpi := strings.Contains(ud, "systemctl"); rpi != (tc.format == "cloudinit-rpi") {
 				t.Errorf("SSH enabled by runcmd: %v, format %s", rpi, tc.format)

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"strings"
 )
 
 // ProbeSize is how much of the start of an image Locate needs: the MBR, the primary GPT header and
@@ -43,8 +44,9 @@ func guid(a uint32, b, c uint16, d [8]byte) (g [16]byte) {
 	return g
 }
 
-// Locate finds the first FAT partition in the partition table at the start of an image (head holds
-// its first bytes, up to ProbeSize). Only the table is read; nothing in head is trusted beyond it.
+// Locate finds the boot FAT partition in the partition table at the start of an image (head holds
+// its first bytes, up to ProbeSize): the first FAT partition, or in a GPT the one named "cidata".
+// Only the table is read; nothing in head is trusted beyond it.
 func Locate(head []byte) (Partition, error) {
 	if len(head) < 512 || head[510] != 0x55 || head[511] != 0xaa {
 		return Partition{}, fmt.Errorf("%w: the image has no partition table (no MBR signature)", ErrNoBootPartition)
@@ -90,6 +92,7 @@ func locateGPT(head []byte, ss int) (Partition, error) {
 		return Partition{}, fmt.Errorf("%w: the GPT's partition entries are not within the image's first MiB", ErrNoBootPartition)
 	}
 	ents := head[int(entLBA)*ss:]
+	var found []Partition
 	for i := range int(count) {
 		e := ents[i*int(size) : (i+1)*int(size)]
 		var typ [16]byte
@@ -101,9 +104,28 @@ func locateGPT(head []byte, ss int) (Partition, error) {
 		if first == 0 || last < first || last >= 1<<40 {
 			continue
 		}
-		return Partition{Table: "gpt", Number: i + 1, Offset: int64(first) * int64(ss), Size: int64(last-first+1) * int64(ss)}, nil
+		p := Partition{Table: "gpt", Number: i + 1, Offset: int64(first) * int64(ss), Size: int64(last-first+1) * int64(ss)}
+		if seedName(e[56:128]) {
+			return p, nil // a NoCloud seed beside an EFI system partition
+		}
+		found = append(found, p)
 	}
-	return Partition{}, fmt.Errorf("%w: no EFI system or basic data partition in the GPT", ErrNoBootPartition)
+	if len(found) == 0 {
+		return Partition{}, fmt.Errorf("%w: no EFI system or basic data partition in the GPT", ErrNoBootPartition)
+	}
+	return found[0], nil
+}
+
+// seedName reports whether a GPT partition name (UTF-16LE) is "cidata", a NoCloud seed's name.
+func seedName(b []byte) bool {
+	var name []byte
+	for i := 0; i+1 < len(b) && b[i] != 0; i += 2 {
+		if b[i+1] != 0 {
+			return false
+		}
+		name = append(name, b[i])
+	}
+	return strings.EqualFold(string(name), "cidata")
 }
 
 // isFATBootSector reports whether b starts with a FAT boot sector rather than an MBR.
