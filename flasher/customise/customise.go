@@ -8,8 +8,6 @@ import (
 	"io/fs"
 	"os"
 	"strings"
-
-	"github.com/diskfs/go-diskfs/filesystem/fat32"
 )
 
 // Customiser writes Settings into images as they are flashed; it is what flasher.Options.Customise
@@ -58,7 +56,7 @@ func (c *Customiser) Apply(ctx context.Context, part *os.File, size int64) (chan
 			err = fmt.Errorf("customise the boot partition: the file system library failed: %v", r)
 		}
 	}()
-	fsys, err := openFAT(part, size)
+	fsys, err := openFAT(part, size, v)
 	if err != nil {
 		return false, fmt.Sprintf("first-boot settings not written, the image is flashed unchanged: %v", err), nil
 	}
@@ -89,7 +87,7 @@ func (c *Customiser) Apply(ctx context.Context, part *os.File, size int64) (chan
 	return true, fmt.Sprintf("first-boot settings written for %s (%s): %s", format, why, strings.Join(names, ", ")), nil
 }
 
-func writeFile(fsys *fat32.FileSystem, name string, data []byte) error {
+func writeFile(fsys fatFS, name string, data []byte) error {
 	f, err := fsys.OpenFile("/"+name, os.O_CREATE|os.O_RDWR|os.O_TRUNC)
 	if err != nil {
 		return err

@@ -150,6 +150,7 @@ func TestApplyWritesCloudInit(t *testing.T) {
 		{customisetest.RaspiOS, "cloudinit-rpi"},
 		{customisetest.Ubuntu, "cloudinit"},
 		{customisetest.NoCloud, "cloudinit"},
+		{customisetest.Seed16, "cloudinit"},
 	} {
 		t.Run(string(tc.kind), func(t *testing.T) {
 			im := customisetest.Make(t, dir, tc.kind)

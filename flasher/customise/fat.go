@@ -6,20 +6,24 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	iofs "io/fs"
 	"os"
 	"strings"
 
 	"github.com/diskfs/go-diskfs/backend/file"
+	"github.com/diskfs/go-diskfs/filesystem"
+	"github.com/diskfs/go-diskfs/filesystem/fat16"
 	"github.com/diskfs/go-diskfs/filesystem/fat32"
 )
 
-// ErrUnsupportedFAT: the boot partition is not a FAT32 file system Kiln can change safely.
+// ErrUnsupportedFAT: the boot partition is not a FAT16 or FAT32 file system Kiln can change safely.
 var ErrUnsupportedFAT = errors.New("boot partition not customisable")
 
 const maxRootDir = 4 << 20 // bytes of root directory Kiln reads
 
-// volume is the checked geometry of a FAT32 file system.
+// volume is the checked geometry of a FAT16 or FAT32 file system.
 type volume struct {
+	bits            int   // 16 or 32
 	bps, spc        int64 // bytes per sector, sectors per cluster
 	reserved        int64 // sectors
 	fatSectors      int64 // per FAT
@@ -27,13 +31,14 @@ type volume struct {
 	rootCluster     uint32
 	fsInfo          int64 // sector, 0 for none
 	label           string
-	fat             []uint32 // the first FAT, masked to 28 bits
+	fat             []uint32 // the first FAT; FAT16 values from 0xfff7 up are widened to FAT32's
 	rootDirClusters int
 }
 
-// checkFAT reads the boot sector and FAT of a FAT32 volume of size bytes and checks everything the
-// file system library trusts: geometry within the volume, matching FATs, cluster chains without loops
-// and a root directory of bounded size. A hostile volume gets an error, never a hang.
+// checkFAT reads the boot sector and FAT of a FAT16 or FAT32 volume of size bytes and checks
+// everything the file system library trusts: geometry within the volume, matching FATs, cluster
+// chains without loops and a root directory of bounded size. A hostile volume gets an error, never
+// a hang or an allocation beyond the volume's FAT.
 func checkFAT(r io.ReaderAt, size int64) (*volume, error) {
 	bs := make([]byte, 512)
 	if _, err := r.ReadAt(bs, 0); err != nil {
@@ -44,10 +49,8 @@ func checkFAT(r io.ReaderAt, size int64) (*volume, error) {
 	if bs[510] != 0x55 || bs[511] != 0xaa || (bs[0] != 0xeb && bs[0] != 0xe9) {
 		return nil, fmt.Errorf("%w: it holds no FAT file system (no boot sector signature)", ErrUnsupportedFAT)
 	}
-	v := &volume{bps: le16(11), spc: int64(bs[13]), reserved: le16(14)}
-	if le16(17) != 0 || le16(22) != 0 {
-		return nil, fmt.Errorf("%w: it is FAT12 or FAT16; Kiln customises FAT32 boot partitions only", ErrUnsupportedFAT)
-	}
+	v := &volume{bits: 32, bps: le16(11), spc: int64(bs[13]), reserved: le16(14)}
+	rootEntries := le16(17)
 	switch v.bps {
 	case 512, 1024, 2048, 4096:
 	default:
@@ -63,24 +66,44 @@ func checkFAT(r io.ReaderAt, size int64) (*volume, error) {
 	if total == 0 {
 		total = le32(32)
 	}
-	v.fatSectors = le32(36)
-	v.rootCluster = uint32(le32(44))
-	v.fsInfo = le16(48)
-	if bs[66] == 0x29 {
-		v.label = strings.TrimRight(string(bs[71:82]), " \x00")
+	var rootDirSectors int64
+	if le16(22) != 0 { // FAT12 or FAT16: a FAT size here and a fixed root directory
+		v.bits, v.fatSectors = 16, le16(22)
+		if rootEntries == 0 || v.bps != 512 {
+			return nil, fmt.Errorf("%w: damaged FAT16 geometry (%d root entries, %d-byte sectors)", ErrUnsupportedFAT, rootEntries, v.bps)
+		}
+		rootDirSectors = (rootEntries*32 + v.bps - 1) / v.bps
+		if bs[38] == 0x29 {
+			v.label = strings.TrimRight(string(bs[43:54]), " \x00")
+		}
+	} else {
+		if rootEntries != 0 {
+			return nil, fmt.Errorf("%w: damaged FAT32 geometry (%d root entries)", ErrUnsupportedFAT, rootEntries)
+		}
+		v.fatSectors = le32(36)
+		v.rootCluster = uint32(le32(44))
+		v.fsInfo = le16(48)
+		if bs[66] == 0x29 {
+			v.label = strings.TrimRight(string(bs[71:82]), " \x00")
+		}
 	}
 	if total*v.bps > size || total == 0 {
 		return nil, fmt.Errorf("%w: the file system (%d sectors) is larger than its partition (%d bytes)", ErrUnsupportedFAT, total, size)
 	}
-	dataStart := v.reserved + 2*v.fatSectors
+	dataStart := v.reserved + 2*v.fatSectors + rootDirSectors
 	if v.reserved == 0 || v.fatSectors == 0 || dataStart >= total {
 		return nil, fmt.Errorf("%w: damaged geometry (reserved %d, FAT %d of %d sectors)", ErrUnsupportedFAT, v.reserved, v.fatSectors, total)
 	}
 	v.clusters = (total - dataStart) / v.spc
-	if v.clusters < 1 || v.clusters+2 > v.fatSectors*v.bps/4 {
+	entry := int64(v.bits / 8)
+	switch {
+	case v.bits == 16 && v.clusters < 4085:
+		return nil, fmt.Errorf("%w: it is FAT12 (%d clusters); Kiln customises FAT16 and FAT32 boot partitions", ErrUnsupportedFAT, v.clusters)
+	case v.bits == 16 && v.clusters >= 65525:
+		return nil, fmt.Errorf("%w: damaged FAT16 geometry (%d clusters)", ErrUnsupportedFAT, v.clusters)
+	case v.clusters < 1 || v.clusters+2 > v.fatSectors*v.bps/entry:
 		return nil, fmt.Errorf("%w: the FAT is too small for its %d clusters", ErrUnsupportedFAT, v.clusters)
-	}
-	if v.fatSectors*v.bps > (v.clusters+2)*4+1<<20 {
+	case v.fatSectors*v.bps > (v.clusters+2)*entry+1<<20:
 		return nil, fmt.Errorf("%w: its FAT (%d sectors) is far larger than its %d clusters need", ErrUnsupportedFAT, v.fatSectors, v.clusters)
 	}
 	if v.fsInfo >= v.reserved {
@@ -97,13 +120,23 @@ func checkFAT(r io.ReaderAt, size int64) (*volume, error) {
 	if !bytes.Equal(fat1, fat2) {
 		return nil, fmt.Errorf("%w: its two FATs differ (run fsck.vfat on the image first)", ErrUnsupportedFAT)
 	}
-	n := fatBytes / 4
-	v.fat = make([]uint32, n)
+	v.fat = make([]uint32, fatBytes/entry)
 	for i := range v.fat {
-		v.fat[i] = binary.LittleEndian.Uint32(fat1[4*i:]) & 0x0fffffff
+		if v.bits == 16 {
+			x := uint32(binary.LittleEndian.Uint16(fat1[2*i:]))
+			if x >= 0xfff7 {
+				x |= 0x0fff0000
+			}
+			v.fat[i] = x
+		} else {
+			v.fat[i] = binary.LittleEndian.Uint32(fat1[4*i:]) & 0x0fffffff
+		}
 	}
 	if err := v.checkChains(); err != nil {
 		return nil, err
+	}
+	if v.bits == 16 {
+		return v, nil
 	}
 	max := uint32(v.clusters + 1)
 	if v.rootCluster < 2 || v.rootCluster > max || v.fat[v.rootCluster] == 0 {
@@ -154,24 +187,34 @@ func (v *volume) checkChains() error {
 	return nil
 }
 
-// openFAT opens a checked FAT32 volume for changes. The library is given only volumes checkFAT passed.
-func openFAT(f *os.File, size int64) (fs *fat32.FileSystem, err error) {
+// fatFS is what Apply needs of a file system: listing and writing files.
+type fatFS interface {
+	iofs.ReadDirFS
+	OpenFile(path string, flag int) (filesystem.File, error)
+}
+
+// openFAT opens a checked volume for changes. The library is given only volumes checkFAT passed.
+func openFAT(f *os.File, size int64, v *volume) (fsys fatFS, err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			err = fmt.Errorf("%w: the file system could not be read: %v", ErrUnsupportedFAT, r)
 		}
 	}()
-	fs, err = fat32.Read(file.New(f, false), size, 0, 0)
+	if v.bits == 16 {
+		fsys, err = fat16.Read(file.New(f, false), size, 0, 0)
+	} else {
+		fsys, err = fat32.Read(file.New(f, false), size, 0, 0)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrUnsupportedFAT, err)
 	}
-	return fs, nil
+	return fsys, nil
 }
 
 // fixFSInfo rewrites the FSInfo sector's free-cluster count and next-free hint from the FAT, which
 // the file system library leaves stale after allocating.
 func fixFSInfo(f *os.File, v *volume) error {
-	if v.fsInfo == 0 {
+	if v.fsInfo == 0 || v.bits != 32 {
 		return nil
 	}
 	sec := make([]byte, 512)

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/kilnproject/kiln/assembler/recipe"
@@ -40,14 +41,15 @@ func FuzzLocate(f *testing.F) {
 	})
 }
 
-// tinyFAT32 lays out the smallest FAT32 volume (65525 one-sector clusters): the boot sector, the
-// first bytes of the FAT (copied to both FATs) and the root directory's first cluster come from the
-// fuzzer's input; the rest is zero. It returns the volume as a sparse file.
-func tinyFAT32(t *testing.T, boot, fat, root []byte) (*os.File, int64) {
-	const (
-		reserved, fatSectors, clusters = 32, 512, 65525
-		size                           = (reserved + 2*fatSectors + clusters) * 512
-	)
+// tinyFAT lays out the smallest FAT32 volume (65525 one-sector clusters) or a small FAT16 one (8000
+// clusters): the boot sector, the first bytes of the FAT (copied to both FATs) and of the root
+// directory come from the fuzzer's input; the rest is zero. It returns the volume as a sparse file.
+func tinyFAT(t *testing.T, sixteen bool, boot, fat, root []byte) (*os.File, int64) {
+	reserved, fatSectors, rootSectors, clusters := int64(32), int64(512), int64(0), int64(65525)
+	if sixteen {
+		reserved, fatSectors, rootSectors, clusters = 4, 32, 32, 8000
+	}
+	size := (reserved + 2*fatSectors + rootSectors + clusters) * 512
 	f, err := os.Create(filepath.Join(t.TempDir(), "vol"))
 	if err != nil {
 		t.Fatal(err)
@@ -55,7 +57,16 @@ func tinyFAT32(t *testing.T, boot, fat, root []byte) (*os.File, int64) {
 	t.Cleanup(func() { f.Close() })
 	f.Truncate(size)
 	f.WriteAt(boot[:min(len(boot), 512)], 0)
-	fat = fat[:min(len(fat), fatSectors*512)]
+	if !sixteen { // an FSInfo sector, as mkfs.fat writes it
+		fsi := make([]byte, 512)
+		copy(fsi, "RRaA")
+		copy(fsi[484:], "rrAa")
+		binary.LittleEndian.PutUint32(fsi[488:], 0xffffffff)
+		binary.LittleEndian.PutUint32(fsi[492:], 0xffffffff)
+		fsi[510], fsi[511] = 0x55, 0xaa
+		f.WriteAt(fsi, 512)
+	}
+	fat = fat[:min(int64(len(fat)), fatSectors*512)]
 	f.WriteAt(fat, reserved*512)
 	f.WriteAt(fat, (reserved+fatSectors)*512)
 	f.WriteAt(root[:min(len(root), 512)], (reserved+2*fatSectors)*512)
@@ -81,6 +92,22 @@ func seedBoot() []byte {
 	return b
 }
 
+func seedBoot16() []byte {
+	b := seedBoot()
+	clear(b[11:90])
+	binary.LittleEndian.PutUint16(b[11:], 512)
+	b[13] = 1
+	binary.LittleEndian.PutUint16(b[14:], 4)
+	b[16] = 2
+	binary.LittleEndian.PutUint16(b[17:], 512)
+	binary.LittleEndian.PutUint16(b[19:], 4+2*32+32+8000)
+	b[21] = 0xf8
+	binary.LittleEndian.PutUint16(b[22:], 32)
+	b[38] = 0x29
+	copy(b[43:], "CIDATA     FAT16   ")
+	return b
+}
+
 // FuzzApply: a hostile boot partition is refused or customised, never a crash, a hang or an
 // allocation beyond its size.
 func FuzzApply(f *testing.F) {
@@ -94,13 +121,18 @@ func FuzzApply(f *testing.F) {
 	binary.LittleEndian.PutUint16(root[26:], 3)
 	binary.LittleEndian.PutUint32(root[28:], 12)
 	binary.LittleEndian.PutUint32(fat[12:], 0x0fffffff)
-	f.Add(seedBoot(), fat, root)
+	f.Add(false, seedBoot(), fat, root)
 	loop := append([]byte{}, fat...)
 	binary.LittleEndian.PutUint32(loop[12:], 3) // cluster 3 points to itself
-	f.Add(seedBoot(), loop, root)
+	f.Add(false, seedBoot(), loop, root)
+	fat16 := []byte{0xf8, 0xff, 0xff, 0xff, 0xff, 0xff}
+	root16 := append([]byte{}, root...)
+	binary.LittleEndian.PutUint16(root16[26:], 2)
+	f.Add(true, seedBoot16(), fat16, root16)
+	f.Add(true, seedBoot16(), []byte{0xf8, 0xff, 0xff, 0xff, 0x02, 0x00}, root16) // cluster 2 points to itself
 	c := &Customiser{s: Settings{Hostname: "fuzz", Users: []recipe.User{{Name: "u", PasswordHash: "!"}}}}
-	f.Fuzz(func(t *testing.T, boot, fat, root []byte) {
-		vol, size := tinyFAT32(t, boot, fat, root)
+	f.Fuzz(func(t *testing.T, sixteen bool, boot, fat, root []byte) {
+		vol, size := tinyFAT(t, sixteen, boot, fat, root)
 		_, _, _ = c.Apply(context.Background(), vol, size)
 	})
 }
@@ -123,4 +155,35 @@ func FuzzMerge(f *testing.F) {
 			t.Fatalf("merged user-data does not parse: %v\n%s", err, out)
 		}
 	})
+}
+
+// TestLoopingFATRefused: the fuzz seeds themselves — minimal FAT32 and FAT16 volumes are
+// customised, the same volumes with a cluster chain looping back on itself are refused with a note
+// (the file system library would follow such a chain for ever).
+func TestLoopingFATRefused(t *testing.T) {
+	c := &Customiser{s: Settings{Hostname: "fuzz", Users: []recipe.User{{Name: "u", PasswordHash: "!"}}}}
+	fat32 := make([]byte, 16)
+	binary.LittleEndian.PutUint32(fat32[0:], 0x0ffffff8)
+	binary.LittleEndian.PutUint32(fat32[4:], 0x0fffffff)
+	binary.LittleEndian.PutUint32(fat32[8:], 0x0fffffff)
+	loop32 := append([]byte{}, fat32...)
+	binary.LittleEndian.PutUint32(loop32[12:], 3)
+	for _, tc := range []struct {
+		name    string
+		sixteen bool
+		boot    []byte
+		fat     []byte
+		changed bool
+	}{
+		{"fat32", false, seedBoot(), fat32, true},
+		{"fat32-loop", false, seedBoot(), loop32, false},
+		{"fat16", true, seedBoot16(), []byte{0xf8, 0xff, 0xff, 0xff}, true},
+		{"fat16-loop", true, seedBoot16(), []byte{0xf8, 0xff, 0xff, 0xff, 0x02, 0x00}, false},
+	} {
+		vol, size := tinyFAT(t, tc.sixteen, tc.boot, tc.fat, nil)
+		changed, note, err := c.Apply(context.Background(), vol, size)
+		if err != nil || changed != tc.changed || (!changed && !strings.Contains(note, "loop")) {
+			t.Errorf("%s: changed %v, note %q, error %v", tc.name, changed, note, err)
+		}
+	}
 }

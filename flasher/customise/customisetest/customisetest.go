@@ -25,6 +25,7 @@ const (
 	RaspiOS  Kind = "raspios"  // MBR, boot FAT at 4 MiB with Raspberry Pi OS (Trixie)'s commented cloud-init files
 	Ubuntu   Kind = "ubuntu"   // GPT, boot FAT at 1 MiB with Ubuntu's default user-data (larger than Kiln's)
 	NoCloud  Kind = "nocloud"  // MBR, an empty FAT labelled CIDATA at 512 KiB, inside the first MiB
+	Seed16   Kind = "seed16"   // MBR, a 16 MiB FAT16 NoCloud seed (CIDATA) with user-data and meta-data
 	Bookworm Kind = "bookworm" // MBR, Raspberry Pi OS before cloud-init: cmdline.txt, no user-data
 	Plain    Kind = "plain"    // MBR, a FAT with only an EFI loader: no known format
 )
@@ -55,7 +56,7 @@ func Make(t testing.TB, dir string, k Kind) Image {
 		return b
 	}
 	im := Image{Path: filepath.Join(dir, string(k)+".img"), BootOffset: 4 * MiB, BootSize: FATSize, Files: map[string][]byte{}}
-	label := "bootfs"
+	label, bits := "bootfs", "32"
 	switch k {
 	case RaspiOS:
 		im.Files = map[string][]byte{
@@ -88,6 +89,13 @@ func Make(t testing.TB, dir string, k Kind) Image {
 	case NoCloud:
 		im.BootOffset = 512 << 10
 		label = "CIDATA"
+	case Seed16:
+		im.BootOffset, im.BootSize, bits = MiB, 16*MiB, "16"
+		label = "CIDATA"
+		im.Files = map[string][]byte{
+			"user-data": []byte("#cloud-config\nhostname: seeded\n"),
+			"meta-data": []byte("instance-id: seed-1\n"),
+		}
 	case Bookworm:
 		im.Files = map[string][]byte{
 			"cmdline.txt": []byte("console=serial0,115200 console=tty1 root=PARTUUID=4e639091-02 rootfstype=ext4 fsck.repair=yes rootwait quiet init=/usr/lib/raspberrypi-sys-mods/firstboot\n"),
@@ -103,7 +111,7 @@ func Make(t testing.TB, dir string, k Kind) Image {
 	size := im.BootOffset + im.BootSize + RootSize + MiB
 	fat := filepath.Join(dir, string(k)+".fat")
 	run(t, "truncate", "-s", itoa(im.BootSize), fat)
-	run(t, "mkfs.vfat", "-F", "32", "-S", "512", "-s", "1", "-n", label, "-i", "4e639091", fat)
+	run(t, "mkfs.vfat", "-F", bits, "-S", "512", "-s", "1", "-n", label, "-i", "4e639091", fat)
 	for name, data := range im.Files {
 		local := filepath.Join(dir, "src", string(k), filepath.FromSlash(name))
 		if err := os.MkdirAll(filepath.Dir(local), 0o755); err != nil {
@@ -148,7 +156,7 @@ func Make(t testing.TB, dir string, k Kind) Image {
 		run(t, "sgdisk", "-a", "1", "-n", "1:"+itoa(bootSec)+":"+itoa(rootSec-1), "-t", "1:0700", "-c", "1:system-boot",
 			"-n", "2:"+itoa(rootSec)+":"+itoa(rootSec+RootSize/512-1), "-t", "2:8300", "-c", "2:writable", im.Path)
 	} else {
-		script := "label: dos\nlabel-id: 0x4e639091\nstart=" + itoa(bootSec) + ", size=" + itoa(im.BootSize/512) + ", type=c\nstart=" + itoa(rootSec) + ", size=" + itoa(RootSize/512) + ", type=83\n"
+		script := "label: dos\nlabel-id: 0x4e639091\nstart=" + itoa(bootSec) + ", size=" + itoa(im.BootSize/512) + ", type=" + map[string]string{"32": "c", "16": "e"}[bits] + "\nstart=" + itoa(rootSec) + ", size=" + itoa(RootSize/512) + ", type=83\n"
 		cmd := exec.Command(testenv.Tool(t, "sfdisk"), "--no-reread", "--no-tell-kernel", "-q", im.Path)
 		cmd.Stdin = strings.NewReader(script)
 		if out, err := cmd.CombinedOutput(); err != nil {
