@@ -56,7 +56,7 @@ func TestFlashCustomisesCompressedImage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	run(t, "xz", "-T1", "-1", "-k", im.Path)
+	run(t, "xz", "-T2", "-0", "-k", im.Path)
 	dev := loopDevice(t, int64(len(src))+4<<20)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
