@@ -34,15 +34,15 @@ type Customiser interface {
 // customReader passes an image through, replacing the range its Customiser changes.
 type customReader struct {
 	ctx   context.Context
-	src   io.Reader
+	src   io.Reader // the image as it comes
 	c     Customiser
-	in    hash.Hash // sha256 of the source bytes, for a published checksum (nil: not wanted)
-	tmp   string
-	r     io.Reader // what is read now
-	note  string
-	done  bool
-	stage func() error
+	in    hash.Hash    // sha256 of the source bytes, for a published checksum (nil: not wanted)
+	tmp   string       // directory of the temporary file
+	r     io.Reader    // what is read now
+	stage func() error // what comes after r, nil at the last part
 
+	note    string // what the Customiser did, or why not
+	changed bool
 	cleanup func()
 }
 
@@ -125,7 +125,7 @@ func (cr *customReader) customise(rest io.Reader, off, size int64) error {
 	if err != nil {
 		return fmt.Errorf("customise: %w", err)
 	}
-	cr.note, cr.done = note, changed
+	cr.note, cr.changed = note, changed
 	cr.r = io.NewSectionReader(f, 0, size)
 	cr.stage = func() error { cr.r = rest; return nil }
 	return nil

@@ -240,7 +240,7 @@ func (w *writer) produce(ctx context.Context, free chan []byte, work chan<- chun
 			io.Reader
 			io.Closer
 		}{cr, src}
-		defer func() { w.customNote, w.customised = cr.note, cr.done }()
+		defer func() { w.customNote, w.customised = cr.note, cr.changed }()
 	}
 	get := func() ([]byte, error) {
 		select {
