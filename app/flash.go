@@ -277,6 +277,9 @@ func (s *flashScreen) onFlash() {
 			fmt.Fprintf(&b, "    mounted at %s: Kiln unmounts it first\n", strings.Join(d.Mounts, ", "))
 		}
 	}
+	if s.custom.settings != nil {
+		b.WriteString("\n" + settingsSummary(s.custom.settings) + "\n")
+	}
 	b.WriteString("\nEverything on these drives will be erased.")
 	l := widget.NewLabel(b.String())
 	l.Wrapping = fyne.TextWrapWord

@@ -55,6 +55,9 @@ func TestFlashWithFirstBootSettings(t *testing.T) {
 	}
 	test.Tap(findCheck(t, a, "SanDisk Ultra Fit"))
 	test.Tap(fl.flashBtn)
+	if shown := texts(a); !strings.Contains(shown, "First-boot settings (cloud-init images): hostname pi-kitchen") {
+		t.Errorf("the confirmation does not name the settings:\n%s", shown)
+	}
 	test.Tap(findButton(t, a, "Erase and flash"))
 	settle(t, a)
 	f.mu.Lock()
