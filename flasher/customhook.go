@@ -15,8 +15,9 @@ import (
 )
 
 // MaxCustomisedPartition bounds the partition a Customiser changes: it is held in a temporary file
-// while the image streams past.
-const MaxCustomisedPartition = 4 << 30
+// while the image streams past, and its FAT in memory while it is checked. Boot partitions of
+// Raspberry Pi OS and Ubuntu are 512 MiB.
+const MaxCustomisedPartition = 1 << 30
 
 // Customiser changes one partition of an image while it is flashed (Options.Customise); package
 // flasher/customise writes first-boot settings this way. The partition's bytes are collected in a
