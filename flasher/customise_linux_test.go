@@ -209,3 +209,29 @@ func TestFlashCustomisesPartitionInFirstMiB(t *testing.T) {
 		t.Fatalf("user-data:\n%s", ud)
 	}
 }
+
+// bigPartition claims a boot partition larger than Kiln collects.
+type bigPartition struct{}
+
+func (bigPartition) Locate([]byte) (int64, int64, string, error) {
+	return 4 << 20, MaxCustomisedPartition + 1, "", nil
+}
+
+func (bigPartition) Apply(context.Context, *os.File, int64) (bool, string, error) {
+	return false, "", errors.New("not reached")
+}
+
+// TestFlashRefusesHugeBootPartition: a boot partition beyond the cap stops the flash with a clear
+// error before a byte is written.
+func TestFlashRefusesHugeBootPartition(t *testing.T) {
+	img := testImage(t, t.TempDir(), 8<<20)
+	mem := &memDevice{data: make([]byte, 16<<20)}
+	opts := memOptions(mem)
+	opts.Customise = bigPartition{}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	_, err := Flash(ctx, img, []string{"/dev/mem-test"}, opts)
+	if err == nil || !strings.Contains(err.Error(), "flash without first-boot settings") || mem.writes != 0 {
+		t.Fatalf("error %v, %d bytes written", err, mem.writes)
+	}
+}
