@@ -1,9 +1,10 @@
 // Package customise writes first-boot settings — hostname, users with password hashes and SSH keys,
 // Wi-Fi, timezone and keyboard — into the boot FAT partition of a third-party image as cloud-init
 // NoCloud files (user-data, network-config, meta-data) while the flasher writes the image. It finds
-// the partition in the image's MBR or GPT, checks the FAT16 or FAT32 file system before changing it, decides
-// whether the image uses cloud-init (declared by a catalogue's init_format or seen on the partition)
-// and leaves images of any other format unchanged, saying why. Nothing but the boot partition changes.
+// the partition in the image's MBR or GPT, checks its FAT16 or FAT32 file system before changing
+// it, decides whether the image uses cloud-init (declared by a catalogue's init_format or seen on
+// the partition) and leaves images of any other format unchanged, saying why. Nothing but the boot
+// partition changes.
 package customise
 
 import (
