@@ -34,22 +34,57 @@ var formatChoices = []struct{ label, format string }{
 	{"cloud-init (Raspberry Pi OS)", customise.FormatCloudInitRPi},
 }
 
+// settingsEntries are the inputs of the first-boot settings a recipe's [system] holds, shared by the
+// Build screen's recipe form and the Flash screen's settings form.
+type settingsEntries struct {
+	hostname, user, wifiSSID, wifiCountry *widget.Entry
+	password, wifiPSK                     *widget.Entry
+	sshKeys                               *widget.Entry
+	timezone                              *widget.SelectEntry
+}
+
+// newSettingsEntries makes the inputs; each change calls onChanged. The hostname and user
+// placeholders say what an empty field means where they are used.
+func newSettingsEntries(onChanged func(), hostname, user string) settingsEntries {
+	changed := func(string) { onChanged() }
+	entry := func(placeholder string) *widget.Entry {
+		e := widget.NewEntry()
+		e.SetPlaceHolder(placeholder)
+		e.OnChanged = changed
+		return e
+	}
+	password := func(placeholder string) *widget.Entry {
+		e := widget.NewPasswordEntry()
+		e.SetPlaceHolder(placeholder)
+		e.OnChanged = changed
+		return e
+	}
+	e := settingsEntries{hostname: entry(hostname), user: entry(user), password: password("no password login"),
+		wifiSSID: entry("network name (none: wired only)"), wifiPSK: password("passphrase"), wifiCountry: entry("GB")}
+	e.sshKeys = widget.NewMultiLineEntry()
+	e.sshKeys.SetPlaceHolder("ssh-ed25519 AAAA… one key per line")
+	e.sshKeys.SetMinRowsVisible(2)
+	e.sshKeys.Wrapping = fyne.TextWrapOff
+	e.sshKeys.OnChanged = changed
+	e.timezone = widget.NewSelectEntry(timezones)
+	e.timezone.OnChanged = changed
+	return e
+}
+
 // settingsForm edits first-boot settings — hostname, user, password, SSH keys, Wi-Fi, timezone,
 // keyboard, an own user-data file — the settings a recipe's [system] holds, for third-party images.
 type settingsForm struct {
 	a       *App
 	content fyne.CanvasObject
 
-	hostname, user, wifiSSID, wifiCountry *widget.Entry
-	password, wifiPSK                     *widget.Entry
-	sshKeys                               *widget.Entry
-	timezone, keyboard                    *widget.SelectEntry
-	wifiHidden                            *widget.Check
-	format                                *widget.Select
-	userData                              string
-	userDataLabel                         *widget.Label
-	problems                              *widget.Label // what is wrong; placed by the caller, in view
-	onValid                               func(ok bool)
+	settingsEntries
+	keyboard      *widget.SelectEntry
+	wifiHidden    *widget.Check
+	format        *widget.Select
+	userData      string
+	userDataLabel *widget.Label
+	problems      *widget.Label // what is wrong; placed by the caller, in view
+	onValid       func(ok bool)
 
 	pwPlain, pwHash string // the password typed last and its hash, made once per change
 	ready           bool   // every widget exists: validation may run
@@ -57,31 +92,9 @@ type settingsForm struct {
 
 func newSettingsForm(a *App) *settingsForm {
 	f := &settingsForm{a: a}
-	entry := func(placeholder string) *widget.Entry {
-		e := widget.NewEntry()
-		e.SetPlaceHolder(placeholder)
-		e.OnChanged = func(string) { f.validate() }
-		return e
-	}
-	f.hostname = entry("keep the image's")
-	f.user = entry("keep the image's default user")
-	f.password = widget.NewPasswordEntry()
-	f.password.SetPlaceHolder("no password login")
-	f.password.OnChanged = func(string) { f.validate() }
-	f.sshKeys = widget.NewMultiLineEntry()
-	f.sshKeys.SetPlaceHolder("ssh-ed25519 AAAA… one key per line")
-	f.sshKeys.SetMinRowsVisible(2)
-	f.sshKeys.Wrapping = fyne.TextWrapOff
-	f.sshKeys.OnChanged = func(string) { f.validate() }
-	f.wifiSSID = entry("network name (none: wired only)")
-	f.wifiPSK = widget.NewPasswordEntry()
-	f.wifiPSK.SetPlaceHolder("passphrase")
-	f.wifiPSK.OnChanged = func(string) { f.validate() }
-	f.wifiCountry = entry("GB")
-	f.wifiHidden = widget.NewCheck("Hidden network", func(bool) { f.validate() })
-	f.timezone = widget.NewSelectEntry(timezones)
+	f.settingsEntries = newSettingsEntries(f.validate, "keep the image's", "keep the image's default user")
 	f.timezone.SetPlaceHolder("keep the image's")
-	f.timezone.OnChanged = func(string) { f.validate() }
+	f.wifiHidden = widget.NewCheck("Hidden network", func(bool) { f.validate() })
 	f.keyboard = widget.NewSelectEntry(keyboards)
 	f.keyboard.SetPlaceHolder("keep the image's")
 	f.keyboard.OnChanged = func(string) { f.validate() }
