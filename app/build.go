@@ -469,24 +469,7 @@ func (s *buildScreen) onAddKeyFile() {
 }
 
 // addKeyFile appends the public keys in path to the SSH keys field.
-func (s *buildScreen) addKeyFile(path string) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		s.a.showError("Cannot read the key file", err, "Pick a public key file such as ~/.ssh/id_ed25519.pub.")
-		return
-	}
-	text := strings.TrimSpace(string(data))
-	if !strings.HasPrefix(text, "ssh-") && !strings.HasPrefix(text, "ecdsa-") && !strings.HasPrefix(text, "sk-") {
-		s.a.showError("Not a public key", fmt.Errorf("%s does not start with a key type such as ssh-ed25519", filepath.Base(path)),
-			"Pick the .pub file, never the private key.")
-		return
-	}
-	cur := strings.TrimSpace(s.sshKeys.Text)
-	if cur != "" {
-		cur += "\n"
-	}
-	s.sshKeys.SetText(cur + text)
-}
+func (s *buildScreen) addKeyFile(path string) { addKeyFile(s.a, s.sshKeys, path) }
 
 func (s *buildScreen) onAddFile() {
 	dialog.ShowFileOpen(func(rc fyne.URIReadCloser, err error) {

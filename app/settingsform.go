@@ -249,27 +249,25 @@ func (f *settingsForm) validate() {
 }
 
 // addKeyFile appends the public keys of a .pub or authorized_keys file.
-func (f *settingsForm) addKeyFile(path string) {
+func (f *settingsForm) addKeyFile(path string) { addKeyFile(f.a, f.sshKeys, path) }
+
+// addKeyFile appends the public keys of a .pub or authorized_keys file to an SSH keys field.
+func addKeyFile(a *App, field *widget.Entry, path string) {
 	b, err := os.ReadFile(path)
 	if err != nil {
-		f.a.showError("Cannot read the key file", err, "Pick a public key file such as ~/.ssh/id_ed25519.pub.")
+		a.showError("Cannot read the key file", err, "Pick a public key file such as ~/.ssh/id_ed25519.pub.")
 		return
 	}
-	var keys []string
-	for _, l := range strings.Split(string(b), "\n") {
-		if l = strings.TrimSpace(l); l != "" && !strings.HasPrefix(l, "#") {
-			if err := recipe.CheckAuthorizedKey(l); err != nil {
-				f.a.showError("Not a public key", fmt.Errorf("%s: %w", filepath.Base(path), err), "Pick the .pub file, never the private key.")
-				return
-			}
-			keys = append(keys, l)
-		}
+	keys, err := recipe.ParseAuthorizedKeys(b)
+	if err != nil {
+		a.showError("Not a public key", fmt.Errorf("%s: %w", filepath.Base(path), err), "Pick the .pub file, never the private key.")
+		return
 	}
-	cur := strings.TrimSpace(f.sshKeys.Text)
+	cur := strings.TrimSpace(field.Text)
 	if cur != "" {
 		cur += "\n"
 	}
-	f.sshKeys.SetText(cur + strings.Join(keys, "\n"))
+	field.SetText(cur + strings.Join(keys, "\n"))
 }
 
 // setUserData reads the user's own user-data file ("" removes it).

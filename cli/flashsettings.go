@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"bufio"
 	"errors"
 	"flag"
 	"fmt"
@@ -150,24 +149,9 @@ func readKeyFile(path string) ([]string, error) {
 	if err != nil {
 		return nil, fmt.Errorf("--ssh-key: %w", err)
 	}
-	var keys []string
-	sc := bufio.NewScanner(strings.NewReader(string(b)))
-	sc.Buffer(nil, 64<<10)
-	for sc.Scan() {
-		l := strings.TrimSpace(sc.Text())
-		if l == "" || strings.HasPrefix(l, "#") {
-			continue
-		}
-		if err := recipe.CheckAuthorizedKey(l); err != nil {
-			return nil, fmt.Errorf("--ssh-key %s: %w", path, err)
-		}
-		keys = append(keys, l)
-	}
-	if err := sc.Err(); err != nil {
+	keys, err := recipe.ParseAuthorizedKeys(b)
+	if err != nil {
 		return nil, fmt.Errorf("--ssh-key %s: %w", path, err)
-	}
-	if len(keys) == 0 {
-		return nil, fmt.Errorf("--ssh-key %s: no public key in the file", path)
 	}
 	return keys, nil
 }
