@@ -1,6 +1,8 @@
 package app
 
 import (
+	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -105,5 +107,24 @@ func TestSettingsFromRecipe(t *testing.T) {
 	s := a.flash.custom.settings
 	if s == nil || s.Hostname != "garden" || s.Users[0].Name != "gardener" || s.Users[0].SSHKeys[0] != formKey || s.WiFi.SSID != "Shed" {
 		t.Fatalf("settings from the recipe: %+v", s)
+	}
+}
+
+// TestKeyFileButton: a .pub file's keys are appended to the SSH keys field; a private key is refused
+// with a message, the field untouched.
+func TestKeyFileButton(t *testing.T) {
+	a, _, _, _, _ := newTestApp(t)
+	dir := t.TempDir()
+	pub, priv := filepath.Join(dir, "id.pub"), filepath.Join(dir, "id")
+	os.WriteFile(pub, []byte("# desk\n"+formKey+"\n"), 0o644)
+	os.WriteFile(priv, []byte("-----BEGIN OPENSSH PRIVATE KEY-----\nb3Blbn\n"), 0o600)
+	a.build.sshKeys.SetText("")
+	a.build.addKeyFile(pub)
+	if a.build.sshKeys.Text != formKey {
+		t.Fatalf("SSH keys field: %q", a.build.sshKeys.Text)
+	}
+	a.build.addKeyFile(priv)
+	if a.build.sshKeys.Text != formKey || !strings.Contains(texts(a), "Not a public key") {
+		t.Fatalf("a private key was taken or not refused clearly: %q\n%s", a.build.sshKeys.Text, texts(a))
 	}
 }
