@@ -126,24 +126,9 @@ func newBuildScreen(a *App) *buildScreen {
 func (s *buildScreen) makeEntries() {
 	s.name = s.entry("kiln-tiny")
 	s.version = s.entry("1.0.0")
-	s.hostname = s.entry("kiln")
-	s.user = s.entry("no user account")
-	s.password = widget.NewPasswordEntry()
-	s.password.SetPlaceHolder("no password login")
-	s.password.OnChanged = func(string) { s.onChanged() }
-	s.sshKeys = widget.NewMultiLineEntry()
-	s.sshKeys.SetPlaceHolder("ssh-ed25519 AAAA… one key per line")
-	s.sshKeys.SetMinRowsVisible(2)
-	s.sshKeys.Wrapping = fyne.TextWrapOff
-	s.sshKeys.OnChanged = func(string) { s.onChanged() }
-	s.wifiSSID = s.entry("network name (none: wired only)")
-	s.wifiPSK = widget.NewPasswordEntry()
-	s.wifiPSK.SetPlaceHolder("passphrase")
-	s.wifiPSK.OnChanged = func(string) { s.onChanged() }
-	s.wifiCountry = s.entry("GB")
-	s.timezone = widget.NewSelectEntry([]string{"UTC", "Europe/London", "Europe/Berlin", "Europe/Paris",
-		"America/New_York", "America/Chicago", "America/Los_Angeles", "Asia/Tokyo", "Australia/Sydney"})
-	s.timezone.OnChanged = func(string) { s.onChanged() }
+	e := newSettingsEntries(s.onChanged, "kiln", "no user account")
+	s.hostname, s.user, s.password, s.sshKeys, s.timezone = e.hostname, e.user, e.password, e.sshKeys, e.timezone
+	s.wifiSSID, s.wifiPSK, s.wifiCountry = e.wifiSSID, e.wifiPSK, e.wifiCountry
 	s.diskSize = widget.NewSelectEntry([]string{"256MiB", "512MiB", "1GiB", "2GiB", "4GiB"})
 	s.diskSize.OnChanged = func(string) { s.onChanged() }
 	s.firmware = widget.NewSelect([]string{"uefi", "bios", "hybrid"}, func(string) { s.onChanged() })
@@ -484,24 +469,7 @@ func (s *buildScreen) onAddKeyFile() {
 }
 
 // addKeyFile appends the public keys in path to the SSH keys field.
-func (s *buildScreen) addKeyFile(path string) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		s.a.showError("Cannot read the key file", err, "Pick a public key file such as ~/.ssh/id_ed25519.pub.")
-		return
-	}
-	text := strings.TrimSpace(string(data))
-	if !strings.HasPrefix(text, "ssh-") && !strings.HasPrefix(text, "ecdsa-") && !strings.HasPrefix(text, "sk-") {
-		s.a.showError("Not a public key", fmt.Errorf("%s does not start with a key type such as ssh-ed25519", filepath.Base(path)),
-			"Pick the .pub file, never the private key.")
-		return
-	}
-	cur := strings.TrimSpace(s.sshKeys.Text)
-	if cur != "" {
-		cur += "\n"
-	}
-	s.sshKeys.SetText(cur + text)
-}
+func (s *buildScreen) addKeyFile(path string) { addKeyFile(s.a, s.sshKeys, path) }
 
 func (s *buildScreen) onAddFile() {
 	dialog.ShowFileOpen(func(rc fyne.URIReadCloser, err error) {

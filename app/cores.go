@@ -118,6 +118,7 @@ type FlashResult struct {
 	Verified bool
 	Elapsed  time.Duration
 	Err      error
+	Note     string // what first-boot settings did, or why they were not written
 }
 
 // FlashCore enumerates devices and writes images to them.

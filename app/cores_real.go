@@ -21,6 +21,7 @@ import (
 	"github.com/kilnproject/kiln/assembler"
 	"github.com/kilnproject/kiln/assembler/recipe"
 	"github.com/kilnproject/kiln/flasher"
+	"github.com/kilnproject/kiln/flasher/customise"
 	"github.com/kilnproject/kiln/internal/progress"
 	"github.com/kilnproject/kiln/ota"
 	"github.com/kilnproject/kiln/ota/fleet"
@@ -277,14 +278,27 @@ func (f *realFlash) Changes(ctx context.Context) <-chan struct{} {
 }
 
 func (f *realFlash) Flash(ctx context.Context, img string, devs []string, p progress.Func) ([]FlashResult, error) {
+	return f.FlashWithSettings(ctx, img, devs, nil, p)
+}
+
+// FlashWithSettings flashes and writes first-boot settings (nil: none) into the image on the way.
+func (f *realFlash) FlashWithSettings(ctx context.Context, img string, devs []string, set *customise.Settings, p progress.Func) ([]FlashResult, error) {
 	var (
 		res []flasher.Result
 		err error
 	)
 	info := imageInfoFrom(ctx)
 	if os.Geteuid() == 0 {
-		res, err = flasher.Flash(ctx, img, devs, flasher.Options{Progress: p, Eject: true, Log: f.st.log,
-			DownloadSHA256: info.DownloadSHA256, ImageSHA256: info.ImageSHA256, SizeHint: info.Size})
+		opts := flasher.Options{Progress: p, Eject: true, Log: f.st.log,
+			DownloadSHA256: info.DownloadSHA256, ImageSHA256: info.ImageSHA256, SizeHint: info.Size}
+		if set != nil {
+			c, cerr := customise.New(*set)
+			if cerr != nil {
+				return nil, cerr
+			}
+			opts.Customise = c
+		}
+		res, err = flasher.Flash(ctx, img, devs, opts)
 	} else {
 		exe, xerr := os.Executable()
 		if xerr != nil {
@@ -301,12 +315,12 @@ func (f *realFlash) Flash(ctx context.Context, img string, devs []string, p prog
 			return nil, cerr
 		}
 		res, err = flasher.RunHelper(ctx, cmd, flasher.HelperRequest{Image: img, Devices: devs, Eject: true, Expect: expect,
-			DownloadSHA256: info.DownloadSHA256, ImageSHA256: info.ImageSHA256, SizeHint: info.Size}, p)
+			DownloadSHA256: info.DownloadSHA256, ImageSHA256: info.ImageSHA256, SizeHint: info.Size, Settings: set}, p)
 	}
 	out := make([]FlashResult, 0, len(res))
 	for _, r := range res {
 		out = append(out, FlashResult{Device: r.Device, Written: r.Written, Verified: r.Verified,
-			Elapsed: time.Duration(r.Seconds * float64(time.Second)), Err: r.Err})
+			Elapsed: time.Duration(r.Seconds * float64(time.Second)), Err: r.Err, Note: strings.Join(append([]string{r.Customised}, r.Warnings...), " ")})
 	}
 	return out, err
 }

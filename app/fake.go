@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/kilnproject/kiln/flasher/customise"
 	"github.com/kilnproject/kiln/internal/progress"
 )
 
@@ -125,10 +126,11 @@ type FakeFlash struct {
 	Delay   time.Duration // between chunks, for the demo mode and benchmarks
 	changes chan struct{}
 
-	mu      sync.Mutex
-	offered []Device
-	hidden  []HiddenDevice
-	Flashed []string // devices written, in order
+	mu       sync.Mutex
+	offered  []Device
+	hidden   []HiddenDevice
+	Flashed  []string            // devices written, in order
+	settings *customise.Settings // the first-boot settings of the last flash
 }
 
 // NewFakeFlash returns a fake with a typical set of drives.

@@ -29,6 +29,7 @@ type flashScreen struct {
 
 	image  string
 	picker *imagePicker
+	custom *customiseRow // first-boot settings for cloud-init images
 
 	offered  []Device
 	hidden   []HiddenDevice
@@ -63,8 +64,9 @@ func newFlashScreen(a *App) *flashScreen {
 	})
 	s.picker.label.Wrapping = fyne.TextWrapBreak
 	s.picker.enableRemote()
+	s.custom = newCustomiseRow(a)
 	imageCard := card("1. Image", "A Kiln build, any disk image (.img, .img.xz, .zst, .gz, .zip …), a URL, or an OS from a catalogue",
-		container.NewVBox(s.picker.Row, s.picker.URLRow, s.picker.label))
+		container.NewVBox(s.picker.Row, s.picker.URLRow, s.picker.label, s.custom.row))
 
 	s.devBox = container.NewVBox()
 	s.whyNot = widget.NewButtonWithIcon("", theme.QuestionIcon(), s.onWhyNot)
@@ -284,6 +286,9 @@ func (s *flashScreen) onFlash() {
 			fmt.Fprintf(&b, "    mounted at %s: Kiln unmounts it first\n", strings.Join(d.Mounts, ", "))
 		}
 	}
+	if s.custom.settings != nil {
+		b.WriteString("\n" + settingsSummary(s.custom.settings) + "\n")
+	}
 	b.WriteString("\nEverything on these drives will be erased.")
 	l := widget.NewLabel(b.String())
 	l.Wrapping = fyne.TextWrapWord
@@ -333,11 +338,11 @@ func (s *flashScreen) flash(devs []Device) {
 		paths = append(paths, d.Path)
 	}
 	s.summary.SetText(fmt.Sprintf("Flashing %s… Do not unplug them.", count(len(devs), "drive")))
-	img := s.image
+	img, set := s.image, s.custom.settings
 	ctx = withImageInfo(ctx, s.picker.info)
 	bridge := NewBridge(s.showProgress)
 	s.a.background(func() {
-		res, err := s.a.cores.Flash.Flash(ctx, img, paths, bridge.Func())
+		res, err := flashWith(s.a.cores.Flash, ctx, img, paths, set, bridge.Func())
 		bridge.Close()
 		onUI(func() { s.finished(res, err) })
 	})
@@ -401,8 +406,8 @@ func (s *flashScreen) finished(res []FlashResult, err error) {
 		case r.Verified:
 			ok++
 			row.bar.SetValue(1)
-			row.state.SetText(fmt.Sprintf("Verified ✓ — %s written and read back in %s. You can remove the drive.",
-				units.Binary(r.Written), formatDuration(r.Elapsed)))
+			row.state.SetText(strings.TrimSpace(fmt.Sprintf("Verified ✓ — %s written and read back in %s. You can remove the drive.\n%s",
+				units.Binary(r.Written), formatDuration(r.Elapsed), r.Note)))
 			row.state.Importance = widget.SuccessImportance
 			row.state.Refresh()
 		default:

@@ -40,6 +40,7 @@ func runFlash(ctx context.Context, env *Env, args []string) error {
 	allowInternal := fs.Bool("allow-internal", false, "allow internal non-removable disks; you must type the disk's model to confirm")
 	eject := fs.Bool("eject", false, "eject the drives when done")
 	sum := fs.Bool("print-sha256", false, "print the sha256 of the uncompressed image (computed while writing)")
+	customise := flashSettingsFlags(fs)
 	decoder := fs.String("decoder", "", "gzip/xz decoder: exec (the igzip/pigz and xz programs), go (built in), or igzip, pigz, xz; default: the fastest installed")
 	if err := common.parse(env, fs, args, true); err != nil {
 		return err
@@ -63,6 +64,9 @@ func runFlash(ctx context.Context, env *Env, args []string) error {
 		}
 	}
 	image := &plan.Image
+	if err := customise(env, &opts); err != nil {
+		return err
+	}
 	in := bufio.NewReader(env.Stdin)
 	if *allowInternal {
 		// Typing the model is required even with --yes: it is the one check that the user means
@@ -150,6 +154,9 @@ func runFlash(ctx context.Context, env *Env, args []string) error {
 				fmt.Fprintf(env.Stderr, "%s: FAILED: %v\n", r.Device, r.Err)
 			case r.Verified:
 				fmt.Fprintf(env.Stdout, "%s: written and verified (%s in %.1f s)\n", r.Device, units.Decimal(r.Written), r.Seconds)
+				if r.Customised != "" {
+					fmt.Fprintf(env.Stdout, "%s: %s\n", r.Device, r.Customised)
+				}
 				if r.SHA256 != "" && *sum {
 					fmt.Fprintf(env.Stdout, "%s: image sha256 %s\n", r.Device, r.SHA256)
 				}

@@ -15,6 +15,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/kilnproject/kiln/flasher/source"
+	"github.com/kilnproject/kiln/flasher/customise"
 	"github.com/kilnproject/kiln/internal/progress"
 )
 
@@ -47,6 +48,9 @@ type HelperRequest struct {
 	// Expect pins each drive as the user chose it (by path); the helper refuses a drive whose name,
 	// size or serial differ.
 	Expect []Device `json:"expect,omitempty"`
+	// Settings are first-boot settings written into the image while flashing (they hold secrets:
+	// never log a request).
+	Settings *customise.Settings `json:"settings,omitempty"`
 }
 
 // HelperMessage is one line from the helper.
@@ -162,6 +166,13 @@ func ServeHelper(ctx context.Context, in io.Reader, out io.Writer, log logrus.Fi
 		Confirm: req.Confirm, Eject: req.Eject, Log: log, SHA256: req.SHA256, DownloadSHA256: req.DownloadSHA256,
 		ImageSHA256: req.ImageSHA256, SizeHint: req.SizeHint,
 		Progress: progress.Throttle(func(e progress.Event) { send(HelperMessage{Event: "progress", Progress: &e}) }, 0)}
+	if req.Settings != nil {
+		c, err := customise.New(*req.Settings)
+		if err != nil {
+			return fail(fmt.Errorf("flash-helper: %w", err))
+		}
+		opts.Customise = c
+	}
 	job, err := PrepareContext(ctx, image, req.Devices, opts)
 	if err != nil {
 		return fail(err)

@@ -56,6 +56,11 @@ type Options struct {
 	// Progress receives events of every drive (Event.Device), one call at a time.
 	Progress progress.Func
 	Log      logrus.FieldLogger
+	// Customise changes a partition of the image as it is written (first-boot settings); the block
+	// map is then not used, since the changed partition is written in full. Nil writes the image as is.
+	Customise Customiser
+	// TempDir holds the partition Customise changes while the image streams; "" is os.TempDir().
+	TempDir string
 
 	hooks hooks
 }
@@ -92,6 +97,7 @@ type Result struct {
 	SHA256      string `json:"sha256,omitempty"` // of the whole uncompressed image, when it was read in full
 	// DownloadSHA256 is the sha256 of the file as downloaded, when it was checked.
 	DownloadSHA256 string   `json:"download_sha256,omitempty"`
+	Customised     string   `json:"customised,omitempty"` // what Options.Customise changed
 	Seconds        float64  `json:"seconds"`        // the whole flash
 	WriteSecs      float64  `json:"write_seconds"`  // writing, including the final flush
 	VerifySecs     float64  `json:"verify_seconds"` // reading back
@@ -150,7 +156,7 @@ func PrepareContext(ctx context.Context, image string, devices []string, opts Op
 	}
 	im.Decoder = opts.Decoder
 	j = &Job{Image: im, opts: opts}
-	if !opts.NoBmap {
+	if !opts.NoBmap && opts.Customise == nil {
 		if err := j.loadBmap(); err != nil {
 			return nil, err
 		}
@@ -376,6 +382,11 @@ func (j *Job) runDevice(ctx context.Context, planned Device) (res Result) {
 	}
 	res.WriteSecs = time.Since(t0).Seconds()
 	res.Written, res.SHA256 = w.written.Load(), w.imageSum
+	if w.customised {
+		res.Customised = w.customNote
+	} else if w.customNote != "" {
+		res.Warnings = append(res.Warnings, w.customNote)
+	}
 	if res.ImageSize < 0 {
 		res.ImageSize = w.imageBytes
 	}

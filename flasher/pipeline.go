@@ -83,6 +83,9 @@ type writer struct {
 
 	head      []byte   // the first MiB, held back
 	headSpans [][2]int // its parts to write
+
+	customNote string // what Options.Customise did, or why not
+	customised bool
 }
 
 func (w *writer) lbs() int {
@@ -236,6 +239,16 @@ func (w *writer) produce(ctx context.Context, free chan []byte, work chan<- chun
 		return sourceError(err)
 	}
 	defer src.Close()
+	var cr *customReader
+	if c := w.job.opts.Customise; c != nil {
+		cr = newCustomReader(ctx, src, c, w.job.opts.HashImage, w.job.opts.TempDir)
+		defer cr.close()
+		src = struct {
+			io.Reader
+			io.Closer
+		}{cr, src}
+		defer func() { w.customNote, w.customised = cr.note, cr.changed }()
+	}
 	get := func() ([]byte, error) {
 		select {
 		case b := <-free:
@@ -287,7 +300,7 @@ func (w *writer) produce(ctx context.Context, free chan []byte, work chan<- chun
 		}
 		spans = w.holdHead(buf, off, spans)
 		c := chunk{buf: buf, off: off, spans: spans}
-		if w.job.opts.HashImage {
+		if w.job.opts.HashImage && cr == nil {
 			c.image = buf
 		}
 		work <- c
@@ -297,6 +310,9 @@ func (w *writer) produce(ctx context.Context, free chan []byte, work chan<- chun
 		}
 	}
 	w.imageBytes = off + int64(lastN)
+	if cr != nil && w.job.opts.HashImage {
+		w.imageSum = cr.sum() // of the image as published, not as customised
+	}
 	if rc != nil {
 		if err := rc.finish(); err != nil {
 			return err
@@ -521,6 +537,9 @@ dispatch:
 // locate finds the first byte of segment s that differs from the image.
 func (w *writer) locate(ctx context.Context, s segment) error {
 	verr := &VerifyError{Device: w.d.Path, Offset: s.off}
+	if w.customised {
+		return verr // the image's bytes are not what was written: the segment's start it is
+	}
 	want := make([]byte, s.n)
 	src, err := w.job.Image.Open(ctx)
 	if err != nil {

@@ -14,6 +14,8 @@ pkgs=(
   qemu-system-x86 qemu-system-gui qemu-utils ovmf seabios xorriso
   # GUI tests and screenshots
   xvfb imagemagick xdotool x11-utils
+  # first-boot settings checks (cloud-init schema, netplan generate)
+  cloud-init netplan.io
   # networking tests, benchmarks
   iproute2 socat hyperfine time
   # the device database on PostgreSQL, and nginx as the load balancer of several servers

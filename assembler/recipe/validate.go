@@ -238,6 +238,13 @@ func (v *validator) system() {
 	default:
 		v.add("system.console", `use "auto", "shell" or "login"`, "unknown console mode %q", s.Console)
 	}
+	v.firstBoot(s)
+	v.files(s)
+}
+
+// firstBoot checks the settings a first boot applies: timezone, users (with their hashes and keys)
+// and Wi-Fi. Third-party images get the same checks through CheckFirstBoot.
+func (v *validator) firstBoot(s System) {
 	if s.Timezone != "" {
 		if strings.Contains(s.Timezone, "..") || strings.HasPrefix(s.Timezone, "/") {
 			v.add("system.timezone", `use an IANA zone such as "Europe/Berlin" or "UTC"`, "bad timezone %q", s.Timezone)
@@ -280,6 +287,10 @@ func (v *validator) system() {
 			v.add("system.wifi.country", `use a two-letter ISO 3166 code such as "DE" or "US"`, "bad country %q", w.Country)
 		}
 	}
+}
+
+// files checks the extra files and overlays.
+func (v *validator) files(s System) {
 	paths := map[string]int{}
 	for i, f := range s.Files {
 		fld := fmt.Sprintf("system.files[%d]", i)
