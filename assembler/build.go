@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"sync"
@@ -35,7 +36,12 @@ import (
 // Options configure a build.
 type Options struct {
 	OutDir string // where the outputs go; replaced if it holds a previous build
-	Cache  string // input cache: package names are looked up in Cache/debs
+	// Cache is the input cache: downloaded packages in Cache/sha256/<sha256>; packages put into
+	// Cache/debs by hand are used when there is no lockfile.
+	Cache string
+	// Lock is the lockfile; "": LockPath. A missing lockfile is written after resolving.
+	Lock string
+	HTTP *http.Client // for the archive; nil: a client with timeouts
 	Agent  string // the kiln-agent binary placed at /usr/bin/kiln-agent
 	// TrustedRoot is the OTA trust root (TUF root metadata) placed at /etc/kiln/root.json; nil: none.
 	TrustedRoot     []byte
@@ -140,6 +146,7 @@ type builder struct {
 	prog progress.Func
 
 	inputs   inputs
+	store    *lockStore // nil: packages from Cache/debs only
 	manifest Manifest
 	res      *Result
 
