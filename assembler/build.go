@@ -40,9 +40,9 @@ type Options struct {
 	// Cache/debs by hand are used when there is no lockfile.
 	Cache string
 	// Lock is the lockfile; "": LockPath. A missing lockfile is written after resolving.
-	Lock string
-	HTTP *http.Client // for the archive; nil: a client with timeouts
-	Agent  string // the kiln-agent binary placed at /usr/bin/kiln-agent
+	Lock  string
+	HTTP  *http.Client // for the archive; nil: a client with timeouts
+	Agent string       // the kiln-agent binary placed at /usr/bin/kiln-agent
 	// TrustedRoot is the OTA trust root (TUF root metadata) placed at /etc/kiln/root.json; nil: none.
 	TrustedRoot     []byte
 	SourceDateEpoch int64 // the timestamp of every file in the image
