@@ -129,12 +129,20 @@ func ResolveLock(ctx context.Context, r *recipe.Recipe, opts LockOptions) (*arch
 	if err != nil {
 		return nil, err
 	}
-	arch := r.DebianArch()
+	return resolve(ctx, srcs, r.DebianArch(), r.PackageRequests(), inputRefs(r), opts)
+}
+
+// ResolveInputs resolves and downloads packages the way a build takes its input packages: the
+// candidate of each name, metapackages followed, no other dependencies (like apt-get download).
+func ResolveInputs(ctx context.Context, srcs []archive.Source, arch string, names []string, opts LockOptions) (*archive.Lock, error) {
+	return resolve(ctx, srcs, arch, nil, names, opts)
+}
+
+func resolve(ctx context.Context, srcs []archive.Source, arch string, reqs, inputs []string, opts LockOptions) (*archive.Lock, error) {
 	a, err := (&archive.Client{Sources: srcs, Arches: []string{arch}, HTTP: opts.HTTP, Progress: opts.Progress}).Load(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("package indices: %w", err)
 	}
-	reqs := r.PackageRequests()
 	var pkgs []*archive.Package
 	if len(reqs) > 0 {
 		if pkgs, err = a.Resolve(reqs, archive.Options{}); err != nil {
@@ -146,7 +154,7 @@ func ResolveLock(ctx context.Context, r *recipe.Recipe, opts LockOptions) (*arch
 		return nil, err
 	}
 	lock := archive.NewLock(arch, pkgs)
-	lock.Requests, lock.Inputs = reqs, inputRefs(r)
+	lock.Requests, lock.Inputs = reqs, inputs
 	have := map[string]bool{}
 	for _, p := range pkgs {
 		have[p.Name+":"+p.Arch] = true
@@ -168,7 +176,7 @@ func ResolveLock(ctx context.Context, r *recipe.Recipe, opts LockOptions) (*arch
 		}
 		return deb.Open(paths[0])
 	}
-	for _, ref := range lock.Inputs {
+	for _, ref := range inputs {
 		if _, err := deb.ResolveWith(find, ref); err != nil {
 			return nil, fmt.Errorf("input package %s: %w", ref, err)
 		}
