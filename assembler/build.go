@@ -57,6 +57,7 @@ type Result struct {
 	Image       string `json:"image"`
 	Bmap        string `json:"bmap"`
 	Manifest    string `json:"manifest"`
+	SBOM        string `json:"sbom"` // CycloneDX 1.5 JSON
 	UpdateDir   string `json:"update_dir"`
 	UKI         string `json:"uki"` // the UKI inside UpdateDir
 	ImageSHA256 string `json:"image_sha256"`
@@ -130,6 +131,7 @@ func Build(ctx context.Context, r *recipe.Recipe, opts Options) (res *Result, er
 	b.res.Image = filepath.Join(out, ImageName(r))
 	b.res.Bmap = b.res.Image + ".bmap"
 	b.res.Manifest = filepath.Join(out, "manifest.json")
+	b.res.SBOM = filepath.Join(out, SBOMName(r.Name))
 	b.res.UpdateDir = filepath.Join(out, "update")
 	b.res.UKI = filepath.Join(b.res.UpdateDir, ukiName(r))
 	b.log.WithFields(logrus.Fields{"image": b.res.Image, "size": b.res.ImageSize, "sha256": b.res.ImageSHA256,
@@ -254,7 +256,7 @@ func (b *builder) initramfs(ctx context.Context) (*initramfs.Result, error) {
 		Busybox:      in.busybox, Agent: in.agent,
 		Kernel: initramfs.Modules{Release: in.kernel.release, Files: in.kernel.modules, Load: in.kernel.load, Dep: in.kernel.dep},
 		Users:  in.users, OSRelease: osRelease(r), Release: rel, TrustedRoot: b.opts.TrustedRoot,
-		DataLabel: r.Data.Label, ESPName: espName, Extra: in.extra, SourceDateEpoch: b.opts.SourceDateEpoch,
+		DataLabel: r.Data.Label, ESPName: espName, Packages: in.packages, Extra: in.extra, SourceDateEpoch: b.opts.SourceDateEpoch,
 	}
 	if w := r.System.WiFi; w != nil {
 		spec.WiFi = &initramfs.WiFi{SSID: w.SSID, PSK: w.PSK, Country: w.Country}
@@ -412,6 +414,9 @@ func (b *builder) finish(ctx context.Context, img string) error {
 	}
 	if err := os.WriteFile(b.st.path("manifest.json"), data, 0o644); err != nil {
 		return fmt.Errorf("write manifest: %w", err)
+	}
+	if err := writeSBOM(b.st.path(SBOMName(b.r.Name)), &b.manifest); err != nil {
+		return err
 	}
 	b.mu.Lock()
 	warnings := append([]string(nil), b.warnings...)

@@ -31,7 +31,9 @@ type inputs struct {
 
 	users []initramfs.User
 	extra []initramfs.File // recipe files and overlays for the root filesystem
-	data  []fat.File       // data partition contents
+	// packages are the installed packages' files and dpkg's database for the root filesystem.
+	packages []initramfs.File
+	data     []fat.File // data partition contents
 
 	mu       sync.Mutex
 	recorded []Input
@@ -135,6 +137,7 @@ func (b *builder) readInputs(ctx context.Context) error {
 		return nil
 	})
 	g.Go(func() error { return b.readRecipeFiles(gctx) })
+	g.Go(func() error { return b.readPackages(gctx) })
 	g.Go(b.recordRecipe)
 	if err := g.Wait(); err != nil {
 		return err

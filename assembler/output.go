@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 
 	"github.com/kilnproject/kiln/internal/progress"
@@ -71,6 +72,7 @@ func checkOutDir(out, imageName string) error {
 	}
 	m, merr := LoadManifest(filepath.Join(out, "manifest.json"))
 	written := map[string]bool{"manifest.json": true, "update": true, imageName: true, imageName + ".bmap": true}
+	written[SBOMName(strings.TrimSuffix(imageName, ".img"))] = true
 	if merr == nil {
 		written[filepath.Base(m.Image.File)], written[filepath.Base(m.Image.Bmap)] = true, true
 	}
