@@ -258,6 +258,10 @@ func (b *builder) initramfs(ctx context.Context) (*initramfs.Result, error) {
 		Users:  in.users, OSRelease: osRelease(r), Release: rel, TrustedRoot: b.opts.TrustedRoot,
 		DataLabel: r.Data.Label, ESPName: espName, Packages: in.packages, Extra: in.extra, SourceDateEpoch: b.opts.SourceDateEpoch,
 	}
+	for _, sv := range r.System.Services {
+		spec.Services = append(spec.Services, initramfs.Service{Name: sv.Name, Command: sv.Command, User: sv.User,
+			Restart: sv.Restart, AfterNetwork: sv.AfterNetwork})
+	}
 	if w := r.System.WiFi; w != nil {
 		spec.WiFi = &initramfs.WiFi{SSID: w.SSID, PSK: w.PSK, Country: w.Country}
 	}

@@ -36,7 +36,10 @@ func TestBootPackage(t *testing.T) {
 	src := "kiln = 1\nname = \"hello\"\nversion = \"1.0.0\"\n" +
 		"[kernel]\npackage = \"" + deb("linux-image-[0-9]*_*.deb") + "\"\n" +
 		"[board]\nbootloader = \"" + deb("systemd-boot-efi_*.deb") + "\"\n" +
-		"[system]\nbusybox = \"" + deb("busybox-static_*.deb") + "\"\npackages = [\"hello\"]\n"
+		"[system]\nbusybox = \"" + deb("busybox-static_*.deb") + "\"\npackages = [\"hello\"]\n" +
+		// Services: one that runs once, one that fails and is restarted.
+		"[[system.services]]\nname = \"greeter\"\ncommand = \"hello --greeting='from a service'\"\nrestart = \"no\"\n" +
+		"[[system.services]]\nname = \"ticker\"\ncommand = \"echo tick >>/run/ticks; exit 3\"\nrestart = \"on-failure\"\n"
 	file := filepath.Join(dir, "kiln.toml")
 	if err := os.WriteFile(file, []byte(src), 0o644); err != nil {
 		t.Fatal(err)
@@ -67,4 +70,11 @@ func TestBootPackage(t *testing.T) {
 		t.Errorf("the image's dpkg status lists %s packages, the manifest %d", got[1], len(m.Packages))
 	}
 	t.Logf("hello ran %.1fs after boot", time.Since(g.start).Seconds())
+	g.send(`sleep 3; echo "ticks=$(wc -l </run/ticks)"; cat /var/log/greeter.log` + "\n")
+	ticks := g.expect(regexp.MustCompile(`ticks=([0-9]+)`), bootTimeout)
+	if n, _ := strconv.Atoi(ticks[1]); n < 2 {
+		t.Errorf("the failing service ran %s times, want it restarted", ticks[1])
+	}
+	g.expect(regexp.MustCompile(`\nfrom a service\r?\n`), bootTimeout)
+	g.expect(regexp.MustCompile(`kiln: service greeter exited with status 0`), bootTimeout)
 }

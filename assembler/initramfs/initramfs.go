@@ -68,6 +68,9 @@ type Spec struct {
 	ESPName   string // GPT name of the EFI system partition mounted at /boot/efi; default ESP
 	DiskWait  int    // seconds init waits for the data partition; default 10
 
+	// Services are started at boot and supervised by init.
+	Services []Service
+
 	// Packages are the files of installed Debian packages and dpkg's database. They go in after
 	// the base directories and before everything Kiln writes, which wins over them (busybox's
 	// applet links, the init scripts, the settings); directories merge.
@@ -145,7 +148,7 @@ func Build(ctx context.Context, s Spec) (*Result, error) {
 		s.Compression = Zstd
 	}
 	t := newTree()
-	steps := []func(*tree, *Spec) error{addBase, addPackages, addBusybox, addInit, addSettings, addModules, addKiln, addExtra}
+	steps := []func(*tree, *Spec) error{addBase, addPackages, addBusybox, addInit, addServices, addSettings, addModules, addKiln, addExtra}
 	for _, step := range steps {
 		if err := ctx.Err(); err != nil {
 			return nil, err
