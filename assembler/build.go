@@ -20,7 +20,6 @@ import (
 	"time"
 
 	"github.com/sirupsen/logrus"
-	"golang.org/x/sync/errgroup"
 
 	"github.com/kilnproject/kiln/assembler/deb"
 	"github.com/kilnproject/kiln/assembler/disk"
@@ -372,13 +371,10 @@ func (b *builder) writeDisk(ctx context.Context, img string, esp []fat.File) err
 // manifest.
 func (b *builder) finish(ctx context.Context, img string) error {
 	b.phase(PhaseHash, "block map and checksums", 0)
-	var (
-		m        *bmap.Map
-		imageSHA string
-		partSHAs []string
-	)
-	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error {
+	var m *bmap.Map
+	// The block map first (it reads only the data extents): the hash then skips the holes it
+	// found, which read as zeros.
+	if err := func() error {
 		f, err := os.Open(img)
 		if err != nil {
 			return fmt.Errorf("block map: %w", err)
@@ -392,19 +388,24 @@ func (b *builder) finish(ctx context.Context, img string) error {
 			return err
 		}
 		return os.WriteFile(img+".bmap", data, 0o644)
-	})
-	g.Go(func() error {
-		ranges := make([][2]int64, len(b.manifest.Partitions))
-		for i, p := range b.manifest.Partitions {
-			ranges[i] = [2]int64{p.Offset, p.Size}
-		}
-		var err error
-		imageSHA, partSHAs, err = hashRanges(gctx, img, ranges, b.prog)
-		return err
-	})
-	if err := g.Wait(); err != nil {
+	}(); err != nil {
 		return err
 	}
+	ranges := make([][2]int64, len(b.manifest.Partitions))
+	for i, p := range b.manifest.Partitions {
+		ranges[i] = [2]int64{p.Offset, p.Size}
+	}
+	extents := make([][2]int64, len(m.Ranges))
+	for i, r := range m.Ranges {
+		off, n := m.Bounds(r)
+		extents[i] = [2]int64{off, off + n}
+	}
+	memo := loadZeroMemo(b.opts.Cache)
+	imageSHA, partSHAs, err := hashRanges(ctx, img, ranges, extents, memo, b.prog)
+	if err != nil {
+		return err
+	}
+	memo.save()
 	b.manifest.Image.SHA256 = imageSHA
 	b.manifest.Image.Mapped = m.MappedBytes()
 	for i := range b.manifest.Partitions {
