@@ -86,7 +86,7 @@ func ArchiveSources(r *recipe.Recipe) ([]archive.Source, error) {
 	}
 	host, err := archive.HostSources(hostRoot)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%w: %v; add an [archive] section to the recipe with mirrors and suites (see docs/archive.md)", ErrNoArchive, err)
 	}
 	if len(host) == 0 {
 		return nil, fmt.Errorf("%w: this system has no apt sources; add an [archive] section to the recipe with mirrors and suites (see docs/archive.md)", ErrNoArchive)
