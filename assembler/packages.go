@@ -320,6 +320,11 @@ func (b *builder) packageStore(ctx context.Context, debs string) (*lockStore, er
 	}
 	lopts := LockOptions{Cache: b.opts.Cache, HTTP: b.opts.HTTP, Progress: b.prog}
 	l, err := archive.ReadLockFile(path)
+	if err == nil && b.opts.Lock == "" && r.Path == "" && CheckLock(r, l, path) != nil {
+		// The built-in recipe's own lock in the cache, from a Kiln whose recipe differed: resolve
+		// again rather than ask the user to.
+		err = fs.ErrNotExist
+	}
 	switch {
 	case err == nil:
 		if err := CheckLock(r, l, path); err != nil {
