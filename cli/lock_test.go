@@ -85,3 +85,35 @@ func TestLock(t *testing.T) {
 		t.Errorf("kiln lock with a stale lock: exit %d, %q", code, errs)
 	}
 }
+
+// kiln packages download writes packages under apt-get download's names, a metapackage with the
+// package it stands for, from a cold and then a warm cache.
+func TestPackagesDownload(t *testing.T) {
+	real := archivetest.P("kernel-1-test", "1:1.0-1").WithDeb(t, []archivetest.File{{Path: "boot/vmlinuz-1", Data: "kernel"}}, nil)
+	meta := archivetest.P("kernel-test", "1.0", "Depends", "kernel-1-test (= 1:1.0-1)").WithDeb(t,
+		[]archivetest.File{{Path: "usr/share/doc/kernel-test/copyright", Data: "c"}}, nil)
+	ta := archivetest.New(t, []archivetest.Pkg{real, meta, archivetest.P("other", "1")}, nil)
+	t.Setenv("KILN_CACHE", t.TempDir())
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	dir := t.TempDir()
+	for _, warm := range []bool{false, true} {
+		env, stdout, stderr := packagesEnv()
+		code := run(ctx, env, []string{"packages", "download", "--dir", dir, "--mirror", ta.URL, "--suite", "stable", "--keyring", ta.Keyring, "kernel-test"})
+		if code != 0 {
+			t.Fatalf("download (warm %v): exit %d, %s", warm, code, stderr)
+		}
+		for _, f := range []string{"kernel-test_1.0_amd64.deb", "kernel-1-test_1%3a1.0-1_amd64.deb"} {
+			if !strings.Contains(stdout.String(), f) {
+				t.Errorf("output %q lacks %s", stdout, f)
+			}
+		}
+		got, err := os.ReadFile(filepath.Join(dir, "kernel-1-test_1%3a1.0-1_amd64.deb"))
+		if err != nil || string(got) != string(real.Deb()) {
+			t.Errorf("downloaded kernel package differs from the archive's: %v", err)
+		}
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 2 {
+		t.Errorf("%d files in the directory, want the two packages", len(entries))
+	}
+}
