@@ -79,9 +79,9 @@ Environment:
 	if common.JSON {
 		return env.printJSON(res)
 	}
-	fmt.Fprintf(env.Stdout, "built %s in %.1fs\n  image     %s (%s, %s holding data)\n  sha256    %s\n  block map %s\n  manifest  %s\n  update    %s\n",
+	fmt.Fprintf(env.Stdout, "built %s in %.1fs\n  image     %s (%s, %s holding data)\n  sha256    %s\n  block map %s\n  manifest  %s\n  sbom      %s\n  update    %s\n",
 		r.Name+" "+r.Version, time.Since(start).Seconds(), res.Image, units.Binary(res.ImageSize), units.Binary(res.MappedBytes),
-		res.ImageSHA256, res.Bmap, res.Manifest, res.UpdateDir)
+		res.ImageSHA256, res.Bmap, res.Manifest, res.SBOM, res.UpdateDir)
 	for _, w := range res.Warnings {
 		fmt.Fprintf(env.Stdout, "  warning   %s\n", w)
 	}
