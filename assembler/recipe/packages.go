@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/url"
 	"regexp"
+	"slices"
 	"strings"
 
 	"github.com/kilnproject/kiln/assembler/archive"
@@ -66,8 +67,12 @@ func (v *validator) packages() {
 		case strings.ContainsAny(sv.Command, "\n\r\x00"):
 			v.add(f+".command", "write the command on one line (put longer scripts in a file)", "command has a line break")
 		}
-		if sv.User != "" && !userRe.MatchString(sv.User) {
+		switch {
+		case sv.User != "" && !userRe.MatchString(sv.User):
 			v.add(f+".user", "use a user name such as \"pi\", or leave it out for root", "bad user name %q", sv.User)
+		case sv.User != "" && sv.User != "root" && !slices.ContainsFunc(s.Users, func(u User) bool { return u.Name == sv.User }):
+			v.add(f+".user", "add the user as a [[system.users]] table (accounts that packages create are not made yet), or leave it out for root",
+				"user %q is not defined", sv.User)
 		}
 		switch sv.Restart {
 		case "", RestartAlways, RestartOnFailure, RestartNo:

@@ -23,6 +23,8 @@ after_network = true
 [[system.services]]
 name = "ticker"
 command = "while true; do date; sleep 60; done"
+[[system.users]]
+name = "pi"
 [archive]
 mirrors = ["http://mirror.example.invalid/debian"]
 suites = ["bookworm", "bookworm-updates"]
@@ -98,6 +100,8 @@ func TestBadPackagesServicesArchive(t *testing.T) {
 			"kiln.toml:7: system.services[0].after_network: expected a boolean, found a string"},
 		{"bad service user", head + "[[system.services]]\nname = \"a\"\ncommand = \"true\"\nuser = \"Bob\"\n",
 			`kiln.toml:7: system.services[0].user: bad user name "Bob"`},
+		{"undefined service user", head + "[[system.services]]\nname = \"a\"\ncommand = \"true\"\nuser = \"mosquitto\"\n",
+			`kiln.toml:7: system.services[0].user: user "mosquitto" is not defined; add the user as a [[system.users]] table`},
 		{"bad mirror", head + "[archive]\nmirrors = [\"ftp://mirror/debian\"]\nsuites = [\"bookworm\"]\n",
 			`kiln.toml:5: archive.mirrors[0]: bad mirror URL "ftp://mirror/debian"`},
 		{"mirror without suites", head + "[archive]\nmirrors = [\"http://mirror.example.invalid/debian\"]\n",
