@@ -178,6 +178,9 @@ func resolve(ctx context.Context, srcs []archive.Source, arch string, reqs, inpu
 	}
 	for _, ref := range inputs {
 		if _, err := deb.ResolveWith(find, ref); err != nil {
+			if errors.Is(err, deb.ErrPackageMissing) {
+				return nil, fmt.Errorf("input package %s: %w; Kiln's images are built from Debian packages: name a Debian mirror, its suites and keyring in the recipe's [archive] section", ref, err)
+			}
 			return nil, fmt.Errorf("input package %s: %w", ref, err)
 		}
 	}
