@@ -7,6 +7,7 @@ set -euo pipefail
 cache="${KILN_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/kiln}"
 dir="$cache/debs"
 kiln="${KILN_BIN:-bin/kiln}"
+[ -x "$kiln" ] || { echo "inputs: $kiln missing: run make build (make inputs does)" >&2; exit 1; }
 mkdir -p "$dir"
 have() { compgen -G "$dir/${1}_*.deb" >/dev/null; }
 # linux-image-amd64 is a metapackage: the versioned kernel package it depends on comes with it.
