@@ -18,8 +18,9 @@ deps:
 	@bash scripts/install-deps.sh
 	@$(GO) mod download
 
-## inputs: fetch the default image's input packages into $KILN_CACHE (idempotent)
-inputs:
+## inputs: fetch the default image's input packages into $KILN_CACHE/debs for the tests (idempotent;
+## kiln build fetches what it needs by itself)
+inputs: bin/kiln
 	@bash scripts/fetch-inputs.sh
 
 ## build: bin/kiln (desktop app + CLI) and bin/kiln-agent (static, for the images)

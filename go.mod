@@ -5,6 +5,7 @@ go 1.26
 require (
 	fyne.io/fyne/v2 v2.8.1
 	github.com/BurntSushi/toml v1.6.0
+	github.com/CycloneDX/cyclonedx-go v0.9.2
 	github.com/ProtonMail/go-crypto v1.5.2
 	github.com/brutella/dnssd v1.2.14
 	github.com/diskfs/go-diskfs v1.9.4

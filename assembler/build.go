@@ -13,13 +13,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"sync"
 	"time"
 
 	"github.com/sirupsen/logrus"
-	"golang.org/x/sync/errgroup"
 
 	"github.com/kilnproject/kiln/assembler/deb"
 	"github.com/kilnproject/kiln/assembler/disk"
@@ -35,8 +35,13 @@ import (
 // Options configure a build.
 type Options struct {
 	OutDir string // where the outputs go; replaced if it holds a previous build
-	Cache  string // input cache: package names are looked up in Cache/debs
-	Agent  string // the kiln-agent binary placed at /usr/bin/kiln-agent
+	// Cache is the input cache: downloaded packages in Cache/sha256/<sha256>; packages put into
+	// Cache/debs by hand are used when there is no lockfile.
+	Cache string
+	// Lock is the lockfile; "": LockPath. A missing lockfile is written after resolving.
+	Lock  string
+	HTTP  *http.Client // for the archive; nil: a client with timeouts
+	Agent string       // the kiln-agent binary placed at /usr/bin/kiln-agent
 	// TrustedRoot is the OTA trust root (TUF root metadata) placed at /etc/kiln/root.json; nil: none.
 	TrustedRoot     []byte
 	SourceDateEpoch int64 // the timestamp of every file in the image
@@ -51,6 +56,7 @@ type Result struct {
 	Image       string `json:"image"`
 	Bmap        string `json:"bmap"`
 	Manifest    string `json:"manifest"`
+	SBOM        string `json:"sbom"` // CycloneDX 1.5 JSON
 	UpdateDir   string `json:"update_dir"`
 	UKI         string `json:"uki"` // the UKI inside UpdateDir
 	ImageSHA256 string `json:"image_sha256"`
@@ -124,6 +130,7 @@ func Build(ctx context.Context, r *recipe.Recipe, opts Options) (res *Result, er
 	b.res.Image = filepath.Join(out, ImageName(r))
 	b.res.Bmap = b.res.Image + ".bmap"
 	b.res.Manifest = filepath.Join(out, "manifest.json")
+	b.res.SBOM = filepath.Join(out, SBOMName(r.Name))
 	b.res.UpdateDir = filepath.Join(out, "update")
 	b.res.UKI = filepath.Join(b.res.UpdateDir, ukiName(r))
 	b.log.WithFields(logrus.Fields{"image": b.res.Image, "size": b.res.ImageSize, "sha256": b.res.ImageSHA256,
@@ -140,6 +147,7 @@ type builder struct {
 	prog progress.Func
 
 	inputs   inputs
+	store    *lockStore // nil: packages from Cache/debs only
 	manifest Manifest
 	res      *Result
 
@@ -247,7 +255,11 @@ func (b *builder) initramfs(ctx context.Context) (*initramfs.Result, error) {
 		Busybox:      in.busybox, Agent: in.agent,
 		Kernel: initramfs.Modules{Release: in.kernel.release, Files: in.kernel.modules, Load: in.kernel.load, Dep: in.kernel.dep},
 		Users:  in.users, OSRelease: osRelease(r), Release: rel, TrustedRoot: b.opts.TrustedRoot,
-		DataLabel: r.Data.Label, ESPName: espName, Extra: in.extra, SourceDateEpoch: b.opts.SourceDateEpoch,
+		DataLabel: r.Data.Label, ESPName: espName, Packages: in.packages, Extra: in.extra, SourceDateEpoch: b.opts.SourceDateEpoch,
+	}
+	for _, sv := range r.System.Services {
+		spec.Services = append(spec.Services, initramfs.Service{Name: sv.Name, Command: sv.Command, User: sv.User,
+			Restart: sv.Restart, AfterNetwork: sv.AfterNetwork})
 	}
 	if w := r.System.WiFi; w != nil {
 		spec.WiFi = &initramfs.WiFi{SSID: w.SSID, PSK: w.PSK, Country: w.Country}
@@ -359,13 +371,10 @@ func (b *builder) writeDisk(ctx context.Context, img string, esp []fat.File) err
 // manifest.
 func (b *builder) finish(ctx context.Context, img string) error {
 	b.phase(PhaseHash, "block map and checksums", 0)
-	var (
-		m        *bmap.Map
-		imageSHA string
-		partSHAs []string
-	)
-	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error {
+	var m *bmap.Map
+	// The block map first (it reads only the data extents): the hash then skips the holes it
+	// found, which read as zeros.
+	if err := func() error {
 		f, err := os.Open(img)
 		if err != nil {
 			return fmt.Errorf("block map: %w", err)
@@ -379,19 +388,24 @@ func (b *builder) finish(ctx context.Context, img string) error {
 			return err
 		}
 		return os.WriteFile(img+".bmap", data, 0o644)
-	})
-	g.Go(func() error {
-		ranges := make([][2]int64, len(b.manifest.Partitions))
-		for i, p := range b.manifest.Partitions {
-			ranges[i] = [2]int64{p.Offset, p.Size}
-		}
-		var err error
-		imageSHA, partSHAs, err = hashRanges(gctx, img, ranges, b.prog)
-		return err
-	})
-	if err := g.Wait(); err != nil {
+	}(); err != nil {
 		return err
 	}
+	ranges := make([][2]int64, len(b.manifest.Partitions))
+	for i, p := range b.manifest.Partitions {
+		ranges[i] = [2]int64{p.Offset, p.Size}
+	}
+	extents := make([][2]int64, len(m.Ranges))
+	for i, r := range m.Ranges {
+		off, n := m.Bounds(r)
+		extents[i] = [2]int64{off, off + n}
+	}
+	memo := loadZeroMemo(b.opts.Cache)
+	imageSHA, partSHAs, err := hashRanges(ctx, img, ranges, extents, memo, b.prog)
+	if err != nil {
+		return err
+	}
+	memo.save()
 	b.manifest.Image.SHA256 = imageSHA
 	b.manifest.Image.Mapped = m.MappedBytes()
 	for i := range b.manifest.Partitions {
@@ -405,6 +419,9 @@ func (b *builder) finish(ctx context.Context, img string) error {
 	}
 	if err := os.WriteFile(b.st.path("manifest.json"), data, 0o644); err != nil {
 		return fmt.Errorf("write manifest: %w", err)
+	}
+	if err := writeSBOM(b.st.path(SBOMName(b.r.Name)), &b.manifest); err != nil {
+		return err
 	}
 	b.mu.Lock()
 	warnings := append([]string(nil), b.warnings...)

@@ -31,7 +31,9 @@ type inputs struct {
 
 	users []initramfs.User
 	extra []initramfs.File // recipe files and overlays for the root filesystem
-	data  []fat.File       // data partition contents
+	// packages are the installed packages' files and dpkg's database for the root filesystem.
+	packages []initramfs.File
+	data     []fat.File // data partition contents
 
 	mu       sync.Mutex
 	recorded []Input
@@ -57,6 +59,11 @@ func (in *inputs) record(i Input) {
 func (b *builder) readInputs(ctx context.Context) error {
 	r, in := b.r, &b.inputs
 	debs := filepath.Join(b.opts.Cache, "debs")
+	store, err := b.packageStore(ctx, debs)
+	if err != nil {
+		return err
+	}
+	b.store = store
 	g, gctx := errgroup.WithContext(ctx)
 
 	// Find all packages first (quick: their indexes and control files) so that every missing one
@@ -130,6 +137,7 @@ func (b *builder) readInputs(ctx context.Context) error {
 		return nil
 	})
 	g.Go(func() error { return b.readRecipeFiles(gctx) })
+	g.Go(func() error { return b.readPackages(gctx) })
 	g.Go(b.recordRecipe)
 	if err := g.Wait(); err != nil {
 		return err
@@ -148,12 +156,21 @@ func (b *builder) openPackage(g *errgroup.Group, debs, role, field, ref string) 
 	if recipe.IsPackagePath(ref) {
 		ref = b.r.Resolve(ref)
 	}
-	pkg, err := deb.Resolve(debs, ref)
+	var pkg *deb.Package
+	var err error
+	if b.store != nil && !recipe.IsPackagePath(written) {
+		pkg, err = deb.ResolveWith(b.store.find, ref)
+	} else {
+		pkg, err = deb.Resolve(debs, ref)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("%s (%s): %w", field, written, err)
 	}
 	b.prog.Report(progress.Event{Phase: PhaseInputs, Message: "reading " + pkg.Name + " " + pkg.Version})
 	in := Input{Role: role, Package: pkg.Name, Version: pkg.Version, Via: pkg.Via, Path: filepath.Base(pkg.Path), Size: pkg.Size()}
+	if b.store != nil && !recipe.IsPackagePath(written) {
+		in.Path = debFileName(pkg)
+	}
 	if recipe.IsPackagePath(written) {
 		in.Path = written
 	}
@@ -167,6 +184,11 @@ func (b *builder) openPackage(g *errgroup.Group, debs, role, field, ref string) 
 		return nil
 	})
 	return pkg, nil
+}
+
+// debFileName is the name apt-get download gives a package's file.
+func debFileName(p *deb.Package) string {
+	return p.Name + "_" + strings.ReplaceAll(p.Version, ":", "%3a") + "_" + p.Arch + ".deb"
 }
 
 // joinErrors joins the non-nil errors on one line ("a; b"), wrapping each.

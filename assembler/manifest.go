@@ -17,18 +17,20 @@ const ManifestFormat = 1
 // those a recipe names, so two builds with the same inputs and SOURCE_DATE_EPOCH write the same
 // bytes.
 type Manifest struct {
-	Format          int          `json:"format"`
-	Kiln            string       `json:"kiln"` // the kiln version that built the image
-	Name            string       `json:"name"`
-	Version         string       `json:"version"`
-	Arch            string       `json:"arch"`
-	SourceDateEpoch int64        `json:"source_date_epoch"`
-	Recipe          RecipeRef    `json:"recipe"`
-	Inputs          []Input      `json:"inputs"`
-	Image           ImageInfo    `json:"image"`
-	Partitions      []Partition  `json:"partitions"`
-	UKI             UKIInfo      `json:"uki"`
-	Files           []PlacedFile `json:"files"`
+	Format          int       `json:"format"`
+	Kiln            string    `json:"kiln"` // the kiln version that built the image
+	Name            string    `json:"name"`
+	Version         string    `json:"version"`
+	Arch            string    `json:"arch"`
+	SourceDateEpoch int64     `json:"source_date_epoch"`
+	Recipe          RecipeRef `json:"recipe"`
+	Inputs          []Input   `json:"inputs"`
+	// Packages are the Debian packages installed into the root filesystem, sorted by name.
+	Packages   []PackageInfo `json:"packages,omitempty"`
+	Image      ImageInfo     `json:"image"`
+	Partitions []Partition   `json:"partitions"`
+	UKI        UKIInfo       `json:"uki"`
+	Files      []PlacedFile  `json:"files"`
 }
 
 // RecipeRef identifies the recipe an image was built from.

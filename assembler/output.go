@@ -6,10 +6,10 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"hash"
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 
 	"github.com/kilnproject/kiln/internal/progress"
@@ -71,6 +71,7 @@ func checkOutDir(out, imageName string) error {
 	}
 	m, merr := LoadManifest(filepath.Join(out, "manifest.json"))
 	written := map[string]bool{"manifest.json": true, "update": true, imageName: true, imageName + ".bmap": true}
+	written[SBOMName(strings.TrimSuffix(imageName, ".img"))] = true
 	if merr == nil {
 		written[filepath.Base(m.Image.File)], written[filepath.Base(m.Image.Bmap)] = true, true
 	}
@@ -128,8 +129,9 @@ func (s *stage) commit() error {
 func (s *stage) abort() { os.RemoveAll(s.dir) }
 
 // hashRanges computes the sha256 of the whole file and of each [off, off+size) range in one read
-// pass, reading in large blocks and feeding the hashes concurrently.
-func hashRanges(ctx context.Context, path string, ranges [][2]int64, prog progress.Func) (string, []string, error) {
+// pass, reading in large blocks and feeding the hashes concurrently. Blocks outside the data
+// extents (nil: all of the file is data) are holes and not read; runs of zeros go through memo.
+func hashRanges(ctx context.Context, path string, ranges, data [][2]int64, memo *zeroMemo, prog progress.Func) (string, []string, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return "", nil, fmt.Errorf("hash %s: %w", path, err)
@@ -139,28 +141,47 @@ func hashRanges(ctx context.Context, path string, ranges [][2]int64, prog progre
 	if err != nil {
 		return "", nil, fmt.Errorf("hash %s: %w", path, err)
 	}
-	size := st.Size()
-	whole := sha256.New()
-	parts := make([]hash.Hash, len(ranges))
-	for i := range parts {
-		parts[i] = sha256.New()
+	if memo == nil {
+		memo = loadZeroMemo("")
 	}
-	const block = 4 << 20
+	size := st.Size()
+	whole := newZeroHasher(memo)
+	parts := make([]*zeroHasher, len(ranges))
+	for i := range parts {
+		parts[i] = newZeroHasher(memo)
+	}
+	const block, chunk = 4 << 20, 1 << 20
 	bufs := [2][]byte{make([]byte, block), make([]byte, block)}
+	zero := make([]bool, block/chunk)
 	for off, i := int64(0), 0; off < size; off, i = off+block, i^1 {
 		if err := ctx.Err(); err != nil {
 			return "", nil, err
 		}
 		buf := bufs[i][:min(block, size-off)]
-		if _, err := io.ReadFull(io.NewSectionReader(f, off, int64(len(buf))), buf); err != nil {
+		if data != nil && !overlaps(data, off, off+int64(len(buf))) {
+			clear(buf) // a hole: zeros, not read
+		} else if _, err := io.ReadFull(io.NewSectionReader(f, off, int64(len(buf))), buf); err != nil {
 			return "", nil, fmt.Errorf("hash %s: %w", path, err)
 		}
+		for c := range zero {
+			lo := min(c*chunk, len(buf))
+			zero[c] = allZero(buf[lo:min(lo+chunk, len(buf))])
+		}
+		// feed writes [lo, hi) of the file to h, chunk by chunk, telling it which are zeros.
+		feed := func(h *zeroHasher, lo, hi int64) {
+			for lo < hi {
+				c := (lo - off) / chunk
+				end := min(hi, off+(c+1)*chunk)
+				h.write(buf[lo-off:end-off], zero[c])
+				lo = end
+			}
+		}
 		var wg sync.WaitGroup
-		wg.Go(func() { whole.Write(buf) })
+		wg.Go(func() { feed(whole, off, off+int64(len(buf))) })
 		for j, r := range ranges {
 			lo, hi := max(off, r[0]), min(off+int64(len(buf)), r[0]+r[1])
 			if lo < hi {
-				wg.Go(func() { parts[j].Write(buf[lo-off : hi-off]) })
+				wg.Go(func() { feed(parts[j], lo, hi) })
 			}
 		}
 		wg.Wait()
@@ -168,9 +189,19 @@ func hashRanges(ctx context.Context, path string, ranges [][2]int64, prog progre
 	}
 	sums := make([]string, len(parts))
 	for i, h := range parts {
-		sums[i] = hex.EncodeToString(h.Sum(nil))
+		sums[i] = h.sum()
 	}
-	return hex.EncodeToString(whole.Sum(nil)), sums, nil
+	return whole.sum(), sums, nil
+}
+
+// overlaps reports whether any [start, end) extent meets [lo, hi).
+func overlaps(extents [][2]int64, lo, hi int64) bool {
+	for _, e := range extents {
+		if e[0] < hi && lo < e[1] {
+			return true
+		}
+	}
+	return false
 }
 
 func sha256Hex(b []byte) string {

@@ -5,7 +5,8 @@
 # mkfs.vfat + mmd/mcopy for the ESP and the data partition, sgdisk and dd for the disk, bmaptool
 # create and sha256sum for the block map and the checksum (Kiln writes both, and the manifest).
 # Kiln is timed cold (a fresh input cache's first build), with only the module index cached (a new
-# module list) and warm (the kernel and modules cached: every later build). Writes docs/bench-build.md.
+# module list) and warm (the kernel, modules and the image's zero-run hashes cached: every later
+# build). Writes docs/bench-build.md.
 set -euo pipefail
 shopt -s inherit_errexit
 cd "$(dirname "$0")/.."
@@ -125,8 +126,8 @@ peer() {
 }
 
 kiln() { "$KILN" build --out "$work/kiln-out"; }
-cold() { rm -rf "$work/cache/kmod" "$work/cache/kernels"; }
-nokernel() { rm -rf "$work/cache/kernels"; }
+cold() { rm -rf "$work/cache/kmod" "$work/cache/kernels" "$work/cache/hashes"; }
+nokernel() { rm -rf "$work/cache/kernels" "$work/cache/hashes"; }
 
 # The peer's image holds the same modules (modprobe may add softdep alternatives Kiln leaves out).
 peer
@@ -175,7 +176,7 @@ row() { awk -v name="$1" -v t="$2" -v p="$tp" 'BEGIN { printf "| %s | %.2f s | %
   echo "| build | time | vs. usual tools |"
   echo "|---|---|---|"
   row "usual tools" "$tp"
-  row "kiln build, warm (kernel and modules cached)" "$tw"
+  row "kiln build, warm (kernel, modules and zero-run hashes cached)" "$tw"
   row "kiln build, module index cached (new kernel or module list)" "$ti"
   row "kiln build, cold (first build from a fresh cache)" "$tc"
   echo

@@ -17,7 +17,7 @@ func init() {
 	register(&Command{Name: "packages", Summary: "resolve Debian packages with their dependencies, lock and fetch them", Run: runPackages})
 }
 
-const packagesUsage = "resolve [flags] PKG...   |   fetch --lock FILE [flags]"
+const packagesUsage = "resolve [flags] PKG...   |   fetch --lock FILE [flags]   |   download --dir DIR [flags] PKG..."
 
 func runPackages(ctx context.Context, env *Env, args []string) error {
 	if len(args) == 0 {
@@ -28,6 +28,8 @@ func runPackages(ctx context.Context, env *Env, args []string) error {
 		return runPackagesResolve(ctx, env, args[1:])
 	case "fetch":
 		return runPackagesFetch(ctx, env, args[1:])
+	case "download":
+		return runPackagesDownload(ctx, env, args[1:])
 	case "-h", "--help", "help":
 		fmt.Fprintf(env.Stdout, "Usage: kiln packages %s\n", packagesUsage)
 		return nil

@@ -17,15 +17,17 @@ func init() {
 }
 
 func runBuild(ctx context.Context, env *Env, args []string) error {
-	fs, common := newFlags(env, "build", "[--recipe FILE] [--out DIR] [--json] [--verbose]")
+	fs, common := newFlags(env, "build", "[--recipe FILE] [--lock FILE] [--out DIR] [--json] [--verbose]")
 	recipePath := fs.String("recipe", "", "recipe file (kiln.toml); default: the built-in Kiln Tiny")
+	lockFile := fs.String("lock", "", "lockfile; default: kiln.lock beside the recipe (written after resolving when missing)")
 	outDir := fs.String("out", "", "output directory; default: out/<name>-<version>")
 	flagsUsage := fs.Usage
 	fs.Usage = func() {
 		flagsUsage()
 		fmt.Fprint(env.Stderr, `
 Environment:
-  KILN_CACHE         input cache (packages in debs/); default: <user cache dir>/kiln
+  KILN_CACHE         input cache (downloaded packages in sha256/, the built-in recipe's lock in
+                     locks/, hand-downloaded .debs in debs/); default: <user cache dir>/kiln
   KILN_AGENT         the kiln-agent binary for the image; default: next to kiln
   SOURCE_DATE_EPOCH  timestamp of the image's files; default: 1704067200 (reproducible)
   KILN_KEYS          update signing keys (the image trusts their root); default: <config dir>/kiln/keys
@@ -67,7 +69,7 @@ Environment:
 	prog, finish := env.progressFunc(common)
 	start := time.Now()
 	res, err := assembler.Build(ctx, r, assembler.Options{
-		OutDir: *outDir, Cache: cache, Agent: agent, TrustedRoot: root,
+		OutDir: *outDir, Cache: cache, Lock: *lockFile, Agent: agent, TrustedRoot: root,
 		SourceDateEpoch: epoch, Progress: prog, Log: env.Log,
 	})
 	finish()
@@ -77,9 +79,9 @@ Environment:
 	if common.JSON {
 		return env.printJSON(res)
 	}
-	fmt.Fprintf(env.Stdout, "built %s in %.1fs\n  image     %s (%s, %s holding data)\n  sha256    %s\n  block map %s\n  manifest  %s\n  update    %s\n",
+	fmt.Fprintf(env.Stdout, "built %s in %.1fs\n  image     %s (%s, %s holding data)\n  sha256    %s\n  block map %s\n  manifest  %s\n  sbom      %s\n  update    %s\n",
 		r.Name+" "+r.Version, time.Since(start).Seconds(), res.Image, units.Binary(res.ImageSize), units.Binary(res.MappedBytes),
-		res.ImageSHA256, res.Bmap, res.Manifest, res.UpdateDir)
+		res.ImageSHA256, res.Bmap, res.Manifest, res.SBOM, res.UpdateDir)
 	for _, w := range res.Warnings {
 		fmt.Fprintf(env.Stdout, "  warning   %s\n", w)
 	}

@@ -209,6 +209,11 @@ func FuzzReadLock(f *testing.F) {
 	good, _ := l.Marshal()
 	f.Add(good)
 	f.Add([]byte(`{"version":1,"arch":"amd64","packages":[]}`))
+	l.Requests, l.Inputs = []string{"hello (>= 2)", "mawk | gawk"}, []string{"linux-image-amd64"}
+	l.Packages[0].Mirror, l.Packages[0].Input = "http://127.0.0.1:8080/debian", true
+	full, _ := l.Marshal()
+	f.Add(full)
+	f.Add([]byte(`{"version":1,"arch":"amd64","requests":["a ("],"packages":[]}`))
 	f.Add([]byte(`{"version":1,"arch":"amd64","packages":[{"name":"a","filename":"../x"}]}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		l, err := ReadLock(bytes.NewReader(data))
@@ -238,6 +243,12 @@ func normLock(l *Lock) *Lock {
 	c := *l
 	if len(c.Packages) == 0 {
 		c.Packages = nil
+	}
+	if len(c.Requests) == 0 {
+		c.Requests = nil
+	}
+	if len(c.Inputs) == 0 {
+		c.Inputs = nil
 	}
 	return &c
 }

@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net/url"
 	"os"
+	"strings"
 
 	"github.com/kilnproject/kiln/assembler/deb"
 )
@@ -16,8 +18,13 @@ const LockVersion = 1
 // Lock is the content of kiln.lock: the exact package set a build installs, whatever the
 // archive holds later. It is JSON (see docs/archive.md).
 type Lock struct {
-	Version  int             `json:"version"`
-	Arch     string          `json:"arch"`
+	Version int    `json:"version"`
+	Arch    string `json:"arch"`
+	// Requests are the package requests the set was resolved for (a recipe's system.packages),
+	// Inputs the packages a build reads (kernel, busybox, boot loader); a build refuses a lock
+	// whose lists differ from its recipe's.
+	Requests []string        `json:"requests,omitempty"`
+	Inputs   []string        `json:"inputs,omitempty"`
 	Packages []LockedPackage `json:"packages"`
 }
 
@@ -31,6 +38,9 @@ type LockedPackage struct {
 	Filename  string `json:"filename"`
 	Size      int64  `json:"size"`
 	SHA256    string `json:"sha256"`
+	Mirror    string `json:"mirror,omitempty"` // the mirror it was resolved from
+	// Input: only read by the build (a kernel, the boot loader), not installed into the image.
+	Input bool `json:"input,omitempty"`
 }
 
 // maxLock bounds a kiln.lock read (a full desktop is a few thousand packages, ~1 MB).
@@ -41,7 +51,8 @@ func NewLock(arch string, pkgs []*Package) *Lock {
 	l := &Lock{Version: LockVersion, Arch: arch}
 	for _, p := range pkgs {
 		l.Packages = append(l.Packages, LockedPackage{Name: p.Name, Version: p.Version, Arch: p.Arch,
-			Suite: p.Origin.Suite, Component: p.Origin.Component, Filename: p.Filename, Size: p.Size, SHA256: p.SHA256})
+			Suite: p.Origin.Suite, Component: p.Origin.Component, Filename: p.Filename, Size: p.Size, SHA256: p.SHA256,
+			Mirror: p.Origin.URI})
 	}
 	return l
 }
@@ -97,12 +108,33 @@ func ReadLock(r io.Reader) (*Lock, error) {
 			return nil, fmt.Errorf("%s: negative size", where)
 		case !isSHA256(p.SHA256):
 			return nil, fmt.Errorf("%s: bad sha256", where)
+		case p.Mirror != "" && checkMirror(p.Mirror) != nil:
+			return nil, fmt.Errorf("%s: %w", where, checkMirror(p.Mirror))
 		case seen[p.Name+":"+p.Arch]:
 			return nil, fmt.Errorf("%s: listed twice", where)
 		}
 		seen[p.Name+":"+p.Arch] = true
 	}
+	for i, req := range l.Requests {
+		if _, err := ParseRelations(req); err != nil {
+			return nil, fmt.Errorf("kiln.lock: request %d: %w", i+1, err)
+		}
+	}
+	for i, in := range l.Inputs {
+		if !validName(in) {
+			return nil, fmt.Errorf("kiln.lock: input %d: bad package name %.60q", i+1, in)
+		}
+	}
 	return &l, nil
+}
+
+// checkMirror accepts an http or https URL without query or fragment.
+func checkMirror(m string) error {
+	u, err := url.Parse(m)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
+		return fmt.Errorf("bad mirror URL %.80q", m)
+	}
+	return nil
 }
 
 // toArchChars maps the characters suite and component names use beyond architecture names
@@ -135,7 +167,7 @@ func ReadLockFile(file string) (*Lock, error) {
 }
 
 // Items returns the fetch list of the locked set: each package from every source serving its
-// suite, checked against the locked size and SHA-256, so the set installed is exactly the
+// suite (else from the mirror it was resolved from), checked against the locked size and SHA-256, so the set installed is exactly the
 // locked one whatever the archive's indices say now.
 func (l *Lock) Items(sources []Source) ([]Item, error) {
 	out := make([]Item, 0, len(l.Packages))
@@ -145,6 +177,9 @@ func (l *Lock) Items(sources []Source) ([]Item, error) {
 			if s.Suite == p.Suite {
 				it.URLs = append(it.URLs, s.URI+"/"+p.Filename)
 			}
+		}
+		if len(it.URLs) == 0 && p.Mirror != "" {
+			it.URLs = append(it.URLs, strings.TrimRight(p.Mirror, "/")+"/"+p.Filename)
 		}
 		if len(it.URLs) == 0 {
 			return nil, fmt.Errorf("kiln.lock: %s is from %s: %w", it.Name, p.Suite, errNoSource)

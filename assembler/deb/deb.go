@@ -350,6 +350,20 @@ func (p *Package) Walk(fn func(hdr *tar.Header, r io.Reader) error) error {
 	return nil
 }
 
+// WalkControl streams the control tarball (control, md5sums, conffiles, maintainer scripts) like
+// Walk.
+func (p *Package) WalkControl(fn func(hdr *tar.Header, r io.Reader) error) error {
+	f, err := os.Open(p.Path)
+	if err != nil {
+		return fmt.Errorf("read package %s: %w", p.Path, err)
+	}
+	defer f.Close()
+	if err := p.walkMember(f, p.control, fn); err != nil {
+		return fmt.Errorf("read package %s: %w", p.Path, err)
+	}
+	return nil
+}
+
 // ReadFile returns the contents of one regular file of the data tarball, stopping the stream as
 // soon as it is found.
 func (p *Package) ReadFile(name string) ([]byte, error) {

@@ -33,35 +33,51 @@ func CacheDir() string {
 // beyond documentation, such as linux-image-amd64) is followed through its Depends to the first
 // dependency found in dir (or next to the given path); the result's Via names the metapackage.
 func Resolve(dir, nameOrPath string) (*Package, error) {
-	var p *Package
-	var err error
 	if strings.HasSuffix(nameOrPath, ".deb") || strings.ContainsAny(nameOrPath, `/\`) {
-		p, err = Open(nameOrPath)
+		p, err := Open(nameOrPath)
 		if err != nil {
 			return nil, err
 		}
 		if dir == "" {
 			dir = filepath.Dir(nameOrPath)
 		}
-	} else {
-		p, err = find(dir, nameOrPath, Relation{Name: nameOrPath})
-		if err != nil {
-			return nil, err
-		}
+		return followMetas(DirFinder(dir), p, nameOrPath)
 	}
+	return ResolveWith(DirFinder(dir), nameOrPath)
+}
+
+// Finder opens the highest version of the package rel names that satisfies rel, or fails with an
+// error wrapping ErrPackageMissing.
+type Finder func(rel Relation) (*Package, error)
+
+// DirFinder finds packages in a directory of <name>_<version>_<arch>.deb files.
+func DirFinder(dir string) Finder {
+	return func(rel Relation) (*Package, error) { return find(dir, rel.Name, rel) }
+}
+
+// ResolveWith finds the package name through find and follows metapackages like Resolve.
+func ResolveWith(find Finder, name string) (*Package, error) {
+	p, err := find(Relation{Name: name})
+	if err != nil {
+		return nil, err
+	}
+	return followMetas(find, p, name)
+}
+
+func followMetas(find Finder, p *Package, ref string) (*Package, error) {
 	for range 4 { // metapackage chains are short; a bound guards against cycles
 		meta, err := isMeta(p)
 		if err != nil || !meta {
 			return p, err
 		}
-		next, err := followMeta(dir, p)
+		next, err := followMeta(find, p)
 		if err != nil {
 			return nil, err
 		}
 		next.Via = p.Name + " " + p.Version
 		p = next
 	}
-	return nil, fmt.Errorf("resolve %s: metapackage chain too long", nameOrPath)
+	return nil, fmt.Errorf("resolve %s: metapackage chain too long", ref)
 }
 
 // find opens the highest version of name in dir that satisfies rel.
@@ -123,11 +139,12 @@ func isMeta(p *Package) (bool, error) {
 	return meta, err
 }
 
-func followMeta(dir string, p *Package) (*Package, error) {
+func followMeta(find Finder, p *Package) (*Package, error) {
 	var tried []string
+	var missing error
 	for _, clause := range p.Depends {
 		for _, rel := range clause {
-			next, err := find(dir, rel.Name, rel)
+			next, err := find(rel)
 			if err == nil {
 				return next, nil
 			}
@@ -135,8 +152,9 @@ func followMeta(dir string, p *Package) (*Package, error) {
 				return nil, err
 			}
 			tried = append(tried, rel.String())
+			missing = err
 		}
 	}
-	return nil, fmt.Errorf("resolve metapackage %s %s: none of its dependencies (%s) is in %s: %w; run `make inputs` or download the versioned package",
-		p.Name, p.Version, strings.Join(tried, ", "), dir, ErrPackageMissing)
+	return nil, fmt.Errorf("resolve metapackage %s %s: none of its dependencies (%s) is available: %w",
+		p.Name, p.Version, strings.Join(tried, ", "), missing)
 }

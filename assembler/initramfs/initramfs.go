@@ -68,6 +68,14 @@ type Spec struct {
 	ESPName   string // GPT name of the EFI system partition mounted at /boot/efi; default ESP
 	DiskWait  int    // seconds init waits for the data partition; default 10
 
+	// Services are started at boot and supervised by init.
+	Services []Service
+
+	// Packages are the files of installed Debian packages and dpkg's database. They go in after
+	// the base directories and before everything Kiln writes, which wins over them (busybox's
+	// applet links, the init scripts, the settings); directories merge.
+	Packages []File
+
 	// Extra holds the recipe's files and overlays. They are applied last and may replace any
 	// generated file (a custom /etc/inittab, say); directories merge.
 	Extra []File
@@ -140,7 +148,7 @@ func Build(ctx context.Context, s Spec) (*Result, error) {
 		s.Compression = Zstd
 	}
 	t := newTree()
-	steps := []func(*tree, *Spec) error{addBase, addBusybox, addInit, addSettings, addModules, addKiln, addExtra}
+	steps := []func(*tree, *Spec) error{addBase, addPackages, addBusybox, addInit, addServices, addSettings, addModules, addKiln, addExtra}
 	for _, step := range steps {
 		if err := ctx.Err(); err != nil {
 			return nil, err
@@ -388,13 +396,19 @@ func addKiln(t *tree, s *Spec) error {
 	return nil
 }
 
-func addExtra(t *tree, s *Spec) error {
-	for _, f := range s.Extra {
+func addPackages(t *tree, s *Spec) error { return merge(t, s.Packages, "package") }
+
+func addExtra(t *tree, s *Spec) error { return merge(t, s.Extra, "extra") }
+
+// merge adds files over the tree: a file replaces what is at its path, a directory takes the
+// place of one there (mode and owner) and keeps its contents.
+func merge(t *tree, files []File, what string) error {
+	for _, f := range files {
 		if f.Mode == 0 {
 			f.Mode = 0o644
 		}
 		if f.Origin == "" {
-			f.Origin = "extra"
+			f.Origin = what
 		}
 		if f.Mode.IsDir() {
 			// Merge: keep what is there, take the overlay's mode and owner.
@@ -404,7 +418,7 @@ func addExtra(t *tree, s *Spec) error {
 			}
 		}
 		if err := t.add(f); err != nil {
-			return fmt.Errorf("extra file %s: %w", f.Path, err)
+			return fmt.Errorf("%s file %s: %w", what, f.Path, err)
 		}
 	}
 	return nil

@@ -264,6 +264,10 @@ func (d *decoder) slice(val any, f reflect.Value, path string) {
 		}
 		return
 	}
+	if len(items) == 0 {
+		f.Set(reflect.Zero(f.Type())) // "[]" is the same as leaving the field out
+		return
+	}
 	out := reflect.MakeSlice(f.Type(), len(items), len(items))
 	for i, it := range items {
 		p := fmt.Sprintf("%s[%d]", path, i)

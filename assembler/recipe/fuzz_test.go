@@ -21,11 +21,17 @@ func FuzzParse(f *testing.F) {
 		"[[system.users]]\nname = \"pi\"\nssh_keys = [\"" + testKey + "\"]\nuid = 1001\n[system.wifi]\nssid = \"Home\"\npsk = \"correct horse\"\n"))
 	f.Add([]byte("kiln = 1\n[board]\ndisk_size = \"1GiB\"\nesp_size = \"256MiB\"\ndata_size = \"512MiB\"\nboot_tries = 5\n" +
 		"[update]\nchannel = \"beta\"\nmin_from = \"0.9.0\"\nserver = \"http://kiln.local:8080\"\n"))
+	f.Add([]byte(packagesRecipe))
+	f.Add([]byte("kiln = 1\n[system]\npackages = [\"python3 (>= 3.11)\", \"mawk | gawk\", \"libc6:i386\"]\n" +
+		"[[system.services]]\nname = \"s\"\ncommand = \"true\"\nrestart = \"no\"\nafter_network = true\n[archive]\narch = \"arm64\"\nsuites = [\"bookworm\"]\n"))
 	f.Add([]byte("kiln = 2\n"))
 	f.Add([]byte("kiln = 1\n[board\n"))
 	f.Add([]byte("kiln = 1\nversion = \"01.0.0\"\n[kernel]\nmodules = [\"a\",\n 3]\n"))
 	dir := f.TempDir()
 	if err := os.WriteFile(filepath.Join(dir, "motd"), []byte("hi\n"), 0o644); err != nil {
+		f.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "archive.asc"), []byte("key"), 0o644); err != nil {
 		f.Fatal(err)
 	}
 	file := filepath.Join(dir, "kiln.toml")

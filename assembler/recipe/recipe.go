@@ -58,6 +58,8 @@ type Recipe struct {
 	System System `toml:"system"`
 	Data   Data   `toml:"data"`
 	Update Update `toml:"update"`
+	// Archive names where packages come from; nil: the host's apt sources.
+	Archive *Archive `toml:"archive,omitempty"`
 
 	Path string `toml:"-"`
 	Dir  string `toml:"-"`
@@ -93,6 +95,44 @@ type System struct {
 	Files        []File   `toml:"files,omitempty"`
 	Overlays     []string `toml:"overlays,omitempty"`      // directories or tarballs merged into the root
 	AllowDevices bool     `toml:"allow_devices,omitempty"` // let overlays carry device nodes
+	// Packages are Debian packages installed with their dependencies: "dropbear",
+	// "python3 (>= 3.11)", "mawk | gawk".
+	Packages []string  `toml:"packages,omitempty"`
+	Services []Service `toml:"services,omitempty"`
+}
+
+// Service is a program the image starts at boot and keeps running.
+type Service struct {
+	Name         string `toml:"name"`
+	Command      string `toml:"command"`                 // run by /bin/sh -c
+	User         string `toml:"user,omitempty"`          // "": root
+	Restart      string `toml:"restart,omitempty"`       // "always" (default), "on-failure" or "no"
+	AfterNetwork bool   `toml:"after_network,omitempty"` // start once the network is configured
+}
+
+// Archive is the Debian archive packages and the build's own inputs come from. With no mirrors the
+// host's apt sources are used (Suites, if given, select among them).
+type Archive struct {
+	Mirrors    []string `toml:"mirrors,omitempty"`    // base URLs, e.g. "https://<mirror>/debian"
+	Suites     []string `toml:"suites,omitempty"`     // e.g. ["bookworm", "bookworm-updates"]
+	Components []string `toml:"components,omitempty"` // default ["main"]
+	Keyring    string   `toml:"keyring,omitempty"`    // OpenPGP keyring file; default: the host's Debian archive keyring
+	Arch       string   `toml:"arch,omitempty"`       // Debian architecture; default: from the recipe's arch
+}
+
+// DebianArch is the Debian architecture packages are taken for: archive.arch, else the one
+// matching the recipe's arch.
+func (r *Recipe) DebianArch() string {
+	if r.Archive != nil && r.Archive.Arch != "" {
+		return r.Archive.Arch
+	}
+	switch r.Arch {
+	case "x86_64":
+		return "amd64"
+	case "aarch64":
+		return "arm64"
+	}
+	return r.Arch
 }
 
 // ConsoleShell tells whether the serial console and the first virtual terminal open a root shell

@@ -119,6 +119,7 @@ func (v *validator) check() {
 	v.board()
 	v.kernel()
 	v.system()
+	v.packages()
 	v.data()
 	v.update()
 }

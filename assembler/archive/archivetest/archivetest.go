@@ -4,7 +4,10 @@
 package archivetest
 
 import (
+	"archive/tar"
 	"bytes"
+	"compress/gzip"
+	"crypto/md5"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
@@ -30,6 +33,7 @@ import (
 type Pkg struct {
 	Name, Version, Arch string
 	Fields              map[string]string
+	Data                []byte // the .deb served; nil: a fake one (see Deb)
 }
 
 // P returns a package with the given fields as name/value pairs.
@@ -45,8 +49,11 @@ func P(name, version string, kv ...string) Pkg {
 	return s
 }
 
-// Deb is the content of the package's fake .deb.
+// Deb is the content of the package's .deb: Data, else fake content.
 func (s Pkg) Deb() []byte {
+	if s.Data != nil {
+		return s.Data
+	}
 	return bytes.Repeat([]byte(s.Name+"_"+s.Version+"\n"), 200)
 }
 
@@ -257,4 +264,109 @@ func (a *Archive) serve(w http.ResponseWriter, r *http.Request) {
 		b = tamper(p, b)
 	}
 	http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(b))
+}
+
+// File is one entry of a real test package's data.tar: a regular file (Data), a directory (a
+// Path ending in "/") or a symlink (Link).
+type File struct {
+	Path string // relative, "usr/bin/hello"
+	Mode int64  // 0: 0644 for files, 0755 for directories
+	Data string
+	Link string
+}
+
+// WithDeb makes s a real Debian package (Data) holding files, with a control file from its
+// fields, an md5sums member, and further control members (name → content, e.g. "postinst").
+func (s Pkg) WithDeb(t testing.TB, files []File, control map[string]string) Pkg {
+	t.Helper()
+	var ctl bytes.Buffer
+	fmt.Fprintf(&ctl, "Package: %s\nVersion: %s\nArchitecture: %s\nMaintainer: Kiln tests <test@example.invalid>\n", s.Name, s.Version, s.Arch)
+	keys := make([]string, 0, len(s.Fields))
+	for k := range s.Fields {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		fmt.Fprintf(&ctl, "%s: %s\n", k, s.Fields[k])
+	}
+	fmt.Fprintf(&ctl, "Description: test package %s\n second line\n", s.Name)
+	var sums bytes.Buffer
+	var data []tarEntry
+	for _, f := range files {
+		e := tarEntry{name: "./" + f.Path, mode: f.Mode, data: f.Data, link: f.Link}
+		switch {
+		case strings.HasSuffix(f.Path, "/"):
+			e.typ = tar.TypeDir
+			if e.mode == 0 {
+				e.mode = 0o755
+			}
+		case f.Link != "":
+			e.typ, e.mode = tar.TypeSymlink, 0o777
+		default:
+			e.typ = tar.TypeReg
+			if e.mode == 0 {
+				e.mode = 0o644
+			}
+			fmt.Fprintf(&sums, "%x  %s\n", md5.Sum([]byte(f.Data)), f.Path)
+		}
+		data = append(data, e)
+	}
+	members := []tarEntry{{name: "./control", mode: 0o644, data: ctl.String()}, {name: "./md5sums", mode: 0o644, data: sums.String()}}
+	names := make([]string, 0, len(control))
+	for k := range control {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	for _, k := range names {
+		members = append(members, tarEntry{name: "./" + k, mode: 0o755, data: control[k]})
+	}
+	var ar bytes.Buffer
+	ar.WriteString("!<arch>\n")
+	for _, m := range []struct {
+		name string
+		data []byte
+	}{{"debian-binary", []byte("2.0\n")}, {"control.tar.gz", tarGz(t, members)}, {"data.tar.gz", tarGz(t, data)}} {
+		fmt.Fprintf(&ar, "%-16s%-12d%-6d%-6d%-8s%-10d`\n", m.name, 0, 0, 0, "100644", len(m.data))
+		ar.Write(m.data)
+		if len(m.data)%2 == 1 {
+			ar.WriteByte('\n')
+		}
+	}
+	s.Data = ar.Bytes()
+	return s
+}
+
+type tarEntry struct {
+	name, data, link string
+	mode             int64
+	typ              byte
+}
+
+func tarGz(t testing.TB, entries []tarEntry) []byte {
+	var buf bytes.Buffer
+	zw := gzip.NewWriter(&buf)
+	tw := tar.NewWriter(zw)
+	for _, e := range entries {
+		typ := e.typ
+		if typ == 0 {
+			typ = tar.TypeReg
+		}
+		h := &tar.Header{Name: e.name, Mode: e.mode, Typeflag: typ, Linkname: e.link, ModTime: time.Unix(1700000000, 0), Uname: "root", Gname: "root"}
+		if typ == tar.TypeReg {
+			h.Size = int64(len(e.data))
+		}
+		if err := tw.WriteHeader(h); err != nil {
+			t.Fatal(err)
+		}
+		if typ == tar.TypeReg {
+			tw.Write([]byte(e.data))
+		}
+	}
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := zw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
 }

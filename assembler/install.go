@@ -1,0 +1,247 @@
+package assembler
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"io/fs"
+	"path"
+	"strings"
+
+	"github.com/kilnproject/kiln/assembler/archive"
+	"github.com/kilnproject/kiln/assembler/deb"
+	"github.com/kilnproject/kiln/assembler/fstree"
+	"github.com/kilnproject/kiln/assembler/initramfs"
+	"github.com/kilnproject/kiln/internal/progress"
+)
+
+// PackageInfo is one Debian package installed into the image.
+type PackageInfo struct {
+	Name     string   `json:"name"`
+	Version  string   `json:"version"`
+	Arch     string   `json:"arch"`
+	Source   string   `json:"source,omitempty"` // the source package, when it differs from the name
+	Origin   string   `json:"origin"`           // "<suite>/<component>"
+	Filename string   `json:"filename"`         // path in the archive
+	Size     int64    `json:"size"`
+	SHA256   string   `json:"sha256"`
+	Licenses []string `json:"licenses"` // DEP-5 License: names of /usr/share/doc/<name>/copyright, else ["unknown"]
+}
+
+// dpkgDir is dpkg's database in the image.
+const dpkgDir = "var/lib/dpkg"
+
+// controlMembers are the control.tar members kept in /var/lib/dpkg/info, as dpkg does; the
+// maintainer scripts among them are not run at build time.
+var controlMembers = map[string]bool{"preinst": true, "postinst": true, "prerm": true, "postrm": true,
+	"config": true, "templates": true, "conffiles": true, "triggers": true, "shlibs": true, "symbols": true, "md5sums": true}
+
+// readPackages unpacks the locked packages (not the build's own inputs) into the file set of the
+// root filesystem and writes dpkg's database for them (/var/lib/dpkg/status, info/<pkg>.list,
+// .md5sums and the maintainer scripts), so the system's dpkg lists them. The files go where the
+// image keeps its root filesystem: today the initramfs (inputs.packages).
+func (b *builder) readPackages(ctx context.Context) error {
+	if b.store == nil {
+		return nil
+	}
+	var list []archive.LockedPackage
+	for _, p := range b.store.lock.Packages {
+		if !p.Input {
+			list = append(list, p)
+		}
+	}
+	if len(list) == 0 {
+		return nil
+	}
+	layout := b.r.Board.Layout()
+	t := fstree.New()
+	t.Replace = true // dpkg lets a package replace another's file when it says so (Replaces)
+	t.Limits = fstree.Limits{File: layout.DiskSize, Total: layout.DiskSize, Entries: maxEntries}
+	var status bytes.Buffer
+	for i, lp := range list {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		b.prog.Report(progress.Event{Phase: PhaseInputs, Done: int64(i), Total: int64(len(list)), Message: "unpacking " + lp.Name + " " + lp.Version})
+		pkg, err := b.store.open(lp)
+		if err != nil {
+			return fmt.Errorf("package %s: %w", lp.Name, err)
+		}
+		info, err := installPackage(t, &status, pkg, lp)
+		if err != nil {
+			return fmt.Errorf("package %s %s: %w", lp.Name, lp.Version, err)
+		}
+		b.manifest.Packages = append(b.manifest.Packages, info)
+	}
+	for _, d := range []string{dpkgDir + "/updates", dpkgDir + "/triggers"} {
+		if err := t.AddDir(d, 0o755, "kiln:dpkg"); err != nil {
+			return err
+		}
+	}
+	if err := t.AddFile(dpkgDir+"/status", status.Bytes(), 0o644, "kiln:dpkg"); err != nil {
+		return err
+	}
+	if err := t.AddFile(dpkgDir+"/available", nil, 0o644, "kiln:dpkg"); err != nil {
+		return err
+	}
+	for _, n := range t.Sorted() {
+		if n.Path == "" {
+			continue
+		}
+		b.inputs.packages = append(b.inputs.packages, initramfs.File{Path: n.Path, Mode: n.Mode, Data: n.Data, Target: n.Target,
+			Major: n.Major, Minor: n.Minor, UID: uint32(n.UID), GID: uint32(n.GID), Origin: n.Origin})
+	}
+	b.log.WithField("packages", len(list)).Debug("packages unpacked")
+	return nil
+}
+
+// installPackage adds one package's files and its dpkg database entries to t and its status
+// paragraph to status.
+func installPackage(t *fstree.Tree, status *bytes.Buffer, pkg *deb.Package, lp archive.LockedPackage) (PackageInfo, error) {
+	info := PackageInfo{Name: lp.Name, Version: lp.Version, Arch: lp.Arch, Origin: lp.Suite + "/" + lp.Component,
+		Filename: lp.Filename, Size: lp.Size, SHA256: lp.SHA256}
+	if src, _, _ := strings.Cut(pkg.Control["Source"], " "); src != "" && src != lp.Name {
+		info.Source = src
+	}
+	listing := []string{"/."}
+	err := t.AddDeb(pkg, func(p string) bool {
+		listing = append(listing, "/"+p)
+		return true
+	}, nil)
+	if err != nil {
+		return info, err
+	}
+	info.Licenses = []string{"unknown"}
+	if c := copyrightOf(t, lp.Name); c != nil {
+		if l := Licenses(c); len(l) > 0 {
+			info.Licenses = l
+		}
+	}
+
+	infoName := lp.Name
+	if pkg.Control["Multi-Arch"] == "same" {
+		infoName += ":" + lp.Arch
+	}
+	infoPath := func(what string) string { return dpkgDir + "/info/" + infoName + "." + what }
+	origin := lp.Name + " " + lp.Version + " control"
+	var control []byte
+	err = pkg.WalkControl(func(h *tar.Header, r io.Reader) error {
+		if h.Typeflag != tar.TypeReg {
+			return nil
+		}
+		if h.Name != "control" && !controlMembers[h.Name] {
+			return nil
+		}
+		data, err := io.ReadAll(io.LimitReader(r, 16<<20+1))
+		if err != nil {
+			return err
+		}
+		if len(data) > 16<<20 {
+			return fmt.Errorf("control member %s: over 16 MiB", h.Name)
+		}
+		if h.Name == "control" {
+			control = data
+			return nil
+		}
+		mode := fs.FileMode(0o644)
+		if fs.FileMode(h.Mode)&0o111 != 0 {
+			mode = 0o755
+		}
+		return t.AddFile(infoPath(h.Name), data, mode, origin)
+	})
+	if err != nil {
+		return info, err
+	}
+	if control == nil {
+		return info, fmt.Errorf("no control file")
+	}
+	if err := t.AddFile(infoPath("list"), []byte(strings.Join(listing, "\n")+"\n"), 0o644, "kiln:dpkg"); err != nil {
+		return info, err
+	}
+	writeStatus(status, control)
+	return info, nil
+}
+
+// writeStatus appends a package's status paragraph: its control file with "Status: install ok
+// installed" after the Package field, as dpkg writes it.
+func writeStatus(w *bytes.Buffer, control []byte) {
+	lines := strings.Split(strings.TrimRight(string(control), "\n"), "\n")
+	for i, l := range lines {
+		if strings.TrimSpace(l) == "" {
+			lines = lines[:i] // the first paragraph only
+			break
+		}
+	}
+	done := false
+	for _, l := range lines {
+		w.WriteString(l + "\n")
+		if !done && strings.HasPrefix(strings.ToLower(l), "package:") {
+			w.WriteString("Status: install ok installed\n")
+			done = true
+		}
+	}
+	w.WriteString("\n")
+}
+
+// copyrightOf returns /usr/share/doc/<name>/copyright from t, following a symlinked doc
+// directory (libfoo-dev → libfoo) once.
+func copyrightOf(t *fstree.Tree, name string) []byte {
+	dir := "usr/share/doc/" + name
+	if n := t.Get(dir); n != nil && n.IsSymlink() {
+		target := n.Target
+		if !strings.HasPrefix(target, "/") {
+			target = path.Join(path.Dir(dir), target)
+		}
+		dir = strings.TrimPrefix(path.Clean(target), "/")
+	}
+	if n := t.Get(dir + "/copyright"); n != nil && n.IsRegular() {
+		return n.Data
+	}
+	return nil
+}
+
+// Licenses returns the licence names of a machine-readable (DEP-5) debian/copyright file: the
+// first line of every License field, in order of appearance, without repeats. A file that is not
+// machine-readable gives none.
+func Licenses(copyright []byte) []string {
+	var out []string
+	first := true
+	dep5 := false
+	// A syntax error ends the scan; what was read before it still describes the package.
+	_ = archive.ParseDeb822(bytes.NewReader(copyright), archive.Limits{Field: 1 << 20, Paragraph: 4 << 20, Total: 16 << 20},
+		func(p archive.Paragraph) error {
+			if first {
+				first = false
+				f, _ := p.Get("Format")
+				dep5 = strings.Contains(f, "copyright-format")
+			}
+			if !dep5 {
+				return fs.SkipAll
+			}
+			l, ok := p.Get("License")
+			if !ok {
+				return nil
+			}
+			name, _, _ := strings.Cut(l, "\n")
+			name = strings.TrimSpace(name)
+			if name != "" && len(name) <= 200 && !contains(out, name) {
+				out = append(out, name)
+			}
+			return nil
+		})
+	if !dep5 {
+		return nil
+	}
+	return out
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
