@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Downloads the default image's input packages (kernel, busybox, systemd-boot) into $KILN_CACHE/debs
+# Downloads the default image's input packages (kernel, busybox, systemd-boot, and GRUB for BIOS) into $KILN_CACHE/debs
 # with apt-get download. Idempotent: packages already in the cache are not fetched again.
 set -euo pipefail
 cache="${KILN_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/kiln}"
@@ -13,7 +13,7 @@ if [ -z "$kernel" ]; then
   $sudo apt-get update -qq
   kernel=$(apt-cache depends linux-image-amd64 | awk '/Depends: linux-image-[0-9]/ {print $2; exit}')
 fi
-want=(linux-image-amd64 "$kernel" busybox-static systemd-boot-efi)
+want=(linux-image-amd64 "$kernel" busybox-static systemd-boot-efi grub-pc-bin)
 fetch=()
 for p in "${want[@]}"; do have "$p" || fetch+=("$p"); done
 if [ ${#fetch[@]} -eq 0 ]; then
