@@ -53,10 +53,10 @@ type Recipe struct {
 	Arch        string `toml:"arch"`
 	Description string `toml:"description"`
 
-	Board  Board  `toml:"board"`
-	Kernel Kernel `toml:"kernel"`
-	System System `toml:"system"`
-	Data   Data   `toml:"data"`
+	Board   Board   `toml:"board"`
+	Kernel  Kernel  `toml:"kernel"`
+	System  System  `toml:"system"`
+	Data    Data    `toml:"data"`
 	Update  Update  `toml:"update"`
 	Outputs Outputs `toml:"outputs"`
 
