@@ -52,7 +52,8 @@ type Result struct {
 	Bmap        string `json:"bmap"`
 	Manifest    string `json:"manifest"`
 	UpdateDir   string `json:"update_dir"`
-	UKI         string `json:"uki"` // the UKI inside UpdateDir
+	UKI         string `json:"uki"`           // the UKI inside UpdateDir
+	ISO         string `json:"iso,omitempty"` // the ISO image, when the recipe asks for one
 	ImageSHA256 string `json:"image_sha256"`
 	ImageSize   int64  `json:"image_size"`
 	MappedBytes int64  `json:"mapped_bytes"` // bytes of the image holding data (what a flash writes)
@@ -126,6 +127,9 @@ func Build(ctx context.Context, r *recipe.Recipe, opts Options) (res *Result, er
 	b.res.Manifest = filepath.Join(out, "manifest.json")
 	b.res.UpdateDir = filepath.Join(out, "update")
 	b.res.UKI = filepath.Join(b.res.UpdateDir, ukiName(r))
+	if b.manifest.ISO != nil {
+		b.res.ISO = filepath.Join(out, b.manifest.ISO.File)
+	}
 	b.log.WithFields(logrus.Fields{"image": b.res.Image, "size": b.res.ImageSize, "sha256": b.res.ImageSHA256,
 		"seconds": time.Since(start).Seconds()}).Info("image built")
 	return b.res, nil
@@ -222,6 +226,11 @@ func (b *builder) run(ctx context.Context) error {
 	img := b.st.path(ImageName(r))
 	if err := b.writeDisk(ctx, img, espFiles); err != nil {
 		return err
+	}
+	if r.Outputs.ISO {
+		if err := b.writeISO(ctx, ukiData, rd.Data); err != nil {
+			return err
+		}
 	}
 	<-bundleDone
 	if bundleErr != nil {

@@ -73,6 +73,9 @@ func checkOutDir(out, imageName string) error {
 	written := map[string]bool{"manifest.json": true, "update": true, imageName: true, imageName + ".bmap": true}
 	if merr == nil {
 		written[filepath.Base(m.Image.File)], written[filepath.Base(m.Image.Bmap)] = true, true
+		if m.ISO != nil {
+			written[filepath.Base(m.ISO.File)], written[filepath.Base(m.ISO.Bmap)] = true, true
+		}
 	}
 	for _, e := range entries {
 		if !written[e.Name()] {

@@ -68,11 +68,15 @@ boot
 
 // SlotScript is a slot's boot.cfg: it loads the slot's kernel and initramfs with cmdline.
 func SlotScript(base, cmdline string) []byte {
+	return LoadScript("/"+SlotDir+"/"+base, cmdline)
+}
+
+// LoadScript loads dir/linux with cmdline and dir/initrd.
+func LoadScript(dir, cmdline string) []byte {
 	var args []string
 	for _, w := range strings.Fields(cmdline) {
 		args = append(args, quote(w))
 	}
-	dir := "/" + SlotDir + "/" + base
 	return []byte(fmt.Sprintf("linux %s/linux %s\ninitrd %s/initrd\n", dir, strings.Join(args, " "), dir))
 }
 
