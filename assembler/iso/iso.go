@@ -171,6 +171,9 @@ func Write(ctx context.Context, out string, files []File, opts Options) (res *Re
 			return nil, err
 		}
 	}
+	if err := pad(f); err != nil {
+		return nil, err
+	}
 	if opts.PatchBIOS != nil && opts.BIOSBoot != "" {
 		if err := patchBIOS(f, res.BIOSBootLBA, opts.PatchBIOS); err != nil {
 			return nil, err
@@ -202,6 +205,31 @@ func writeFile(ctx context.Context, dst string, f File) error {
 		return err
 	}
 	return w.Close()
+}
+
+// Padding is the zero blocks added after the file system, inside the volume, as mkisofs and
+// xorriso do: BIOS CD drivers (GRUB's through SeaBIOS, for one) read ahead in whole chunks and
+// return garbage for a file that ends right at the end of the medium.
+const Padding = 150
+
+// pad appends Padding blocks and counts them in the volume size.
+func pad(f *os.File) error {
+	pvd := make([]byte, SectorSize)
+	if _, err := f.ReadAt(pvd, 16*SectorSize); err != nil {
+		return fmt.Errorf("read volume descriptor: %w", err)
+	}
+	st, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	blocks := (st.Size()+SectorSize-1)/SectorSize + Padding
+	if err := f.Truncate(blocks * SectorSize); err != nil {
+		return fmt.Errorf("pad: %w", err)
+	}
+	binary.LittleEndian.PutUint32(pvd[80:], uint32(blocks))
+	binary.BigEndian.PutUint32(pvd[84:], uint32(blocks))
+	_, err = f.WriteAt(pvd, 16*SectorSize)
+	return err
 }
 
 // isoDate is the 17-byte volume descriptor date format: "YYYYMMDDHHMMSScc" and a zone byte.
