@@ -1,7 +1,9 @@
 package assembler_test
 
 import (
+	"path/filepath"
 	"regexp"
+	"strings"
 	"testing"
 	"time"
 
@@ -51,5 +53,35 @@ func TestBootHybrid(t *testing.T) {
 			g.expect(regexp.MustCompile(`kiln: ready name=anypc version=1\.0\.0 hostname=anypc-hybrid\b`), bootTimeout)
 			t.Logf("%s: ready line after %.1fs", fw, time.Since(g.start).Seconds())
 		})
+	}
+}
+
+// TestBIOSImagesReproducibleAndChecked builds a hybrid image with an ISO twice: the outputs are
+// byte-identical, and sgdisk, fdisk and fsck.vfat accept the disk.
+func TestBIOSImagesReproducibleAndChecked(t *testing.T) {
+	recipe := hybridRecipe + "[outputs]\niso = true\n"
+	a, b := testimage.Build(t, recipe), testimage.Build(t, recipe)
+	for _, p := range [][2]string{{a.Image, b.Image}, {a.ISO, b.ISO}, {a.Manifest, b.Manifest}} {
+		if testimage.SHA256(t, p[0]) != testimage.SHA256(t, p[1]) {
+			t.Errorf("%s differs between two builds", filepath.Base(p[0]))
+		}
+	}
+	out := runTool(t, "sgdisk", "-v", a.Image)
+	if !strings.Contains(out, "No problems found.") || strings.Contains(strings.ToLower(out), "warning") {
+		t.Errorf("sgdisk -v:\n%s", out)
+	}
+	if out := runTool(t, "fdisk", "-l", a.Image); !strings.Contains(out, "BIOS boot") || !strings.Contains(out, "EFI System") {
+		t.Errorf("fdisk -l:\n%s", out)
+	}
+	esp := filepath.Join(t.TempDir(), "esp.img")
+	runTool(t, "dd", "if="+a.Image, "of="+esp, "bs=1M", "skip=1", "count=192", "conv=sparse", "status=none")
+	fsck := runTool(t, "fsck.vfat", "-n", esp)
+	if strings.Contains(strings.ToLower(fsck), "wrong") || strings.Contains(fsck, "differences") {
+		t.Errorf("fsck.vfat -n:\n%s", fsck)
+	}
+	for _, f := range []string{"::/grub/grub.cfg", "::/grub/grubenv", "::/kiln/anypc-1.0.0/linux", "::/EFI/BOOT/BOOTX64.EFI"} {
+		if dir := runTool(t, "mdir", "-/", "-b", "-i", esp, "::"); !strings.Contains(dir, f) {
+			t.Errorf("ESP lacks %s:\n%s", f, dir)
+		}
 	}
 }
