@@ -47,20 +47,20 @@ func slotBase(r *recipe.Recipe) string { return r.Name + "-" + r.Version }
 // image's slot as the default, and the slot's kernel, initramfs and boot.cfg.
 func (b *builder) biosESPFiles(initrd []byte) ([]fat.File, error) {
 	r := b.r
-	env, err := grubenv.Encode(grubenv.Env{grub.VarDefault: slotBase(r), grub.VarTrial: "", grub.VarTries: "0"})
+	env, err := grubenv.Encode(grubenv.Env{grubenv.VarDefault: slotBase(r), grubenv.VarTrial: "", grubenv.VarTries: "0"})
 	if err != nil {
 		return nil, err
 	}
-	dir := grub.SlotDir + "/" + slotBase(r) + "/"
+	dir := grubenv.SlotDir + "/" + slotBase(r) + "/"
 	files := []fat.File{
-		{Path: grub.ConfigPath, Data: grub.Script()},
-		{Path: grub.EnvPath, Data: env},
-		{Path: dir + "boot.cfg", Data: grub.SlotScript(slotBase(r), r.Kernel.Cmdline)},
+		{Path: grubenv.ConfigPath, Data: grub.Script()},
+		{Path: grubenv.EnvPath, Data: env},
+		{Path: dir + "boot.cfg", Data: grubenv.SlotScript(slotBase(r), r.Kernel.Cmdline)},
 		{Path: dir + "initrd", Data: initrd},
 		{Path: dir + "linux", Data: b.inputs.kernel.image},
 	}
 	origin := map[string]string{
-		grub.ConfigPath: "kiln:grub.cfg", grub.EnvPath: "kiln:grubenv", dir + "boot.cfg": "kiln:boot.cfg",
+		grubenv.ConfigPath: "kiln:grub.cfg", grubenv.EnvPath: "kiln:grubenv", dir + "boot.cfg": "kiln:boot.cfg",
 		dir + "initrd": "kiln:initramfs", dir + "linux": "kernel",
 	}
 	for _, f := range files {

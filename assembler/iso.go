@@ -10,6 +10,7 @@ import (
 
 	"github.com/kilnproject/kiln/assembler/fat"
 	"github.com/kilnproject/kiln/assembler/grub"
+	"github.com/kilnproject/kiln/assembler/grub/grubenv"
 	"github.com/kilnproject/kiln/assembler/iso"
 	"github.com/kilnproject/kiln/assembler/recipe"
 	"github.com/kilnproject/kiln/internal/bmap"
@@ -52,7 +53,7 @@ terminal_input console serial
 terminal_output console serial
 set timeout=0
 echo "kiln: booting ` + slotBase(r) + ` from the ISO image"
-` + string(grub.LoadScript("/kiln", r.Kernel.Cmdline)) + "boot\n")
+` + string(grubenv.LoadScript("/kiln", r.Kernel.Cmdline)) + "boot\n")
 }
 
 // volumeID is the ISO volume identifier: the name in upper case, other characters as '_'.

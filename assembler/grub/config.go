@@ -3,24 +3,9 @@ package grub
 import (
 	"fmt"
 	"strings"
-)
 
-// Boot-slot layout on the boot partition, shared by the image builder and the update agent.
-const (
-	ConfigPath = "grub/grub.cfg" // the boot script, read from $prefix
-	EnvPath    = "grub/grubenv"  // the environment block with the slot state
-	SlotDir    = "kiln"          // kiln/<name>-<version>/{linux,initrd,boot.cfg}
+	"github.com/kilnproject/kiln/assembler/grub/grubenv"
 )
-
-// Environment variables of the slot state.
-const (
-	VarDefault = "kiln_default" // the blessed slot (known good)
-	VarTrial   = "kiln_trial"   // a slot on trial, "" when none
-	VarTries   = "kiln_tries"   // boots the trial slot has left
-)
-
-// MaxTries is the largest try count the boot script counts down from.
-const MaxTries = 10
 
 // Modules are the GRUB modules a Kiln core image embeds: disk access through the BIOS, GPT and
 // MBR tables, FAT and ISO 9660, the normal shell with its scripting, the Linux loader, and the
@@ -44,9 +29,9 @@ load_env --file $prefix/grubenv kiln_default kiln_trial kiln_tries
 if [ -n "$kiln_default" ]; then set entry="$kiln_default"; fi
 if [ -n "$kiln_trial" ]; then
 `)
-	for n := MaxTries; n >= 1; n-- {
+	for n := grubenv.MaxTries; n >= 1; n-- {
 		kw := "  elif"
-		if n == MaxTries {
+		if n == grubenv.MaxTries {
 			kw = "  if"
 		}
 		fmt.Fprintf(&b, "%s [ \"$kiln_tries\" = %d ]; then set kiln_tries=%d; set entry=\"$kiln_trial\"\n", kw, n, n-1)
@@ -60,27 +45,8 @@ if [ -z "$entry" ]; then
   reboot
 fi
 echo "kiln: booting $entry"
-source /` + SlotDir + `/$entry/boot.cfg
+source /` + grubenv.SlotDir + `/$entry/boot.cfg
 boot
 `)
 	return []byte(b.String())
-}
-
-// SlotScript is a slot's boot.cfg: it loads the slot's kernel and initramfs with cmdline.
-func SlotScript(base, cmdline string) []byte {
-	return LoadScript("/"+SlotDir+"/"+base, cmdline)
-}
-
-// LoadScript loads dir/linux with cmdline and dir/initrd.
-func LoadScript(dir, cmdline string) []byte {
-	var args []string
-	for _, w := range strings.Fields(cmdline) {
-		args = append(args, quote(w))
-	}
-	return []byte(fmt.Sprintf("linux %s/linux %s\ninitrd %s/initrd\n", dir, strings.Join(args, " "), dir))
-}
-
-// quote makes w one word of GRUB's script language.
-func quote(w string) string {
-	return "'" + strings.ReplaceAll(w, "'", `'\''`) + "'"
 }
