@@ -1,6 +1,8 @@
 package assembler_test
 
 import (
+	"bytes"
+	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -83,5 +85,75 @@ func TestBIOSImagesReproducibleAndChecked(t *testing.T) {
 		if dir := runTool(t, "mdir", "-/", "-b", "-i", esp, "::"); !strings.Contains(dir, f) {
 			t.Errorf("ESP lacks %s:\n%s", f, dir)
 		}
+	}
+}
+
+// TestBIOSFallback checks the A/B fallback of a BIOS image: a trial slot that does not boot is
+// tried as often as grubenv says (GRUB counts down and saves the count), then the default slot
+// boots again by itself, and the agent on it records GRUB's count on the trial UKI and drops the
+// slot from grubenv.
+func TestBIOSFallback(t *testing.T) {
+	res := testimage.Build(t, biosRecipe)
+	img := res.Image
+	at := img + "@@1M"
+	uki, err := os.ReadFile(res.UKI)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmp := t.TempDir()
+	put := func(name string, data []byte, dst string) {
+		p := filepath.Join(tmp, name)
+		if err := os.WriteFile(p, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		runTool(t, "mcopy", "-o", "-i", at, p, dst)
+	}
+	// Version 2.0.0 on trial with 3 tries: its kernel is not a kernel.
+	runTool(t, "mmd", "-i", at, "::/kiln/oldpc-2.0.0")
+	put("linux", []byte("not a kernel"), "::/kiln/oldpc-2.0.0/linux")
+	put("initrd", []byte{}, "::/kiln/oldpc-2.0.0/initrd")
+	put("boot.cfg", []byte("linux /kiln/oldpc-2.0.0/linux\ninitrd /kiln/oldpc-2.0.0/initrd\n"), "::/kiln/oldpc-2.0.0/boot.cfg")
+	put("trial.efi", uki, "::/EFI/Linux/oldpc-2.0.0+3.efi")
+	// grubenv in place (GRUB writes it through its block list).
+	b, err := os.ReadFile(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := []byte("# GRUB Environment Block\nkiln_default=oldpc-1.0.0\nkiln_trial=\nkiln_tries=0\n")
+	i := bytes.Index(b, old)
+	if i < 0 {
+		t.Fatal("grubenv not found in the image")
+	}
+	env := []byte("# GRUB Environment Block\nkiln_default=oldpc-1.0.0\nkiln_trial=oldpc-2.0.0\nkiln_tries=3\n")
+	f, err := os.OpenFile(img, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = f.WriteAt(append(env, bytes.Repeat([]byte("#"), 1024-len(env))...), int64(i))
+	f.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b = nil
+
+	// GRUB and the agent write to the disk: boot a writable copy.
+	g := bootVM(t, vmrunner.Config{Image: img, Firmware: vmrunner.FirmwareBIOS, Persist: filepath.Join(tmp, "disk.img")})
+	for n := 1; n <= 3; n++ {
+		g.expect(regexp.MustCompile(`kiln: booting oldpc-2\.0\.0`), bootTimeout)
+		g.expect(regexp.MustCompile(`kiln: oldpc-2\.0\.0 did not boot; restarting`), bootTimeout)
+	}
+	g.expect(regexp.MustCompile(`kiln: booting oldpc-1\.0\.0`), bootTimeout)
+	g.expect(regexp.MustCompile(`kiln: ready name=oldpc version=1\.0\.0 hostname=oldpc-bios\b`), bootTimeout)
+	g.expect(regexp.MustCompile(`GRUB slots updated`), bootTimeout)
+	g.send("\n")
+	g.send(`echo =BE""GIN=; ls /boot/efi/EFI/Linux /boot/efi/kiln; cat /boot/efi/grub/grubenv | grep kiln_; echo =E""ND=` + "\n")
+	m := g.expect(regexp.MustCompile(`(?s)=BEGIN=\r?\n(.*?)=END=`), bootTimeout)
+	for _, want := range []string{"oldpc-2.0.0+0-3.efi", "kiln_default=oldpc-1.0.0", "kiln_tries=0"} {
+		if !strings.Contains(m[1], want) {
+			t.Errorf("after the fallback the ESP lacks %q:\n%s", want, m[1])
+		}
+	}
+	if regexp.MustCompile(`kiln_trial=\S`).MatchString(m[1]) || strings.Contains(m[1], "oldpc-2.0.0\r\n") {
+		t.Errorf("the failed slot is still in use:\n%s", m[1])
 	}
 }

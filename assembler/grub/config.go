@@ -47,6 +47,9 @@ fi
 echo "kiln: booting $entry"
 source /` + grubenv.SlotDir + `/$entry/boot.cfg
 boot
+echo "kiln: $entry did not boot; restarting"
+sleep 5
+reboot
 `)
 	return []byte(b.String())
 }
