@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/ulikunitz/xz/lzma"
@@ -136,4 +137,29 @@ func TestMissingFiles(t *testing.T) {
 	if _, err := f.Payload(grub.Core{}); err == nil {
 		t.Fatal("a missing kernel.img was accepted")
 	}
+}
+
+// FuzzModules feeds hostile moddep.lst files (they come from a package) to the dependency
+// resolver: it returns modules or an error, never hangs or crashes.
+func FuzzModules(f *testing.F) {
+	f.Add([]byte("normal: boot extcmd\nboot:\nextcmd:\n"), "normal")
+	f.Add([]byte("a: b\nb: a\n"), "a")
+	f.Add([]byte("no colon here\n"), "x")
+	f.Fuzz(func(t *testing.T, moddep []byte, name string) {
+		files := map[string][]byte{"moddep.lst": moddep}
+		deps := bytes.Fields(moddep)
+		for _, d := range deps {
+			files[strings.TrimSuffix(string(d), ":")+".mod"] = []byte{1}
+		}
+		mods, err := grub.New("fuzz", files).Modules([]string{name})
+		if err == nil {
+			seen := map[string]bool{}
+			for _, m := range mods {
+				if seen[m] {
+					t.Fatalf("module %s listed twice", m)
+				}
+				seen[m] = true
+			}
+		}
+	})
 }
