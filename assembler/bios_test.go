@@ -38,6 +38,7 @@ hostname = "anypc-hybrid"
 // itself; the boot goes through --firmware FILE with Debian's SeaBIOS ROM as a coreboot-style
 // ROM, which covers both.
 func TestBootBIOS(t *testing.T) {
+	needGRUB(t)
 	res := testimage.Build(t, biosRecipe)
 	info, err := vmrunner.Inspect(res.Image)
 	if err != nil || info.EFI {
@@ -55,6 +56,7 @@ func TestBootBIOS(t *testing.T) {
 
 // TestBootHybrid boots one hybrid image under SeaBIOS and under OVMF.
 func TestBootHybrid(t *testing.T) {
+	needGRUB(t)
 	res := testimage.Build(t, hybridRecipe)
 	for _, fw := range []vmrunner.FirmwareKind{vmrunner.FirmwareBIOS, vmrunner.FirmwareUEFI} {
 		t.Run(string(fw), func(t *testing.T) {
@@ -68,6 +70,7 @@ func TestBootHybrid(t *testing.T) {
 // TestBIOSImagesReproducibleAndChecked builds a hybrid image with an ISO twice: the outputs are
 // byte-identical, and sgdisk, fdisk and fsck.vfat accept the disk.
 func TestBIOSImagesReproducibleAndChecked(t *testing.T) {
+	needGRUB(t)
 	recipe := hybridRecipe + "[outputs]\niso = true\n"
 	a, b := testimage.Build(t, recipe), testimage.Build(t, recipe)
 	for _, p := range [][2]string{{a.Image, b.Image}, {a.ISO, b.ISO}, {a.Manifest, b.Manifest}} {
@@ -100,6 +103,7 @@ func TestBIOSImagesReproducibleAndChecked(t *testing.T) {
 // boots again by itself, and the agent on it records GRUB's count on the trial UKI and drops the
 // slot from grubenv.
 func TestBIOSFallback(t *testing.T) {
+	needGRUB(t)
 	res := testimage.Build(t, biosRecipe)
 	img := res.Image
 	at := img + "@@1M"
@@ -162,5 +166,14 @@ func TestBIOSFallback(t *testing.T) {
 	}
 	if regexp.MustCompile(`kiln_trial=\S`).MatchString(m[1]) || strings.Contains(m[1], "oldpc-2.0.0\r\n") {
 		t.Errorf("the failed slot is still in use:\n%s", m[1])
+	}
+}
+
+// needGRUB stops the test through Missing when GRUB's package is not in the input cache.
+func needGRUB(t *testing.T) {
+	t.Helper()
+	cache := testimage.Cache(t)
+	if m, _ := filepath.Glob(filepath.Join(cache, "debs", "grub-pc-bin_*.deb")); len(m) == 0 {
+		testimage.Missing(t, "input package grub-pc-bin not in "+filepath.Join(cache, "debs")+" (run `make inputs`)")
 	}
 }

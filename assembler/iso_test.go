@@ -43,6 +43,7 @@ func runTool(t *testing.T, name string, args ...string) string {
 // TestISOCheckedByPeers builds an ISO and has xorriso, fdisk and fsck.vfat read it; the manifest
 // and block map describe it.
 func TestISOCheckedByPeers(t *testing.T) {
+	needGRUB(t)
 	res := testimage.Build(t, isoRecipe)
 	if res.ISO == "" {
 		t.Fatal("no ISO in the result")
@@ -104,6 +105,7 @@ func TestISOCheckedByPeers(t *testing.T) {
 // TestBootISO boots the ISO as a CD-ROM under SeaBIOS and OVMF, then writes it to a loop device
 // and boots that as a USB stick under both.
 func TestBootISO(t *testing.T) {
+	needGRUB(t)
 	res := testimage.Build(t, isoRecipe)
 	for _, fw := range []vmrunner.FirmwareKind{vmrunner.FirmwareBIOS, vmrunner.FirmwareUEFI} {
 		t.Run("cdrom-"+string(fw), func(t *testing.T) {
