@@ -62,7 +62,8 @@ type Result struct {
 	EFIPartitionSectors int64
 }
 
-var nameRE = func(s string) bool {
+// levelOneName reports whether s is an ISO 9660 level 1 name (upper case 8.3).
+func levelOneName(s string) bool {
 	base, ext, _ := strings.Cut(s, ".")
 	if len(base) == 0 || len(base) > 8 || len(ext) > 3 || strings.Contains(ext, ".") {
 		return false
@@ -92,7 +93,7 @@ func Write(ctx context.Context, out string, files []File, opts Options) (res *Re
 	for _, f := range files {
 		p := strings.ToUpper(strings.Trim(f.Path, "/"))
 		for _, part := range strings.Split(p, "/") {
-			if !nameRE(part) {
+			if !levelOneName(part) {
 				return nil, fmt.Errorf("file %s: %q is not an ISO 9660 level 1 name (8.3, A-Z 0-9 _)", f.Path, part)
 			}
 		}
