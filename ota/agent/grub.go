@@ -41,9 +41,13 @@ func (a *Agent) bootedBIOS() bool {
 // syncGRUB keeps GRUB's slots in step with EFI/Linux; fold first takes over GRUB's try count.
 // Images without grubenv are left alone.
 func (a *Agent) syncGRUB(fold bool) error {
-	data, err := os.ReadFile(a.grubEnv())
+	st, err := os.Stat(a.grubEnv())
 	if errors.Is(err, os.ErrNotExist) {
 		return nil
+	}
+	var data []byte
+	if err == nil && st.Size() <= 64*grubenv.Size { // a damaged file system may claim anything
+		data, err = os.ReadFile(a.grubEnv())
 	}
 	if err != nil {
 		return fmt.Errorf("GRUB environment: %w", err)
