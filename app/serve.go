@@ -12,6 +12,7 @@ import (
 	"fyne.io/fyne/v2/theme"
 	"fyne.io/fyne/v2/widget"
 
+	"github.com/kilnproject/kiln/assembler"
 	"github.com/kilnproject/kiln/assembler/recipe"
 	"github.com/kilnproject/kiln/internal/units"
 )
@@ -414,13 +415,18 @@ func (s *serveScreen) publishCurrent() {
 	s.current.SetText(fmt.Sprintf("Publishing %s %s…", cur.Name, cur.Version))
 	s.a.background(func() {
 		v, err := s.a.cores.Serve.Publish(s.a.ctx, cur)
+		note := ""
+		if m, merr := assembler.LoadManifest(cur.Manifest); merr == nil && m.ISO != nil {
+			note = fmt.Sprintf("\n%s is read-only: a device booted from it takes no updates (flash %s for that).",
+				m.ISO.File, m.Image.File)
+		}
 		onUI(func() {
 			s.refresh()
 			if err != nil {
 				s.a.showError("Publishing failed", err, "Check the signing keys in the update repository, then publish again.")
 				return
 			}
-			s.current.SetText(fmt.Sprintf("Published %s %s to channel %s.", v.Name, v.Version, v.Channel))
+			s.current.SetText(fmt.Sprintf("Published %s %s to channel %s.", v.Name, v.Version, v.Channel) + note)
 		})
 	})
 }

@@ -58,7 +58,8 @@ type Result struct {
 	Manifest    string `json:"manifest"`
 	SBOM        string `json:"sbom"` // CycloneDX 1.5 JSON
 	UpdateDir   string `json:"update_dir"`
-	UKI         string `json:"uki"` // the UKI inside UpdateDir
+	UKI         string `json:"uki"`           // the UKI inside UpdateDir
+	ISO         string `json:"iso,omitempty"` // the ISO image, when the recipe asks for one
 	ImageSHA256 string `json:"image_sha256"`
 	ImageSize   int64  `json:"image_size"`
 	MappedBytes int64  `json:"mapped_bytes"` // bytes of the image holding data (what a flash writes)
@@ -133,6 +134,9 @@ func Build(ctx context.Context, r *recipe.Recipe, opts Options) (res *Result, er
 	b.res.SBOM = filepath.Join(out, SBOMName(r.Name))
 	b.res.UpdateDir = filepath.Join(out, "update")
 	b.res.UKI = filepath.Join(b.res.UpdateDir, ukiName(r))
+	if b.manifest.ISO != nil {
+		b.res.ISO = filepath.Join(out, b.manifest.ISO.File)
+	}
 	b.log.WithFields(logrus.Fields{"image": b.res.Image, "size": b.res.ImageSize, "sha256": b.res.ImageSHA256,
 		"seconds": time.Since(start).Seconds()}).Info("image built")
 	return b.res, nil
@@ -223,13 +227,18 @@ func (b *builder) run(ctx context.Context) error {
 	}()
 	defer func() { <-bundleDone }() // never remove the build directory while it is written to
 
-	espFiles, err := b.espFiles(ukiData)
+	espFiles, err := b.espFiles(ukiData, rd.Data)
 	if err != nil {
 		return err
 	}
 	img := b.st.path(ImageName(r))
 	if err := b.writeDisk(ctx, img, espFiles); err != nil {
 		return err
+	}
+	if r.Outputs.ISO {
+		if err := b.writeISO(ctx, ukiData, rd.Data); err != nil {
+			return err
+		}
 	}
 	<-bundleDone
 	if bundleErr != nil {
@@ -301,14 +310,18 @@ const dataName = "data"
 // espFiles lays out the EFI system partition: systemd-boot as the removable-media boot loader
 // (EFI/BOOT/BOOTX64.EFI) and at its own path, its configuration, and the UKI under EFI/Linux where
 // systemd-boot finds unified kernel images by itself (Boot Loader Specification type #2).
-func (b *builder) espFiles(ukiData []byte) ([]fat.File, error) {
+//
+// A BIOS image keeps the UKI (the update agent's unit of update) without systemd-boot, and adds
+// GRUB's files (biosESPFiles).
+func (b *builder) espFiles(ukiData, initrd []byte) ([]fat.File, error) {
 	in := &b.inputs
-	files := []fat.File{
-		{Path: "EFI/BOOT/BOOTX64.EFI", Data: in.bootloader},
-		{Path: "EFI/Linux/" + ukiName(b.r), Data: ukiData},
-		{Path: "EFI/systemd/systemd-bootx64.efi", Data: in.bootloader},
-		{Path: "loader/loader.conf", Data: loaderConf(b.r)},
-		{Path: "loader/entries", Dir: true},
+	files := []fat.File{{Path: "EFI/Linux/" + ukiName(b.r), Data: ukiData}}
+	if b.r.Board.UEFI() {
+		files = append(files,
+			fat.File{Path: "EFI/BOOT/BOOTX64.EFI", Data: in.bootloader},
+			fat.File{Path: "EFI/systemd/systemd-bootx64.efi", Data: in.bootloader},
+			fat.File{Path: "loader/loader.conf", Data: loaderConf(b.r)},
+			fat.File{Path: "loader/entries", Dir: true})
 	}
 	origin := map[string]string{
 		"EFI/BOOT/BOOTX64.EFI":            in.bootloaderOrigin,
@@ -320,6 +333,13 @@ func (b *builder) espFiles(ukiData []byte) ([]fat.File, error) {
 		if pf, ok := placed("esp:", f.Path, fileMode(f.Dir), f.Data, "", origin[f.Path]); ok {
 			b.manifest.Files = append(b.manifest.Files, pf)
 		}
+	}
+	if b.r.Board.BIOS() {
+		bios, err := b.biosESPFiles(initrd)
+		if err != nil {
+			return nil, err
+		}
+		files = append(files, bios...)
 	}
 	return files, nil
 }
@@ -352,6 +372,15 @@ func (b *builder) writeDisk(ctx context.Context, img string, esp []fat.File) err
 				FS: disk.FSFAT32, Files: b.inputs.data},
 		},
 	}
+	if !r.Board.UEFI() {
+		layout.Partitions[0].Type = disk.TypeData // no EFI system partition: firmware and preview see a BIOS disk
+	}
+	if r.Board.BIOS() {
+		var err error
+		if layout.BIOS, err = b.biosBoot(); err != nil {
+			return err
+		}
+	}
 	b.phase(PhaseDisk, "writing the disk image", l.DiskSize)
 	dr, err := disk.Write(ctx, img, layout, b.prog)
 	if err != nil {
@@ -363,6 +392,10 @@ func (b *builder) writeDisk(ctx context.Context, img string, esp []fat.File) err
 		lp := layout.Partitions[i]
 		b.manifest.Partitions = append(b.manifest.Partitions, Partition{Number: p.Index, Name: p.Name, Label: lp.Label,
 			Type: lp.Type, GUID: p.GUID, FS: p.FS, Offset: p.Start, Size: p.Size})
+	}
+	if p := dr.BIOSBoot; p != nil {
+		b.manifest.Partitions = append(b.manifest.Partitions, Partition{Number: p.Index, Name: p.Name, Type: "bios-boot",
+			GUID: p.GUID, Offset: p.Start, Size: p.Size})
 	}
 	return nil
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/kilnproject/kiln/assembler/deb"
 	"github.com/kilnproject/kiln/assembler/fat"
+	"github.com/kilnproject/kiln/assembler/grub"
 	"github.com/kilnproject/kiln/assembler/initramfs"
 	"github.com/kilnproject/kiln/assembler/recipe"
 	"github.com/kilnproject/kiln/internal/progress"
@@ -28,6 +29,7 @@ type inputs struct {
 	stub             []byte // linuxx64.efi.stub
 	bootloader       []byte // systemd-bootx64.efi
 	bootloaderOrigin string
+	grub             *grub.Files // GRUB's i386-pc files, for BIOS boot (needGRUB)
 
 	users []initramfs.User
 	extra []initramfs.File // recipe files and overlays for the root filesystem
@@ -77,6 +79,10 @@ func (b *builder) readInputs(ctx context.Context) error {
 	kernel := open("kernel", "kernel.package", r.Kernel.Package)
 	busybox := open("busybox", "system.busybox", r.System.Busybox)
 	boot := open("bootloader", "board.bootloader", r.Board.Bootloader)
+	var grubPkg *deb.Package
+	if needGRUB(r) {
+		grubPkg = open("grub", "board.grub", r.Board.GRUB)
+	}
 	if err := joinErrors(errs); err != nil {
 		g.Wait()
 		return err
@@ -136,6 +142,9 @@ func (b *builder) readInputs(ctx context.Context) error {
 		in.record(Input{Role: "agent", Path: filepath.Base(b.opts.Agent), Size: int64(len(data)), SHA256: sha256Hex(data)})
 		return nil
 	})
+	if grubPkg != nil {
+		g.Go(func() error { return b.readGRUB(gctx, grubPkg) })
+	}
 	g.Go(func() error { return b.readRecipeFiles(gctx) })
 	g.Go(func() error { return b.readPackages(gctx) })
 	g.Go(b.recordRecipe)
@@ -143,7 +152,7 @@ func (b *builder) readInputs(ctx context.Context) error {
 		return err
 	}
 	// A stable order whatever finished first.
-	sortInputs(in.recorded, map[string]int{"kernel": 0, "busybox": 1, "bootloader": 2, "agent": 3})
+	sortInputs(in.recorded, map[string]int{"kernel": 0, "busybox": 1, "bootloader": 2, "agent": 3, "grub": 4})
 	rec := in.recorded
 	b.manifest.Inputs = rec
 	return nil

@@ -31,6 +31,7 @@ type Manifest struct {
 	Partitions []Partition   `json:"partitions"`
 	UKI        UKIInfo       `json:"uki"`
 	Files      []PlacedFile  `json:"files"`
+	ISO        *ISOInfo      `json:"iso,omitempty"` // [outputs] iso
 }
 
 // RecipeRef identifies the recipe an image was built from.

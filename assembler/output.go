@@ -74,6 +74,9 @@ func checkOutDir(out, imageName string) error {
 	written[SBOMName(strings.TrimSuffix(imageName, ".img"))] = true
 	if merr == nil {
 		written[filepath.Base(m.Image.File)], written[filepath.Base(m.Image.Bmap)] = true, true
+		if m.ISO != nil {
+			written[filepath.Base(m.ISO.File)], written[filepath.Base(m.ISO.Bmap)] = true, true
+		}
 	}
 	for _, e := range entries {
 		if !written[e.Name()] {

@@ -41,10 +41,14 @@ func LockPath(r *recipe.Recipe, cache string) string {
 }
 
 // inputRefs returns the input packages the recipe names by name (kernel.package, system.busybox,
-// board.bootloader), sorted; those given as .deb paths are read from there.
+// board.bootloader, board.grub for BIOS boot), sorted; those given as .deb paths are read from there.
 func inputRefs(r *recipe.Recipe) []string {
 	var out []string
-	for _, ref := range []string{r.Kernel.Package, r.System.Busybox, r.Board.Bootloader} {
+	refs := []string{r.Kernel.Package, r.System.Busybox, r.Board.Bootloader}
+	if needGRUB(r) {
+		refs = append(refs, r.Board.GRUB)
+	}
+	for _, ref := range refs {
 		if ref != "" && !recipe.IsPackagePath(ref) && !slices.Contains(out, ref) {
 			out = append(out, ref)
 		}

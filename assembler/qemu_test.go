@@ -33,18 +33,24 @@ type guest struct {
 // stopped at the end of the test.
 func boot(t *testing.T, image string) *guest {
 	t.Helper()
+	return bootVM(t, vmrunner.Config{Image: image, Firmware: vmrunner.FirmwareUEFI})
+}
+
+// bootVM boots cfg (its image, firmware and attachment) like boot does.
+func bootVM(t *testing.T, cfg vmrunner.Config) *guest {
+	t.Helper()
 	if _, err := exec.LookPath("qemu-system-x86_64"); err != nil {
 		testimage.Missing(t, "qemu-system-x86_64 not installed (apt-get install qemu-system-x86 ovmf)")
 	}
 	g := &guest{t: t, start: time.Now()}
 	g.cond = sync.NewCond(&g.mu)
-	vm, err := vmrunner.Start(t.Context(), vmrunner.Config{Image: image, Firmware: vmrunner.FirmwareUEFI,
-		Accel: vmrunner.AccelTCG, Display: vmrunner.DisplayNone, MemoryMiB: 512})
+	cfg.Accel, cfg.Display, cfg.MemoryMiB = vmrunner.AccelTCG, vmrunner.DisplayNone, 512
+	vm, err := vmrunner.Start(t.Context(), cfg)
 	if errors.Is(err, vmrunner.ErrNoUEFIFirmware) {
 		testimage.Missing(t, "no UEFI firmware: "+err.Error())
 	}
 	if err != nil {
-		t.Fatalf("boot %s: %v", image, err)
+		t.Fatalf("boot %s: %v", cfg.Image, err)
 	}
 	g.vm = vm
 	serial := vm.Serial()

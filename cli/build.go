@@ -17,10 +17,11 @@ func init() {
 }
 
 func runBuild(ctx context.Context, env *Env, args []string) error {
-	fs, common := newFlags(env, "build", "[--recipe FILE] [--lock FILE] [--out DIR] [--json] [--verbose]")
+	fs, common := newFlags(env, "build", "[--recipe FILE] [--lock FILE] [--out DIR] [--format disk|iso] [--json] [--verbose]")
 	recipePath := fs.String("recipe", "", "recipe file (kiln.toml); default: the built-in Kiln Tiny")
 	lockFile := fs.String("lock", "", "lockfile; default: kiln.lock beside the recipe (written after resolving when missing)")
 	outDir := fs.String("out", "", "output directory; default: out/<name>-<version>")
+	format := fs.String("format", "disk", "disk: the disk image; iso: the disk image and a hybrid ISO (CD/DVD and USB stick), as [outputs] iso = true")
 	flagsUsage := fs.Usage
 	fs.Usage = func() {
 		flagsUsage()
@@ -45,6 +46,16 @@ Environment:
 		r = recipe.Default()
 	} else if r, err = recipe.Load(*recipePath); err != nil {
 		return err
+	}
+	switch *format {
+	case "disk":
+	case "iso":
+		r.Outputs.ISO = true
+		if err := r.Validate(); err != nil {
+			return err
+		}
+	default:
+		return fmt.Errorf("--format %q: use disk or iso", *format)
 	}
 	epoch, err := assembler.SourceDateEpoch()
 	if err != nil {
@@ -82,6 +93,9 @@ Environment:
 	fmt.Fprintf(env.Stdout, "built %s in %.1fs\n  image     %s (%s, %s holding data)\n  sha256    %s\n  block map %s\n  manifest  %s\n  sbom      %s\n  update    %s\n",
 		r.Name+" "+r.Version, time.Since(start).Seconds(), res.Image, units.Binary(res.ImageSize), units.Binary(res.MappedBytes),
 		res.ImageSHA256, res.Bmap, res.Manifest, res.SBOM, res.UpdateDir)
+	if res.ISO != "" {
+		fmt.Fprintf(env.Stdout, "  iso       %s (read-only: boots from CD/DVD or USB stick, takes no updates)\n", res.ISO)
+	}
 	for _, w := range res.Warnings {
 		fmt.Fprintf(env.Stdout, "  warning   %s\n", w)
 	}

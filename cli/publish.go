@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path/filepath"
 
+	"github.com/kilnproject/kiln/assembler"
 	"github.com/kilnproject/kiln/ota/fleet"
 	"github.com/kilnproject/kiln/ota/repo"
 
@@ -99,6 +101,10 @@ func runPublish(ctx context.Context, env *Env, args []string) error {
 	}
 	for _, d := range pub.Deltas {
 		fmt.Fprintf(env.Stdout, "  delta    from %s: %s (%.1f%% of the full payload)\n", d.From, units.Binary(d.Size), 100*float64(d.Size)/float64(t.Size))
+	}
+	if m, err := assembler.LoadManifest(filepath.Join(fs.Arg(0), "manifest.json")); err == nil && m.ISO != nil {
+		fmt.Fprintf(env.Stdout, "  note     %s is read-only: a device booted from it takes no updates; flash %s to update it over the air\n",
+			m.ISO.File, m.Image.File)
 	}
 	return nil
 }

@@ -14,8 +14,8 @@ import (
 
 	"github.com/sirupsen/logrus"
 
-	"github.com/kilnproject/kiln/flasher/source"
 	"github.com/kilnproject/kiln/flasher/customise"
+	"github.com/kilnproject/kiln/flasher/source"
 	"github.com/kilnproject/kiln/internal/progress"
 )
 

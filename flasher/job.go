@@ -98,9 +98,9 @@ type Result struct {
 	// DownloadSHA256 is the sha256 of the file as downloaded, when it was checked.
 	DownloadSHA256 string   `json:"download_sha256,omitempty"`
 	Customised     string   `json:"customised,omitempty"` // what Options.Customise changed
-	Seconds        float64  `json:"seconds"`        // the whole flash
-	WriteSecs      float64  `json:"write_seconds"`  // writing, including the final flush
-	VerifySecs     float64  `json:"verify_seconds"` // reading back
+	Seconds        float64  `json:"seconds"`              // the whole flash
+	WriteSecs      float64  `json:"write_seconds"`        // writing, including the final flush
+	VerifySecs     float64  `json:"verify_seconds"`       // reading back
 	Warnings       []string `json:"warnings,omitempty"`
 	Err            error    `json:"-"`
 	Error          string   `json:"error,omitempty"`

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Downloads the default image's input packages (kernel, busybox, systemd-boot) into $KILN_CACHE/debs
+# Downloads the default image's input packages (kernel, busybox, systemd-boot, and GRUB for BIOS) into $KILN_CACHE/debs
 # with `kiln packages download` (from the host's apt sources, checked against the archive keyring;
 # apt is not needed). Idempotent: packages already in the cache are not fetched again.
 # `kiln build` fetches missing inputs by itself; this fills debs/, which the tests read.
@@ -11,7 +11,7 @@ kiln="${KILN_BIN:-bin/kiln}"
 mkdir -p "$dir"
 have() { compgen -G "$dir/${1}_*.deb" >/dev/null; }
 # linux-image-amd64 is a metapackage: the versioned kernel package it depends on comes with it.
-want=(linux-image-amd64 busybox-static systemd-boot-efi)
+want=(linux-image-amd64 busybox-static systemd-boot-efi grub-pc-bin)
 fetch=()
 for p in "${want[@]}"; do have "$p" || fetch+=("$p"); done
 if ! compgen -G "$dir/linux-image-[0-9]*_*.deb" >/dev/null && [[ ! " ${fetch[*]} " =~ " linux-image-amd64 " ]]; then

@@ -10,6 +10,8 @@ pkgs=(
   busybox-static systemd-boot-efi
   # compression peers
   xz-utils zstd gzip pigz isal bzip2 zip unzip
+  # peers for the GRUB core image and environment block tests (grub-mkimage, grub-editenv)
+  grub-common
   # preview (QEMU, firmware)
   qemu-system-x86 qemu-system-gui qemu-utils ovmf seabios xorriso
   # GUI tests and screenshots

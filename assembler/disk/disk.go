@@ -56,7 +56,30 @@ type Layout struct {
 	Partitions []Partition
 	// ModTime stamps the files on the filesystems (SOURCE_DATE_EPOCH).
 	ModTime time.Time
+	// BIOS, when set, makes the disk boot on legacy BIOS as well (see BIOSBoot).
+	BIOS *BIOSBoot
 }
+
+// BIOSBoot is legacy BIOS boot code. Code goes into the MBR in front of the partition table; Core
+// goes into a BIOS boot partition (GPT type 21686148-6449-6E6F-744E-656564454649, as GRUB expects)
+// from sector BIOSBootLBA, in the gap between the primary GPT and the first partition at 1 MiB, so
+// the other partitions keep their places and numbers. Its GPT entry comes after theirs.
+type BIOSBoot struct {
+	Code []byte // MBR boot code, at most 440 bytes (the disk signature and table follow)
+	Core []byte // at most BIOSBootSize bytes
+	Name string // GPT partition name
+	GUID string // unique partition GUID
+	// Active marks the protective MBR entry bootable: some PC BIOSes boot only such a disk, but
+	// the GPT specification forbids it and some UEFI firmware then ignores the disk, so only a
+	// BIOS-only image sets it.
+	Active bool
+}
+
+// BIOSBootLBA is the first sector of the BIOS boot partition; it ends before 1 MiB.
+const BIOSBootLBA = 40
+
+// BIOSBootSize is the BIOS boot partition's size in bytes.
+const BIOSBootSize = Alignment - BIOSBootLBA*SectorSize
 
 // Partition describes one partition, in disk order.
 type Partition struct {
@@ -74,6 +97,7 @@ type Partition struct {
 type Result struct {
 	Size       int64
 	Partitions []PartitionResult
+	BIOSBoot   *PartitionResult // the BIOS boot partition, when Layout.BIOS is set
 }
 
 // PartitionResult is where a partition landed and what it holds.
@@ -131,6 +155,14 @@ func Write(ctx context.Context, path string, layout Layout, prog progress.Func) 
 		return nil, fmt.Errorf("disk %s: %w", path, err)
 	}
 	res = &Result{Size: layout.Size}
+	if b := layout.BIOS; b != nil {
+		if err := writeBIOSBoot(f, b); err != nil {
+			return nil, fmt.Errorf("disk %s: %w", path, err)
+		}
+		p := parts[len(parts)-1]
+		res.BIOSBoot = &PartitionResult{Name: p.Name, Index: p.Index, GUID: p.GUID, Start: int64(p.Start) * SectorSize,
+			Size: int64(p.Size)}
+	}
 	for i, p := range layout.Partitions {
 		pr := PartitionResult{Name: p.Name, Index: i + 1, GUID: strings.ToUpper(p.GUID),
 			Start: int64(parts[i].Start) * SectorSize, Size: int64(parts[i].Size), FS: p.FS}
@@ -220,6 +252,28 @@ func plan(l Layout) ([]*gpt.Partition, error) {
 		out = append(out, &gpt.Partition{Index: i + 1, Start: next, End: end, Size: (end - next + 1) * SectorSize,
 			Type: t, Name: p.Name, GUID: g})
 		next = end + 1
+	}
+	if b := l.BIOS; b != nil {
+		where := "BIOS boot partition"
+		switch {
+		case len(b.Code) > 440:
+			return nil, fmt.Errorf("%s: MBR boot code of %d bytes, at most 440 fit", where, len(b.Code))
+		case len(b.Core) > BIOSBootSize:
+			return nil, fmt.Errorf("%w: %s: core image of %d bytes, at most %d fit", ErrTooSmall, where, len(b.Core), BIOSBootSize)
+		case !guidRE.MatchString(b.GUID):
+			return nil, fmt.Errorf("%s: GUID %q is not a GUID (derive one from the recipe)", where, b.GUID)
+		case len(utf16.Encode([]rune(b.Name))) > 36:
+			return nil, fmt.Errorf("%s: GPT names are at most 36 characters", where)
+		}
+		g := strings.ToUpper(b.GUID)
+		if prev, dup := seen[g]; dup {
+			return nil, fmt.Errorf("%s: GUID %s is already used by %s", where, g, prev)
+		}
+		if len(out) == 128 {
+			return nil, fmt.Errorf("%s: no GPT entry left", where)
+		}
+		out = append(out, &gpt.Partition{Index: len(out) + 1, Start: BIOSBootLBA, End: align - 1,
+			Size: BIOSBootSize, Type: gpt.BIOSBoot, Name: b.Name, GUID: g})
 	}
 	return out, nil
 }

@@ -27,6 +27,9 @@ func writeGPT(f *os.File, l Layout, parts []*gpt.Partition) error {
 	copy(e[1:4], []byte{0x00, 0x02, 0x00}) // CHS of LBA 1
 	e[4] = 0xEE                            // GPT protective
 	copy(e[5:8], []byte{0xFF, 0xFF, 0xFF}) // CHS beyond reach
+	if l.BIOS != nil && l.BIOS.Active {
+		e[0] = 0x80
+	}
 	binary.LittleEndian.PutUint32(e[8:], 1)
 	binary.LittleEndian.PutUint32(e[12:], uint32(min(uint64(l.Size/SectorSize)-1, 0xFFFFFFFF)))
 	if _, err := f.WriteAt(e, 446); err != nil {
@@ -45,3 +48,15 @@ func (u unsynced) ReadAt(p []byte, off int64) (int, error)   { return u.f.ReadAt
 func (u unsynced) WriteAt(p []byte, off int64) (int, error)  { return u.f.WriteAt(p, off) }
 func (u unsynced) Seek(off int64, whence int) (int64, error) { return u.f.Seek(off, whence) }
 func (u unsynced) Close() error                              { return nil }
+
+// writeBIOSBoot puts the BIOS boot code into the MBR (before the disk signature) and the core
+// image at the start of the BIOS boot partition.
+func writeBIOSBoot(f *os.File, b *BIOSBoot) error {
+	if _, err := f.WriteAt(b.Code, 0); err != nil {
+		return fmt.Errorf("write MBR boot code: %w", err)
+	}
+	if _, err := f.WriteAt(b.Core, BIOSBootLBA*SectorSize); err != nil {
+		return fmt.Errorf("write BIOS boot partition: %w", err)
+	}
+	return nil
+}

@@ -53,11 +53,12 @@ type Recipe struct {
 	Arch        string `toml:"arch"`
 	Description string `toml:"description"`
 
-	Board  Board  `toml:"board"`
-	Kernel Kernel `toml:"kernel"`
-	System System `toml:"system"`
-	Data   Data   `toml:"data"`
-	Update Update `toml:"update"`
+	Board   Board   `toml:"board"`
+	Kernel  Kernel  `toml:"kernel"`
+	System  System  `toml:"system"`
+	Data    Data    `toml:"data"`
+	Update  Update  `toml:"update"`
+	Outputs Outputs `toml:"outputs"`
 	// Archive names where packages come from; nil: the host's apt sources.
 	Archive *Archive `toml:"archive,omitempty"`
 
@@ -69,12 +70,31 @@ type Recipe struct {
 
 // Board is the board support data: firmware and disk layout.
 type Board struct {
-	Firmware   string `toml:"firmware"`   // "uefi" (bios and hybrid are planned)
+	Firmware   string `toml:"firmware"`   // FirmwareUEFI, FirmwareBIOS or FirmwareHybrid
 	DiskSize   Size   `toml:"disk_size"`  // whole image
 	ESPSize    Size   `toml:"esp_size"`   // EFI system partition (FAT32)
 	DataSize   Size   `toml:"data_size"`  // data partition; 0 = the rest of the disk
 	Bootloader string `toml:"bootloader"` // systemd-boot package name or .deb path
 	BootTries  int    `toml:"boot_tries"` // boot counting: tries a new version gets
+	GRUB       string `toml:"grub"`       // grub-pc-bin package name or .deb path (BIOS boot)
+}
+
+// Firmware values.
+const (
+	FirmwareUEFI   = "uefi"   // systemd-boot on the ESP
+	FirmwareBIOS   = "bios"   // GRUB from the MBR and a BIOS boot partition
+	FirmwareHybrid = "hybrid" // both: the disk boots on UEFI and on legacy BIOS
+)
+
+// BIOS reports whether the image boots on legacy BIOS (through GRUB).
+func (b Board) BIOS() bool { return b.Firmware == FirmwareBIOS || b.Firmware == FirmwareHybrid }
+
+// UEFI reports whether the image boots on UEFI (through systemd-boot).
+func (b Board) UEFI() bool { return b.Firmware != FirmwareBIOS }
+
+// Outputs selects the files a build writes besides the disk image.
+type Outputs struct {
+	ISO bool `toml:"iso"` // <name>.iso: a hybrid ISO 9660 image (CD/DVD and USB stick, BIOS and UEFI)
 }
 
 // Kernel selects the kernel and the modules placed into the initramfs.

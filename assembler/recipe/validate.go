@@ -127,11 +127,9 @@ func (v *validator) check() {
 func (v *validator) board() {
 	b := v.r.Board
 	switch b.Firmware {
-	case "uefi":
-	case "bios", "hybrid":
-		v.add("board.firmware", `use "uefi"; BIOS boot is planned`, "firmware %q is not supported yet", b.Firmware)
+	case FirmwareUEFI, FirmwareBIOS, FirmwareHybrid:
 	default:
-		v.add("board.firmware", `use "uefi"`, "unknown firmware %q", b.Firmware)
+		v.add("board.firmware", `use "uefi", "bios" or "hybrid"`, "unknown firmware %q", b.Firmware)
 	}
 	sizeOK := true
 	for _, f := range []struct {
@@ -167,6 +165,9 @@ func (v *validator) board() {
 		}
 	}
 	v.packageRef("board.bootloader", b.Bootloader)
+	if b.BIOS() || v.r.Outputs.ISO {
+		v.packageRef("board.grub", b.GRUB)
+	}
 	if b.BootTries < 1 || b.BootTries > 10 {
 		v.add("board.boot_tries", "use 1–10 (3 is a good choice)", "boot_tries %d is out of range", b.BootTries)
 	}

@@ -220,6 +220,14 @@ var errRebooting = errors.New("rebooting")
 // check, blesses the entry when it passes and reboots when it does not, so that systemd-boot
 // tries again or falls back. On a normal boot after an install it notices a rollback.
 func (a *Agent) Assess(ctx context.Context) error {
+	if err := a.syncGRUB(a.bootedBIOS()); err != nil {
+		a.log.WithError(err).Warn("GRUB boot slots")
+	}
+	defer func() {
+		if err := a.syncGRUB(false); err != nil {
+			a.log.WithError(err).Warn("GRUB boot slots")
+		}
+	}()
 	cur, err := a.currentEntry()
 	if err != nil {
 		a.log.WithError(err).Warn("cannot find the running boot entry on the ESP; updates need the ESP at " + a.cfg.ESP)
@@ -626,6 +634,9 @@ func (a *Agent) install(ctx context.Context, c *client.Client, sel ota.Selection
 	}
 	if err := a.savePending(pending{Version: t.Version, Base: newBase, From: a.rel.Version}); err != nil {
 		return fmt.Errorf("install %s: remember the pending version: %w", t.Version, err)
+	}
+	if err := a.syncGRUB(false); err != nil {
+		return fmt.Errorf("install %s: %w", t.Version, err)
 	}
 	a.log.WithFields(logrus.Fields{"version": t.Version, "entry": filepath.Base(final)}).Info("installed")
 	a.report(ctx, ota.StateInstalled, t.Version, "next boot: "+filepath.Base(final))
