@@ -66,7 +66,7 @@ func TestBuildFormRoundTripEveryField(t *testing.T) {
 	a.cores.Build = &realBuild{}
 	dir := t.TempDir()
 	for name, data := range map[string]string{"motd": "hello\n", "id.pub": testKey + "\n", "run.sh": "#!/bin/sh\n",
-		"data-extra/README": "data\n", "rootfs/etc/issue": "Kiln\n"} {
+		"data-extra/README": "data\n", "rootfs/etc/issue": "Kiln\n", "archive.gpg": "key\n"} {
 		os.MkdirAll(filepath.Dir(filepath.Join(dir, name)), 0o755)
 		if err := os.WriteFile(filepath.Join(dir, name), []byte(data), 0o644); err != nil {
 			t.Fatal(err)
@@ -102,6 +102,14 @@ timezone = "Europe/Berlin"
 console = "login"
 overlays = ["rootfs"]
 allow_devices = true
+packages = ["hello", "python3 (>= 3.11)"]
+
+[[system.services]]
+name = "sensors"
+command = "/usr/local/bin/run"
+user = "pi"
+restart = "on-failure"
+after_network = true
 
 [[system.users]]
 name = "pi"
@@ -142,6 +150,16 @@ min_from = "1.0.0"
 max_from = "2.0.0"
 server = "http://kiln.local:8080"
 health_check = "/usr/bin/check"
+
+[outputs]
+iso = true
+
+[archive]
+mirrors = ["http://127.0.0.1:9/debian"]
+suites = ["bookworm"]
+components = ["main", "contrib"]
+keyring = "archive.gpg"
+arch = "amd64"
 `
 	orig := filepath.Join(dir, "garden.toml")
 	if err := os.WriteFile(orig, []byte(src), 0o644); err != nil {
