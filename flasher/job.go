@@ -327,7 +327,6 @@ func (j *Job) Run(ctx context.Context) ([]Result, error) {
 		j.opts.Progress = func(e progress.Event) { mu.Lock(); defer mu.Unlock(); f(e) }
 	}
 	defer j.Image.Release()
-	j.Image.ShareDownload(len(j.Targets))
 	results := make([]Result, len(j.Targets))
 	var wg sync.WaitGroup
 	for i, d := range j.Targets {

@@ -43,7 +43,6 @@ const (
 	tailCache   = 64 << 10 // the last bytes (xz index, zip directory, gzip trailer)
 	maxStreams  = 8        // open connections kept for reads that continue where one stopped
 	probeBudget = 32       // range requests a probe may make outside the caches
-	probeRange  = 64 << 10 // bytes a probe's range request asks for
 	// stallMin is what a connection must deliver per Fetch.Stall (30 s: about 0.5 kB/s), so a
 	// server dripping bytes is cut and resumed like a silent one.
 	stallMin = 16 << 10
@@ -75,14 +74,8 @@ type remote struct {
 	mu      sync.Mutex
 	streams []*stream // idle connections by position
 	sum     hash.Hash
-	hashed  int64 // bytes of [0, hashed) are in sum
-	recent  ring  // the last bytes hashed: a trailer read after its stream ended; for other readers
-	// shared: several readers read the file (one per drive); one that catches up with the hashed
-	// part waits for the connection in flight (reading records each read's start) instead of
-	// downloading the same bytes again.
-	shared  bool
-	cond    *sync.Cond
-	reading map[*byte]int64
+	hashed  int64  // bytes of [0, hashed) are in sum
+	last    []byte // the last bytes hashed (a trailer read after the end of a stream)
 	tee     *atomicfile.File
 	teeErr  error
 	budget  int // range requests left, when limited (probes); <0: unlimited
@@ -95,7 +88,6 @@ type stream struct {
 	r      io.Reader
 	wd     *stall.Watchdog
 	pos    int64
-	end    int64 // the end of the requested range; 0: the end of the file
 	cancel context.CancelFunc
 }
 
@@ -113,9 +105,7 @@ func probeRemote(ctx context.Context, rawURL string, f Fetch) (*remote, error) {
 		return nil, fmt.Errorf("open image %s: not an http(s) URL", rawURL)
 	}
 	r := &remote{url: rawURL, client: f.Client, stallTime: f.Stall, retries: f.Retries, size: -1,
-		sum: sha256.New(), ctx: ctx, budget: -1, cache: f.CacheDir, recent: newRing(recentSolo),
-		reading: map[*byte]int64{}}
-	r.cond = sync.NewCond(&r.mu)
+		sum: sha256.New(), ctx: ctx, budget: -1, cache: f.CacheDir}
 	if r.client == nil {
 		r.client = http.DefaultClient
 	}
@@ -179,12 +169,8 @@ func (r *remote) open(off int64) (*stream, error) {
 		r.mu.Unlock()
 		return nil, r.fail(off, &refusal{errors.New("too many range requests while probing")})
 	}
-	var end int64 // a probe asks for small ranges: it reads headers here and there
 	if r.budget > 0 {
 		r.budget--
-		if r.size > 0 && off > 0 {
-			end = min(off+probeRange, r.size)
-		}
 	}
 	r.mu.Unlock()
 	ctx, cancel := context.WithCancel(r.context())
@@ -195,11 +181,7 @@ func (r *remote) open(off int64) (*stream, error) {
 		cancel()
 		return nil, fmt.Errorf("open image %s: %w", r.url, err)
 	}
-	if end > 0 {
-		req.Header.Set("Range", fmt.Sprintf("bytes=%d-%d", off, end-1))
-	} else {
-		req.Header.Set("Range", fmt.Sprintf("bytes=%d-", off))
-	}
+	req.Header.Set("Range", fmt.Sprintf("bytes=%d-", off))
 	req.Header.Set("Accept-Encoding", "identity")
 	if r.validator != "" {
 		req.Header.Set("If-Range", r.validator)
@@ -230,7 +212,7 @@ func (r *remote) open(off int64) (*stream, error) {
 			r.size, r.ranges = total, true
 			r.validator = validator(resp.Header)
 		}
-		s.pos, s.end = off, end
+		s.pos = off
 		return s, nil
 	case http.StatusOK:
 		if r.size < 0 {
@@ -326,7 +308,7 @@ func (r *remote) take(off int64) *stream {
 
 // put keeps an idle connection, closing the oldest beyond maxStreams.
 func (r *remote) put(s *stream) {
-	if s.pos >= r.size || (s.end > 0 && s.pos >= s.end) {
+	if s.pos >= r.size {
 		s.close()
 		return
 	}
@@ -363,39 +345,10 @@ func (r *remote) cached(p []byte, off int64) int {
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return r.recent.read(p, off, r.hashed)
-}
-
-// claim records that the reader tok fetches the bytes from pos. When several readers share the
-// download and another one is fetching them, it waits for that fetch and returns false instead.
-func (r *remote) claim(tok *byte, pos int64) bool {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	waited := false
-	for r.shared && pos >= r.hashed && r.fetching(tok, pos) {
-		r.cond.Wait()
-		waited = true
+	if l := r.hashed - int64(len(r.last)); off >= l && off < r.hashed {
+		return copy(p, r.last[off-l:])
 	}
-	if !waited {
-		r.reading[tok] = pos
-	}
-	return !waited
-}
-
-func (r *remote) unclaim(tok *byte) {
-	r.mu.Lock()
-	delete(r.reading, tok)
-	r.cond.Broadcast()
-	r.mu.Unlock()
-}
-
-func (r *remote) fetching(tok *byte, pos int64) bool {
-	for t, start := range r.reading {
-		if t != tok && start <= pos {
-			return true
-		}
-	}
-	return false
+	return 0
 }
 
 // ReadAt reads from the caches or a connection, resuming a broken one.
@@ -418,7 +371,6 @@ func (r *remote) ReadAt(p []byte, off int64) (int, error) {
 		}
 	}()
 	failures := 0
-	tok := new(byte)
 	for done < len(p) {
 		pos := off + int64(done)
 		if k := r.cached(p[done:], pos); k > 0 {
@@ -426,18 +378,13 @@ func (r *remote) ReadAt(p []byte, off int64) (int, error) {
 			done += k
 			continue
 		}
-		if !r.claim(tok, pos) {
-			continue // another reader fetched these bytes: the ring has them
-		}
 		if s == nil || s.pos != pos {
 			if s != nil {
 				r.put(s)
-				s = nil
 			}
 			if s = r.take(pos); s == nil {
 				var err error
 				if s, err = r.open(pos); err != nil {
-					r.unclaim(tok)
 					if ctx := r.context(); ctx.Err() != nil {
 						return done, context.Cause(ctx)
 					}
@@ -450,11 +397,8 @@ func (r *remote) ReadAt(p []byte, off int64) (int, error) {
 				}
 			}
 		}
-		// Read up to the next cached range, so the cache serves it, and to the requested range's end.
+		// Read up to the next cached range, so the cache serves it.
 		want := p[done:]
-		if s.end > 0 && pos+int64(len(want)) > s.end {
-			want = want[:s.end-pos]
-		}
 		if len(r.tail) > 0 {
 			if t := r.size - int64(len(r.tail)); pos < t && pos+int64(len(want)) > t {
 				want = want[:t-pos]
@@ -463,16 +407,10 @@ func (r *remote) ReadAt(p []byte, off int64) (int, error) {
 		k, err := io.ReadFull(s.r, want)
 		r.fetched.Add(int64(k))
 		r.consume(pos, want[:k])
-		r.unclaim(tok)
 		s.pos += int64(k)
 		done += k
 		if k > 0 {
 			failures = 0
-		}
-		if err == nil && s.end > 0 && s.pos >= s.end {
-			s.close() // the range is read: a new request fetches what follows
-			s = nil
-			continue
 		}
 		if err != nil {
 			err = s.wd.Err(err)
@@ -524,50 +462,10 @@ func (r *remote) consume(off int64, p []byte) {
 	if r.tee != nil && r.teeErr == nil {
 		_, r.teeErr = r.tee.Write(p)
 	}
-	r.recent.write(p, r.hashed)
 	r.hashed += int64(len(p))
-}
-
-// Sizes of the recent-bytes ring: one reader only needs a trailer; several drives read the same
-// download within this distance of each other.
-const (
-	recentSolo   = 64 << 10
-	recentShared = 32 << 20
-)
-
-// ring holds the last len(buf) bytes written in file order; the byte at offset o is at
-// buf[o % len(buf)].
-type ring struct{ buf []byte }
-
-func newRing(n int) ring { return ring{buf: make([]byte, n)} }
-
-// write stores p, the bytes at off.
-func (g *ring) write(p []byte, off int64) {
-	n := int64(len(g.buf))
-	if int64(len(p)) > n {
-		off += int64(len(p)) - n
-		p = p[int64(len(p))-n:]
-	}
-	for len(p) > 0 {
-		i := off % n
-		k := copy(g.buf[i:], p)
-		p, off = p[k:], off+int64(k)
-	}
-}
-
-// read copies the bytes from off held when end bytes were written.
-func (g *ring) read(p []byte, off, end int64) int {
-	n := int64(len(g.buf))
-	if off >= end || off < end-n {
-		return 0
-	}
-	p = p[:min(int64(len(p)), end-off)]
-	done := 0
-	for done < len(p) {
-		i := (off + int64(done)) % n
-		done += copy(p[done:], g.buf[i:])
-	}
-	return done
+	const keep = 64
+	r.last = append(r.last, p[max(0, len(p)-keep):]...)
+	r.last = r.last[max(0, len(r.last)-keep):]
 }
 
 // downloadSum completes the hash of the whole file, reading the parts no reader has read in
@@ -644,26 +542,6 @@ func (r *remote) dropCache() {
 		r.tee.Abort()
 		r.tee = nil
 	}
-}
-
-// ShareDownload prepares a URL image for several readers at once (one per drive): a reader close
-// behind another takes the bytes it fetched instead of downloading them again.
-func (im *Image) ShareDownload(readers int) {
-	r := im.remote
-	if r == nil || readers < 2 {
-		return
-	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.shared {
-		return
-	}
-	g := newRing(recentShared)
-	tmp := make([]byte, len(r.recent.buf))
-	start := max(0, r.hashed-int64(len(tmp)))
-	k := r.recent.read(tmp, start, r.hashed)
-	g.write(tmp[:k], start)
-	r.recent, r.shared = g, true
 }
 
 // IsRemote reports whether the image is downloaded from a URL.

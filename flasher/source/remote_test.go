@@ -38,7 +38,6 @@ type testServer struct {
 	stallAt  int64
 	status   int // answer every request with this status when not 0
 	requests int
-	served   int64 // body bytes sent
 	// dieAt breaks every response at that byte (and those starting there at once).
 	dieAt int64
 	// changeAfterFirst serves different bytes from the second request on.
@@ -98,10 +97,7 @@ func (ts *testServer) serve(w http.ResponseWriter, r *http.Request) {
 			w.WriteHeader(http.StatusPartialContent)
 		}
 	}
-	n, _ := w.Write(data[start:end])
-	ts.mu.Lock()
-	ts.served += int64(n)
-	ts.mu.Unlock()
+	w.Write(data[start:end])
 	w.(http.Flusher).Flush()
 	switch {
 	case stall:
@@ -342,83 +338,4 @@ func FuzzParseContentRange(f *testing.F) {
 			t.Fatalf("%q: start %d total %d", v, start, total)
 		}
 	})
-}
-
-// Several readers (one per drive) share one download: the one behind takes what the leader
-// fetched, and each gets the whole image.
-func TestURLSharedByReaders(t *testing.T) {
-	data := testData(8 << 20)
-	for _, format := range []string{Raw, Zstd} {
-		t.Run(format, func(t *testing.T) {
-			file := compress(t, format, data)
-			ts := newTestServer(t, file, true, int64(len(file))/2)
-			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-			defer cancel()
-			im, err := ProbeWith(ctx, ts.URL, Fetch{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer im.Release()
-			im.Decoder = "go"
-			im.ShareDownload(3)
-			ts.mu.Lock()
-			probed := ts.served
-			ts.mu.Unlock()
-			var wg sync.WaitGroup
-			errs := make([]error, 3)
-			for i := range 3 {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					r, err := im.Open(ctx)
-					if err != nil {
-						errs[i] = err
-						return
-					}
-					defer r.Close()
-					got, err := io.ReadAll(r)
-					if err == nil && !bytes.Equal(got, data) {
-						err = fmt.Errorf("reader %d: %d bytes differing from the image", i, len(got))
-					}
-					errs[i] = err
-				}()
-			}
-			wg.Wait()
-			for _, err := range errs {
-				if err != nil {
-					t.Fatal(err)
-				}
-			}
-			im.Release()
-			ts.mu.Lock()
-			served := ts.served - probed
-			ts.mu.Unlock()
-			if served > int64(len(file))*3/2 {
-				t.Errorf("served %d bytes for a %d-byte file read by 3 readers: the download was not shared", served, len(file))
-			}
-			if s, _ := im.DownloadSHA256(ctx); s != sum(file) {
-				t.Errorf("download sha256 %s, want %s", s, sum(file))
-			}
-		})
-	}
-}
-
-func TestRing(t *testing.T) {
-	g := newRing(10)
-	data := []byte("0123456789abcdefghijklmnopqrstuvwxyz")
-	end := int64(0)
-	for _, n := range []int{3, 7, 1, 12, 13} {
-		g.write(data[end:end+int64(n)], end)
-		end += int64(n)
-		for off := int64(0); off < end; off++ {
-			p := make([]byte, 4)
-			k := g.read(p, off, end)
-			switch {
-			case off < end-10 && k != 0:
-				t.Fatalf("end %d: read at %d gave %d bytes from beyond the ring", end, off, k)
-			case off >= end-10 && (k != int(min(4, end-off)) || !bytes.Equal(p[:k], data[off:off+int64(k)])):
-				t.Fatalf("end %d: read at %d gave %q", end, off, p[:k])
-			}
-		}
-	}
 }
