@@ -230,16 +230,14 @@ func TestBadInputs(t *testing.T) {
 	}{
 		{name: "unknown module", recipe: "kiln = 1\nname = \"m\"\nversion = \"1.0.0\"\n[kernel]\nmodules = [\"virtio_blkk\"]\n",
 			want: []string{"unknown kernel module", `"virtio_blkk"`, "virtio_blk"}},
-		{name: "package not in cache", recipe: "kiln = 1\nname = \"p\"\nversion = \"1.0.0\"\n[system]\nbusybox = \"busybox-nonexistent\"\n",
-			want: []string{"system.busybox", "busybox-nonexistent", "make inputs"}},
+		{name: "package not in the archive", recipe: "kiln = 1\nname = \"p\"\nversion = \"1.0.0\"\n[system]\nbusybox = \"busybox-nonexistent\"\n",
+			want: []string{"busybox-nonexistent", "not found in the archive", "[archive]"}},
 		{name: "not a deb", recipe: "kiln = 1\nname = \"d\"\nversion = \"1.0.0\"\n[board]\nbootloader = \"" + notDeb + "\"\n",
 			want: []string{"board.bootloader", "broken.deb", "not a Debian package"}},
 		{name: "wrong package as bootloader", recipe: "kiln = 1\nname = \"b\"\nversion = \"1.0.0\"\n[board]\nbootloader = \"busybox-static\"\n",
 			want: []string{"linuxx64.efi.stub", "systemd-boot-efi"}},
 		{name: "no agent", opts: func(o *assembler.Options) { o.Agent = filepath.Join(dir, "nope") },
 			want: []string{"kiln-agent", "make build"}},
-		{name: "empty cache", opts: func(o *assembler.Options) { o.Cache = dir },
-			want: []string{"kernel.package", "linux-image-amd64", "make inputs"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := defaultRecipe()

@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sirupsen/logrus"
+
 	"github.com/kilnproject/kiln/ota"
 	"github.com/kilnproject/kiln/ota/client"
 	"github.com/kilnproject/kiln/ota/fleet"
@@ -54,6 +56,8 @@ func TestRolloutCommands(t *testing.T) {
 	var serveOut, serveErr bytes.Buffer
 	senv := *env
 	senv.Stdout, senv.Stderr = &serveOut, &serveErr
+	senv.Log = logrus.New() // the server logs from its own goroutine: not into the buffers kiln() resets
+	senv.Log.SetOutput(&serveErr)
 	go func() { done <- run(ctx, &senv, []string{"serve", "--repo", repoDir, "--addr", addr, "--no-mdns"}) }()
 	pub, key, _ := ed25519.GenerateKey(nil)
 	c := &client.Client{BaseURL: "http://" + addr, Key: key}
