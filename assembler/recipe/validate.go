@@ -11,6 +11,8 @@ import (
 	"regexp"
 	"strings"
 	"time"
+
+	"github.com/kilnproject/kiln/assembler/internal/tomllines"
 )
 
 // Disk layout rules shared by validation and the image builder.
@@ -66,7 +68,7 @@ type validator struct {
 }
 
 func (v *validator) add(field, hint, format string, args ...any) {
-	v.probs = append(v.probs, Problem{File: v.r.Path, Line: lineOf(v.r.lines, field), Field: field,
+	v.probs = append(v.probs, Problem{File: v.r.Path, Line: tomllines.LineOf(v.r.lines, field), Field: field,
 		Msg: fmt.Sprintf(format, args...), Hint: hint})
 }
 
