@@ -75,6 +75,8 @@ const BlockSize = 4096
 var (
 	// ErrOptions: a required option is missing.
 	ErrOptions = errors.New("incomplete build options")
+	// ErrUnsupported: the recipe asks for something this kiln cannot build yet.
+	ErrUnsupported = errors.New("not supported")
 )
 
 // Progress phases reported by Build, in order.
@@ -99,6 +101,9 @@ func Build(ctx context.Context, r *recipe.Recipe, opts Options) (res *Result, er
 		return nil, fmt.Errorf("build %s: %w: no output directory", r.Name, ErrOptions)
 	case opts.Agent == "":
 		return nil, fmt.Errorf("build %s: %w: no kiln-agent binary (run `make build`, or set KILN_AGENT)", r.Name, ErrOptions)
+	case r.Board.Firmware == recipe.FirmwareRPi:
+		return nil, fmt.Errorf("build %s: %w: board %s: Raspberry Pi firmware boot (firmware \"rpi\") is not yet supported by this kiln; build for \"arm64-uefi\" instead",
+			r.Name, ErrUnsupported, r.BoardRef())
 	}
 	if opts.Log == nil {
 		opts.Log = logrus.New()
