@@ -4,7 +4,7 @@ import (
 	"bytes"
 	"debug/elf"
 	"fmt"
-	"path/filepath"
+	"os"
 	"strings"
 
 	"github.com/kilnproject/kiln/assembler/recipe"
@@ -19,18 +19,18 @@ func efiArch(r *recipe.Recipe) string {
 	return "x64"
 }
 
-// AgentFor returns the kiln-agent binary for a Debian architecture given the amd64 one: agent
-// itself for amd64, else the file beside it with the architecture appended
-// (bin/kiln-agent → bin/kiln-agent-arm64), the names `make build` and the packages use.
+// AgentFor returns the kiln-agent binary for a Debian architecture: the file beside agent with the
+// architecture appended (bin/kiln-agent → bin/kiln-agent-arm64, as `make build` and the packages
+// install them) when it exists, else agent itself (a native build, or KILN_AGENT naming one).
 func AgentFor(agent, debArch string) string {
-	if debArch == "amd64" || agent == "" {
+	if agent == "" {
 		return agent
 	}
-	ext := filepath.Ext(agent)
-	if ext != ".exe" {
-		ext = ""
+	p := strings.TrimSuffix(agent, ".exe") + "-" + debArch
+	if st, err := os.Stat(p); err == nil && st.Mode().IsRegular() {
+		return p
 	}
-	return strings.TrimSuffix(agent, ext) + "-" + debArch
+	return agent
 }
 
 // checkELFArch checks that an executable is a Linux ELF binary for arch (x86_64, aarch64).

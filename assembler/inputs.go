@@ -141,8 +141,8 @@ func (b *builder) readInputs(ctx context.Context) error {
 			return fmt.Errorf("kiln-agent for %s: %w (run `make build`, or set KILN_AGENT)", r.DebianArch(), err)
 		}
 		if err := checkELFArch(data, r.Arch); err != nil {
-			return fmt.Errorf("kiln-agent %s: %w (run `make build`; KILN_AGENT names the amd64 agent, %s the others beside it)",
-				path, err, filepath.Base(AgentFor(b.opts.Agent, "arm64")))
+			return fmt.Errorf("kiln-agent %s: %w (run `make build`, which writes %s-%s beside it)",
+				path, err, filepath.Base(b.opts.Agent), r.DebianArch())
 		}
 		in.agent = initramfs.File{Path: "usr/bin/kiln-agent", Mode: 0o755, Data: data, Origin: "kiln-agent"}
 		in.record(Input{Role: "agent", Path: filepath.Base(path), Size: int64(len(data)), SHA256: sha256Hex(data)})

@@ -60,7 +60,7 @@ type Spec struct {
 	ConsoleShell bool
 	// Serial is the serial console's device ("ttyAMA0" on arm64); default ttyS0.
 	Serial string
-	WiFi         *WiFi // written to /etc/wpa_supplicant/wpa_supplicant.conf (0600); nil: none
+	WiFi   *WiFi // written to /etc/wpa_supplicant/wpa_supplicant.conf (0600); nil: none
 
 	OSRelease   []byte // /etc/os-release
 	Release     []byte // /etc/kiln/release.json
