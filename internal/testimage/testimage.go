@@ -117,6 +117,35 @@ func Agent(t testing.TB) string {
 	return path
 }
 
+// OptionsArch returns Options for an image of another Debian architecture ("arm64"): the input
+// packages from Cache/debs-<arch> and the kiln-agent for that arch (built when `make build` has
+// not put one beside $KILN_AGENT).
+func OptionsArch(t testing.TB, debArch string, inputs ...string) assembler.Options {
+	t.Helper()
+	opts := Options(t)
+	dir := assembler.DebsDir(opts.Cache, debArch)
+	for _, p := range inputs {
+		if m, _ := filepath.Glob(filepath.Join(dir, p+"_*_"+debArch+".deb")); len(m) == 0 {
+			Missing(t, "input package "+p+" ("+debArch+") not in "+dir+" (run `make inputs`)")
+		}
+	}
+	if assembler.AgentFor(opts.Agent, debArch) != opts.Agent {
+		return opts
+	}
+	gobin, err := exec.LookPath("go")
+	if err != nil {
+		gobin = filepath.Join(runtime.GOROOT(), "bin", "go")
+	}
+	agent := filepath.Join(t.TempDir(), "kiln-agent")
+	cmd := exec.Command(gobin, "build", "-trimpath", "-o", agent+"-"+debArch, "github.com/kilnproject/kiln/cmd/kiln-agent")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH="+debArch)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("testimage: build kiln-agent for %s (`make build` writes bin/kiln-agent-%s): %v\n%s", debArch, debArch, err, out)
+	}
+	opts.Agent = agent
+	return opts
+}
+
 // Missing skips the test with reason, or fails it when CI=true (CI must provide what tests need).
 func Missing(t testing.TB, reason string) {
 	t.Helper()
