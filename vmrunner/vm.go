@@ -82,7 +82,11 @@ type VM struct {
 // Start boots cfg.Image and returns once the guest runs. Cancelling ctx stops the VM.
 func Start(ctx context.Context, cfg Config) (vm *VM, err error) {
 	log := logger(cfg.Log)
-	qemu, err := FindQEMU(cfg.QEMU)
+	mach, err := LookupMachine(cfg.Machine)
+	if err != nil {
+		return nil, err
+	}
+	qemu, err := FindQEMUFor(cfg.QEMU, mach)
 	if err != nil {
 		return nil, err
 	}
@@ -111,7 +115,7 @@ func Start(ctx context.Context, cfg Config) (vm *VM, err error) {
 			return nil, err
 		}
 	}
-	accel := ChooseAccel(ctx, qemu, cfg)
+	accel := chooseAccel(ctx, qemu, cfg, spec.Machine)
 	spec.Accel = accel.Accel
 	args, err := CommandLine(spec)
 	if err != nil {
@@ -145,8 +149,13 @@ func resolveSpec(ctx context.Context, qemu string, cfg Config) (Spec, error) {
 	if err != nil && !(errors.Is(err, ErrUnknownFormat) && cfg.Format != FormatAuto) {
 		return Spec{}, err
 	}
+	mach, err := LookupMachine(cfg.Machine)
+	if err != nil {
+		return Spec{}, err
+	}
 	spec := Spec{
-		Image: image, Format: cfg.Format, Attach: cfg.Attach, Snapshot: true,
+		Machine: mach,
+		Image:   image, Format: cfg.Format, Attach: cfg.Attach, Snapshot: true,
 		Firmware: cfg.Firmware, CPUs: cfg.CPUs, MemoryMiB: cfg.MemoryMiB,
 		Display: cfg.Display, SSHPort: cfg.SSHPort,
 		Paused: true, ExtraArgs: cfg.ExtraArgs,
@@ -162,7 +171,7 @@ func resolveSpec(ctx context.Context, qemu string, cfg Config) (Spec, error) {
 	}
 	if spec.Firmware == FirmwareAuto {
 		spec.Firmware = FirmwareBIOS
-		if info.EFI {
+		if info.EFI || !mach.BIOS {
 			spec.Firmware = FirmwareUEFI
 		}
 	}
@@ -217,7 +226,7 @@ func prepareDisk(spec *Spec, cfg Config, qemu, runDir string) error {
 	switch spec.Firmware {
 	case FirmwareUEFI:
 		var err error
-		if spec.UEFI, err = FindUEFI(nil, qemu); err != nil {
+		if spec.UEFI, err = FindUEFIFor(nil, qemu, spec.machine()); err != nil {
 			return err
 		}
 		if spec.UEFI.Device != "memory" {
@@ -565,7 +574,10 @@ func (vm *VM) Wait() error {
 
 // FindQEMU returns the qemu-system-x86_64 binary: name when given, else from PATH or the usual
 // install places. The error wraps ErrQEMUNotFound and says how to install QEMU on this host.
-func FindQEMU(name string) (string, error) {
+func FindQEMU(name string) (string, error) { return FindQEMUFor(name, Machines[DefaultMachine]) }
+
+// FindQEMUFor returns the QEMU binary of machine m (qemu-system-aarch64 for virt) as FindQEMU does.
+func FindQEMUFor(name string, m Machine) (string, error) {
 	if name != "" {
 		p, err := exec.LookPath(name)
 		if err != nil {
@@ -573,24 +585,28 @@ func FindQEMU(name string) (string, error) {
 		}
 		return p, nil
 	}
-	if p, err := exec.LookPath("qemu-system-x86_64"); err == nil {
+	bin := m.QEMU
+	if p, err := exec.LookPath(bin); err == nil {
 		return p, nil
 	}
 	var places []string
 	switch runtime.GOOS {
 	case "darwin":
-		places = []string{"/opt/homebrew/bin/qemu-system-x86_64", "/usr/local/bin/qemu-system-x86_64", "/opt/local/bin/qemu-system-x86_64"}
+		places = []string{"/opt/homebrew/bin/" + bin, "/usr/local/bin/" + bin, "/opt/local/bin/" + bin}
 	case "windows":
-		places = []string{`C:\Program Files\qemu\qemu-system-x86_64.exe`}
+		places = []string{`C:\Program Files\qemu\` + bin + ".exe"}
 	default:
-		places = []string{"/usr/libexec/qemu-kvm", "/usr/bin/qemu-system-x86_64", "/usr/local/bin/qemu-system-x86_64"}
+		places = []string{"/usr/bin/" + bin, "/usr/local/bin/" + bin}
+		if m.Arch == hostArch() {
+			places = append([]string{"/usr/libexec/qemu-kvm"}, places...)
+		}
 	}
 	for _, p := range places {
 		if fileExists(p) {
 			return p, nil
 		}
 	}
-	return "", fmt.Errorf("%w (qemu-system-x86_64 not found): %s", ErrQEMUNotFound, installHint("qemu"))
+	return "", fmt.Errorf("%w (%s not found): %s", ErrQEMUNotFound, bin, installHintFor("qemu", m.Arch))
 }
 
 // windowBackend picks the window toolkit for DisplayWindow among those the QEMU build has

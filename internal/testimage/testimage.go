@@ -31,12 +31,18 @@ const SourceDateEpoch = 1704067200
 const DefaultReadyLine = "kiln: ready name=kiln-tiny version=1.0.0 hostname=kiln"
 
 // Build builds an image from recipeTOML ("" = the built-in default recipe "Kiln Tiny") into a
-// directory under t.TempDir() and returns its result. Relative paths in the recipe (files,
+// directory under t.TempDir() and returns its result; a recipe for another arch (such as [board]
+// name = "arm64-uefi") takes that arch's inputs (OptionsArch). Relative paths in the recipe (files,
 // overlays) are resolved against the test's working directory (the package directory).
 func Build(t testing.TB, recipeTOML string) *assembler.Result {
 	t.Helper()
 	r := parse(t, recipeTOML)
-	opts := Options(t)
+	var opts assembler.Options
+	if a := r.DebianArch(); a != "amd64" { // another board's arch: its inputs and agent
+		opts = OptionsArch(t, a, r.Kernel.Package, r.System.Busybox, r.Board.Bootloader)
+	} else {
+		opts = Options(t)
+	}
 	opts.OutDir = filepath.Join(t.TempDir(), "out")
 	res, err := assembler.Build(context.Background(), r, opts)
 	if err != nil {
