@@ -182,6 +182,13 @@ func IsPath(ref string) bool {
 
 // Load reads the board file at file.
 func Load(file string) (*Board, error) {
+	st, err := os.Stat(file)
+	if err != nil {
+		return nil, fmt.Errorf("load board %s: %w", file, err)
+	}
+	if !st.Mode().IsRegular() { // a FIFO or device would block or never end
+		return nil, fmt.Errorf("load board %s: %w: not a regular file", file, ErrInvalid)
+	}
 	f, err := os.Open(file)
 	if err != nil {
 		return nil, fmt.Errorf("load board %s: %w", file, err)

@@ -141,6 +141,11 @@ func TestLoad(t *testing.T) {
 	if _, err := Load(big); !errors.Is(err, ErrInvalid) {
 		t.Errorf("oversized file: %v", err)
 	}
+	for _, p := range []string{dir, "/dev/zero"} {
+		if _, err := Load(p); !errors.Is(err, ErrInvalid) {
+			t.Errorf("Load(%s) = %v, want ErrInvalid", p, err)
+		}
+	}
 }
 
 func FuzzParse(f *testing.F) {
