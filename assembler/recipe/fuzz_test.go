@@ -24,6 +24,8 @@ func FuzzParse(f *testing.F) {
 	f.Add([]byte(packagesRecipe))
 	f.Add([]byte("kiln = 1\n[system]\npackages = [\"python3 (>= 3.11)\", \"mawk | gawk\", \"libc6:i386\"]\n" +
 		"[[system.services]]\nname = \"s\"\ncommand = \"true\"\nrestart = \"no\"\nafter_network = true\n[archive]\narch = \"arm64\"\nsuites = [\"bookworm\"]\n"))
+	f.Add([]byte("kiln = 1\narch = \"aarch64\"\n[board]\nname = \"arm64-uefi\"\nfirmware = \"rpi\"\n[kernel]\npackage = \"linux-image-amd64\"\n"))
+	f.Add([]byte("kiln = 1\n[board]\nname = \"boards/none.toml\"\n"))
 	f.Add([]byte("kiln = 2\n"))
 	f.Add([]byte("kiln = 1\n[board\n"))
 	f.Add([]byte("kiln = 1\nversion = \"01.0.0\"\n[kernel]\nmodules = [\"a\",\n 3]\n"))
