@@ -17,7 +17,7 @@ AAVMF_VARS=${AAVMF_VARS:-/usr/share/AAVMF/AAVMF_VARS.fd}
 for f in "$KILN" "$AGENT" "$AGENT-arm64"; do [ -x "$f" ] || { echo "bench/boards: $f missing: run make build" >&2; exit 1; }; done
 for d in debs debs-arm64; do compgen -G "$CACHE/$d/*.deb" >/dev/null || { echo "bench/boards: $CACHE/$d is empty: run make inputs" >&2; exit 1; }; done
 work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+trap 'jobs -p | xargs -r kill 2>/dev/null; rm -rf "$work"' EXIT
 export SOURCE_DATE_EPOCH=1704067200 KILN_AGENT="$AGENT" KILN_KEYS="$work/keys"
 
 now() { date +%s.%N; }
@@ -65,16 +65,26 @@ kiln_boot() {
   printf '%s\n' "${ts[@]}" | median
 }
 hand_boot() {
-  local t0 t1 ts=()
+  local t0 t1 ts=() pid
   for _ in $(seq "$RUNS"); do
     cp "$AAVMF_VARS" "$work/vars.fd"
+    : > "$work/serial.log"
     t0=$(now)
-    timeout 300 qemu-system-aarch64 -nodefaults -no-user-config -machine virt -accel tcg,thread=multi -cpu cortex-a72 \
+    qemu-system-aarch64 -nodefaults -no-user-config -machine virt -accel tcg,thread=multi -cpu cortex-a72 \
       -smp 2 -m 1024M -drive "if=pflash,unit=0,format=raw,readonly=on,file=$AAVMF_CODE" \
       -drive "if=pflash,unit=1,format=raw,file=$work/vars.fd" -drive "if=none,id=d,file=$img,format=raw" \
       -device virtio-blk-pci,drive=d -snapshot -netdev user,id=n -device virtio-net-pci,netdev=n \
-      -display none -serial stdio 2>/dev/null | grep -m1 -q "$ready" || true
+      -display none -serial "file:$work/serial.log" 2>/dev/null &
+    pid=$!
+    for _ in $(seq 3000); do # 5 minutes at most
+      grep -q "$ready" "$work/serial.log" && break
+      kill -0 "$pid" 2>/dev/null || break
+      sleep 0.1
+    done
     t1=$(now)
+    kill "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+    grep -q "$ready" "$work/serial.log" || { echo "bench/boards: the hand-written boot never printed the ready line" >&2; exit 1; }
     ts+=("$(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }')")
   done
   printf '%s\n' "${ts[@]}" | median
