@@ -58,9 +58,12 @@ const (
 
 // Config describes a preview. Only Image is required.
 type Config struct {
-	Image  string // path of the disk image; never written unless Persist is set
-	Format Format // FormatAuto detects raw, qcow2 and ISO 9660
-	Attach Attach
+	Image string // path of the disk image; never written unless Persist is set
+	// Machine is the emulated computer: a PC, or a board that boots the image's own kernel
+	// (MachineRaspi3b), whose firmware QEMU does not emulate.
+	Machine Machine
+	Format  Format // FormatAuto detects raw, qcow2 and ISO 9660
+	Attach  Attach
 
 	Firmware     FirmwareKind
 	FirmwareFile string // ROM for FirmwareFile (e.g. a coreboot build)
@@ -93,6 +96,7 @@ type Config struct {
 // Spec is a fully resolved machine: everything CommandLine needs and nothing it has to discover.
 // Start derives it from a Config.
 type Spec struct {
+	Machine  Machine
 	Image    string // absolute path of the file to attach
 	Format   Format // never FormatAuto
 	Attach   Attach // never AttachAuto
@@ -102,6 +106,8 @@ type Spec struct {
 	UEFI     *UEFIFirmware
 	VarsFile string // the run's copy of the UEFI variable store (flash mapping)
 	BIOSFile string // -bios ROM for FirmwareFile
+	// Kernel, Initrd, DTB and Append: what QEMU loads for FirmwareKernel.
+	Kernel, Initrd, DTB, Append string
 
 	Accel     Accel // never AccelAuto
 	CPUs      int

@@ -82,7 +82,7 @@ type VM struct {
 // Start boots cfg.Image and returns once the guest runs. Cancelling ctx stops the VM.
 func Start(ctx context.Context, cfg Config) (vm *VM, err error) {
 	log := logger(cfg.Log)
-	qemu, err := FindQEMU(cfg.QEMU)
+	qemu, err := findQEMUFor(cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -106,12 +106,20 @@ func Start(ctx context.Context, cfg Config) (vm *VM, err error) {
 	if err := prepareDisk(&spec, cfg, qemu, runDir); err != nil {
 		return nil, err
 	}
+	if spec.Machine != MachinePC {
+		if err := prepareBoard(ctx, &spec, qemu, runDir); err != nil {
+			return nil, err
+		}
+	}
 	if spec.SSHPort == 0 {
 		if spec.SSHPort, err = freePort(); err != nil {
 			return nil, err
 		}
 	}
 	accel := ChooseAccel(ctx, qemu, cfg)
+	if b, ok := boards[spec.Machine]; ok {
+		accel = AccelChoice{Accel: AccelTCG, Reason: b.note}
+	}
 	spec.Accel = accel.Accel
 	args, err := CommandLine(spec)
 	if err != nil {
@@ -176,6 +184,11 @@ func resolveSpec(ctx context.Context, qemu string, cfg Config) (Spec, error) {
 	}
 	if spec.CPUs == 0 {
 		spec.CPUs = min(2, runtime.NumCPU())
+	}
+	if cfg.Machine != MachinePC {
+		if err := resolveBoard(&spec, cfg); err != nil {
+			return Spec{}, err
+		}
 	}
 	if spec.MemoryMiB == 0 {
 		spec.MemoryMiB = 1024
