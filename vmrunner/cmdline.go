@@ -17,7 +17,7 @@ func CommandLine(s Spec) ([]string, error) {
 	if err := s.check(); err != nil {
 		return nil, err
 	}
-	if s.Machine != MachinePC {
+	if !isPC(s.Machine) {
 		return boardCommandLine(s)
 	}
 	var a []string
@@ -118,10 +118,10 @@ func (s Spec) check() error {
 			return bad("%s path %q is not absolute", name, p)
 		}
 	}
-	if _, ok := boards[s.Machine]; !ok && s.Machine != MachinePC {
+	if _, ok := boards[s.Machine]; !ok && !isPC(s.Machine) {
 		return bad("unknown machine %q", s.Machine)
 	}
-	if (s.Machine != MachinePC) != (s.Firmware == FirmwareKernel) || (s.Firmware == FirmwareKernel) != (s.Attach == AttachSD) {
+	if !isPC(s.Machine) != (s.Firmware == FirmwareKernel) || (s.Firmware == FirmwareKernel) != (s.Attach == AttachSD) {
 		return bad("machine %q with firmware %q and attach mode %q", s.Machine, s.Firmware, s.Attach)
 	}
 	switch s.Format {

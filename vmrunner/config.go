@@ -60,7 +60,8 @@ const (
 type Config struct {
 	Image string // path of the disk image; never written unless Persist is set
 	// Machine is the emulated computer: a PC, or a board that boots the image's own kernel
-	// (MachineRaspi3b), whose firmware QEMU does not emulate.
+	// (MachineRaspi3b), whose firmware QEMU does not emulate. MachineAuto picks raspi3b for a
+	// Raspberry Pi image.
 	Machine Machine
 	Format  Format // FormatAuto detects raw, qcow2 and ISO 9660
 	Attach  Attach

@@ -20,9 +20,33 @@ import (
 type Machine string
 
 const (
-	MachinePC      Machine = ""        // a PC (q35) with UEFI or BIOS
+	MachineAuto    Machine = ""        // raspi3b for a Raspberry Pi image (IsPiImage), else a PC
+	MachinePC      Machine = "pc"      // a PC (q35) with UEFI or BIOS
 	MachineRaspi3b Machine = "raspi3b" // a Raspberry Pi 3 Model B, booting the image's own kernel
 )
+
+func isPC(m Machine) bool { return m == MachineAuto || m == MachinePC }
+
+// IsPiImage reports whether image is a raw Raspberry Pi disk image: an MBR whose first
+// partition is a FAT file system with autoboot.txt or config.txt, the files the Pi firmware
+// reads first.
+func IsPiImage(image string) bool {
+	f, err := os.Open(image)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	parts, err := mbrPartitions(f)
+	if err != nil {
+		return false
+	}
+	p, ok := parts[1]
+	if !ok {
+		return false
+	}
+	m, err := customise.ReadFiles(f, p[0], p[1], []string{rpiboot.AutobootFile, "config.txt"}, rpiboot.MaxConfig)
+	return err == nil && len(m) > 0
+}
 
 // FirmwareKernel: QEMU loads the image's kernel, device tree and initramfs itself, because the
 // board's firmware is not emulated.
@@ -59,7 +83,7 @@ var boards = map[Machine]board{
 func findQEMUFor(cfg Config) (string, error) {
 	b, ok := boards[cfg.Machine]
 	if !ok || cfg.QEMU != "" {
-		if cfg.Machine != MachinePC && !ok {
+		if !isPC(cfg.Machine) && !ok {
 			return "", fmt.Errorf("machine %q: not one of pc, raspi3b", cfg.Machine)
 		}
 		return FindQEMU(cfg.QEMU)

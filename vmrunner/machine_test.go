@@ -175,7 +175,10 @@ func TestRaspi3bPreview(t *testing.T) {
 	}
 	img := raspiImage(t)
 	before, _ := os.ReadFile(img)
-	vm := startVM(t, Config{Image: img, Machine: MachineRaspi3b, Display: DisplayNone})
+	if !IsPiImage(img) || IsPiImage(writeMBRImage(t, "pc.img")) {
+		t.Fatal("IsPiImage does not tell a Pi image from a PC one")
+	}
+	vm := startVM(t, Config{Image: img, Display: DisplayNone}) // the machine follows from the image
 	waitFor(t, vm, raspiMarker)
 	info := vm.Info()
 	if !strings.Contains(strings.Join(info.Args, " "), "if=sd,index=0,file="+filepath.Join(info.RunDir, "sd.qcow2")) ||

@@ -82,6 +82,9 @@ type VM struct {
 // Start boots cfg.Image and returns once the guest runs. Cancelling ctx stops the VM.
 func Start(ctx context.Context, cfg Config) (vm *VM, err error) {
 	log := logger(cfg.Log)
+	if cfg.Machine == MachineAuto && IsPiImage(cfg.Image) {
+		cfg.Machine = MachineRaspi3b
+	}
 	qemu, err := findQEMUFor(cfg)
 	if err != nil {
 		return nil, err
@@ -106,7 +109,7 @@ func Start(ctx context.Context, cfg Config) (vm *VM, err error) {
 	if err := prepareDisk(&spec, cfg, qemu, runDir); err != nil {
 		return nil, err
 	}
-	if spec.Machine != MachinePC {
+	if !isPC(spec.Machine) {
 		if err := prepareBoard(ctx, &spec, qemu, runDir); err != nil {
 			return nil, err
 		}
@@ -185,7 +188,7 @@ func resolveSpec(ctx context.Context, qemu string, cfg Config) (Spec, error) {
 	if spec.CPUs == 0 {
 		spec.CPUs = min(2, runtime.NumCPU())
 	}
-	if cfg.Machine != MachinePC {
+	if !isPC(cfg.Machine) {
 		if err := resolveBoard(&spec, cfg); err != nil {
 			return Spec{}, err
 		}
