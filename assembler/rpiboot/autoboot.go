@@ -15,8 +15,8 @@ import (
 // AutobootFile is autoboot.txt's name on the first FAT partition.
 const AutobootFile = "autoboot.txt"
 
-// MaxAutoboot bounds the autoboot.txt a reader accepts.
-const MaxAutoboot = 4096
+// MaxAutoboot is the firmware's limit on autoboot.txt.
+const MaxAutoboot = 512
 
 // ErrAutoboot: autoboot.txt does not describe a tryboot A/B pair.
 var ErrAutoboot = errors.New("autoboot.txt")
@@ -43,7 +43,7 @@ func (a Autoboot) Other(p int) int {
 }
 
 // ParseAutoboot reads autoboot.txt as the firmware does: "[filter]" lines start a section
-// ([all] and [tryboot] are the ones that matter here; keys under other filters are ignored),
+// ([all] and [tryboot] apply; keys under [none] or other filters are ignored),
 // '#' starts a comment, other lines are "key=value". It fails unless tryboot_a_b=1 and both
 // boot partitions are set, as Kiln writes it.
 func ParseAutoboot(data []byte) (Autoboot, error) {

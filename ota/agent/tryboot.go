@@ -29,12 +29,6 @@ import (
 // and rename) to commit its slot. Each slot's cmdline.txt carries kiln.slot=N, so the running
 // kernel knows its partition (the firmware's /chosen/bootloader/partition otherwise).
 
-// Kernel and initramfs file names in a boot slot; config.txt names them.
-const (
-	SlotKernel = "vmlinuz"
-	SlotInitrd = "initrd.img"
-)
-
 // piDir is the mount point of FAT partition n.
 func (a *Agent) piDir(n int) string { return filepath.Join(a.cfg.PiBoot, strconv.Itoa(n)) }
 
@@ -183,13 +177,7 @@ func (a *Agent) installSlot(path string, p pending) error {
 	if len(parts[".linux"]) == 0 {
 		return fmt.Errorf("unpack %s: no kernel in the update", p.Base)
 	}
-	var args []string
-	for _, f := range strings.Fields(string(bytes.TrimRight(parts[".cmdline"], "\x00"))) {
-		if !strings.HasPrefix(f, "kiln.slot=") {
-			args = append(args, f)
-		}
-	}
-	cmdline := strings.Join(append(args, "kiln.slot="+strconv.Itoa(spare)), " ")
+	cmdline := rpiboot.CmdlineTxt(string(bytes.TrimRight(parts[".cmdline"], "\x00")), spare)
 	from, to := a.piDir(booted), a.piDir(spare)
 	// The firmware files, device trees and config.txt come from the running slot.
 	if err := copySlot(from, to); err != nil {
@@ -198,7 +186,7 @@ func (a *Agent) installSlot(path string, p pending) error {
 	for _, f := range []struct {
 		name string
 		data []byte
-	}{{SlotKernel, parts[".linux"]}, {SlotInitrd, parts[".initrd"]}, {"cmdline.txt", []byte(cmdline + "\n")}} {
+	}{{rpiboot.KernelFile, parts[".linux"]}, {rpiboot.InitrdFile, parts[".initrd"]}, {"cmdline.txt", cmdline}} {
 		if err := atomicfile.Write(filepath.Join(to, f.name), f.data, 0o644); err != nil {
 			return fmt.Errorf("prepare partition %d: %w", spare, err)
 		}
@@ -231,7 +219,7 @@ func copySlot(from, to string) error {
 		switch {
 		case rel == ".":
 			return nil
-		case rel == SlotKernel || rel == SlotInitrd || rel == "cmdline.txt" || strings.HasPrefix(de.Name(), "."):
+		case rel == rpiboot.KernelFile || rel == rpiboot.InitrdFile || rel == "cmdline.txt" || strings.HasPrefix(de.Name(), "."):
 			return nil
 		case de.IsDir():
 			return os.MkdirAll(filepath.Join(to, rel), 0o755)

@@ -58,12 +58,12 @@ func (p *pi) boot() (int, string) {
 		n = ab.Try
 	}
 	p.flag = false
-	if !bytes.Contains(p.read(n, "config.txt"), []byte("kernel="+agent.SlotKernel)) {
+	if !bytes.Contains(p.read(n, "config.txt"), []byte("kernel="+rpiboot.KernelFile)) {
 		p.t.Fatalf("partition %d: config.txt does not name the kernel", n)
 	}
 	p.read(n, "start4.elf")
 	p.read(n, "bcm2711-rpi-4-b.dtb")
-	kernel, initrd := string(p.read(n, agent.SlotKernel)), string(p.read(n, agent.SlotInitrd))
+	kernel, initrd := string(p.read(n, rpiboot.KernelFile)), string(p.read(n, rpiboot.InitrdFile))
 	v, _ := bytes.CutPrefix([]byte(kernel), []byte("kernel "))
 	if initrd != "initrd "+string(v) {
 		p.t.Fatalf("partition %d: kernel %q with initramfs %q", n, kernel, initrd)
@@ -139,12 +139,12 @@ func TestTrybootUpdateCommitAndRollback(t *testing.T) {
 	p := &pi{t: t, parts: filepath.Join(tmp, "boot"), data: t.TempDir(), et: t.TempDir(), run: filepath.Join(tmp, "cmdline"),
 		root: keys.Root, server: srv.URL(), health: map[string]string{"1.1.0": "true", "1.2.0": "false", "1.3.0": "true"}}
 	// The image as built: autoboot.txt on 1, version 1.0.0 in 2, 3 empty.
-	config := []byte("[all]\narm_64bit=1\nkernel=" + agent.SlotKernel + "\ninitramfs " + agent.SlotInitrd + " followkernel\nenable_uart=1\n")
+	config := []byte("[all]\narm_64bit=1\nkernel=" + rpiboot.KernelFile + "\ninitramfs " + rpiboot.InitrdFile + " followkernel\nenable_uart=1\n")
 	for name, data := range map[string][]byte{
 		"1/" + rpiboot.AutobootFile: rpiboot.Autoboot{Boot: 2, Try: 3}.Encode(),
 		"2/config.txt":              config, "2/start4.elf": []byte("firmware"), "2/bcm2711-rpi-4-b.dtb": []byte("dtb"),
 		"2/overlays/disable-bt.dtbo": []byte("overlay"),
-		"2/" + agent.SlotKernel:      []byte("kernel 1.0.0"), "2/" + agent.SlotInitrd: []byte("initrd 1.0.0"),
+		"2/" + rpiboot.KernelFile:    []byte("kernel 1.0.0"), "2/" + rpiboot.InitrdFile: []byte("initrd 1.0.0"),
 		"2/cmdline.txt": []byte("console=serial0,115200 kiln.slot=2\n"),
 	} {
 		os.MkdirAll(filepath.Dir(filepath.Join(p.parts, name)), 0o755)
@@ -183,7 +183,7 @@ func TestTrybootUpdateCommitAndRollback(t *testing.T) {
 		t.Fatalf("install: err %v, %d tryboot reboots, %d plain", err, p.tryReboots, p.reboots)
 	}
 	for name, want := range map[string]string{
-		agent.SlotKernel: "kernel 1.1.0", agent.SlotInitrd: "initrd 1.1.0",
+		rpiboot.KernelFile: "kernel 1.1.0", rpiboot.InitrdFile: "initrd 1.1.0",
 		"cmdline.txt": "console=serial0,115200 quiet kiln.slot=3\n", "config.txt": string(config),
 		"start4.elf": "firmware", "bcm2711-rpi-4-b.dtb": "dtb", "overlays/disable-bt.dtbo": "overlay",
 	} {
