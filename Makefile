@@ -23,14 +23,18 @@ deps:
 inputs: bin/kiln
 	@bash scripts/fetch-inputs.sh
 
-## build: bin/kiln (desktop app + CLI) and bin/kiln-agent (static, for the images)
-build: bin/kiln bin/kiln-agent
+## build: bin/kiln (desktop app + CLI) and bin/kiln-agent (static, for the images; -amd64 and -arm64
+## for images of each arch)
+build: bin/kiln bin/kiln-agent bin/kiln-agent-amd64 bin/kiln-agent-arm64
 
 bin/kiln: FORCE
 	$(GO) build -ldflags "$(LDFLAGS)" -o $@ .
 
 bin/kiln-agent: FORCE
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS) -s -w" -o $@ ./cmd/kiln-agent
+
+bin/kiln-agent-%: FORCE
+	CGO_ENABLED=0 GOOS=linux GOARCH=$* $(GO) build -trimpath -ldflags "$(LDFLAGS) -s -w" -o $@ ./cmd/kiln-agent
 
 FORCE:
 

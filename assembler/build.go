@@ -16,11 +16,13 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/sirupsen/logrus"
 
+	"github.com/kilnproject/kiln/assembler/board"
 	"github.com/kilnproject/kiln/assembler/deb"
 	"github.com/kilnproject/kiln/assembler/disk"
 	"github.com/kilnproject/kiln/assembler/fat"
@@ -75,6 +77,8 @@ const BlockSize = 4096
 var (
 	// ErrOptions: a required option is missing.
 	ErrOptions = errors.New("incomplete build options")
+	// ErrUnsupported: the recipe asks for something this kiln cannot build yet.
+	ErrUnsupported = errors.New("not supported")
 )
 
 // Progress phases reported by Build, in order.
@@ -99,6 +103,9 @@ func Build(ctx context.Context, r *recipe.Recipe, opts Options) (res *Result, er
 		return nil, fmt.Errorf("build %s: %w: no output directory", r.Name, ErrOptions)
 	case opts.Agent == "":
 		return nil, fmt.Errorf("build %s: %w: no kiln-agent binary (run `make build`, or set KILN_AGENT)", r.Name, ErrOptions)
+	case r.Board.Firmware == recipe.FirmwareRPi:
+		return nil, fmt.Errorf("build %s: %w: board %s: Raspberry Pi firmware boot (firmware \"rpi\") is not yet supported by this kiln; build for \"arm64-uefi\" instead",
+			r.Name, ErrUnsupported, r.BoardRef())
 	}
 	if opts.Log == nil {
 		opts.Log = logrus.New()
@@ -144,11 +151,12 @@ func Build(ctx context.Context, r *recipe.Recipe, opts Options) (res *Result, er
 
 // builder carries one build's state.
 type builder struct {
-	r    *recipe.Recipe
-	opts Options
-	st   *stage
-	log  *logrus.Entry
-	prog progress.Func
+	r     *recipe.Recipe
+	board *board.Board // the recipe's board
+	opts  Options
+	st    *stage
+	log   *logrus.Entry
+	prog  progress.Func
 
 	inputs   inputs
 	store    *lockStore // nil: packages from Cache/debs only
@@ -188,6 +196,12 @@ func (b *builder) run(ctx context.Context) error {
 	r := b.r
 	b.manifest = Manifest{Format: ManifestFormat, Kiln: version.Version, Name: r.Name, Version: r.Version,
 		Arch: r.Arch, SourceDateEpoch: b.opts.SourceDateEpoch}
+
+	bd, err := r.LoadBoard()
+	if err != nil {
+		return fmt.Errorf("board: %w", err)
+	}
+	b.board = bd
 
 	b.phase(PhaseInputs, "reading input packages", 0)
 	if err := b.readInputs(ctx); err != nil {
@@ -260,8 +274,8 @@ func (b *builder) initramfs(ctx context.Context) (*initramfs.Result, error) {
 	}
 	spec := initramfs.Spec{
 		Name: r.Name, Version: r.Version, Hostname: r.System.Hostname, Timezone: r.System.Timezone,
-		ConsoleShell: r.System.ConsoleShell(),
-		Busybox:      in.busybox, Agent: in.agent,
+		ConsoleShell: r.System.ConsoleShell(), Serial: b.board.Kernel.Console,
+		Busybox: in.busybox, Agent: in.agent,
 		Kernel: initramfs.Modules{Release: in.kernel.release, Files: in.kernel.modules, Load: in.kernel.load, Dep: in.kernel.dep},
 		Users:  in.users, OSRelease: osRelease(r), Release: rel, TrustedRoot: b.opts.TrustedRoot,
 		DataLabel: r.Data.Label, ESPName: espName, Packages: in.packages, Extra: in.extra, SourceDateEpoch: b.opts.SourceDateEpoch,
@@ -308,7 +322,7 @@ const espName = "ESP"
 const dataName = "data"
 
 // espFiles lays out the EFI system partition: systemd-boot as the removable-media boot loader
-// (EFI/BOOT/BOOTX64.EFI) and at its own path, its configuration, and the UKI under EFI/Linux where
+// (EFI/BOOT/BOOTX64.EFI, BOOTAA64.EFI on arm64) and at its own path, its configuration, and the UKI under EFI/Linux where
 // systemd-boot finds unified kernel images by itself (Boot Loader Specification type #2).
 //
 // A BIOS image keeps the UKI (the update agent's unit of update) without systemd-boot, and adds
@@ -316,18 +330,20 @@ const dataName = "data"
 func (b *builder) espFiles(ukiData, initrd []byte) ([]fat.File, error) {
 	in := &b.inputs
 	files := []fat.File{{Path: "EFI/Linux/" + ukiName(b.r), Data: ukiData}}
+	removable := "EFI/BOOT/BOOT" + strings.ToUpper(efiArch(b.r)) + ".EFI"
+	own := "EFI/systemd/systemd-boot" + efiArch(b.r) + ".efi"
 	if b.r.Board.UEFI() {
 		files = append(files,
-			fat.File{Path: "EFI/BOOT/BOOTX64.EFI", Data: in.bootloader},
-			fat.File{Path: "EFI/systemd/systemd-bootx64.efi", Data: in.bootloader},
+			fat.File{Path: removable, Data: in.bootloader},
+			fat.File{Path: own, Data: in.bootloader},
 			fat.File{Path: "loader/loader.conf", Data: loaderConf(b.r)},
 			fat.File{Path: "loader/entries", Dir: true})
 	}
 	origin := map[string]string{
-		"EFI/BOOT/BOOTX64.EFI":            in.bootloaderOrigin,
-		"EFI/systemd/systemd-bootx64.efi": in.bootloaderOrigin,
-		"EFI/Linux/" + ukiName(b.r):       "kiln:uki",
-		"loader/loader.conf":              "kiln:loader.conf",
+		removable:                   in.bootloaderOrigin,
+		own:                         in.bootloaderOrigin,
+		"EFI/Linux/" + ukiName(b.r): "kiln:uki",
+		"loader/loader.conf":        "kiln:loader.conf",
 	}
 	for _, f := range files {
 		if pf, ok := placed("esp:", f.Path, fileMode(f.Dir), f.Data, "", origin[f.Path]); ok {

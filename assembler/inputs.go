@@ -26,8 +26,8 @@ type inputs struct {
 	busybox initramfs.File
 	agent   initramfs.File
 
-	stub             []byte // linuxx64.efi.stub
-	bootloader       []byte // systemd-bootx64.efi
+	stub             []byte // linux<efiArch>.efi.stub
+	bootloader       []byte // systemd-boot<efiArch>.efi
 	bootloaderOrigin string
 	grub             *grub.Files // GRUB's i386-pc files, for BIOS boot (needGRUB)
 
@@ -106,15 +106,16 @@ func (b *builder) readInputs(ctx context.Context) error {
 	g.Go(func() error {
 		pkg := boot
 		const dir = "usr/lib/systemd/boot/efi/"
+		stub, loader := "linux"+efiArch(r)+".efi.stub", "systemd-boot"+efiArch(r)+".efi"
 		err := pkg.Walk(func(h *tar.Header, rd io.Reader) error {
 			if err := gctx.Err(); err != nil {
 				return err
 			}
 			var dst *[]byte
 			switch h.Name {
-			case dir + "linuxx64.efi.stub":
+			case dir + stub:
 				dst = &in.stub
-			case dir + "systemd-bootx64.efi":
+			case dir + loader:
 				dst = &in.bootloader
 			default:
 				return nil
@@ -127,19 +128,24 @@ func (b *builder) readInputs(ctx context.Context) error {
 			return err
 		}
 		if in.stub == nil || in.bootloader == nil {
-			return fmt.Errorf("bootloader %s has no /%slinuxx64.efi.stub and systemd-bootx64.efi: name a systemd-boot-efi package in board.bootloader",
-				pkg, dir)
+			return fmt.Errorf("bootloader %s has no /%s%s and %s: name a systemd-boot-efi package for %s in board.bootloader",
+				pkg, dir, stub, loader, r.DebianArch())
 		}
 		in.bootloaderOrigin = pkg.Name + " " + pkg.Version
 		return nil
 	})
 	g.Go(func() error {
-		data, err := os.ReadFile(b.opts.Agent)
+		path := AgentFor(b.opts.Agent, r.DebianArch())
+		data, err := os.ReadFile(path)
 		if err != nil {
-			return fmt.Errorf("kiln-agent: %w (run `make build`, or set KILN_AGENT)", err)
+			return fmt.Errorf("kiln-agent for %s: %w (run `make build`, or set KILN_AGENT)", r.DebianArch(), err)
+		}
+		if err := checkELFArch(data, r.Arch); err != nil {
+			return fmt.Errorf("kiln-agent %s: %w (run `make build`, which writes %s-%s beside it)",
+				path, err, filepath.Base(b.opts.Agent), r.DebianArch())
 		}
 		in.agent = initramfs.File{Path: "usr/bin/kiln-agent", Mode: 0o755, Data: data, Origin: "kiln-agent"}
-		in.record(Input{Role: "agent", Path: filepath.Base(b.opts.Agent), Size: int64(len(data)), SHA256: sha256Hex(data)})
+		in.record(Input{Role: "agent", Path: filepath.Base(path), Size: int64(len(data)), SHA256: sha256Hex(data)})
 		return nil
 	})
 	if grubPkg != nil {

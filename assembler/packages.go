@@ -341,7 +341,7 @@ func (b *builder) packageStore(ctx context.Context, debs string) (*lockStore, er
 			return nil, fmt.Errorf("%s: %w", path, err)
 		}
 	case errors.Is(err, fs.ErrNotExist):
-		if len(r.System.Packages) == 0 && inDebs(debs, inputRefs(r)) {
+		if len(r.System.Packages) == 0 && inDebs(debs, inputRefs(r), r.DebianArch()) {
 			return nil, nil
 		}
 		b.prog.Report(progress.Event{Phase: PhaseInputs, Message: "resolving packages"})
@@ -358,10 +358,12 @@ func (b *builder) packageStore(ctx context.Context, debs string) (*lockStore, er
 	return &lockStore{cache: b.opts.Cache, lock: l}, nil
 }
 
-// inDebs reports whether every named package is in the directory of hand-downloaded .debs.
-func inDebs(debs string, names []string) bool {
+// inDebs reports whether every named package is in the directory of hand-downloaded .debs, built
+// for arch (or for all).
+func inDebs(debs string, names []string, arch string) bool {
 	for _, n := range names {
-		if _, err := deb.Resolve(debs, n); err != nil {
+		p, err := deb.Resolve(debs, n)
+		if err != nil || (p.Arch != arch && p.Arch != "all") {
 			return false
 		}
 	}

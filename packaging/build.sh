@@ -53,6 +53,9 @@ EOF
 t=$work/tar/kiln
 install -Dm755 "$bin" "$t/usr/local/bin/kiln"
 install -Dm755 "$agent" "$t/usr/local/bin/kiln-agent"
+for a in amd64 arm64; do # the agents for images of each arch (make build writes them beside bin/kiln-agent)
+  [ ! -f "$agent-$a" ] || install -Dm755 "$agent-$a" "$t/usr/local/bin/kiln-agent-$a"
+done
 desktop kiln $app_id > "$work/kiln.desktop"
 install -Dm644 "$work/kiln.desktop" "$t/usr/local/share/applications/$app_id.desktop"
 install -Dm644 assets/icon.png "$t/usr/local/share/pixmaps/$app_id.png"
@@ -65,21 +68,23 @@ PREFIX ?= /usr/local
 install:
 	install -Dm755 usr/local/bin/kiln $(DESTDIR)$(PREFIX)/bin/kiln
 	install -Dm755 usr/local/bin/kiln-agent $(DESTDIR)$(PREFIX)/bin/kiln-agent
+	for a in amd64 arm64; do [ ! -f usr/local/bin/kiln-agent-$$a ] || install -Dm755 usr/local/bin/kiln-agent-$$a $(DESTDIR)$(PREFIX)/bin/kiln-agent-$$a; done
 	install -Dm644 usr/local/share/applications/org.kilnproject.kiln.desktop $(DESTDIR)$(PREFIX)/share/applications/org.kilnproject.kiln.desktop
 	install -Dm644 usr/local/share/pixmaps/org.kilnproject.kiln.png $(DESTDIR)$(PREFIX)/share/pixmaps/org.kilnproject.kiln.png
 	install -Dm644 usr/local/share/polkit-1/actions/org.kilnproject.kiln.flash-helper.policy $(DESTDIR)/usr/share/polkit-1/actions/org.kilnproject.kiln.flash-helper.policy
 uninstall:
-	rm -f $(DESTDIR)$(PREFIX)/bin/kiln $(DESTDIR)$(PREFIX)/bin/kiln-agent \
+	rm -f $(DESTDIR)$(PREFIX)/bin/kiln $(DESTDIR)$(PREFIX)/bin/kiln-agent $(DESTDIR)$(PREFIX)/bin/kiln-agent-amd64 $(DESTDIR)$(PREFIX)/bin/kiln-agent-arm64 \
 	  $(DESTDIR)$(PREFIX)/share/applications/org.kilnproject.kiln.desktop \
 	  $(DESTDIR)$(PREFIX)/share/pixmaps/org.kilnproject.kiln.png \
 	  $(DESTDIR)/usr/share/polkit-1/actions/org.kilnproject.kiln.flash-helper.policy
 user-install:
 	install -Dm755 usr/local/bin/kiln $(HOME)/.local/bin/kiln
 	install -Dm755 usr/local/bin/kiln-agent $(HOME)/.local/bin/kiln-agent
+	for a in amd64 arm64; do [ ! -f usr/local/bin/kiln-agent-$$a ] || install -Dm755 usr/local/bin/kiln-agent-$$a $(HOME)/.local/bin/kiln-agent-$$a; done
 	sed 's#^Exec=.*#Exec=$(HOME)/.local/bin/kiln#' usr/local/share/applications/org.kilnproject.kiln.desktop > $(HOME)/.local/share/applications/org.kilnproject.kiln.desktop
 	install -Dm644 usr/local/share/pixmaps/org.kilnproject.kiln.png $(HOME)/.local/share/icons/hicolor/512x512/apps/org.kilnproject.kiln.png
 user-uninstall:
-	rm -f $(HOME)/.local/bin/kiln $(HOME)/.local/bin/kiln-agent $(HOME)/.local/share/applications/org.kilnproject.kiln.desktop \
+	rm -f $(HOME)/.local/bin/kiln $(HOME)/.local/bin/kiln-agent $(HOME)/.local/bin/kiln-agent-amd64 $(HOME)/.local/bin/kiln-agent-arm64 $(HOME)/.local/share/applications/org.kilnproject.kiln.desktop \
 	  $(HOME)/.local/share/icons/hicolor/512x512/apps/org.kilnproject.kiln.png
 .PHONY: install uninstall user-install user-uninstall
 EOF
@@ -90,6 +95,9 @@ XZ_OPT="-T0 -$level" tar -C "$work/tar" --owner=0 --group=0 --numeric-owner --so
 d=$work/deb
 install -Dm755 "$bin" "$d/usr/bin/kiln"
 install -Dm755 "$agent" "$d/usr/bin/kiln-agent"
+for a in amd64 arm64; do
+  [ ! -f "$agent-$a" ] || install -Dm755 "$agent-$a" "$d/usr/bin/kiln-agent-$a"
+done
 desktop /usr/bin/kiln $app_id > "$work/kiln-deb.desktop"
 install -Dm644 "$work/kiln-deb.desktop" "$d/usr/share/applications/$app_id.desktop"
 install -Dm644 assets/icon.png "$d/usr/share/icons/hicolor/512x512/apps/$app_id.png"

@@ -56,9 +56,11 @@ type Spec struct {
 	Kernel Modules // modules for /lib/modules/<release>/ and the ones init loads
 
 	Users []User // login accounts; root is locked unless a user named "root" has a password hash
-	// ConsoleShell puts a root shell on ttyS0 and tty1 instead of login prompts.
+	// ConsoleShell puts a root shell on the serial console and tty1 instead of login prompts.
 	ConsoleShell bool
-	WiFi         *WiFi // written to /etc/wpa_supplicant/wpa_supplicant.conf (0600); nil: none
+	// Serial is the serial console's device ("ttyAMA0" on arm64); default ttyS0.
+	Serial string
+	WiFi   *WiFi // written to /etc/wpa_supplicant/wpa_supplicant.conf (0600); nil: none
 
 	OSRelease   []byte // /etc/os-release
 	Release     []byte // /etc/kiln/release.json
@@ -336,6 +338,9 @@ func addInit(t *tree, s *Spec) error {
 		b, err := fs.ReadFile(assets.Init, f.src)
 		if err != nil {
 			return fmt.Errorf("embedded %s: %w", f.src, err)
+		}
+		if f.dst == "etc/inittab" && s.Serial != "" && s.Serial != "ttyS0" {
+			b = bytes.ReplaceAll(b, []byte("ttyS0"), []byte(s.Serial))
 		}
 		if f.dst == "etc/inittab" && s.ConsoleShell {
 			b = shellConsoles(b)

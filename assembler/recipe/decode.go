@@ -15,6 +15,7 @@ import (
 	"github.com/BurntSushi/toml"
 
 	"github.com/kilnproject/kiln/assembler/internal/suggest"
+	"github.com/kilnproject/kiln/assembler/internal/tomllines"
 )
 
 // decoder overlays one TOML document onto a Recipe, collecting every problem instead of stopping at
@@ -27,7 +28,7 @@ type decoder struct {
 }
 
 func (d *decoder) add(path, hint, format string, args ...any) {
-	d.probs = append(d.probs, Problem{File: d.file, Line: lineOf(d.lines, path), Field: path,
+	d.probs = append(d.probs, Problem{File: d.file, Line: tomllines.LineOf(d.lines, path), Field: path,
 		Msg: fmt.Sprintf(format, args...), Hint: hint})
 }
 
@@ -69,14 +70,14 @@ func decode(filename string, data []byte, base *Recipe) (*Recipe, error) {
 		}
 		return nil, newError(filename, []Problem{{File: filename, Msg: "TOML syntax: " + err.Error()}})
 	}
-	d.lines = scanLines(d.src)
+	d.lines = tomllines.Scan(d.src)
 
 	switch k, ok := doc["kiln"]; {
 	case !ok:
 		d.add("kiln", fmt.Sprintf("add `kiln = %d` as the first line", MaxFormat), "the recipe format version is missing")
 	default:
 		if n, isInt := k.(int64); isInt && (n < MinFormat || n > MaxFormat) {
-			return nil, &IncompatibleError{File: filename, Line: lineOf(d.lines, "kiln"), Format: int(n), Min: MinFormat, Max: MaxFormat}
+			return nil, &IncompatibleError{File: filename, Line: tomllines.LineOf(d.lines, "kiln"), Format: int(n), Min: MinFormat, Max: MaxFormat}
 		}
 	}
 
@@ -120,7 +121,7 @@ func (d *decoder) table(m map[string]any, v reflect.Value, path string) {
 		keys = append(keys, k)
 	}
 	sort.Slice(keys, func(i, j int) bool {
-		li, lj := lineOf(d.lines, join(path, keys[i])), lineOf(d.lines, join(path, keys[j]))
+		li, lj := tomllines.LineOf(d.lines, join(path, keys[i])), tomllines.LineOf(d.lines, join(path, keys[j]))
 		if li != lj {
 			return li < lj
 		}
@@ -293,7 +294,7 @@ func (d *decoder) slice(val any, f reflect.Value, path string) {
 
 // octalLiteral reports whether the value written for path starts with 0o.
 func (d *decoder) octalLiteral(path string) bool {
-	n := lineOf(d.lines, path)
+	n := tomllines.LineOf(d.lines, path)
 	if n < 1 || n > len(d.src) {
 		return false
 	}

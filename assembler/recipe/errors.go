@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+
+	"github.com/kilnproject/kiln/assembler/internal/tomllines"
 )
 
 // Problem is one thing wrong with a recipe.
@@ -40,7 +42,7 @@ func (p Problem) String() string {
 // Pos returns where the recipe sets field, as "file:line: field" (the parts it knows), for
 // messages about the field found after validation, such as an input that cannot be read.
 func (r *Recipe) Pos(field string) string {
-	p := Problem{File: r.Path, Line: lineOf(r.lines, field), Field: field}
+	p := Problem{File: r.Path, Line: tomllines.LineOf(r.lines, field), Field: field}
 	return strings.TrimSuffix(p.String(), ": ")
 }
 

@@ -26,6 +26,7 @@ import (
 
 	"github.com/BurntSushi/toml"
 
+	"github.com/kilnproject/kiln/assembler/board"
 	"github.com/kilnproject/kiln/assets"
 )
 
@@ -68,15 +69,17 @@ type Recipe struct {
 	lines map[string]int // field path → line in Path, for validation messages
 }
 
-// Board is the board support data: firmware and disk layout.
+// Board selects the board support data (a built-in board or a board file, see package board) and
+// overrides its firmware and disk layout. Fields the recipe leaves out take the board's values.
 type Board struct {
-	Firmware   string `toml:"firmware"`   // FirmwareUEFI, FirmwareBIOS or FirmwareHybrid
-	DiskSize   Size   `toml:"disk_size"`  // whole image
-	ESPSize    Size   `toml:"esp_size"`   // EFI system partition (FAT32)
-	DataSize   Size   `toml:"data_size"`  // data partition; 0 = the rest of the disk
-	Bootloader string `toml:"bootloader"` // systemd-boot package name or .deb path
-	BootTries  int    `toml:"boot_tries"` // boot counting: tries a new version gets
-	GRUB       string `toml:"grub"`       // grub-pc-bin package name or .deb path (BIOS boot)
+	Name       string `toml:"name,omitempty"` // built-in board ("pc", "arm64-uefi", "rpi") or board file path; "": by arch
+	Firmware   string `toml:"firmware"`       // FirmwareUEFI, FirmwareBIOS, FirmwareHybrid or FirmwareRPi
+	DiskSize   Size   `toml:"disk_size"`      // whole image
+	ESPSize    Size   `toml:"esp_size"`       // EFI system partition (FAT32)
+	DataSize   Size   `toml:"data_size"`      // data partition; 0 = the rest of the disk
+	Bootloader string `toml:"bootloader"`     // systemd-boot package name or .deb path
+	BootTries  int    `toml:"boot_tries"`     // boot counting: tries a new version gets
+	GRUB       string `toml:"grub"`           // grub-pc-bin package name or .deb path (BIOS boot)
 }
 
 // Firmware values.
@@ -84,13 +87,14 @@ const (
 	FirmwareUEFI   = "uefi"   // systemd-boot on the ESP
 	FirmwareBIOS   = "bios"   // GRUB from the MBR and a BIOS boot partition
 	FirmwareHybrid = "hybrid" // both: the disk boots on UEFI and on legacy BIOS
+	FirmwareRPi    = "rpi"    // the Raspberry Pi's own firmware from the FAT boot partition
 )
 
 // BIOS reports whether the image boots on legacy BIOS (through GRUB).
 func (b Board) BIOS() bool { return b.Firmware == FirmwareBIOS || b.Firmware == FirmwareHybrid }
 
 // UEFI reports whether the image boots on UEFI (through systemd-boot).
-func (b Board) UEFI() bool { return b.Firmware != FirmwareBIOS }
+func (b Board) UEFI() bool { return b.Firmware == FirmwareUEFI || b.Firmware == FirmwareHybrid }
 
 // Outputs selects the files a build writes besides the disk image.
 type Outputs struct {
@@ -146,13 +150,7 @@ func (r *Recipe) DebianArch() string {
 	if r.Archive != nil && r.Archive.Arch != "" {
 		return r.Archive.Arch
 	}
-	switch r.Arch {
-	case "x86_64":
-		return "amd64"
-	case "aarch64":
-		return "arm64"
-	}
-	return r.Arch
+	return board.DebianArch(r.Arch)
 }
 
 // ConsoleShell tells whether the serial console and the first virtual terminal open a root shell
@@ -249,6 +247,7 @@ func Parse(filename string, data []byte) (*Recipe, error) {
 	case err != nil:
 		return nil, err
 	}
+	probs = append(probs, r.applyBoard()...)
 	if err := r.Validate(); err != nil {
 		probs = append(probs, err.(*Error).Problems...)
 	}

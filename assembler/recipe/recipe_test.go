@@ -7,6 +7,8 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/kilnproject/kiln/assembler/internal/tomllines"
 )
 
 const fiveLines = `kiln = 1
@@ -401,7 +403,7 @@ name = "a"
 "name" = "b"
 system.x.y = 1
 `, "\n")
-	got := scanLines(src)
+	got := tomllines.Scan(src)
 	for path, want := range map[string]int{
 		"kiln": 1, "desc": 2, "kernel": 5, "kernel.modules": 6, "kernel.cmdline": 10,
 		"system.users[0].name": 12, "system.users[1]": 13, "system.users[1].name": 14,
@@ -414,7 +416,7 @@ system.x.y = 1
 	if _, ok := got["name"]; ok {
 		t.Error("a key inside a multi-line string was taken for a field")
 	}
-	if lineOf(got, "kernel.modules[1]") != 6 {
+	if tomllines.LineOf(got, "kernel.modules[1]") != 6 {
 		t.Error("lineOf does not fall back to the parent")
 	}
 }

@@ -11,6 +11,9 @@ import (
 	"regexp"
 	"strings"
 	"time"
+
+	"github.com/kilnproject/kiln/assembler/board"
+	"github.com/kilnproject/kiln/assembler/internal/tomllines"
 )
 
 // Disk layout rules shared by validation and the image builder.
@@ -66,7 +69,7 @@ type validator struct {
 }
 
 func (v *validator) add(field, hint, format string, args ...any) {
-	v.probs = append(v.probs, Problem{File: v.r.Path, Line: lineOf(v.r.lines, field), Field: field,
+	v.probs = append(v.probs, Problem{File: v.r.Path, Line: tomllines.LineOf(v.r.lines, field), Field: field,
 		Msg: fmt.Sprintf(format, args...), Hint: hint})
 }
 
@@ -110,8 +113,8 @@ func (v *validator) check() {
 		v.add("version", `drop the "+…" part: systemd-boot's boot counting uses '+' in the image file names`,
 			"version %q has build metadata", r.Version)
 	}
-	if r.Arch != "x86_64" {
-		v.add("arch", `use "x86_64" (other architectures are planned)`, "unsupported arch %q", r.Arch)
+	if r.Arch != board.ArchX86_64 && r.Arch != board.ArchAArch64 {
+		v.add("arch", `use "x86_64" or "aarch64", or name a board in [board] name`, "unsupported arch %q", r.Arch)
 	}
 	if strings.ContainsAny(r.Description, "\n\r") {
 		v.add("description", "keep it to one line", "description has a line break")
@@ -127,9 +130,22 @@ func (v *validator) check() {
 func (v *validator) board() {
 	b := v.r.Board
 	switch b.Firmware {
-	case FirmwareUEFI, FirmwareBIOS, FirmwareHybrid:
+	case FirmwareUEFI:
+	case FirmwareBIOS, FirmwareHybrid:
+		if v.r.Arch != board.ArchX86_64 {
+			v.add(v.blame("board.firmware", "board.name", "arch"), `use "uefi": legacy BIOS exists only on x86_64`,
+				"firmware %q needs arch x86_64, the recipe builds for %s", b.Firmware, v.r.Arch)
+		}
+	case FirmwareRPi:
+		if v.r.Arch != board.ArchAArch64 {
+			v.add(v.blame("board.firmware", "arch"), `name the board instead: [board] name = "rpi"`,
+				"firmware %q needs arch aarch64, the recipe builds for %s", b.Firmware, v.r.Arch)
+		}
 	default:
-		v.add("board.firmware", `use "uefi", "bios" or "hybrid"`, "unknown firmware %q", b.Firmware)
+		v.add("board.firmware", `use "uefi", "bios", "hybrid" or "rpi"`, "unknown firmware %q", b.Firmware)
+	}
+	if v.r.Outputs.ISO && v.r.Arch != board.ArchX86_64 {
+		v.add(v.blame("outputs.iso", "board.name", "arch"), "leave iso out: the ISO boots x86_64 PCs only", "ISO output needs arch x86_64")
 	}
 	sizeOK := true
 	for _, f := range []struct {
@@ -215,6 +231,10 @@ func (v *validator) inputFile(field, p string, dirOK bool) {
 func (v *validator) kernel() {
 	k := v.r.Kernel
 	v.packageRef("kernel.package", k.Package)
+	if a := board.KernelArch(k.Package); a != "" && a != v.r.DebianArch() {
+		v.add(v.blame("kernel.package", "board.name", "arch"), fmt.Sprintf("use a kernel built for %s, such as linux-image-%s", v.r.DebianArch(), v.r.DebianArch()),
+			"kernel %s is built for %s, the recipe builds for %s", k.Package, a, v.r.Arch)
+	}
 	if strings.ContainsAny(k.Cmdline, "\n\r\x00") {
 		v.add("kernel.cmdline", "write the command line on one line", "cmdline has a line break")
 	}

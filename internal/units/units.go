@@ -1,5 +1,5 @@
-// Package units formats byte counts for people: decimal units (kB, MB, GB) the way drive makers
-// label drives, binary units (KiB, MiB, GiB) for files and images.
+// Package units formats and parses byte counts for people: decimal units (kB, MB, GB) the way drive
+// makers label drives, binary units (KiB, MiB, GiB) for files, images and partition sizes.
 package units
 
 import "fmt"

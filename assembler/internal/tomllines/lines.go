@@ -1,4 +1,6 @@
-package recipe
+// Package tomllines maps the keys of a TOML document to the lines that set them, for messages that
+// name file, line and field (the toml package does not expose key positions).
+package tomllines
 
 import (
 	"regexp"
@@ -6,10 +8,10 @@ import (
 	"strings"
 )
 
-// scanLines maps field paths ("board.disk_size", "system.users[1].name") to the line that sets
+// Scan maps field paths ("board.disk_size", "system.users[1].name") to the line that sets
 // them. It is a light scan of TOML's line structure (table headers, key = value lines, inline
 // tables) that skips multi-line strings and arrays; the toml package does not expose key positions.
-func scanLines(src []string) map[string]int {
+func Scan(src []string) map[string]int {
 	out := map[string]int{}
 	set := func(p string, n int) {
 		if _, ok := out[p]; !ok {
@@ -177,8 +179,8 @@ func bracketDelta(t string) int {
 	return d
 }
 
-// lineOf returns the line of path, or of its closest parent that has one, or 0.
-func lineOf(lines map[string]int, path string) int {
+// LineOf returns the line of path, or of its closest parent that has one, or 0.
+func LineOf(lines map[string]int, path string) int {
 	for path != "" {
 		if n, ok := lines[path]; ok {
 			return n
@@ -190,4 +192,11 @@ func lineOf(lines map[string]int, path string) int {
 		path = path[:i]
 	}
 	return 0
+}
+
+func join(path, k string) string {
+	if path == "" {
+		return k
+	}
+	return path + "." + k
 }
