@@ -17,7 +17,7 @@ import (
 //	2  FAT  slot A: firmware, config.txt, cmdline.txt (kiln.slot=2), kernel, initramfs,
 //	        device trees, overlays
 //	3  FAT  slot B, empty until the first update (the agent copies slot A's firmware into it)
-//	4  data
+//	4  data (the caller's partition)
 //
 // Each slot holds start*.elf, which the firmware needs to count a partition as bootable.
 
@@ -128,9 +128,8 @@ func SlotFiles(in SlotInput, slot int) ([]fat.File, error) {
 }
 
 // Parts is the image's partition list: autoboot partition, slot A with in, an empty slot B of
-// the same size, and a data partition of dataSize bytes (0: the rest of the disk) with no file
-// system (the device formats it on first boot).
-func Parts(in SlotInput, autobootSize, slotSize, dataSize int64) ([]Part, error) {
+// the same size, and data.
+func Parts(in SlotInput, autobootSize, slotSize int64, data Part) ([]Part, error) {
 	slot, err := SlotFiles(in, SlotA)
 	if err != nil {
 		return nil, err
@@ -143,7 +142,7 @@ func Parts(in SlotInput, autobootSize, slotSize, dataSize int64) ([]Part, error)
 		{Size: autobootSize, Type: TypeFAT32, Label: "RPI-BOOT", Files: first},
 		{Size: slotSize, Type: TypeFAT32, Label: "RPI-A", Files: slot},
 		{Size: slotSize, Type: TypeFAT32, Label: "RPI-B"},
-		{Size: dataSize, Type: TypeLinux},
+		data,
 	}, nil
 }
 

@@ -50,7 +50,7 @@ func TestConfigTxtPerModel(t *testing.T) {
 
 // TestPiImage writes a whole Pi image and reads it back with mtools and fsck.vfat.
 func TestPiImage(t *testing.T) {
-	parts, err := Parts(slotInput(), 40<<20, 48<<20, 0)
+	parts, err := Parts(slotInput(), 40<<20, 48<<20, Part{Type: TypeLinux})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -102,7 +102,7 @@ func TestPiImage(t *testing.T) {
 	bad := slotInput()
 	delete(bad.Firmware, "start.elf")
 	delete(bad.Firmware, "start4.elf")
-	if _, err := Parts(bad, 40<<20, 48<<20, 0); err == nil {
+	if _, err := Parts(bad, 40<<20, 48<<20, Part{Type: TypeLinux}); err == nil {
 		t.Error("a slot without start*.elf passed")
 	}
 }
