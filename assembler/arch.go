@@ -5,6 +5,7 @@ import (
 	"debug/elf"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/kilnproject/kiln/assembler/recipe"
@@ -31,6 +32,16 @@ func AgentFor(agent, debArch string) string {
 		return p
 	}
 	return agent
+}
+
+// DebsDir is the directory of hand-downloaded input packages for a Debian architecture:
+// Cache/debs for amd64, Cache/debs-<arch> for the others (so that packages of the same name,
+// such as busybox-static, never mix).
+func DebsDir(cache, debArch string) string {
+	if debArch == "amd64" {
+		return filepath.Join(cache, "debs")
+	}
+	return filepath.Join(cache, "debs-"+debArch)
 }
 
 // checkELFArch checks that an executable is a Linux ELF binary for arch (x86_64, aarch64).

@@ -38,7 +38,7 @@ import (
 type Options struct {
 	OutDir string // where the outputs go; replaced if it holds a previous build
 	// Cache is the input cache: downloaded packages in Cache/sha256/<sha256>; packages put into
-	// Cache/debs by hand are used when there is no lockfile.
+	// Cache/debs (Cache/debs-arm64 for arm64 images) by hand are used when there is no lockfile.
 	Cache string
 	// Lock is the lockfile; "": LockPath. A missing lockfile is written after resolving.
 	Lock  string

@@ -60,7 +60,7 @@ func (in *inputs) record(i Input) {
 // (by far the largest) is decompressed while everything else is read.
 func (b *builder) readInputs(ctx context.Context) error {
 	r, in := b.r, &b.inputs
-	debs := filepath.Join(b.opts.Cache, "debs")
+	debs := DebsDir(b.opts.Cache, r.DebianArch())
 	store, err := b.packageStore(ctx, debs)
 	if err != nil {
 		return err

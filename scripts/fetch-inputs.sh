@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Downloads the default image's input packages (kernel, busybox, systemd-boot, and GRUB for BIOS) into $KILN_CACHE/debs
+# Downloads the default image's input packages (kernel, busybox, systemd-boot, and GRUB for BIOS) into $KILN_CACHE/debs,
+# and the arm64-uefi board's into $KILN_CACHE/debs-arm64,
 # with `kiln packages download` (from the host's apt sources, checked against the archive keyring;
 # apt is not needed). Idempotent: packages already in the cache are not fetched again.
 # `kiln build` fetches missing inputs by itself; this fills debs/, which the tests read.
@@ -19,7 +20,20 @@ if ! compgen -G "$dir/linux-image-[0-9]*_*.deb" >/dev/null && [[ ! " ${fetch[*]}
 fi
 if [ ${#fetch[@]} -eq 0 ]; then
   echo "inputs: cached in $dir"
-  exit 0
+else
+  echo "inputs: downloading ${fetch[*]} into $dir"
+  KILN_CACHE="$cache" "$kiln" packages download --dir "$dir" "${fetch[@]}"
 fi
-echo "inputs: downloading ${fetch[*]} into $dir"
-KILN_CACHE="$cache" "$kiln" packages download --dir "$dir" "${fetch[@]}"
+
+# The arm64 inputs (board arm64-uefi) into debs-arm64/: packages of one name must not mix arches.
+dir64="$cache/debs-arm64"
+mkdir -p "$dir64"
+fetch=()
+for p in linux-image-arm64 busybox-static systemd-boot-efi; do compgen -G "$dir64/${p}_*.deb" >/dev/null || fetch+=("$p"); done
+if ! compgen -G "$dir64/linux-image-[0-9]*_*.deb" >/dev/null && [[ ! " ${fetch[*]} " =~ " linux-image-arm64 " ]]; then
+  fetch+=(linux-image-arm64)
+fi
+if [ ${#fetch[@]} -gt 0 ]; then
+  echo "inputs: downloading ${fetch[*]} (arm64) into $dir64"
+  KILN_CACHE="$cache" "$kiln" packages download --arch arm64 --dir "$dir64" "${fetch[@]}"
+fi

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"time"
 
@@ -53,9 +54,19 @@ func (a AccelChoice) String() string {
 // accelerator (KVM, HVF, WHPX) when a probe VM proves it runs a 64-bit guest, otherwise TCG.
 // Probe verdicts are cached per accelerator, QEMU binary and host boot.
 func ChooseAccel(ctx context.Context, qemuBinary string, cfg Config) AccelChoice {
+	return chooseAccel(ctx, qemuBinary, cfg, Machines[DefaultMachine])
+}
+
+// chooseAccel is ChooseAccel for machine m: hardware acceleration only runs a guest of the host's
+// own architecture; the probe VM is an x86_64 one, so other guests (arm64 on an arm64 host) take
+// the accelerator when it is present.
+func chooseAccel(ctx context.Context, qemuBinary string, cfg Config, m Machine) AccelChoice {
 	log := logger(cfg.Log)
 	if cfg.Accel != AccelAuto {
 		return AccelChoice{Accel: cfg.Accel}
+	}
+	if m.Arch != "" && m.Arch != hostArch() {
+		return AccelChoice{Accel: AccelTCG, Reason: fmt.Sprintf("the guest is %s, the host %s: using TCG software emulation (slower)", m.Arch, hostArch())}
 	}
 	hw := hostAccel()
 	if hw == "" {
@@ -66,6 +77,9 @@ func ChooseAccel(ctx context.Context, qemuBinary string, cfg Config) AccelChoice
 		c := AccelChoice{Accel: AccelTCG, Reason: fmt.Sprintf("%s is not available (%v); using TCG software emulation (slower)", name, err)}
 		log.WithField("reason", c.Reason).Info("vmrunner: accelerator")
 		return c
+	}
+	if m.Arch != "x86_64" {
+		return AccelChoice{Accel: hw}
 	}
 	cacheFile, key := probeCacheKey(cfg.ProbeCache, qemuBinary, hw)
 	if v, ok := readProbeCache(cacheFile, key); ok {
@@ -237,18 +251,21 @@ func probeArgs(accel Accel, rom, qmpSocket string) []string {
 	}
 }
 
+// qemuPrefix is the program name QEMU puts before its messages.
+var qemuPrefix = regexp.MustCompile(`^qemu-system-[a-z0-9_]+(\.exe)?: `)
+
 // problemLine picks the line of QEMU's messages that says what went wrong: the first error, else
 // the last line that is not a warning.
 func problemLine(s string) string {
 	lines := strings.Split(strings.TrimSpace(s), "\n")
 	for _, l := range lines {
 		if strings.Contains(strings.ToLower(l), "error") {
-			return strings.TrimSpace(strings.TrimPrefix(l, "qemu-system-x86_64: "))
+			return strings.TrimSpace(qemuPrefix.ReplaceAllString(l, ""))
 		}
 	}
 	for i := len(lines) - 1; i >= 0; i-- {
 		if l := strings.TrimSpace(lines[i]); l != "" && !strings.Contains(l, "warning:") {
-			return strings.TrimPrefix(l, "qemu-system-x86_64: ")
+			return qemuPrefix.ReplaceAllString(l, "")
 		}
 	}
 	return ""

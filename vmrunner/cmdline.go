@@ -17,14 +17,15 @@ func CommandLine(s Spec) ([]string, error) {
 	if err := s.check(); err != nil {
 		return nil, err
 	}
-	if !isPC(s.Machine) {
-		return boardCommandLine(s)
+	if s.Machine.Direct != nil {
+		return directCommandLine(s)
 	}
 	var a []string
 	add := func(args ...string) { a = append(a, args...) }
 
 	add("-name", "kiln-preview", "-nodefaults", "-no-user-config")
-	machine := "q35"
+	mach := s.machine()
+	machine := mach.Name
 	if s.Display == DisplayNone {
 		// As QEMU's own -nographic: the firmware learns that nobody watches the screen, and
 		// SeaBIOS (also as a coreboot payload) mirrors its console to the serial port, so its
@@ -33,7 +34,7 @@ func CommandLine(s Spec) ([]string, error) {
 	}
 	switch s.Accel {
 	case AccelTCG:
-		add("-machine", machine, "-accel", "tcg,thread=multi", "-cpu", "max")
+		add("-machine", machine, "-accel", mach.TCGAccel, "-cpu", mach.TCGCPU)
 	case AccelKVM, AccelHVF:
 		add("-machine", machine, "-accel", string(s.Accel), "-cpu", "host")
 	case AccelWHPX:
@@ -61,7 +62,7 @@ func CommandLine(s Spec) ([]string, error) {
 	if usb {
 		add("-device", "qemu-xhci,id=xhci")
 	}
-	add("-device", "VGA")
+	add("-device", mach.Display)
 	switch s.Display {
 	case DisplayNone:
 		add("-display", "none")
@@ -72,6 +73,9 @@ func CommandLine(s Spec) ([]string, error) {
 	}
 	if s.Display != DisplayNone {
 		add("-device", "usb-tablet,bus=xhci.0")
+		if mach.Keyboard {
+			add("-device", "usb-kbd,bus=xhci.0")
+		}
 	}
 
 	drive := []string{"if=none", "id=boot0", "file=" + esc(s.Image), "format=" + qemuFormat(s.Format)}
@@ -106,9 +110,27 @@ func CommandLine(s Spec) ([]string, error) {
 	return append(a, s.ExtraArgs...), nil
 }
 
+// machine is the spec's machine, q35 when unset.
+func (s Spec) machine() Machine {
+	if s.Machine.Name == "" {
+		return Machines[DefaultMachine]
+	}
+	return s.Machine
+}
+
 func (s Spec) check() error {
 	bad := func(format string, args ...any) error {
 		return fmt.Errorf("%w: "+format, append([]any{ErrInvalidSpec}, args...)...)
+	}
+	m := s.machine()
+	if m.TCGCPU == "" || m.TCGAccel == "" || m.Display == "" {
+		return bad("incomplete machine %q", m.Name)
+	}
+	if s.Firmware == FirmwareBIOS && !m.BIOS {
+		return bad("machine %s (%s) has no legacy BIOS: boot it with UEFI", m.Name, m.Arch)
+	}
+	if s.Attach == AttachCDROM && !m.IDE {
+		return bad("machine %s has no IDE bus for a CD-ROM: attach the image as a disk", m.Name)
 	}
 	for name, p := range map[string]string{"image": s.Image, "QMP socket": s.QMPSocket, "serial socket": s.SerialSocket} {
 		if p == "" {
@@ -118,11 +140,8 @@ func (s Spec) check() error {
 			return bad("%s path %q is not absolute", name, p)
 		}
 	}
-	if _, ok := boards[s.Machine]; !ok && !isPC(s.Machine) {
-		return bad("unknown machine %q", s.Machine)
-	}
-	if !isPC(s.Machine) != (s.Firmware == FirmwareKernel) || (s.Firmware == FirmwareKernel) != (s.Attach == AttachSD) {
-		return bad("machine %q with firmware %q and attach mode %q", s.Machine, s.Firmware, s.Attach)
+	if (m.Direct != nil) != (s.Firmware == FirmwareKernel) || (s.Firmware == FirmwareKernel) != (s.Attach == AttachSD) {
+		return bad("machine %s with firmware %q and attach mode %q", m.Name, s.Firmware, s.Attach)
 	}
 	switch s.Format {
 	case FormatRaw, FormatQCOW2, FormatISO:

@@ -58,12 +58,11 @@ const (
 
 // Config describes a preview. Only Image is required.
 type Config struct {
-	Image string // path of the disk image; never written unless Persist is set
-	// Machine is the emulated computer: a PC, or a board that boots the image's own kernel
-	// (MachineRaspi3b), whose firmware QEMU does not emulate. MachineAuto picks raspi3b for a
-	// Raspberry Pi image.
-	Machine Machine
-	Format  Format // FormatAuto detects raw, qcow2 and ISO 9660
+	Image  string // path of the disk image; never written unless Persist is set
+	Format Format // FormatAuto detects raw, qcow2 and ISO 9660
+	// Machine names the emulated computer in Machines: "" (q35, a PC, or raspi3b for a
+	// Raspberry Pi image: IsPiImage), "virt" (generic arm64), "raspi3b".
+	Machine string
 	Attach  Attach
 
 	Firmware     FirmwareKind
@@ -83,7 +82,7 @@ type Config struct {
 	SSHPort   int    // host port forwarded to guest port 22 on 127.0.0.1; 0 picks a free one
 	SerialLog string // also write the serial console to this file (default: only in the run directory)
 
-	QEMU      string   // qemu-system-x86_64 binary; "" finds it on PATH and in the usual install places
+	QEMU      string   // qemu-system binary of the machine's arch; "" finds it on PATH and in the usual install places
 	ExtraArgs []string // appended to the command line as they are
 
 	// ProbeCache is the directory for the accelerator probe's cached verdicts; "" means
@@ -97,11 +96,11 @@ type Config struct {
 // Spec is a fully resolved machine: everything CommandLine needs and nothing it has to discover.
 // Start derives it from a Config.
 type Spec struct {
-	Machine  Machine
-	Image    string // absolute path of the file to attach
-	Format   Format // never FormatAuto
-	Attach   Attach // never AttachAuto
-	Snapshot bool   // discard writes (-snapshot)
+	Machine  Machine // zero: q35
+	Image    string  // absolute path of the file to attach
+	Format   Format  // never FormatAuto
+	Attach   Attach  // never AttachAuto
+	Snapshot bool    // discard writes (-snapshot)
 
 	Firmware FirmwareKind // never FirmwareAuto
 	UEFI     *UEFIFirmware

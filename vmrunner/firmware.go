@@ -13,10 +13,10 @@ import (
 	"strings"
 )
 
-// ErrNoUEFIFirmware means no usable x86_64 UEFI firmware (OVMF/edk2) was found on the host.
+// ErrNoUEFIFirmware means no usable UEFI firmware (OVMF/edk2, AAVMF on arm64) was found on the host.
 var ErrNoUEFIFirmware = errors.New("no UEFI firmware found")
 
-// UEFIFirmware is an x86_64 UEFI firmware build: a code image and its variable store template.
+// UEFIFirmware is a UEFI firmware build: a code image and its variable store template.
 type UEFIFirmware struct {
 	Description string
 	Source      string // the descriptor file it came from, or "known path"
@@ -76,14 +76,23 @@ func descriptorDirs(qemuBinary string) []string {
 // path), then from a list of known install locations. The error wraps ErrNoUEFIFirmware and says
 // what to install.
 func FindUEFI(dirs []string, qemuBinary string) (*UEFIFirmware, error) {
+	return FindUEFIFor(dirs, qemuBinary, Machines[DefaultMachine])
+}
+
+// FindUEFIFor returns the preferred UEFI firmware for machine m (AAVMF for virt) as FindUEFI does.
+func FindUEFIFor(dirs []string, qemuBinary string, m Machine) (*UEFIFirmware, error) {
 	if dirs == nil {
 		dirs = descriptorDirs(qemuBinary)
 	}
-	return findUEFI(dirs, knownUEFI(qemuBinary))
+	return findUEFI(dirs, knownUEFI(qemuBinary, m.Arch), m)
 }
 
-func findUEFI(dirs []string, known []UEFIFirmware) (*UEFIFirmware, error) {
-	if fw := fromDescriptors(dirs); fw != nil {
+func findUEFI(dirs []string, known []UEFIFirmware, m ...Machine) (*UEFIFirmware, error) {
+	mach := Machines[DefaultMachine]
+	if len(m) > 0 {
+		mach = m[0]
+	}
+	if fw := fromDescriptors(dirs, mach); fw != nil {
 		return fw, nil
 	}
 	for _, k := range known {
@@ -91,10 +100,13 @@ func findUEFI(dirs []string, known []UEFIFirmware) (*UEFIFirmware, error) {
 			return &k, nil
 		}
 	}
+	if mach.Arch != "x86_64" {
+		return nil, fmt.Errorf("%w for %s: %s", ErrNoUEFIFirmware, mach.Arch, installHintFor("ovmf", mach.Arch))
+	}
 	return nil, fmt.Errorf("%w: %s", ErrNoUEFIFirmware, installHint("ovmf"))
 }
 
-func fromDescriptors(dirs []string) *UEFIFirmware {
+func fromDescriptors(dirs []string, m Machine) *UEFIFirmware {
 	byName := map[string]string{} // file name -> path; the first directory wins
 	for _, d := range dirs {
 		entries, err := os.ReadDir(d)
@@ -120,7 +132,7 @@ func fromDescriptors(dirs []string) *UEFIFirmware {
 			continue
 		}
 		var d descriptor
-		if json.Unmarshal(data, &d) != nil || !usable(&d) {
+		if json.Unmarshal(data, &d) != nil || !usable(&d, m) {
 			continue
 		}
 		fw := &UEFIFirmware{Description: d.Description, Source: byName[n], Device: d.Mapping.Device}
@@ -149,9 +161,9 @@ func fromDescriptors(dirs []string) *UEFIFirmware {
 	return nil
 }
 
-// usable accepts x86_64 q35 UEFI firmware without an SMM requirement, without enrolled keys and
-// without Secure Boot (which would refuse unsigned images).
-func usable(d *descriptor) bool {
+// usable accepts UEFI firmware for machine m (x86_64 q35, aarch64 virt) without an SMM
+// requirement, without enrolled keys and without Secure Boot (which would refuse unsigned images).
+func usable(d *descriptor, m Machine) bool {
 	if !slices.Contains(d.InterfaceTypes, "uefi") {
 		return false
 	}
@@ -162,11 +174,11 @@ func usable(d *descriptor) bool {
 		}
 	}
 	for _, t := range d.Targets {
-		if t.Architecture != "x86_64" {
+		if t.Architecture != m.Arch {
 			continue
 		}
-		for _, m := range t.Machines {
-			if ok, _ := path.Match(m, "pc-q35-7.2"); ok {
+		for _, pat := range t.Machines {
+			if ok, _ := path.Match(pat, m.Firmware); ok {
 				return true
 			}
 		}
@@ -174,11 +186,27 @@ func usable(d *descriptor) bool {
 	return false
 }
 
-// knownUEFI lists where distributions and installers put x86_64 OVMF when no descriptor names it.
-func knownUEFI(qemuBinary string) []UEFIFirmware {
+// knownUEFI lists where distributions and installers put OVMF (x86_64) or AAVMF (aarch64) when no
+// descriptor names it.
+func knownUEFI(qemuBinary string, arch ...string) []UEFIFirmware {
 	flash := func(code, vars string) UEFIFirmware {
 		return UEFIFirmware{Description: "OVMF", Source: "known path", Device: "flash",
 			Code: code, CodeFormat: "raw", Vars: vars, VarsFormat: "raw"}
+	}
+	if len(arch) > 0 && arch[0] == "aarch64" {
+		list := []UEFIFirmware{
+			flash("/usr/share/AAVMF/AAVMF_CODE.fd", "/usr/share/AAVMF/AAVMF_VARS.fd"),                                // Debian, Ubuntu
+			flash("/usr/share/edk2/aarch64/QEMU_EFI-pflash.raw", "/usr/share/edk2/aarch64/vars-template-pflash.raw"), // Fedora
+		}
+		share := "/opt/homebrew/share/qemu"
+		if qemuBinary != "" {
+			share = filepath.Join(filepath.Dir(filepath.Dir(qemuBinary)), "share", "qemu")
+		}
+		list = append(list, flash(filepath.Join(share, "edk2-aarch64-code.fd"), filepath.Join(share, "edk2-arm-vars.fd")))
+		for i := range list {
+			list[i].Description = "AAVMF"
+		}
+		return list
 	}
 	var list []UEFIFirmware
 	switch runtime.GOOS {

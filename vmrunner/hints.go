@@ -85,3 +85,28 @@ func linuxDistro() string {
 	}
 	return ""
 }
+
+// installHintFor is installHint for a guest architecture: arm64 previews need QEMU's aarch64
+// system emulator and the AAVMF firmware.
+func installHintFor(what, arch string) string {
+	if arch != "aarch64" {
+		return installHint(what)
+	}
+	type pkgs struct{ cmd, qemu, fw string }
+	p, ok := map[string]pkgs{
+		"debian": {"sudo apt install", "qemu-system-arm qemu-efi-aarch64", "qemu-efi-aarch64"},
+		"fedora": {"sudo dnf install", "qemu-system-aarch64 edk2-aarch64", "edk2-aarch64"},
+		"arch":   {"sudo pacman -S", "qemu-system-aarch64 edk2-aarch64", "edk2-aarch64"},
+	}[linuxDistro()]
+	switch {
+	case runtime.GOOS != "linux":
+		return installHint(what)
+	case !ok && what == "ovmf":
+		return "install your distribution's AAVMF (edk2 for aarch64) package"
+	case !ok:
+		return "install your distribution's qemu-system-aarch64 and AAVMF (edk2 for aarch64) packages"
+	case what == "ovmf":
+		return "install the AAVMF UEFI firmware: " + p.cmd + " " + p.fw
+	}
+	return "install QEMU for arm64 guests: " + p.cmd + " " + p.qemu
+}

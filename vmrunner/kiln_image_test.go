@@ -103,3 +103,49 @@ func TestPowerdownEndsQEMU(t *testing.T) {
 		t.Errorf("events %v, want a SHUTDOWN event", names)
 	}
 }
+
+// An image for the arm64-uefi board boots on QEMU's virt machine under AAVMF (TCG on an x86 host)
+// to its ready line with the recipe's hostname.
+func TestArm64ImageBootsOnVirt(t *testing.T) {
+	virt := vmrunner.Machines["virt"]
+	if _, err := vmrunner.FindQEMUFor("", virt); err != nil {
+		testenv.Missing(t, "%v", err)
+	}
+	if _, err := vmrunner.FindUEFIFor(nil, "", virt); err != nil {
+		testenv.Missing(t, "%v", err)
+	}
+	res := testimage.Build(t, "kiln = 1\nname = \"tiny-arm\"\nversion = \"1.0.0\"\n[board]\nname = \"arm64-uefi\"\n[system]\nhostname = \"armhost\"\n")
+	before := testimage.SHA256(t, res.Image)
+	log := logrus.New()
+	log.SetOutput(io.Discard)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	start := time.Now()
+	vm, err := vmrunner.Start(ctx, vmrunner.Config{Image: res.Image, Machine: "virt", Display: vmrunner.DisplayNone,
+		MemoryMiB: 1024, Log: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer vm.Stop()
+	info := vm.Info()
+	if info.Firmware != vmrunner.FirmwareUEFI || !strings.Contains(info.QEMU, "aarch64") || info.Accel.Accel != vmrunner.AccelTCG {
+		t.Errorf("firmware %s, qemu %s, accel %s", info.Firmware, info.QEMU, info.Accel)
+	}
+	wctx, wcancel := context.WithTimeout(ctx, 4*time.Minute)
+	defer wcancel()
+	if err := vm.WaitFor(wctx, "kiln: ready name=tiny-arm version=1.0.0 hostname=armhost"); err != nil {
+		var ee *vmrunner.ExpectError
+		errors.As(err, &ee)
+		t.Fatalf("%v\n%s", err, strings.Join(ee.Tail, "\n"))
+	}
+	t.Logf("arm64-uefi image ready %s after start (AAVMF, TCG)", time.Since(start).Round(100*time.Millisecond))
+	if img, err := vm.Screenshot(ctx); err != nil {
+		t.Errorf("screenshot: %v", err)
+	} else {
+		t.Logf("screen %dx%d", img.Bounds().Dx(), img.Bounds().Dy())
+	}
+	vm.Stop()
+	if after := testimage.SHA256(t, res.Image); after != before {
+		t.Fatalf("image sha256 changed from %s to %s", before, after)
+	}
+}

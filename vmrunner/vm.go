@@ -82,10 +82,14 @@ type VM struct {
 // Start boots cfg.Image and returns once the guest runs. Cancelling ctx stops the VM.
 func Start(ctx context.Context, cfg Config) (vm *VM, err error) {
 	log := logger(cfg.Log)
-	if cfg.Machine == MachineAuto && IsPiImage(cfg.Image) {
-		cfg.Machine = MachineRaspi3b
+	if cfg.Machine == "" && IsPiImage(cfg.Image) {
+		cfg.Machine = "raspi3b"
 	}
-	qemu, err := findQEMUFor(cfg)
+	mach, err := LookupMachine(cfg.Machine)
+	if err != nil {
+		return nil, err
+	}
+	qemu, err := FindQEMUFor(cfg.QEMU, mach)
 	if err != nil {
 		return nil, err
 	}
@@ -109,8 +113,8 @@ func Start(ctx context.Context, cfg Config) (vm *VM, err error) {
 	if err := prepareDisk(&spec, cfg, qemu, runDir); err != nil {
 		return nil, err
 	}
-	if !isPC(spec.Machine) {
-		if err := prepareBoard(ctx, &spec, qemu, runDir); err != nil {
+	if spec.Machine.Direct != nil {
+		if err := prepareDirect(ctx, &spec, qemu, runDir); err != nil {
 			return nil, err
 		}
 	}
@@ -119,9 +123,9 @@ func Start(ctx context.Context, cfg Config) (vm *VM, err error) {
 			return nil, err
 		}
 	}
-	accel := ChooseAccel(ctx, qemu, cfg)
-	if b, ok := boards[spec.Machine]; ok {
-		accel = AccelChoice{Accel: AccelTCG, Reason: b.note}
+	accel := chooseAccel(ctx, qemu, cfg, spec.Machine)
+	if d := spec.Machine.Direct; d != nil {
+		accel = AccelChoice{Accel: AccelTCG, Reason: d.note}
 	}
 	spec.Accel = accel.Accel
 	args, err := CommandLine(spec)
@@ -156,8 +160,13 @@ func resolveSpec(ctx context.Context, qemu string, cfg Config) (Spec, error) {
 	if err != nil && !(errors.Is(err, ErrUnknownFormat) && cfg.Format != FormatAuto) {
 		return Spec{}, err
 	}
+	mach, err := LookupMachine(cfg.Machine)
+	if err != nil {
+		return Spec{}, err
+	}
 	spec := Spec{
-		Image: image, Format: cfg.Format, Attach: cfg.Attach, Snapshot: true,
+		Machine: mach,
+		Image:   image, Format: cfg.Format, Attach: cfg.Attach, Snapshot: true,
 		Firmware: cfg.Firmware, CPUs: cfg.CPUs, MemoryMiB: cfg.MemoryMiB,
 		Display: cfg.Display, SSHPort: cfg.SSHPort,
 		Paused: true, ExtraArgs: cfg.ExtraArgs,
@@ -173,7 +182,7 @@ func resolveSpec(ctx context.Context, qemu string, cfg Config) (Spec, error) {
 	}
 	if spec.Firmware == FirmwareAuto {
 		spec.Firmware = FirmwareBIOS
-		if info.EFI {
+		if info.EFI || !mach.BIOS {
 			spec.Firmware = FirmwareUEFI
 		}
 	}
@@ -188,8 +197,8 @@ func resolveSpec(ctx context.Context, qemu string, cfg Config) (Spec, error) {
 	if spec.CPUs == 0 {
 		spec.CPUs = min(2, runtime.NumCPU())
 	}
-	if !isPC(cfg.Machine) {
-		if err := resolveBoard(&spec, cfg); err != nil {
+	if mach.Direct != nil {
+		if err := resolveDirect(&spec); err != nil {
 			return Spec{}, err
 		}
 	}
@@ -233,7 +242,7 @@ func prepareDisk(spec *Spec, cfg Config, qemu, runDir string) error {
 	switch spec.Firmware {
 	case FirmwareUEFI:
 		var err error
-		if spec.UEFI, err = FindUEFI(nil, qemu); err != nil {
+		if spec.UEFI, err = FindUEFIFor(nil, qemu, spec.machine()); err != nil {
 			return err
 		}
 		if spec.UEFI.Device != "memory" {
@@ -581,7 +590,10 @@ func (vm *VM) Wait() error {
 
 // FindQEMU returns the qemu-system-x86_64 binary: name when given, else from PATH or the usual
 // install places. The error wraps ErrQEMUNotFound and says how to install QEMU on this host.
-func FindQEMU(name string) (string, error) {
+func FindQEMU(name string) (string, error) { return FindQEMUFor(name, Machines[DefaultMachine]) }
+
+// FindQEMUFor returns the QEMU binary of machine m (qemu-system-aarch64 for virt) as FindQEMU does.
+func FindQEMUFor(name string, m Machine) (string, error) {
 	if name != "" {
 		p, err := exec.LookPath(name)
 		if err != nil {
@@ -589,24 +601,28 @@ func FindQEMU(name string) (string, error) {
 		}
 		return p, nil
 	}
-	if p, err := exec.LookPath("qemu-system-x86_64"); err == nil {
+	bin := m.QEMU
+	if p, err := exec.LookPath(bin); err == nil {
 		return p, nil
 	}
 	var places []string
 	switch runtime.GOOS {
 	case "darwin":
-		places = []string{"/opt/homebrew/bin/qemu-system-x86_64", "/usr/local/bin/qemu-system-x86_64", "/opt/local/bin/qemu-system-x86_64"}
+		places = []string{"/opt/homebrew/bin/" + bin, "/usr/local/bin/" + bin, "/opt/local/bin/" + bin}
 	case "windows":
-		places = []string{`C:\Program Files\qemu\qemu-system-x86_64.exe`}
+		places = []string{`C:\Program Files\qemu\` + bin + ".exe"}
 	default:
-		places = []string{"/usr/libexec/qemu-kvm", "/usr/bin/qemu-system-x86_64", "/usr/local/bin/qemu-system-x86_64"}
+		places = []string{"/usr/bin/" + bin, "/usr/local/bin/" + bin}
+		if m.Arch == hostArch() {
+			places = append([]string{"/usr/libexec/qemu-kvm"}, places...)
+		}
 	}
 	for _, p := range places {
 		if fileExists(p) {
 			return p, nil
 		}
 	}
-	return "", fmt.Errorf("%w (qemu-system-x86_64 not found): %s", ErrQEMUNotFound, installHint("qemu"))
+	return "", fmt.Errorf("%w (%s not found): %s", ErrQEMUNotFound, bin, installHintFor("qemu", m.Arch))
 }
 
 // windowBackend picks the window toolkit for DisplayWindow among those the QEMU build has

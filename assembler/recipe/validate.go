@@ -180,7 +180,9 @@ func (v *validator) board() {
 				b.ESPSize, dataDesc(b.DataSize), b.DiskSize)
 		}
 	}
-	v.packageRef("board.bootloader", b.Bootloader)
+	if b.Firmware != FirmwareRPi { // the UKI's stub comes from it, on BIOS too
+		v.packageRef("board.bootloader", b.Bootloader)
+	}
 	if b.BIOS() || v.r.Outputs.ISO {
 		v.packageRef("board.grub", b.GRUB)
 	}

@@ -1,11 +1,12 @@
-// Package uki builds Unified Kernel Images: systemd's EFI stub (linuxx64.efi.stub) with the
+// Package uki builds Unified Kernel Images: systemd's EFI stub (linuxx64.efi.stub, linuxaa64.efi.stub) with the
 // kernel, the initramfs, the kernel command line and os-release appended as PE sections, the way
 // systemd's ukify does it (and objcopy --add-section --change-section-vma did before it).
 //
 // Layout: the stub is copied unchanged except for its headers (and a trailing COFF symbol table,
 // which an image file should not carry and which ukify strips as well). The new section headers go
-// into the free space after the stub's section table; Build fails with ErrNoHeaderRoom when there
-// is none rather than shifting the stub's sections. The sections follow in the order .osrel,
+// into the free space after the stub's section table (zeros, or the NOP filler of the aa64 stub's
+// header page); Build fails with ErrNoHeaderRoom when there is none rather than shifting the
+// stub's sections. The sections follow in the order .osrel,
 // .cmdline, .uname, .initrd, .linux — .linux last, as ukify does, so that nothing lies behind the
 // kernel in memory. Each new section starts on a page boundary (a multiple of the stub's
 // SectionAlignment and of 4 KiB) after the end of the previous one, its raw data on a FileAlignment
@@ -199,9 +200,10 @@ func Build(in Input) ([]byte, error) {
 		return nil, fmt.Errorf("uki: stub: %w: %d section headers need %d bytes after offset %#x, %d are free",
 			ErrNoHeaderRoom, len(add), sectionHeaderSize*len(add), tableEnd, int64(limit)-int64(tableEnd))
 	}
-	if bytes.IndexFunc(out[tableEnd:need], func(r rune) bool { return r != 0 }) >= 0 {
+	if !padding(out[tableEnd:need], tableEnd) {
 		return nil, fmt.Errorf("uki: stub: %w: the space after the section table is in use", ErrNoHeaderRoom)
 	}
+	clear(out[tableEnd:need])
 	le.PutUint32(out[h.opt+60:], uint32(sizeOfHeaders))
 
 	vAlign := uint64(max(h.secAlign, pageSize))
@@ -242,6 +244,21 @@ func Build(in Input) ([]byte, error) {
 	le.PutUint32(out[h.opt+56:], uint32(alignUp(end, uint64(h.secAlign))))
 	le.PutUint32(out[h.opt+64:], Checksum(out))
 	return out, nil
+}
+
+// arm64NOP is the AArch64 NOP instruction (little-endian) that linkers fill the header page of
+// systemd's aa64 stub with.
+var arm64NOP = []byte{0x1f, 0x20, 0x03, 0xd5}
+
+// padding reports whether b (at file offset off) is filler the new section headers may overwrite:
+// zeros, or AArch64 NOPs on their 4-byte grid.
+func padding(b []byte, off uint64) bool {
+	for i := range b {
+		if b[i] != 0 && b[i] != arm64NOP[(off+uint64(i))%4] {
+			return false
+		}
+	}
+	return true
 }
 
 // Checksum computes the PE image checksum (the algorithm of Windows' CheckSumMappedFile): the

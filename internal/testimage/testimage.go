@@ -31,12 +31,18 @@ const SourceDateEpoch = 1704067200
 const DefaultReadyLine = "kiln: ready name=kiln-tiny version=1.0.0 hostname=kiln"
 
 // Build builds an image from recipeTOML ("" = the built-in default recipe "Kiln Tiny") into a
-// directory under t.TempDir() and returns its result. Relative paths in the recipe (files,
+// directory under t.TempDir() and returns its result; a recipe for another arch (such as [board]
+// name = "arm64-uefi") takes that arch's inputs (OptionsArch). Relative paths in the recipe (files,
 // overlays) are resolved against the test's working directory (the package directory).
 func Build(t testing.TB, recipeTOML string) *assembler.Result {
 	t.Helper()
 	r := parse(t, recipeTOML)
-	opts := Options(t)
+	var opts assembler.Options
+	if a := r.DebianArch(); a != "amd64" { // another board's arch: its inputs and agent
+		opts = OptionsArch(t, a, r.Kernel.Package, r.System.Busybox, r.Board.Bootloader)
+	} else {
+		opts = Options(t)
+	}
 	opts.OutDir = filepath.Join(t.TempDir(), "out")
 	res, err := assembler.Build(context.Background(), r, opts)
 	if err != nil {
@@ -115,6 +121,35 @@ func Agent(t testing.TB) string {
 		t.Fatalf("testimage: build kiln-agent (or set KILN_AGENT; `make build` writes bin/kiln-agent): %v\n%s", err, out)
 	}
 	return path
+}
+
+// OptionsArch returns Options for an image of another Debian architecture ("arm64"): the input
+// packages from Cache/debs-<arch> and the kiln-agent for that arch (built when `make build` has
+// not put one beside $KILN_AGENT).
+func OptionsArch(t testing.TB, debArch string, inputs ...string) assembler.Options {
+	t.Helper()
+	opts := Options(t)
+	dir := assembler.DebsDir(opts.Cache, debArch)
+	for _, p := range inputs {
+		if m, _ := filepath.Glob(filepath.Join(dir, p+"_*_"+debArch+".deb")); len(m) == 0 {
+			Missing(t, "input package "+p+" ("+debArch+") not in "+dir+" (run `make inputs`)")
+		}
+	}
+	if assembler.AgentFor(opts.Agent, debArch) != opts.Agent {
+		return opts
+	}
+	gobin, err := exec.LookPath("go")
+	if err != nil {
+		gobin = filepath.Join(runtime.GOROOT(), "bin", "go")
+	}
+	agent := filepath.Join(t.TempDir(), "kiln-agent")
+	cmd := exec.Command(gobin, "build", "-trimpath", "-o", agent+"-"+debArch, "github.com/kilnproject/kiln/cmd/kiln-agent")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH="+debArch)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("testimage: build kiln-agent for %s (`make build` writes bin/kiln-agent-%s): %v\n%s", debArch, debArch, err, out)
+	}
+	opts.Agent = agent
+	return opts
 }
 
 // Missing skips the test with reason, or fails it when CI=true (CI must provide what tests need).

@@ -119,7 +119,7 @@ func raspiImage(t *testing.T) string {
 }
 
 func TestRaspiBootFiles(t *testing.T) {
-	boot, files, err := bootFiles(raspiImage(t), boards[MachineRaspi3b])
+	boot, files, err := bootFiles(raspiImage(t), raspi3b)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -133,14 +133,14 @@ func TestRaspiBootFiles(t *testing.T) {
 		t.Fatalf("kernel command line %q", got)
 	}
 	// Not a Pi image: a clear error.
-	if _, _, err := bootFiles(writeMBRImage(t, "pc.img"), boards[MachineRaspi3b]); err == nil {
+	if _, _, err := bootFiles(writeMBRImage(t, "pc.img"), raspi3b); err == nil {
 		t.Fatal("a PC boot sector passed as a Pi image")
 	}
 }
 
 func TestRaspiCommandLine(t *testing.T) {
 	s := baseSpec()
-	s.Machine, s.Firmware, s.Attach, s.CPUs = MachineRaspi3b, FirmwareKernel, AttachSD, 4
+	s.Machine, s.Firmware, s.Attach, s.CPUs = Machines["raspi3b"], FirmwareKernel, AttachSD, 4
 	s.Format, s.Image = FormatQCOW2, "/run/k/sd.qcow2"
 	s.Kernel, s.DTB, s.Initrd, s.Append = "/run/k/boot-vmlinuz", "/run/k/boot.dtb", "/run/k/boot-initrd.img", "console=ttyAMA0,115200"
 	args, err := CommandLine(s)
@@ -170,7 +170,7 @@ func TestRaspiCommandLine(t *testing.T) {
 // autoboot.txt names, the image of 122 MiB becomes a 128 MiB SD card through an overlay, and the
 // program's output arrives on the serial console. The image is not changed.
 func TestRaspi3bPreview(t *testing.T) {
-	if _, err := findQEMUFor(Config{Machine: MachineRaspi3b}); err != nil {
+	if _, err := FindQEMUFor("", Machines["raspi3b"]); err != nil {
 		testenv.Missing(t, "%v", err)
 	}
 	img := raspiImage(t)
