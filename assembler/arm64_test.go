@@ -38,6 +38,12 @@ func TestArm64UEFIImage(t *testing.T) {
 	if m.Arch != "aarch64" || m.Image.Arch != "aarch64" {
 		t.Errorf("manifest arch %q / %q", m.Arch, m.Image.Arch)
 	}
+	if m.Board != (assembler.BoardInfo{Name: "arm64-uefi", Firmware: "uefi", Machine: "virt"}) {
+		t.Errorf("manifest board %+v", m.Board)
+	}
+	if got := assembler.PreviewMachine(res.Image); got != "virt" {
+		t.Errorf("PreviewMachine = %q, want virt", got)
+	}
 	files := map[string]assembler.PlacedFile{}
 	for _, f := range m.Files {
 		files[f.Path] = f
@@ -136,5 +142,8 @@ func TestPCBoardImageUnchanged(t *testing.T) {
 	}
 	if testimage.SHA256(t, res.UKI) != testimage.SHA256(t, plain.UKI) {
 		t.Error("the UKIs differ")
+	}
+	if got := assembler.PreviewMachine(res.Image); got != "q35" {
+		t.Errorf("PreviewMachine = %q, want q35", got)
 	}
 }

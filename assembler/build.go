@@ -202,6 +202,7 @@ func (b *builder) run(ctx context.Context) error {
 		return fmt.Errorf("board: %w", err)
 	}
 	b.board = bd
+	b.manifest.Board = BoardInfo{Name: bd.Name, Firmware: r.Board.Firmware, Machine: bd.Preview.Machine}
 
 	b.phase(PhaseInputs, "reading input packages", 0)
 	if err := b.readInputs(ctx); err != nil {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"path/filepath"
 	"sort"
 
 	"github.com/kilnproject/kiln/assembler/fstree"
@@ -22,6 +23,7 @@ type Manifest struct {
 	Name            string    `json:"name"`
 	Version         string    `json:"version"`
 	Arch            string    `json:"arch"`
+	Board           BoardInfo `json:"board"`
 	SourceDateEpoch int64     `json:"source_date_epoch"`
 	Recipe          RecipeRef `json:"recipe"`
 	Inputs          []Input   `json:"inputs"`
@@ -32,6 +34,30 @@ type Manifest struct {
 	UKI        UKIInfo       `json:"uki"`
 	Files      []PlacedFile  `json:"files"`
 	ISO        *ISOInfo      `json:"iso,omitempty"` // [outputs] iso
+}
+
+// BoardInfo names the board an image was built for.
+type BoardInfo struct {
+	Name     string `json:"name"`              // "pc", "arm64-uefi", "rpi", or a board file's name
+	Firmware string `json:"firmware"`          // uefi, bios, hybrid or rpi
+	Machine  string `json:"machine,omitempty"` // QEMU machine that previews it (q35, virt, raspi3b)
+}
+
+// PreviewMachine returns the QEMU machine that previews image, from the manifest.json beside it
+// (the board's preview machine, else the default for the manifest's arch), or "" when there is
+// no manifest of that image.
+func PreviewMachine(image string) string {
+	m, err := LoadManifest(filepath.Join(filepath.Dir(image), "manifest.json"))
+	if err != nil || m.Image.File != filepath.Base(image) {
+		return ""
+	}
+	if m.Board.Machine != "" {
+		return m.Board.Machine
+	}
+	if m.Arch == "aarch64" {
+		return "virt"
+	}
+	return ""
 }
 
 // RecipeRef identifies the recipe an image was built from.

@@ -12,6 +12,7 @@ import (
 
 	"golang.org/x/term"
 
+	"github.com/kilnproject/kiln/assembler"
 	"github.com/kilnproject/kiln/vmrunner"
 )
 
@@ -22,6 +23,7 @@ func init() {
 // previewResult is the --json result of kiln preview.
 type previewResult struct {
 	Image       string  `json:"image"`
+	Machine     string  `json:"machine"`
 	Format      string  `json:"format"`
 	Attach      string  `json:"attach"`
 	Firmware    string  `json:"firmware"`
@@ -38,6 +40,7 @@ func runPreview(ctx context.Context, env *Env, args []string) error {
 	var cfg vmrunner.Config
 	fs.StringVar(&cfg.Image, "image", "", "disk image to boot: raw, qcow2 or ISO 9660 (never modified)")
 	format := fs.String("format", "auto", "image format: auto, raw, qcow2 or iso")
+	fs.StringVar(&cfg.Machine, "machine", "", "emulated machine: q35 (PC) or virt (arm64); default: the board in the manifest.json beside the image, else q35")
 	attach := fs.String("attach", "auto", "connect the image as: auto, disk (virtio), usb (USB stick on xHCI) or cdrom")
 	usb := fs.Bool("usb", false, "shorthand for --attach usb: boot it the way a flashed stick boots")
 	machine := fs.String("machine", "auto", "emulated computer: auto (raspi3b for a Raspberry Pi image, else q35), q35 (pc), virt (arm64) or raspi3b")
@@ -50,7 +53,7 @@ func runPreview(ctx context.Context, env *Env, args []string) error {
 	fs.StringVar(&cfg.Persist, "persist", "", "boot a writable copy at `COPY` (created from the image on first use) so changes and UEFI variables persist")
 	fs.IntVar(&cfg.SSHPort, "ssh-port", 0, "host port on 127.0.0.1 forwarded to the guest's SSH port (default: a free port)")
 	fs.StringVar(&cfg.SerialLog, "serial-log", "", "also write the serial console to `FILE`")
-	fs.StringVar(&cfg.QEMU, "qemu", "", "qemu-system-x86_64 binary (default: from PATH)")
+	fs.StringVar(&cfg.QEMU, "qemu", "", "qemu-system binary (default: qemu-system-x86_64, or qemu-system-aarch64 for virt, from PATH)")
 	expect := fs.String("expect", "", "exit 0 as soon as `TEXT` appears on the serial console; otherwise fail with its last 40 lines")
 	timeout := fs.Duration("timeout", 5*time.Minute, "how long --expect waits")
 	if err := common.parse(env, fs, args, true); err != nil {
@@ -67,6 +70,9 @@ func runPreview(ctx context.Context, env *Env, args []string) error {
 	}
 	if cfg.Image == "" {
 		return fmt.Errorf("%w: no image: kiln preview IMAGE (build one with kiln build)", errUsage)
+	}
+	if cfg.Machine == "" {
+		cfg.Machine = assembler.PreviewMachine(cfg.Image)
 	}
 	var err error
 	if cfg.Format, err = parseChoice(*format, "format", map[string]vmrunner.Format{"auto": vmrunner.FormatAuto,
@@ -116,7 +122,7 @@ func runPreview(ctx context.Context, env *Env, args []string) error {
 	}
 	defer vm.Stop()
 	info := vm.Info()
-	res := previewResult{Image: info.Image, Format: string(info.Format), Attach: string(info.Attach),
+	res := previewResult{Image: info.Image, Machine: info.Machine, Format: string(info.Format), Attach: string(info.Attach),
 		Firmware: string(info.Firmware), Accel: string(info.Accel.Accel), AccelReason: info.Accel.Reason,
 		SSHPort: info.SSHPort, Expect: *expect}
 	if info.Accel.Reason != "" && !common.JSON {

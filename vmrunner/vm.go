@@ -42,6 +42,7 @@ var (
 
 // Info describes a running VM.
 type Info struct {
+	Machine   string // the emulated machine: q35, virt
 	QEMU      string
 	Args      []string
 	Format    Format
@@ -133,7 +134,7 @@ func Start(ctx context.Context, cfg Config) (vm *VM, err error) {
 		return nil, err
 	}
 	vm = &VM{
-		info: Info{QEMU: qemu, Args: args, Format: spec.Format, Attach: spec.Attach, Firmware: spec.Firmware,
+		info: Info{Machine: spec.machine().Name, QEMU: qemu, Args: args, Format: spec.Format, Attach: spec.Attach, Firmware: spec.Firmware,
 			UEFI: spec.UEFI, Accel: accel, SSHPort: spec.SSHPort, VNCSocket: spec.VNCSocket,
 			SerialLog: spec.SerialLog, RunDir: runDir, Image: spec.Image},
 		log: log, out: newConsoleLog(), stderr: &tailBuffer{max: 64 << 10}, persistent: !spec.Snapshot,
