@@ -40,10 +40,9 @@ func runPreview(ctx context.Context, env *Env, args []string) error {
 	var cfg vmrunner.Config
 	fs.StringVar(&cfg.Image, "image", "", "disk image to boot: raw, qcow2 or ISO 9660 (never modified)")
 	format := fs.String("format", "auto", "image format: auto, raw, qcow2 or iso")
-	fs.StringVar(&cfg.Machine, "machine", "", "emulated machine: q35 (PC) or virt (arm64); default: the board in the manifest.json beside the image, else q35")
+	fs.StringVar(&cfg.Machine, "machine", "", "emulated machine: q35 (PC), virt (arm64) or raspi3b (Raspberry Pi 3); default: the board in the manifest.json beside the image, else raspi3b for a Raspberry Pi image, else q35")
 	attach := fs.String("attach", "auto", "connect the image as: auto, disk (virtio), usb (USB stick on xHCI) or cdrom")
 	usb := fs.Bool("usb", false, "shorthand for --attach usb: boot it the way a flashed stick boots")
-	machine := fs.String("machine", "auto", "emulated computer: auto (raspi3b for a Raspberry Pi image, else q35), q35 (pc), virt (arm64) or raspi3b")
 	firmware := fs.String("firmware", "auto", "auto (UEFI for images with an EFI system partition, else BIOS), uefi, bios, or a ROM FILE passed as -bios (e.g. coreboot)")
 	accel := fs.String("accel", "auto", "accelerator: auto (KVM/HVF/WHPX when a probe shows it works, else TCG), kvm, hvf, whpx or tcg")
 	fs.IntVar(&cfg.CPUs, "cpus", 0, "virtual CPUs (default 2)")
@@ -85,10 +84,6 @@ func runPreview(ctx context.Context, env *Env, args []string) error {
 	}
 	if *usb {
 		cfg.Attach = vmrunner.AttachUSB
-	}
-	if cfg.Machine, err = parseChoice(*machine, "machine", map[string]string{"auto": "", "pc": "q35", "q35": "q35",
-		"virt": "virt", "raspi3b": "raspi3b"}); err != nil {
-		return err
 	}
 	switch *firmware {
 	case "auto":
