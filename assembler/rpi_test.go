@@ -122,3 +122,22 @@ func TestPiImageReproducible(t *testing.T) {
 		t.Fatal("two builds of the same recipe differ")
 	}
 }
+
+// The rpi board's firmware package comes from the archive's non-free-firmware component, which
+// the recipe's sources gain.
+func TestPiArchiveComponent(t *testing.T) {
+	toml := piRecipe + "[archive]\nmirrors = [\"http://mirror.invalid/debian\"]\nsuites = [\"bookworm\"]\nkeyring = \"keys.gpg\"\n"
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "keys.gpg"), []byte("key"), 0o644)
+	r, err := recipe.Parse(filepath.Join(dir, "kiln.toml"), []byte(toml))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srcs, err := assembler.ArchiveSources(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(srcs) != 1 || strings.Join(srcs[0].Components, ",") != "main,non-free-firmware" {
+		t.Fatalf("sources %+v", srcs)
+	}
+}
