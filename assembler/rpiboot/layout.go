@@ -54,6 +54,7 @@ var models = []struct {
 	dtbs   []string
 }{
 	{"pi3", []string{"bcm2710-rpi-3-b.dtb", "bcm2837-rpi-3-b.dtb"}},
+	{"pi3+", []string{"bcm2710-rpi-3-b-plus.dtb", "bcm2837-rpi-3-b-plus.dtb"}},
 	{"pi02", []string{"bcm2710-rpi-zero-2-w.dtb", "bcm2837-rpi-zero-2-w.dtb"}},
 	{"pi4", []string{"bcm2711-rpi-4-b.dtb"}},
 	{"pi400", []string{"bcm2711-rpi-400.dtb"}},
