@@ -97,7 +97,7 @@ func tinyDTB() []byte {
 
 // raspiImage writes a tryboot A/B Pi image (autoboot.txt on 1, boot slot 2, spare 3) of 122 MiB,
 // not a power of two.
-func raspiImage(t *testing.T) string {
+func raspiImage(t testing.TB) string {
 	t.Helper()
 	p := filepath.Join(t.TempDir(), "pi.img")
 	slot := []fat.File{
@@ -190,4 +190,31 @@ func TestRaspi3bPreview(t *testing.T) {
 	if sha256.Sum256(before) != sha256.Sum256(after) {
 		t.Fatal("the preview changed the image")
 	}
+}
+
+// FuzzPiBootFiles feeds damaged Pi images (a valid one with bytes changed) to the preview's
+// reader of the boot partition: it fails cleanly or returns files, never panics or hangs.
+func FuzzPiBootFiles(f *testing.F) {
+	img, err := os.ReadFile(raspiImage(f))
+	if err != nil {
+		f.Skip(err)
+	}
+	f.Add(uint32(446+8), []byte{0xff, 0xff})       // partition 1 start
+	f.Add(uint32(1<<20+11), []byte{0x00, 0x00})    // sector size of partition 1
+	f.Add(uint32(1<<20+0x4000), []byte("garbage")) // FAT of partition 1
+	f.Add(uint32(41<<20), []byte{0xde, 0xad})
+	dir := f.TempDir()
+	f.Fuzz(func(t *testing.T, at uint32, patch []byte) {
+		b := bytes.Clone(img)
+		if int(at) < len(b) {
+			copy(b[at:], patch)
+		}
+		p := filepath.Join(dir, "fuzz.img")
+		if err := os.WriteFile(p, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if boot, files, err := bootFiles(p, raspi3b); err == nil && files[boot.Kernel] == nil {
+			t.Fatalf("no kernel returned for %+v", boot)
+		}
+	})
 }
