@@ -15,6 +15,7 @@ import (
 	"fyne.io/fyne/v2/widget"
 
 	"github.com/kilnproject/kiln/app/pwhash"
+	"github.com/kilnproject/kiln/assembler/board"
 	"github.com/kilnproject/kiln/internal/progress"
 
 	"github.com/kilnproject/kiln/internal/units"
@@ -37,7 +38,7 @@ type buildScreen struct {
 	sshKeys                       *widget.Entry
 	wifiSSID, wifiCountry         *widget.Entry
 	timezone, diskSize            *widget.SelectEntry
-	firmware                      *widget.Select
+	board, firmware               *widget.Select
 	extras                        []extra // files and overlay folders, as listed
 	extraList                     *widget.List
 	extraSel                      int
@@ -85,9 +86,10 @@ var fieldOf = map[string]string{
 	"system.hostname": "hostname", "system.timezone": "timezone",
 	"board.disk_size": "disk", "board.esp_size": "disk", "board.data_size": "disk",
 	"board.firmware": "firmware",
-	"system.users":   "user",
-	"system.wifi":    "wifi",
-	"system.files":   "extras", "system.overlays": "extras",
+	"board.name":     "board", "arch": "board",
+	"system.users": "user",
+	"system.wifi":  "wifi",
+	"system.files": "extras", "system.overlays": "extras",
 }
 
 // formField maps a recipe problem's field ("system.users[0].ssh_keys[1]") to the form field showing it.
@@ -132,6 +134,7 @@ func (s *buildScreen) makeEntries() {
 	s.diskSize = widget.NewSelectEntry([]string{"256MiB", "512MiB", "1GiB", "2GiB", "4GiB"})
 	s.diskSize.OnChanged = func(string) { s.onChanged() }
 	s.firmware = widget.NewSelect([]string{"uefi", "bios", "hybrid"}, func(string) { s.onChanged() })
+	s.board = widget.NewSelect(board.Names(), s.onBoard)
 }
 
 // makeExtraList makes the list of extra files and overlay folders.
@@ -158,7 +161,7 @@ func (s *buildScreen) makeExtraList() {
 // makeMessages makes the validation message under each form field and the one above the form for
 // fields it does not show.
 func (s *buildScreen) makeMessages() {
-	for _, f := range []string{"name", "version", "hostname", "timezone", "disk", "firmware", "user",
+	for _, f := range []string{"name", "version", "board", "hostname", "timezone", "disk", "firmware", "user",
 		"password", "ssh", "wifi", "extras"} {
 		l := widget.NewLabel("")
 		l.Importance = widget.DangerImportance
@@ -189,6 +192,7 @@ func (s *buildScreen) formColumn() fyne.CanvasObject {
 	image := card("Image", "What the image is called and how it boots", widget.NewForm(
 		s.item("Name", s.name, "name"),
 		s.item("Version", s.version, "version"),
+		s.item("Board", s.board, "board"),
 		s.item("Firmware", s.firmware, "firmware"),
 		s.item("Disk size", s.diskSize, "disk"),
 	))
@@ -363,6 +367,8 @@ func (s *buildScreen) setRecipe(r *Recipe) {
 	s.wifiCountry.SetText(r.WifiCountry)
 	s.timezone.SetText(r.Timezone)
 	s.diskSize.SetText(r.DiskSize)
+	s.setBoardOptions(r.Board)
+	s.board.SetSelected(r.Board)
 	s.firmware.SetSelected(r.Firmware)
 	s.extras = s.extras[:0]
 	for _, f := range r.Files {
@@ -408,6 +414,7 @@ func (s *buildScreen) collect() *Recipe {
 	r.WifiCountry = strings.TrimSpace(s.wifiCountry.Text)
 	r.Timezone = strings.TrimSpace(s.timezone.Text)
 	r.DiskSize = strings.TrimSpace(s.diskSize.Text)
+	r.Board = s.board.Selected
 	r.Firmware = s.firmware.Selected
 	r.Files, r.Overlays = nil, nil
 	for _, e := range s.extras {
@@ -418,6 +425,34 @@ func (s *buildScreen) collect() *Recipe {
 		}
 	}
 	return r
+}
+
+// setBoardOptions offers the firmware kinds the board boots with.
+func (s *buildScreen) setBoardOptions(name string) {
+	b, err := board.Builtin(name)
+	switch {
+	case err != nil: // a board file: the recipe's own choice
+	case b.Arch == board.ArchX86_64:
+		s.firmware.Options = []string{"uefi", "bios", "hybrid"}
+	default:
+		s.firmware.Options = []string{b.Firmware}
+	}
+	s.firmware.Refresh()
+}
+
+// onBoard switches to a board's defaults: firmware and disk size (the recipe's other settings stay).
+func (s *buildScreen) onBoard(name string) {
+	if s.loading {
+		return
+	}
+	if b, err := board.Builtin(name); err == nil {
+		s.loading = true
+		s.setBoardOptions(name)
+		s.firmware.SetSelected(b.Firmware)
+		s.diskSize.SetText(b.Layout.DiskSize.String())
+		s.loading = false
+	}
+	s.onChanged()
 }
 
 func (s *buildScreen) onChanged() {

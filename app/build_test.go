@@ -83,6 +83,7 @@ arch = "x86_64"
 description = "Garden sensors"
 
 [board]
+name = "pc"
 firmware = "uefi"
 disk_size = "1GiB"
 esp_size = "256MiB"
@@ -195,3 +196,35 @@ arch = "amd64"
 }
 
 const testKey = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGbVYqUTb3H4eR3wUpdIDE3TAkSDbvl2zS9MVxvXyhgH test@kiln"
+
+// Choosing a board in the form offers its firmware, takes its disk size, and the recipe then
+// builds for its arch with its kernel; the other settings stay.
+func TestBuildFormChoosesBoard(t *testing.T) {
+	a, _, _, _, _ := newTestApp(t)
+	a.cores.Build = &realBuild{}
+	s := a.build
+	s.setRecipe(toForm(recipe.Default()))
+	s.hostname.SetText("garden")
+	s.board.SetSelected("arm64-uefi")
+	if got := strings.Join(s.firmware.Options, ","); got != "uefi" || s.firmware.Selected != "uefi" {
+		t.Errorf("firmware options %q, selected %q", got, s.firmware.Selected)
+	}
+	r := fromForm(s.collect())
+	if r.Arch != "aarch64" || r.Kernel.Package != "linux-image-arm64" || r.Board.Name != "arm64-uefi" || r.System.Hostname != "garden" {
+		t.Errorf("recipe after choosing arm64-uefi: arch %s kernel %s board %q hostname %s", r.Arch, r.Kernel.Package, r.Board.Name, r.System.Hostname)
+	}
+	if len(s.problems) != 0 {
+		t.Errorf("problems: %v", s.problems)
+	}
+	s.board.SetSelected("rpi")
+	if s.firmware.Selected != "rpi" {
+		t.Errorf("rpi firmware %q", s.firmware.Selected)
+	}
+	s.board.SetSelected("pc")
+	if got := strings.Join(s.firmware.Options, ","); got != "uefi,bios,hybrid" {
+		t.Errorf("pc firmware options %q", got)
+	}
+	if r := fromForm(s.collect()); r.Arch != "x86_64" || r.Kernel.Package != "linux-image-amd64" {
+		t.Errorf("back on pc: arch %s kernel %s", r.Arch, r.Kernel.Package)
+	}
+}

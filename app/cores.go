@@ -39,7 +39,8 @@ type Recipe struct {
 	Files        []RecipeFile // single files placed in the image
 	Overlays     []string     // folders or tarballs merged into the root filesystem
 	DiskSize     string
-	Firmware     string // uefi | bios | hybrid
+	Board        string // built-in board (pc, arm64-uefi, rpi) or board file
+	Firmware     string // uefi | bios | hybrid | rpi
 	Base         any    // the core's own representation of everything else
 }
 

@@ -180,7 +180,7 @@ func (b *realBuild) Builds() []BuildResult {
 // toForm copies the fields the form edits out of r; r itself travels in Base.
 func toForm(r *recipe.Recipe) *Recipe {
 	f := &Recipe{Path: r.Path, Name: r.Name, Version: r.Version, Hostname: r.System.Hostname,
-		Timezone: r.System.Timezone, DiskSize: r.Board.DiskSize.String(), Firmware: r.Board.Firmware,
+		Timezone: r.System.Timezone, DiskSize: r.Board.DiskSize.String(), Board: r.BoardRef(), Firmware: r.Board.Firmware,
 		Overlays: append([]string(nil), r.System.Overlays...), Base: r}
 	if len(r.System.Users) > 0 {
 		u := r.System.Users[0]
@@ -208,6 +208,12 @@ func fromForm(f *Recipe) *recipe.Recipe {
 		r.Path, r.Dir = f.Path, filepath.Dir(f.Path)
 	}
 	r.System.Hostname, r.System.Timezone = f.Hostname, f.Timezone
+	if f.Board != "" && f.Board != base.BoardRef() { // another board: its defaults, then the form's fields
+		r.Board.Name = f.Board
+		if b, err := r.LoadBoard(); err == nil {
+			r.ApplyBoard(b, nil)
+		}
+	}
 	r.Board.Firmware = f.Firmware
 	if z, err := recipe.ParseSize(f.DiskSize); err == nil {
 		r.Board.DiskSize = z
@@ -362,7 +368,8 @@ func (f *realFlash) Advice(err error) string {
 type realPreview struct{ st *settings }
 
 func (p *realPreview) Start(ctx context.Context, o PreviewOptions) (VM, error) {
-	cfg := vmrunner.Config{Image: o.Image, Display: vmrunner.DisplayVNC, MemoryMiB: o.MemoryMB, Log: p.st.log}
+	cfg := vmrunner.Config{Image: o.Image, Machine: assembler.PreviewMachine(o.Image), Display: vmrunner.DisplayVNC,
+		MemoryMiB: o.MemoryMB, Log: p.st.log}
 	switch o.Firmware {
 	case "uefi":
 		cfg.Firmware = vmrunner.FirmwareUEFI

@@ -38,7 +38,7 @@ type FakeBuild struct {
 
 func (b *FakeBuild) New() (*Recipe, error) {
 	return &Recipe{Name: "kiln-tiny", Version: "1.0.0", Hostname: "kiln", Timezone: "UTC",
-		DiskSize: "512MiB", Firmware: "uefi"}, nil
+		DiskSize: "512MiB", Board: "pc", Firmware: "uefi"}, nil
 }
 
 func (b *FakeBuild) Load(path string) (*Recipe, error) {

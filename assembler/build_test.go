@@ -274,7 +274,7 @@ func TestImageFiles(t *testing.T) {
 	if b, err := os.ReadFile(filepath.Join(root, "etc/kiln/release.json")); err != nil || json.Unmarshal(b, &rel) != nil {
 		t.Fatalf("release.json: %v", err)
 	}
-	if rel != (assembler.Release{Name: "kiln-tiny", Version: "1.0.0", Arch: "x86_64", Channel: "stable", BootTries: 3}) {
+	if rel != (assembler.Release{Name: "kiln-tiny", Version: "1.0.0", Arch: "x86_64", Board: "x86_64-uefi", Channel: "stable", BootTries: 3}) {
 		t.Errorf("release.json = %+v", rel)
 	}
 	err = filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {

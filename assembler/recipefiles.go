@@ -268,6 +268,7 @@ type Release struct {
 	Name        string `json:"name"`
 	Version     string `json:"version"`
 	Arch        string `json:"arch"`
+	Board       string `json:"board"` // as in the update bundle: the OTA server offers a device only its board's updates
 	Channel     string `json:"channel"`
 	Server      string `json:"server"`
 	HealthCheck string `json:"health_check"`
@@ -275,7 +276,7 @@ type Release struct {
 }
 
 func releaseJSON(r *recipe.Recipe) ([]byte, error) {
-	data, err := json.MarshalIndent(Release{Name: r.Name, Version: r.Version, Arch: r.Arch, Channel: r.Update.Channel,
+	data, err := json.MarshalIndent(Release{Name: r.Name, Version: r.Version, Arch: r.Arch, Board: Board(r), Channel: r.Update.Channel,
 		Server: r.Update.Server, HealthCheck: r.Update.HealthCheck, BootTries: r.Board.BootTries}, "", "  ")
 	if err != nil {
 		return nil, fmt.Errorf("encode release.json: %w", err)

@@ -40,7 +40,7 @@ func runPreview(ctx context.Context, env *Env, args []string) error {
 	var cfg vmrunner.Config
 	fs.StringVar(&cfg.Image, "image", "", "disk image to boot: raw, qcow2 or ISO 9660 (never modified)")
 	format := fs.String("format", "auto", "image format: auto, raw, qcow2 or iso")
-	fs.StringVar(&cfg.Machine, "machine", "", "emulated machine: q35 (PC), virt (arm64) or raspi3b (Raspberry Pi 3); default: the board in the manifest.json beside the image, else raspi3b for a Raspberry Pi image, else q35")
+	machine := fs.String("machine", "auto", "emulated machine: auto (the board in the manifest.json beside the image, else raspi3b for a Raspberry Pi image, else q35), q35 (a PC), virt (arm64) or raspi3b (Raspberry Pi 3)")
 	attach := fs.String("attach", "auto", "connect the image as: auto, disk (virtio), usb (USB stick on xHCI) or cdrom")
 	usb := fs.Bool("usb", false, "shorthand for --attach usb: boot it the way a flashed stick boots")
 	firmware := fs.String("firmware", "auto", "auto (UEFI for images with an EFI system partition, else BIOS), uefi, bios, or a ROM FILE passed as -bios (e.g. coreboot)")
@@ -70,7 +70,7 @@ func runPreview(ctx context.Context, env *Env, args []string) error {
 	if cfg.Image == "" {
 		return fmt.Errorf("%w: no image: kiln preview IMAGE (build one with kiln build)", errUsage)
 	}
-	if cfg.Machine == "" {
+	if cfg.Machine = *machine; cfg.Machine == "auto" {
 		cfg.Machine = assembler.PreviewMachine(cfg.Image)
 	}
 	var err error

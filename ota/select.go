@@ -27,10 +27,12 @@ func channelOf(c string) string {
 }
 
 // matches reports whether t is meant for devices like d: same product, arch, board and channel.
+// An empty arch or board, on either side, matches nothing: a device sees only updates built for
+// its own hardware.
 func matches(t *Target, d Device) bool {
 	return (d.Name == "" || t.Name == d.Name) &&
-		(t.Arch == "" || d.Arch == "" || t.Arch == d.Arch) &&
-		(t.Board == "" || d.Board == "" || t.Board == d.Board) &&
+		t.Arch != "" && t.Arch == d.Arch &&
+		t.Board != "" && t.Board == d.Board &&
 		channelOf(t.Channel) == channelOf(d.Channel)
 }
 

@@ -26,6 +26,9 @@ func TestSelect(t *testing.T) {
 		full("3.0.0", "2.0.0", "2.9.x"),
 		full("3.1.0-rc.1", "3.0.0", "", beta),
 		full("2.5.0", "0.0.0", "", rpi),
+		// Targets without a board or arch are offered to nobody (else every test below would get them).
+		full("4.0.0", "0.0.0", "", func(t *Target) { t.Board = "" }),
+		full("4.0.1", "0.0.0", "", func(t *Target) { t.Arch = "" }),
 		{Path: "tiny-1.1.0-to-1.2.0.patch", Size: 100, Kind: KindDelta, Name: "tiny", Version: "1.2.0",
 			Arch: "x86_64", Board: "pc", Channel: "stable", From: "1.1.0", FromSHA256: "s1.1.0", Full: "tiny-1.2.0.efi"},
 		{Path: "tiny-1.1.0-to-1.2.0.big.patch", Size: 5000, Kind: KindDelta, Name: "tiny", Version: "1.2.0",
@@ -53,6 +56,8 @@ func TestSelect(t *testing.T) {
 			msg: "update 3.1.0-rc.1 needs a device on 3.0.0 or later below 3.1.0-rc.1; this device runs 2.4.1 — no published version leads there: publish a stepping stone or reflash the device"},
 		{name: "other board", version: "1.0.0", board: "rpi4", arch: "aarch64", want: "2.5.0", newest: "2.5.0"},
 		{name: "other arch is never offered x86 builds", version: "2.5.0", board: "rpi4", arch: "aarch64", err: ErrNoUpdate},
+		{name: "device without a board sees nothing", version: "1.0.0", board: "-", arch: "x86_64", err: ErrNoUpdate},
+		{name: "device without an arch sees nothing", version: "1.0.0", board: "pc", arch: "-", err: ErrNoUpdate},
 		{name: "delta against the running version, smallest", version: "1.1.0", sha: "s1.1.0", want: "1.2.0", newest: "3.0.0", delta: "tiny-1.1.0-to-1.2.0.patch"},
 		{name: "no delta when the running UKI differs", version: "1.1.0", sha: "other", want: "1.2.0", newest: "3.0.0"},
 		{name: "failed version is skipped", version: "2.4.1", skip: []string{"3.0.0"}, err: ErrNoUpdate,
@@ -64,6 +69,12 @@ func TestSelect(t *testing.T) {
 			d := Device{ID: "d", Name: "tiny", Version: tc.version, Arch: tc.arch, Board: tc.board, Channel: tc.channel, SHA256: tc.sha, Skip: tc.skip}
 			if d.Board == "" {
 				d.Board, d.Arch = "pc", "x86_64"
+			}
+			if d.Board == "-" {
+				d.Board = ""
+			}
+			if d.Arch == "-" {
+				d.Arch = ""
 			}
 			sel, err := Select(repo, d)
 			if !errors.Is(err, tc.err) {

@@ -14,8 +14,8 @@ pkgs=(
   grub-common
   # preview (QEMU, firmware)
   qemu-system-x86 qemu-system-gui qemu-utils ovmf seabios xorriso
-  # Raspberry Pi preview (raspi3b)
-  qemu-system-arm
+  # arm64 previews (arm64-uefi: qemu-system-aarch64 -M virt, AAVMF; rpi: -M raspi3b)
+  qemu-system-arm qemu-efi-aarch64
   # GUI tests and screenshots
   xvfb imagemagick xdotool x11-utils
   # first-boot settings checks (cloud-init schema, netplan generate)

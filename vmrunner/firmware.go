@@ -87,11 +87,7 @@ func FindUEFIFor(dirs []string, qemuBinary string, m Machine) (*UEFIFirmware, er
 	return findUEFI(dirs, knownUEFI(qemuBinary, m.Arch), m)
 }
 
-func findUEFI(dirs []string, known []UEFIFirmware, m ...Machine) (*UEFIFirmware, error) {
-	mach := Machines[DefaultMachine]
-	if len(m) > 0 {
-		mach = m[0]
-	}
+func findUEFI(dirs []string, known []UEFIFirmware, mach Machine) (*UEFIFirmware, error) {
 	if fw := fromDescriptors(dirs, mach); fw != nil {
 		return fw, nil
 	}
@@ -188,12 +184,12 @@ func usable(d *descriptor, m Machine) bool {
 
 // knownUEFI lists where distributions and installers put OVMF (x86_64) or AAVMF (aarch64) when no
 // descriptor names it.
-func knownUEFI(qemuBinary string, arch ...string) []UEFIFirmware {
+func knownUEFI(qemuBinary, arch string) []UEFIFirmware {
 	flash := func(code, vars string) UEFIFirmware {
 		return UEFIFirmware{Description: "OVMF", Source: "known path", Device: "flash",
 			Code: code, CodeFormat: "raw", Vars: vars, VarsFormat: "raw"}
 	}
-	if len(arch) > 0 && arch[0] == "aarch64" {
+	if arch == "aarch64" {
 		list := []UEFIFirmware{
 			flash("/usr/share/AAVMF/AAVMF_CODE.fd", "/usr/share/AAVMF/AAVMF_VARS.fd"),                                // Debian, Ubuntu
 			flash("/usr/share/edk2/aarch64/QEMU_EFI-pflash.raw", "/usr/share/edk2/aarch64/vars-template-pflash.raw"), // Fedora

@@ -87,7 +87,7 @@ func TestFindUEFIFromDescriptors(t *testing.T) {
 				os.RemoveAll(d)
 			}
 			tt.setup(t)
-			got, err := findUEFI([]string{user, etc, system}, nil)
+			got, err := findUEFI([]string{user, etc, system}, nil, Machines["q35"])
 			if tt.want == "" {
 				if !errors.Is(err, ErrNoUEFIFirmware) {
 					t.Fatalf("got %+v, %v; want ErrNoUEFIFirmware", got, err)
@@ -116,7 +116,7 @@ func TestFindUEFIFallsBackToKnownPaths(t *testing.T) {
 		{Device: "flash", Code: filepath.Join(dir, "missing.fd"), Vars: vars},
 		{Device: "flash", Code: code, Vars: vars, CodeFormat: "raw", VarsFormat: "raw", Source: "known path"},
 	}
-	got, err := findUEFI([]string{filepath.Join(dir, "no-descriptors")}, known)
+	got, err := findUEFI([]string{filepath.Join(dir, "no-descriptors")}, known, Machines["q35"])
 	if err != nil || got.Code != code {
 		t.Fatalf("findUEFI = %+v, %v; want %s", got, err, code)
 	}

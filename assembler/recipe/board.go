@@ -1,8 +1,6 @@
 package recipe
 
 import (
-	"strings"
-
 	"github.com/kilnproject/kiln/assembler/board"
 	"github.com/kilnproject/kiln/assembler/internal/tomllines"
 )
@@ -65,8 +63,7 @@ func (r *Recipe) applyBoard() []Problem {
 	}
 	b, err := r.LoadBoard()
 	if err != nil {
-		return []Problem{{File: r.Path, Line: tomllines.LineOf(r.lines, "board.name"), Field: "board.name", Msg: err.Error(),
-			Hint: "name a built-in board (" + strings.Join(board.Names(), ", ") + ") or the path of a board file"}}
+		return nil // Validate reports it
 	}
 	if archSet && nameSet && r.Arch != b.Arch {
 		return []Problem{{File: r.Path, Line: tomllines.LineOf(r.lines, "arch"), Field: "arch",

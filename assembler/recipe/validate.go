@@ -129,6 +129,11 @@ func (v *validator) check() {
 
 func (v *validator) board() {
 	b := v.r.Board
+	if b.Name != "" {
+		if _, err := v.r.LoadBoard(); err != nil {
+			v.add("board.name", "name a built-in board ("+strings.Join(board.Names(), ", ")+") or the path of a board file", "%v", err)
+		}
+	}
 	switch b.Firmware {
 	case FirmwareUEFI:
 	case FirmwareBIOS, FirmwareHybrid:

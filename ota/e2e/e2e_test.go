@@ -38,14 +38,18 @@ func freePort(t *testing.T) int {
 	return l.Addr().(*net.TCPAddr).Port
 }
 
-func build(t *testing.T, keys *repo.Keys, version, server, health string) *assembler.Result {
+func build(t *testing.T, keys *repo.Keys, board, version, server, health string) *assembler.Result {
 	t.Helper()
-	toml := fmt.Sprintf("kiln = 1\nname = \"kiln-tiny\"\nversion = %q\n\n[update]\nserver = %q\nhealth_check = %q\n", version, server, health)
+	toml := fmt.Sprintf("kiln = 1\nname = \"kiln-tiny\"\nversion = %q\n\n[board]\nname = %q\n\n[update]\nserver = %q\nhealth_check = %q\n",
+		version, board, server, health)
 	r, err := recipe.Parse(filepath.Join(t.TempDir(), "kiln.toml"), []byte(toml))
 	if err != nil {
 		t.Fatal(err)
 	}
 	opts := testimage.Options(t)
+	if a := r.DebianArch(); a != "amd64" {
+		opts = testimage.OptionsArch(t, a, r.Kernel.Package, r.System.Busybox, r.Board.Bootloader)
+	}
 	opts.Log.SetLevel(logrus.WarnLevel)
 	opts.OutDir = filepath.Join(t.TempDir(), "out-"+version)
 	opts.TrustedRoot = keys.Root
@@ -143,12 +147,20 @@ func waitDevice(ctx context.Context, t *testing.T, srv *server.Server, what stri
 	}
 }
 
-func TestUpdateAndRollbackInQEMU(t *testing.T) {
-	if _, err := vmrunner.FindQEMU(""); err != nil {
+func TestUpdateAndRollbackInQEMU(t *testing.T) { updateAndRollback(t, "pc", "q35") }
+
+// The same on the arm64-uefi board: QEMU virt, AAVMF, systemd-boot's boot counting on arm64.
+func TestUpdateAndRollbackArm64(t *testing.T) { updateAndRollback(t, "arm64-uefi", "virt") }
+
+// updateAndRollback installs 1.1.0 over 1.0.0 and survives a broken 1.2.0 on a board, booted on a
+// QEMU machine.
+func updateAndRollback(t *testing.T, board, machine string) {
+	m := vmrunner.Machines[machine]
+	if _, err := vmrunner.FindQEMUFor("", m); err != nil {
 		testimage.Missing(t, "QEMU not installed: "+err.Error())
 	}
-	if _, err := vmrunner.FindUEFI(nil, ""); err != nil {
-		testimage.Missing(t, "OVMF not installed: "+err.Error())
+	if _, err := vmrunner.FindUEFIFor(nil, "", m); err != nil {
+		testimage.Missing(t, "UEFI firmware not installed: "+err.Error())
 	}
 	testimage.Cache(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Minute)
@@ -157,9 +169,9 @@ func TestUpdateAndRollbackInQEMU(t *testing.T) {
 	keys := otatest.Keys(t)
 	port := freePort(t)
 	url := fmt.Sprintf("http://10.0.2.2:%d", port)
-	v100 := build(t, keys, "1.0.0", url, "")
-	v110 := build(t, keys, "1.1.0", url, "test -d /data && test -d /boot/efi/EFI/Linux")
-	v120 := build(t, keys, "1.2.0", url, "false")
+	v100 := build(t, keys, board, "1.0.0", url, "")
+	v110 := build(t, keys, board, "1.1.0", url, "test -d /data && test -d /boot/efi/EFI/Linux")
+	v120 := build(t, keys, board, "1.2.0", url, "false")
 
 	dir := t.TempDir()
 	publish(t, dir, keys, v100)
@@ -179,7 +191,7 @@ func TestUpdateAndRollbackInQEMU(t *testing.T) {
 	defer srv.Stop(context.Background())
 
 	vm, err := vmrunner.Start(ctx, vmrunner.Config{
-		Image: v100.Image, Persist: filepath.Join(t.TempDir(), "disk.img"),
+		Image: v100.Image, Persist: filepath.Join(t.TempDir(), "disk.img"), Machine: machine,
 		Firmware: vmrunner.FirmwareUEFI, Accel: vmrunner.AccelTCG, CPUs: 2, MemoryMiB: 1024,
 		Display: vmrunner.DisplayNone,
 	})
