@@ -136,8 +136,10 @@ type pending struct {
 	From    string `json:"from"`
 	// Slot is the Raspberry Pi boot partition it went into; Rebooted is set just before the
 	// trial reboot, so that an old-slot boot without it is a power cut, not a failed trial.
+	// Tried is set by the trial boot's agent when it starts.
 	Slot     int  `json:"slot,omitempty"`
 	Rebooted bool `json:"rebooted,omitempty"`
+	Tried    bool `json:"tried,omitempty"`
 }
 
 // New reads the release file and the trust root.

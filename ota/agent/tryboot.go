@@ -104,6 +104,12 @@ func (a *Agent) assessTryboot(ctx context.Context) error {
 	}
 	pend := a.loadPending()
 	if booted != ab.Boot {
+		if pend != nil && pend.Version == a.rel.Version && !pend.Tried {
+			pend.Tried = true
+			if err := a.savePending(*pend); err != nil {
+				a.log.WithError(err).Warn("tryboot: remember the trial")
+			}
+		}
 		a.report(ctx, ota.StateBooted, a.rel.Version, fmt.Sprintf("trial boot of partition %d", booted))
 		if msg, ok := a.health(ctx); !ok {
 			a.log.WithFields(logrus.Fields{"version": a.rel.Version, "partition": booted}).Warn("unhealthy: " + msg + "; rebooting into partition " + strconv.Itoa(ab.Boot))
@@ -120,6 +126,10 @@ func (a *Agent) assessTryboot(ctx context.Context) error {
 	}
 	if pend != nil && pend.Version != a.rel.Version {
 		if pend.Rebooted {
+			if !pend.Tried {
+				a.log.WithField("version", pend.Version).Warn("the trial boot never reached kiln-agent: the new kernel failed early, " +
+					"or the kernel did not pass the tryboot flag to the firmware (reboot '0 tryboot' needs the Raspberry Pi firmware driver's support)")
+			}
 			a.rolledBack(ctx, pend, nil)
 		} else {
 			// Power went before the trial reboot: the update was never tried.

@@ -226,6 +226,9 @@ func TestTrybootUpdateCommitAndRollback(t *testing.T) {
 	if p.reboots != 1 {
 		t.Fatalf("unhealthy trial: %d plain reboots, want 1", p.reboots)
 	}
+	if b, _ := os.ReadFile(filepath.Join(p.data, "kiln", "ota", "pending.json")); !bytes.Contains(b, []byte(`"rebooted":true,"tried":true`)) {
+		t.Fatalf("pending after the trial: %s", b)
+	}
 	autoboot("after the failed trial", 3, 2)
 	expect("reset after the failed trial", 3, "1.1.0")
 	a = p.agent("1.1.0")
