@@ -18,8 +18,8 @@ deps:
 	@bash scripts/install-deps.sh
 	@$(GO) mod download
 
-## inputs: fetch the default image's input packages into $KILN_CACHE/debs for the tests (idempotent;
-## kiln build fetches what it needs by itself)
+## inputs: fetch the default image's input packages into $KILN_CACHE/debs and the arm64-uefi board's
+## into $KILN_CACHE/debs-arm64 for the tests (idempotent; kiln build fetches what it needs by itself)
 inputs: bin/kiln
 	@bash scripts/fetch-inputs.sh
 

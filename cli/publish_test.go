@@ -38,7 +38,7 @@ func bundle(t *testing.T, version string, payload []byte) string {
 	sum := sha256.Sum256(payload)
 	file := "kiln-tiny-" + version + ".efi"
 	os.WriteFile(filepath.Join(dir, file), payload, 0o644)
-	b, _ := json.Marshal(ota.Bundle{Name: "kiln-tiny", Version: version, Arch: "x86_64", Channel: "stable",
+	b, _ := json.Marshal(ota.Bundle{Name: "kiln-tiny", Version: version, Arch: "x86_64", Board: "x86_64-uefi", Channel: "stable",
 		MinFrom: "0.0.0", Payload: ota.Payload{File: file, Size: int64(len(payload)), SHA256: hex.EncodeToString(sum[:])}})
 	os.WriteFile(filepath.Join(dir, "update.json"), b, 0o644)
 	return out
@@ -100,7 +100,7 @@ func TestPublishAndServe(t *testing.T) {
 	// A device's signed check.
 	pub, key, _ := ed25519.GenerateKey(nil)
 	c := &client.Client{BaseURL: "http://" + addr, Key: key}
-	dev := ota.Device{ID: ota.DeviceID("kiln-tiny", pub), Key: ota.KeyString(pub), Name: "kiln-tiny", Version: "0.9.0", Channel: "stable"}
+	dev := ota.Device{ID: ota.DeviceID("kiln-tiny", pub), Key: ota.KeyString(pub), Name: "kiln-tiny", Version: "0.9.0", Arch: "x86_64", Board: "x86_64-uefi", Channel: "stable"}
 	var cr *ota.CheckResponse
 	for i := 0; i < 100; i++ {
 		if cr, err = c.Check(ctx, dev); err == nil || !strings.Contains(err.Error(), "connection refused") {

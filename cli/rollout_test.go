@@ -61,7 +61,7 @@ func TestRolloutCommands(t *testing.T) {
 	go func() { done <- run(ctx, &senv, []string{"serve", "--repo", repoDir, "--addr", addr, "--no-mdns"}) }()
 	pub, key, _ := ed25519.GenerateKey(nil)
 	c := &client.Client{BaseURL: "http://" + addr, Key: key}
-	dev := ota.Device{ID: ota.DeviceID("kiln-tiny", pub), Key: ota.KeyString(pub), Name: "kiln-tiny", Version: "1.0.0", Channel: "stable"}
+	dev := ota.Device{ID: ota.DeviceID("kiln-tiny", pub), Key: ota.KeyString(pub), Name: "kiln-tiny", Version: "1.0.0", Arch: "x86_64", Board: "x86_64-uefi", Channel: "stable"}
 	check := func(what, wantOffer, wantMsg string) {
 		t.Helper()
 		var cr *ota.CheckResponse
