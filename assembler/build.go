@@ -103,9 +103,6 @@ func Build(ctx context.Context, r *recipe.Recipe, opts Options) (res *Result, er
 		return nil, fmt.Errorf("build %s: %w: no output directory", r.Name, ErrOptions)
 	case opts.Agent == "":
 		return nil, fmt.Errorf("build %s: %w: no kiln-agent binary (run `make build`, or set KILN_AGENT)", r.Name, ErrOptions)
-	case r.Board.Firmware == recipe.FirmwareRPi:
-		return nil, fmt.Errorf("build %s: %w: board %s: Raspberry Pi firmware boot (firmware \"rpi\") is not yet supported by this kiln; build for \"arm64-uefi\" instead",
-			r.Name, ErrUnsupported, r.BoardRef())
 	}
 	if opts.Log == nil {
 		opts.Log = logrus.New()
@@ -242,13 +239,19 @@ func (b *builder) run(ctx context.Context) error {
 	}()
 	defer func() { <-bundleDone }() // never remove the build directory while it is written to
 
-	espFiles, err := b.espFiles(ukiData, rd.Data)
-	if err != nil {
-		return err
-	}
 	img := b.st.path(ImageName(r))
-	if err := b.writeDisk(ctx, img, espFiles); err != nil {
-		return err
+	if isPi(r) {
+		if err := b.writePiImage(ctx, img, rd.Data); err != nil {
+			return err
+		}
+	} else {
+		espFiles, err := b.espFiles(ukiData, rd.Data)
+		if err != nil {
+			return err
+		}
+		if err := b.writeDisk(ctx, img, espFiles); err != nil {
+			return err
+		}
 	}
 	if r.Outputs.ISO {
 		if err := b.writeISO(ctx, ukiData, rd.Data); err != nil {

@@ -29,7 +29,10 @@ type inputs struct {
 	stub             []byte // linux<efiArch>.efi.stub
 	bootloader       []byte // systemd-boot<efiArch>.efi
 	bootloaderOrigin string
-	grub             *grub.Files // GRUB's i386-pc files, for BIOS boot (needGRUB)
+	// Raspberry Pi (rpi.go): raspi-firmware's files and the kernel's Pi device trees.
+	piFirmware, piDTBs map[string][]byte
+	piOrigin           string
+	grub               *grub.Files // GRUB's i386-pc files, for BIOS boot (needGRUB)
 
 	users []initramfs.User
 	extra []initramfs.File // recipe files and overlays for the root filesystem
@@ -78,14 +81,26 @@ func (b *builder) readInputs(ctx context.Context) error {
 	}
 	kernel := open("kernel", "kernel.package", r.Kernel.Package)
 	busybox := open("busybox", "system.busybox", r.System.Busybox)
-	boot := open("bootloader", "board.bootloader", r.Board.Bootloader)
+	bootRef := r.Board.Bootloader
+	if bootRef == "" && isPi(r) {
+		bootRef = piStubPackage // the Pi firmware boots the kernel; the UKI stub still makes the update bundle
+	}
+	boot := open("bootloader", "board.bootloader", bootRef)
 	var grubPkg *deb.Package
 	if needGRUB(r) {
 		grubPkg = open("grub", "board.grub", r.Board.GRUB)
 	}
+	var piFW *deb.Package
+	if isPi(r) {
+		piFW = open("firmware", "board.firmware_package", b.board.Boot.FirmwarePackage)
+	}
 	if err := joinErrors(errs); err != nil {
 		g.Wait()
 		return err
+	}
+	if piFW != nil {
+		g.Go(func() error { return b.readPiFirmware(gctx, piFW) })
+		g.Go(func() error { return b.readPiDTBs(gctx, kernel) })
 	}
 
 	g.Go(func() error {
@@ -158,7 +173,7 @@ func (b *builder) readInputs(ctx context.Context) error {
 		return err
 	}
 	// A stable order whatever finished first.
-	sortInputs(in.recorded, map[string]int{"kernel": 0, "busybox": 1, "bootloader": 2, "agent": 3, "grub": 4})
+	sortInputs(in.recorded, map[string]int{"kernel": 0, "busybox": 1, "bootloader": 2, "agent": 3, "grub": 4, "firmware": 5})
 	rec := in.recorded
 	b.manifest.Inputs = rec
 	return nil

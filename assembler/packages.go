@@ -48,6 +48,14 @@ func inputRefs(r *recipe.Recipe) []string {
 	if needGRUB(r) {
 		refs = append(refs, r.Board.GRUB)
 	}
+	if isPi(r) {
+		if r.Board.Bootloader == "" {
+			refs = append(refs, piStubPackage)
+		}
+		if bd, err := r.LoadBoard(); err == nil {
+			refs = append(refs, bd.Boot.FirmwarePackage)
+		}
+	}
 	for _, ref := range refs {
 		if ref != "" && !recipe.IsPackagePath(ref) && !slices.Contains(out, ref) {
 			out = append(out, ref)
@@ -75,6 +83,9 @@ func ArchiveSources(r *recipe.Recipe) ([]archive.Source, error) {
 		if len(comps) == 0 {
 			comps = []string{"main"}
 		}
+		if bd, err := r.LoadBoard(); err == nil && bd.Boot.FirmwareComponent != "" && !slices.Contains(comps, bd.Boot.FirmwareComponent) {
+			comps = append(slices.Clone(comps), bd.Boot.FirmwareComponent)
+		}
 		if keyring == "" {
 			keyring = filepath.Join(hostRoot, archive.DefaultKeyring)
 			if _, err := os.Stat(keyring); err != nil {
@@ -101,6 +112,11 @@ func ArchiveSources(r *recipe.Recipe) ([]archive.Source, error) {
 		}
 		if len(a.Components) > 0 {
 			s.Components = a.Components
+		}
+		// The board's firmware package may live in another component (raspi-firmware in
+		// non-free-firmware).
+		if bd, err := r.LoadBoard(); err == nil && bd.Boot.FirmwareComponent != "" && !slices.Contains(s.Components, bd.Boot.FirmwareComponent) {
+			s.Components = append(slices.Clone(s.Components), bd.Boot.FirmwareComponent)
 		}
 		if keyring != "" {
 			s.SignedBy = keyring

@@ -49,7 +49,7 @@ func addSourceFlags(fs interface {
 		arch:       fs.String("arch", "amd64", "Debian architecture"),
 		suite:      fs.String("suite", "", "suite, e.g. bookworm (its -updates and -security suites come along); default: every suite of the host's apt sources"),
 		mirror:     fs.String("mirror", "", "mirror URL; default: the host's apt sources"),
-		components: fs.String("components", "main", "components, comma-separated (with --mirror)"),
+		components: fs.String("components", "", "components, comma-separated (default: main with --mirror, else the host sources' own), e.g. main,non-free-firmware"),
 		keyring:    fs.String("keyring", archive.DefaultKeyring, "archive keyring (with --mirror)"),
 	}
 }
@@ -59,8 +59,12 @@ func (f sourceFlags) sources() ([]archive.Source, error) {
 		if *f.suite == "" {
 			return nil, fmt.Errorf("%w: --mirror needs --suite", errUsage)
 		}
+		comps := "main"
+		if *f.components != "" {
+			comps = *f.components
+		}
 		return []archive.Source{{URI: strings.TrimRight(*f.mirror, "/"), Suite: *f.suite,
-			Components: strings.Split(*f.components, ","), SignedBy: *f.keyring}}, nil
+			Components: strings.Split(comps, ","), SignedBy: *f.keyring}}, nil
 	}
 	all, err := archive.HostSources("/")
 	if err != nil {
@@ -69,6 +73,11 @@ func (f sourceFlags) sources() ([]archive.Source, error) {
 	srcs := archive.ForSuite(all, *f.suite)
 	if len(srcs) == 0 {
 		return nil, fmt.Errorf("the host's apt sources have no suite %q: name one they have, or give --mirror and --suite", *f.suite)
+	}
+	if *f.components != "" {
+		for i := range srcs {
+			srcs[i].Components = strings.Split(*f.components, ",")
+		}
 	}
 	return srcs, nil
 }

@@ -40,7 +40,7 @@ func runPreview(ctx context.Context, env *Env, args []string) error {
 	var cfg vmrunner.Config
 	fs.StringVar(&cfg.Image, "image", "", "disk image to boot: raw, qcow2 or ISO 9660 (never modified)")
 	format := fs.String("format", "auto", "image format: auto, raw, qcow2 or iso")
-	machine := fs.String("machine", "auto", "emulated machine: auto (the board in the manifest.json beside the image, else q35), q35 (a PC) or virt (arm64)")
+	machine := fs.String("machine", "auto", "emulated machine: auto (the board in the manifest.json beside the image, else raspi3b for a Raspberry Pi image, else q35), q35 (a PC), virt (arm64) or raspi3b (Raspberry Pi 3)")
 	attach := fs.String("attach", "auto", "connect the image as: auto, disk (virtio), usb (USB stick on xHCI) or cdrom")
 	usb := fs.Bool("usb", false, "shorthand for --attach usb: boot it the way a flashed stick boots")
 	firmware := fs.String("firmware", "auto", "auto (UEFI for images with an EFI system partition, else BIOS), uefi, bios, or a ROM FILE passed as -bios (e.g. coreboot)")

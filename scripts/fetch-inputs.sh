@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Downloads the default image's input packages (kernel, busybox, systemd-boot, and GRUB for BIOS) into $KILN_CACHE/debs,
-# and the arm64-uefi board's into $KILN_CACHE/debs-arm64,
+# and the arm64-uefi and rpi boards' into $KILN_CACHE/debs-arm64,
 # with `kiln packages download` (from the host's apt sources, checked against the archive keyring;
 # apt is not needed). Idempotent: packages already in the cache are not fetched again.
 # `kiln build` fetches missing inputs by itself; this fills debs/, which the tests read.
@@ -36,4 +36,9 @@ fi
 if [ ${#fetch[@]} -gt 0 ]; then
   echo "inputs: downloading ${fetch[*]} (arm64) into $dir64"
   KILN_CACHE="$cache" "$kiln" packages download --arch arm64 --dir "$dir64" "${fetch[@]}"
+fi
+# The rpi board's firmware lives in the archive's non-free-firmware component.
+if ! compgen -G "$dir64/raspi-firmware_*.deb" >/dev/null; then
+  echo "inputs: downloading raspi-firmware into $dir64"
+  KILN_CACHE="$cache" "$kiln" packages download --arch arm64 --components main,non-free-firmware --dir "$dir64" raspi-firmware
 fi

@@ -14,7 +14,7 @@ pkgs=(
   grub-common
   # preview (QEMU, firmware)
   qemu-system-x86 qemu-system-gui qemu-utils ovmf seabios xorriso
-  # arm64 previews (board arm64-uefi: qemu-system-aarch64 -M virt, AAVMF)
+  # arm64 previews (arm64-uefi: qemu-system-aarch64 -M virt, AAVMF; rpi: -M raspi3b)
   qemu-system-arm qemu-efi-aarch64
   # GUI tests and screenshots
   xvfb imagemagick xdotool x11-utils

@@ -17,6 +17,9 @@ func CommandLine(s Spec) ([]string, error) {
 	if err := s.check(); err != nil {
 		return nil, err
 	}
+	if s.Machine.Direct != nil {
+		return directCommandLine(s)
+	}
 	var a []string
 	add := func(args ...string) { a = append(a, args...) }
 
@@ -137,13 +140,16 @@ func (s Spec) check() error {
 			return bad("%s path %q is not absolute", name, p)
 		}
 	}
+	if (m.Direct != nil) != (s.Firmware == FirmwareKernel) || (s.Firmware == FirmwareKernel) != (s.Attach == AttachSD) {
+		return bad("machine %s with firmware %q and attach mode %q", m.Name, s.Firmware, s.Attach)
+	}
 	switch s.Format {
 	case FormatRaw, FormatQCOW2, FormatISO:
 	default:
 		return bad("unresolved image format %q", s.Format)
 	}
 	switch s.Attach {
-	case AttachDisk, AttachUSB, AttachCDROM:
+	case AttachDisk, AttachUSB, AttachCDROM, AttachSD:
 	default:
 		return bad("unresolved attach mode %q", s.Attach)
 	}
@@ -164,6 +170,10 @@ func (s Spec) check() error {
 	case FirmwareFile:
 		if s.BIOSFile == "" {
 			return bad("firmware file not set")
+		}
+	case FirmwareKernel:
+		if s.Kernel == "" || !filepath.IsAbs(s.Kernel) {
+			return bad("kernel path %q is not absolute", s.Kernel)
 		}
 	default:
 		return bad("unresolved firmware %q", s.Firmware)

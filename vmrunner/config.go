@@ -60,7 +60,8 @@ const (
 type Config struct {
 	Image  string // path of the disk image; never written unless Persist is set
 	Format Format // FormatAuto detects raw, qcow2 and ISO 9660
-	// Machine names the emulated computer in Machines: "" (q35, a PC), "virt" (generic arm64).
+	// Machine names the emulated computer in Machines: "" (q35, a PC, or raspi3b for a
+	// Raspberry Pi image: IsPiImage), "virt" (generic arm64), "raspi3b".
 	Machine string
 	Attach  Attach
 
@@ -105,6 +106,8 @@ type Spec struct {
 	UEFI     *UEFIFirmware
 	VarsFile string // the run's copy of the UEFI variable store (flash mapping)
 	BIOSFile string // -bios ROM for FirmwareFile
+	// Kernel, Initrd, DTB and Append: what QEMU loads for FirmwareKernel.
+	Kernel, Initrd, DTB, Append string
 
 	Accel     Accel // never AccelAuto
 	CPUs      int

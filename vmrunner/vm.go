@@ -83,6 +83,9 @@ type VM struct {
 // Start boots cfg.Image and returns once the guest runs. Cancelling ctx stops the VM.
 func Start(ctx context.Context, cfg Config) (vm *VM, err error) {
 	log := logger(cfg.Log)
+	if cfg.Machine == "" && IsPiImage(cfg.Image) {
+		cfg.Machine = "raspi3b"
+	}
 	mach, err := LookupMachine(cfg.Machine)
 	if err != nil {
 		return nil, err
@@ -111,12 +114,20 @@ func Start(ctx context.Context, cfg Config) (vm *VM, err error) {
 	if err := prepareDisk(&spec, cfg, qemu, runDir); err != nil {
 		return nil, err
 	}
+	if spec.Machine.Direct != nil {
+		if err := prepareDirect(ctx, &spec, qemu, runDir); err != nil {
+			return nil, err
+		}
+	}
 	if spec.SSHPort == 0 {
 		if spec.SSHPort, err = freePort(); err != nil {
 			return nil, err
 		}
 	}
 	accel := chooseAccel(ctx, qemu, cfg, spec.Machine)
+	if d := spec.Machine.Direct; d != nil {
+		accel = AccelChoice{Accel: AccelTCG, Reason: d.note}
+	}
 	spec.Accel = accel.Accel
 	args, err := CommandLine(spec)
 	if err != nil {
@@ -186,6 +197,11 @@ func resolveSpec(ctx context.Context, qemu string, cfg Config) (Spec, error) {
 	}
 	if spec.CPUs == 0 {
 		spec.CPUs = min(2, runtime.NumCPU())
+	}
+	if mach.Direct != nil {
+		if err := resolveDirect(&spec); err != nil {
+			return Spec{}, err
+		}
 	}
 	if spec.MemoryMiB == 0 {
 		spec.MemoryMiB = 1024

@@ -46,12 +46,17 @@ type Release struct {
 
 // Config says where things are on the device; zero fields take the defaults of Kiln images.
 type Config struct {
-	Release  string // /etc/kiln/release.json
-	Root     string // /etc/kiln/root.json
-	ESP      string // /boot/efi
-	State    string // /data/kiln/ota
-	EFIVars  string // /sys/firmware/efi/efivars
-	Interval time.Duration
+	Release string // /etc/kiln/release.json
+	Root    string // /etc/kiln/root.json
+	ESP     string // /boot/efi
+	State   string // /data/kiln/ota
+	EFIVars string // /sys/firmware/efi/efivars
+	// PiBoot holds a Raspberry Pi image's FAT partitions mounted by number (1, 2, 3); with
+	// autoboot.txt in 1 the agent updates through the firmware's tryboot (tryboot.go).
+	PiBoot     string // /boot/rpi
+	Cmdline    string // /proc/cmdline
+	DeviceTree string // /proc/device-tree
+	Interval   time.Duration
 	// HealthTimeout bounds one run of the health check (default 2 min); HealthAttempts is how
 	// many runs it gets, HealthPause the wait between them.
 	HealthTimeout  time.Duration
@@ -61,8 +66,10 @@ type Config struct {
 	// returns when ctx ends (init's shutdown signals the agent) so that the agent exits and its
 	// files on /data and the ESP can be unmounted.
 	Reboot func(ctx context.Context) error
-	Log    *logrus.Logger
-	HTTP   *client.Client // template for the server client (tests); BaseURL is filled in
+	// RebootTry restarts a Raspberry Pi with the firmware's one-shot tryboot flag.
+	RebootTry func(ctx context.Context) error
+	Log       *logrus.Logger
+	HTTP      *client.Client // template for the server client (tests); BaseURL is filled in
 }
 
 func (c *Config) defaults() {
@@ -76,6 +83,9 @@ func (c *Config) defaults() {
 	def(&c.ESP, "/boot/efi")
 	def(&c.State, "/data/kiln/ota")
 	def(&c.EFIVars, "/sys/firmware/efi/efivars")
+	def(&c.PiBoot, "/boot/rpi")
+	def(&c.Cmdline, "/proc/cmdline")
+	def(&c.DeviceTree, "/proc/device-tree")
 	if c.Interval == 0 {
 		c.Interval = 5 * time.Minute
 	}
@@ -90,6 +100,9 @@ func (c *Config) defaults() {
 	}
 	if c.Reboot == nil {
 		c.Reboot = Reboot
+	}
+	if c.RebootTry == nil {
+		c.RebootTry = RebootTryboot
 	}
 	if c.Log == nil {
 		c.Log = logrus.New()
@@ -112,6 +125,8 @@ type Agent struct {
 	unsent *ota.Report
 	cur    Entry // the running entry
 	curSHA string
+	// tryNext: the next reboot carries the Pi firmware's tryboot flag.
+	tryNext bool
 }
 
 // pending is what the agent remembers about an installed, not yet confirmed version.
@@ -119,6 +134,12 @@ type pending struct {
 	Version string `json:"version"`
 	Base    string `json:"base"`
 	From    string `json:"from"`
+	// Slot is the Raspberry Pi boot partition it went into; Rebooted is set just before the
+	// trial reboot, so that an old-slot boot without it is a power cut, not a failed trial.
+	// Tried is set by the trial boot's agent when it starts.
+	Slot     int  `json:"slot,omitempty"`
+	Rebooted bool `json:"rebooted,omitempty"`
+	Tried    bool `json:"tried,omitempty"`
 }
 
 // New reads the release file and the trust root.
@@ -220,6 +241,9 @@ var errRebooting = errors.New("rebooting")
 // check, blesses the entry when it passes and reboots when it does not, so that systemd-boot
 // tries again or falls back. On a normal boot after an install it notices a rollback.
 func (a *Agent) Assess(ctx context.Context) error {
+	if a.tryboot() {
+		return a.assessTryboot(ctx)
+	}
 	if err := a.syncGRUB(a.bootedBIOS()); err != nil {
 		a.log.WithError(err).Warn("GRUB boot slots")
 	}
@@ -574,6 +598,14 @@ func (a *Agent) install(ctx context.Context, c *client.Client, sel ota.Selection
 		return fmt.Errorf("install: signed target %s is for %q, not %q", t.Path, t.Name, a.rel.Name)
 	}
 	dir := a.linuxDir()
+	pi := a.tryboot()
+	if pi {
+		// The download waits on /data; installSlot unpacks it into the spare boot partition.
+		if err := os.MkdirAll(a.cfg.State, 0o755); err != nil {
+			return fmt.Errorf("install %s: %w", t.Version, err)
+		}
+		dir = a.cfg.State
+	}
 	newBase := a.rel.Name + "-" + t.Version
 	// Make room: keep the running entry (the fallback) and the partial download of this target.
 	part := filepath.Join(dir, "."+newBase+".efi.part")
@@ -624,6 +656,15 @@ func (a *Agent) install(ctx context.Context, c *client.Client, sel ota.Selection
 	}
 	if err := f.Close(); err != nil {
 		return fmt.Errorf("install %s: %w", t.Version, err)
+	}
+	if pi {
+		defer os.Remove(part)
+		p := pending{Version: t.Version, Base: newBase, From: a.rel.Version}
+		if err := a.installSlot(part, p); err != nil {
+			return fmt.Errorf("install %s: %w", t.Version, err)
+		}
+		a.report(ctx, ota.StateInstalled, t.Version, "next boot: trial of the spare boot partition")
+		return nil
 	}
 	final := filepath.Join(dir, TrialName(newBase, a.rel.BootTries))
 	if err := os.Rename(part, final); err != nil {
@@ -688,8 +729,21 @@ func (a *Agent) applyDelta(ctx context.Context, c *client.Client, d, full ota.Ta
 }
 
 func (a *Agent) reboot(ctx context.Context) error {
-	a.log.Info("rebooting")
-	if err := a.cfg.Reboot(ctx); err != nil {
+	reboot := a.cfg.Reboot
+	if a.tryNext {
+		a.tryNext = false
+		if p := a.loadPending(); p != nil {
+			p.Rebooted = true
+			if err := a.savePending(*p); err != nil {
+				return fmt.Errorf("reboot: %w", err)
+			}
+		}
+		reboot = a.cfg.RebootTry
+		a.log.Info("rebooting into the trial boot partition (tryboot)")
+	} else {
+		a.log.Info("rebooting")
+	}
+	if err := reboot(ctx); err != nil {
 		return fmt.Errorf("reboot: %w", err)
 	}
 	return errRebooting

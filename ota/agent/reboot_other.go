@@ -12,3 +12,8 @@ import (
 func Reboot(context.Context) error {
 	return fmt.Errorf("reboot: %w", errors.ErrUnsupported)
 }
+
+// RebootTryboot is only implemented on Linux.
+func RebootTryboot(context.Context) error {
+	return fmt.Errorf("reboot: %w", errors.ErrUnsupported)
+}
