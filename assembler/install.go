@@ -12,6 +12,7 @@ import (
 
 	"github.com/kilnproject/kiln/assembler/archive"
 	"github.com/kilnproject/kiln/assembler/deb"
+	"github.com/kilnproject/kiln/assembler/dpkgconf"
 	"github.com/kilnproject/kiln/assembler/fstree"
 	"github.com/kilnproject/kiln/assembler/initramfs"
 	"github.com/kilnproject/kiln/internal/progress"
@@ -60,6 +61,7 @@ func (b *builder) readPackages(ctx context.Context) error {
 	t.Replace = true // dpkg lets a package replace another's file when it says so (Replaces)
 	t.Limits = fstree.Limits{File: layout.DiskSize, Total: layout.DiskSize, Entries: maxEntries}
 	var status bytes.Buffer
+	var unpacked []dpkgconf.Package
 	for i, lp := range list {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -73,6 +75,8 @@ func (b *builder) readPackages(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("package %s %s: %w", lp.Name, lp.Version, err)
 		}
+		unpacked = append(unpacked, dpkgconf.Package{Name: lp.Name, Arch: lp.Arch,
+			PreDepends: pkg.Control["Pre-Depends"], Depends: pkg.Control["Depends"]})
 		b.manifest.Packages = append(b.manifest.Packages, info)
 	}
 	for _, d := range []string{dpkgDir + "/updates", dpkgDir + "/triggers"} {
@@ -84,6 +88,10 @@ func (b *builder) readPackages(ctx context.Context) error {
 		return err
 	}
 	if err := t.AddFile(dpkgDir+"/available", nil, 0o644, "kiln:dpkg"); err != nil {
+		return err
+	}
+	t, err := b.configurePackages(ctx, t, unpacked)
+	if err != nil {
 		return err
 	}
 	for _, n := range t.Sorted() {
@@ -165,7 +173,8 @@ func installPackage(t *fstree.Tree, status *bytes.Buffer, pkg *deb.Package, lp a
 }
 
 // writeStatus appends a package's status paragraph: its control file with "Status: install ok
-// installed" after the Package field, as dpkg writes it.
+// unpacked" after the Package field, as dpkg writes it after unpacking; configuring the packages
+// (dpkgconf) makes it "installed".
 func writeStatus(w *bytes.Buffer, control []byte) {
 	lines := strings.Split(strings.TrimRight(string(control), "\n"), "\n")
 	for i, l := range lines {
@@ -178,7 +187,7 @@ func writeStatus(w *bytes.Buffer, control []byte) {
 	for _, l := range lines {
 		w.WriteString(l + "\n")
 		if !done && strings.HasPrefix(strings.ToLower(l), "package:") {
-			w.WriteString("Status: install ok installed\n")
+			w.WriteString("Status: install ok unpacked\n")
 			done = true
 		}
 	}

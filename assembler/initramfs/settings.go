@@ -124,6 +124,14 @@ func addUsers(t *tree, s *Spec) error {
 	passwd.WriteString("nobody:x:65534:65534:nobody:/nonexistent:/bin/false\n")
 	shadow.WriteString(fmt.Sprintf("nobody:*:%d:0:99999:7:::\n", day))
 	group.WriteString("nogroup:x:65534:\n")
+	// The system accounts of installed packages (base-passwd's, those their scripts added) follow
+	// the recipe's.
+	for _, f := range []struct {
+		p string
+		b *strings.Builder
+	}{{"etc/passwd", &passwd}, {"etc/shadow", &shadow}, {"etc/group", &group}} {
+		keepAccounts(t, f.p, f.b)
+	}
 	for _, f := range []struct {
 		p    string
 		mode fs.FileMode
@@ -266,4 +274,26 @@ func tzFooter(b []byte) string {
 		return ""
 	}
 	return string(b[i+1:])
+}
+
+// keepAccounts appends to b the lines of the file p already in the tree (from packages) whose
+// account name b does not have yet.
+func keepAccounts(t *tree, p string, b *strings.Builder) {
+	old, ok := t.files[p]
+	if !ok || !old.Mode.IsRegular() {
+		return
+	}
+	have := map[string]bool{}
+	for _, l := range strings.Split(b.String(), "\n") {
+		name, _, _ := strings.Cut(l, ":")
+		have[name] = true
+	}
+	for _, l := range strings.Split(string(old.Data), "\n") {
+		name, _, ok := strings.Cut(l, ":")
+		if !ok || name == "" || have[name] || strings.HasPrefix(name, "#") {
+			continue
+		}
+		have[name] = true
+		b.WriteString(l + "\n")
+	}
 }
