@@ -8,6 +8,7 @@ import (
 	"io"
 	"io/fs"
 	"path"
+	"slices"
 	"strings"
 
 	"github.com/kilnproject/kiln/assembler/archive"
@@ -60,6 +61,12 @@ func (b *builder) readPackages(ctx context.Context) error {
 	t := fstree.New()
 	t.Replace = true // dpkg lets a package replace another's file when it says so (Replaces)
 	t.Limits = fstree.Limits{File: layout.DiskSize, Total: layout.DiskSize, Entries: maxEntries}
+	// The maintainer scripts run when the set has dpkg to run them with (the Essential base the
+	// resolver adds); a set without (a bare test archive) is unpacked and marked installed as is.
+	configure := slices.ContainsFunc(list, func(p archive.LockedPackage) bool { return p.Name == "dpkg" })
+	if !configure {
+		b.warn("the packages have no dpkg among them (the archive lacks Debian's Essential packages): their maintainer scripts are not run")
+	}
 	var status bytes.Buffer
 	var unpacked []dpkgconf.Package
 	for i, lp := range list {
@@ -71,7 +78,7 @@ func (b *builder) readPackages(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("package %s: %w", lp.Name, err)
 		}
-		info, err := installPackage(t, &status, pkg, lp)
+		info, err := installPackage(t, &status, pkg, lp, configure)
 		if err != nil {
 			return fmt.Errorf("package %s %s: %w", lp.Name, lp.Version, err)
 		}
@@ -90,9 +97,11 @@ func (b *builder) readPackages(ctx context.Context) error {
 	if err := t.AddFile(dpkgDir+"/available", nil, 0o644, "kiln:dpkg"); err != nil {
 		return err
 	}
-	t, err := b.configurePackages(ctx, t, unpacked)
-	if err != nil {
-		return err
+	if configure {
+		var err error
+		if t, err = b.configurePackages(ctx, t, unpacked); err != nil {
+			return err
+		}
 	}
 	for _, n := range t.Sorted() {
 		if n.Path == "" {
@@ -107,7 +116,7 @@ func (b *builder) readPackages(ctx context.Context) error {
 
 // installPackage adds one package's files and its dpkg database entries to t and its status
 // paragraph to status.
-func installPackage(t *fstree.Tree, status *bytes.Buffer, pkg *deb.Package, lp archive.LockedPackage) (PackageInfo, error) {
+func installPackage(t *fstree.Tree, status *bytes.Buffer, pkg *deb.Package, lp archive.LockedPackage, unpacked bool) (PackageInfo, error) {
 	info := PackageInfo{Name: lp.Name, Version: lp.Version, Arch: lp.Arch, Origin: lp.Suite + "/" + lp.Component,
 		Filename: lp.Filename, Size: lp.Size, SHA256: lp.SHA256}
 	if src, _, _ := strings.Cut(pkg.Control["Source"], " "); src != "" && src != lp.Name {
@@ -168,14 +177,18 @@ func installPackage(t *fstree.Tree, status *bytes.Buffer, pkg *deb.Package, lp a
 	if err := t.AddFile(infoPath("list"), []byte(strings.Join(listing, "\n")+"\n"), 0o644, "kiln:dpkg"); err != nil {
 		return info, err
 	}
-	writeStatus(status, control)
+	state := "installed"
+	if unpacked {
+		state = "unpacked"
+	}
+	writeStatus(status, control, state)
 	return info, nil
 }
 
 // writeStatus appends a package's status paragraph: its control file with "Status: install ok
-// unpacked" after the Package field, as dpkg writes it after unpacking; configuring the packages
-// (dpkgconf) makes it "installed".
-func writeStatus(w *bytes.Buffer, control []byte) {
+// <state>" after the Package field, as dpkg writes it: "unpacked" before the packages are
+// configured (dpkgconf makes it "installed").
+func writeStatus(w *bytes.Buffer, control []byte, state string) {
 	lines := strings.Split(strings.TrimRight(string(control), "\n"), "\n")
 	for i, l := range lines {
 		if strings.TrimSpace(l) == "" {
@@ -187,7 +200,7 @@ func writeStatus(w *bytes.Buffer, control []byte) {
 	for _, l := range lines {
 		w.WriteString(l + "\n")
 		if !done && strings.HasPrefix(strings.ToLower(l), "package:") {
-			w.WriteString("Status: install ok unpacked\n")
+			w.WriteString("Status: install ok " + state + "\n")
 			done = true
 		}
 	}
