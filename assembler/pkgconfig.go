@@ -129,7 +129,7 @@ var skipUnits = []string{"ssh.service", "sshd.service", "dropbear.service"}
 // unitServices turns the systemd units the packages' scripts enabled (links in
 // /etc/systemd/system/multi-user.target.wants) into services supervised by init: ExecStartPre
 // and ExecStart run in order with the unit's User, Environment and EnvironmentFile; Restart maps to
-// the restart policy. Forking daemons and templates are left out.
+// the restart policy. Forking daemons, templates and units using systemd specifiers are left out.
 func unitServices(t *fstree.Tree) []initramfs.Service {
 	const wants = "etc/systemd/system/multi-user.target.wants"
 	var names []string
@@ -251,5 +251,9 @@ func unitService(name string, unit []byte) (initramfs.Service, bool) {
 	if typ == "oneshot" {
 		policy = recipe.RestartNo
 	}
-	return initramfs.Service{Name: name, Command: strings.Join(cmd, "; "), User: user, Restart: policy}, true
+	command := strings.Join(cmd, "; ")
+	if strings.ContainsAny(command, "\r\x00%") {
+		return initramfs.Service{}, false // systemd specifiers (%i) and control characters have no shell form
+	}
+	return initramfs.Service{Name: name, Command: command, User: user, Restart: policy}, true
 }
