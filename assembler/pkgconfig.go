@@ -66,8 +66,7 @@ func hasPassword(r *recipe.Recipe) bool {
 	return false
 }
 
-// configurePackages runs the unpacked packages' maintainer scripts (dpkgconf) and derives the
-// services the image starts: the package units enabled by the scripts and the SSH server.
+// configurePackages runs the unpacked packages' maintainer scripts (dpkgconf).
 func (b *builder) configurePackages(ctx context.Context, t *fstree.Tree, pkgs []dpkgconf.Package) (*fstree.Tree, error) {
 	b.prog.Report(progress.Event{Phase: PhaseInputs, Message: fmt.Sprintf("configuring %d packages", len(pkgs))})
 	start := time.Now()
@@ -77,21 +76,26 @@ func (b *builder) configurePackages(ctx context.Context, t *fstree.Tree, pkgs []
 		return nil, err
 	}
 	b.log.WithFields(logrus.Fields{"packages": len(pkgs), "seconds": time.Since(start).Seconds()}).Info("packages configured")
+	return nt, nil
+}
+
+// packageServices adds the services init starts besides the recipe's: the SSH server when a user
+// has keys, and the units the packages enabled.
+func (b *builder) packageServices(t *fstree.Tree) {
 	taken := map[string]bool{}
 	for _, sv := range b.r.System.Services {
 		taken[sv.Name] = true
 	}
-	if sv, ok := sshService(nt, !hasPassword(b.r)); ok && hasSSHKeys(b.r) && !taken[sv.Name] {
+	if sv, ok := sshService(t, !hasPassword(b.r)); ok && hasSSHKeys(b.r) && !taken[sv.Name] {
 		b.inputs.services = append(b.inputs.services, sv)
 		taken[sv.Name] = true
 	}
-	for _, sv := range unitServices(nt) {
+	for _, sv := range unitServices(t) {
 		if !taken[sv.Name] {
 			b.inputs.services = append(b.inputs.services, sv)
 			taken[sv.Name] = true
 		}
 	}
-	return nt, nil
 }
 
 // sshService is the supervised SSH server of an image with dropbear or OpenSSH: host keys made on
