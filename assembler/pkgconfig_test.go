@@ -1,8 +1,16 @@
 package assembler
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/sirupsen/logrus"
 
 	"github.com/kilnproject/kiln/assembler/fstree"
 	"github.com/kilnproject/kiln/assembler/recipe"
@@ -115,5 +123,83 @@ func FuzzUnitService(f *testing.F) {
 		if ok && strings.ContainsAny(sv.Command, "\n\r\x00") {
 			t.Errorf("command with a line break: %q", sv.Command)
 		}
+	})
+}
+
+// TestConfiguredCache: a saved tree reads back with owners, modes, links and origins; a damaged
+// cache entry is refused (the build then configures again).
+func TestConfiguredCache(t *testing.T) {
+	log := logrus.New()
+	log.SetOutput(io.Discard)
+	b := &builder{r: recipe.Default(), opts: Options{Cache: t.TempDir(), SourceDateEpoch: 1704067200}, log: logrus.NewEntry(log)}
+	tr := fstree.New()
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(tr.AddDir("var/lib/mosquitto", 0o750, "dpkg:configure"))
+	must(tr.AddFile("usr/bin/passwd", []byte("x"), fs.ModeSetuid|0o755, "passwd 1:4.13"))
+	must(tr.AddSymlink("bin", "usr/bin", "base-files"))
+	tr.Get("var/lib/mosquitto").UID, tr.Get("var/lib/mosquitto").GID = 101, 102
+	infos := []PackageInfo{{Name: "passwd", Version: "1:4.13", Licenses: []string{"GPL-2"}}}
+	key := configuredKey(nil, 1)
+	if _, _, err := b.loadConfigured(key); err == nil {
+		t.Fatal("an empty cache has the tree")
+	}
+	b.saveConfigured(key, tr, infos)
+	got, gotInfos, err := b.loadConfigured(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(gotInfos) != 1 || gotInfos[0].Name != "passwd" {
+		t.Errorf("packages %+v", gotInfos)
+	}
+	for _, p := range []string{"var/lib/mosquitto", "usr/bin/passwd", "bin"} {
+		w, g := tr.Get(p), got.Get(p)
+		if g == nil || w.Mode != g.Mode || w.UID != g.UID || w.GID != g.GID || w.Origin != g.Origin ||
+			w.Target != g.Target || string(w.Data) != string(g.Data) {
+			t.Errorf("%s: read back %+v, saved %+v", p, g, w)
+		}
+	}
+	// One byte changed in the archive: refused.
+	file := b.configuredPath(key) + ".tar"
+	data, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data[len(data)/2] ^= 1
+	must(os.WriteFile(file, data, 0o644))
+	if _, _, err := b.loadConfigured(key); err == nil {
+		t.Error("a damaged cache entry was used")
+	}
+}
+
+// FuzzReadConfigured: a cache entry whose checksum matches but whose archive is anything never
+// panics or allocates beyond the limit.
+func FuzzReadConfigured(f *testing.F) {
+	log := logrus.New()
+	log.SetOutput(io.Discard)
+	dir := f.TempDir()
+	b := &builder{r: recipe.Default(), opts: Options{Cache: dir}, log: logrus.NewEntry(log)}
+	tr := fstree.New()
+	if err := tr.AddFile("etc/x", []byte("x"), 0o644, "o"); err != nil {
+		f.Fatal(err)
+	}
+	b.saveConfigured("seed", tr, nil)
+	seed, err := os.ReadFile(b.configuredPath("seed") + ".tar")
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(seed)
+	f.Add([]byte{})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		file := filepath.Join(t.TempDir(), "c.tar")
+		if err := os.WriteFile(file, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		sum := sha256.Sum256(data)
+		_, _ = readConfigured(file, hex.EncodeToString(sum[:]), 1<<20)
 	})
 }

@@ -35,6 +35,18 @@ func TestBootSSH(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 8*time.Minute)
 	defer cancel()
 	opts := testimage.Options(t)
+	// The input cache with an empty cache of configured packages, so the first build runs the
+	// maintainer scripts.
+	cache := t.TempDir()
+	for _, d := range []string{"debs", "sha256", "kmod", "kernels", "hashes"} {
+		if err := os.MkdirAll(filepath.Join(opts.Cache, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Symlink(filepath.Join(opts.Cache, d), filepath.Join(cache, d)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	opts.Cache = cache
 	debs := filepath.Join(opts.Cache, "debs")
 	deb := func(pattern string) string {
 		m, _ := filepath.Glob(filepath.Join(debs, pattern))
@@ -85,6 +97,15 @@ func TestBootSSH(t *testing.T) {
 		if strings.Contains(f.Path, "host_key") || strings.Contains(f.Path, "ssh_host_") {
 			t.Errorf("the image carries an SSH host key: %s", f.Path)
 		}
+	}
+
+	// A rebuild takes the configured packages from the cache and gives the same image.
+	opts2 := opts
+	opts2.OutDir = filepath.Join(dir, "out2")
+	if res2, err := assembler.Build(ctx, r, opts2); err != nil {
+		t.Fatal(err)
+	} else if res2.ImageSHA256 != res.ImageSHA256 {
+		t.Errorf("the rebuild from the cache of configured packages gave image %s, the first build %s", res2.ImageSHA256, res.ImageSHA256)
 	}
 
 	g := bootVM(t, vmrunner.Config{Image: res.Image, Firmware: vmrunner.FirmwareUEFI, MemoryMiB: 1024})
@@ -158,6 +179,9 @@ func TestBootSSH(t *testing.T) {
 	if got := run(c, "dpkg-query -W -f '${db:Status-Abbrev}${Package}\\n' python3 mosquitto dropbear-bin dpkg | sort"); got !=
 		"ii dpkg\nii dropbear-bin\nii mosquitto\nii python3" {
 		t.Errorf("dpkg lists:\n%s", got)
+	}
+	if got := run(c, "dpkg -l mosquitto | grep '^ii' | cut -c1-15; dpkg --version | head -1"); !strings.HasPrefix(got, "ii  mosquitto\nDebian 'dpkg'") {
+		t.Errorf("dpkg -l mosquitto; dpkg --version:\n%s\nwant Debian's dpkg listing mosquitto installed", got)
 	}
 	if got := run(c, "grep -c '^mosquitto:' /etc/passwd; stat -c '%U %a' /home/gardener/.ssh/authorized_keys"); got != "1\ngardener 600" {
 		t.Errorf("accounts: %q, want mosquitto's system user and the key owned by gardener, 0600", got)

@@ -332,12 +332,22 @@ func addBusybox(t *tree, s *Spec) error {
 		if p == "bin/busybox" {
 			continue
 		}
+		if packageWins[a.Name] {
+			if f, ok := t.files[t.resolveParents(p)]; ok && !f.Mode.IsDir() {
+				continue
+			}
+		}
 		if err := t.link(p, relTo(path.Dir(p), "bin/busybox")); err != nil {
 			return err
 		}
 	}
 	return t.link("init", "bin/busybox")
 }
+
+// packageWins are busybox applets an installed package's program replaces: dpkg's own tools keep
+// working on the database they wrote. Every other applet wins over a package's file (init,
+// getty, login and the start-up scripts rely on busybox's).
+var packageWins = map[string]bool{"dpkg": true, "dpkg-deb": true}
 
 // relTo returns the relative path from directory dir to target (both relative to the root).
 func relTo(dir, target string) string {

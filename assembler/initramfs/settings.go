@@ -44,7 +44,11 @@ func addSettings(t *tree, s *Spec) error {
 	if err := t.file("etc/issue", 0o644, []byte(issue), "kiln"); err != nil {
 		return err
 	}
-	if err := t.file("etc/shells", 0o644, []byte("/bin/sh\n/bin/ash\n"), "kiln"); err != nil {
+	shells := "/bin/sh\n/bin/ash\n"
+	if loginShell(t) == "/bin/bash" {
+		shells += "/bin/bash\n"
+	}
+	if err := t.file("etc/shells", 0o644, []byte(shells), "kiln"); err != nil {
 		return err
 	}
 	if err := addUsers(t, s); err != nil {
@@ -110,7 +114,7 @@ func addUsers(t *tree, s *Spec) error {
 	var passwd, shadow, group strings.Builder
 	group.WriteString("root:x:0:\ntty:x:5:\n")
 	for _, a := range accounts {
-		fmt.Fprintf(&passwd, "%s:x:%d:%d:%s:%s:/bin/sh\n", a.name, a.uid, a.uid, a.name, a.home)
+		fmt.Fprintf(&passwd, "%s:x:%d:%d:%s:%s:%s\n", a.name, a.uid, a.uid, a.name, a.home, loginShell(t))
 		hash := a.hash
 		if hash == "" {
 			// No password login. "*" rather than "!": an SSH server would still accept keys.
@@ -296,4 +300,13 @@ func keepAccounts(t *tree, p string, b *strings.Builder) {
 		have[name] = true
 		b.WriteString(l + "\n")
 	}
+}
+
+// loginShell is the users' shell: bash when a package installed it (busybox's ash runs its own
+// applets before the packages' programs of the same name, such as dpkg), else /bin/sh.
+func loginShell(t *tree) string {
+	if f, ok := t.files[t.resolveParents("bin/bash")]; ok && f.Mode.IsRegular() {
+		return "/bin/bash"
+	}
+	return "/bin/sh"
 }
