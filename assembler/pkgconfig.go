@@ -31,21 +31,39 @@ var sshServers = []string{"dropbear", "dropbear-bin", "openssh-server"}
 // hostKeyDir is where an image's SSH host keys live: made on first boot, on the data partition.
 const hostKeyDir = "/data/kiln/ssh"
 
-// packageRequests returns the packages a recipe asks for: system.packages, and an SSH server when
-// a user has SSH keys and the recipe installs packages but names no server.
+// wifiPackages come with [system.wifi] in a package image: the supplicant init starts on wlan0
+// with the recipe's network, and the regulatory database the kernel reads for its country.
+var wifiPackages = []string{"wpasupplicant", "wireless-regdb"}
+
+// packageRequests returns the packages a recipe asks for: system.packages, an SSH server when a
+// user has SSH keys and the recipe installs packages but names no server, and the Wi-Fi packages
+// when it configures Wi-Fi.
 func packageRequests(r *recipe.Recipe) []string {
 	reqs := r.PackageRequests()
-	if len(reqs) == 0 || !hasSSHKeys(r) {
+	if len(reqs) == 0 {
 		return reqs
 	}
-	for _, q := range reqs {
-		name, _, _ := strings.Cut(q, " ")
-		name, _, _ = strings.Cut(name, ":")
-		if slices.Contains(sshServers, name) {
-			return reqs
+	named := func(pkgs ...string) bool {
+		for _, q := range reqs {
+			name, _, _ := strings.Cut(q, " ")
+			name, _, _ = strings.Cut(name, ":")
+			if slices.Contains(pkgs, name) {
+				return true
+			}
+		}
+		return false
+	}
+	if hasSSHKeys(r) && !named(sshServers...) {
+		reqs = append(reqs, DefaultSSHServer)
+	}
+	if w := r.System.WiFi; w != nil && w.SSID != "" {
+		for _, p := range wifiPackages {
+			if !named(p) {
+				reqs = append(reqs, p)
+			}
 		}
 	}
-	return append(reqs, DefaultSSHServer)
+	return reqs
 }
 
 func hasSSHKeys(r *recipe.Recipe) bool {
@@ -127,8 +145,9 @@ func sshService(t *fstree.Tree, noPasswords bool) (initramfs.Service, bool) {
 }
 
 // skipUnits are package units the image does not start from their unit file: the SSH servers
-// (sshService runs them with keys on the data partition) and systemd's own.
-var skipUnits = []string{"ssh.service", "sshd.service", "dropbear.service"}
+// (sshService runs them with keys on the data partition) and wpa_supplicant's D-Bus service
+// (init starts the supplicant on wlan0 with the recipe's network).
+var skipUnits = []string{"ssh.service", "sshd.service", "dropbear.service", "wpa_supplicant.service"}
 
 // unitServices turns the systemd units the packages' scripts enabled (links in
 // /etc/systemd/system/multi-user.target.wants) into services supervised by init: ExecStartPre

@@ -93,20 +93,27 @@ func TestPackageRequests(t *testing.T) {
 		pkgs []string
 		keys bool
 		want string
+		wifi bool
 	}{
-		{nil, true, ""},                         // Kiln Tiny: no packages, no server
-		{[]string{"python3"}, false, "python3"}, // no keys
-		{[]string{"python3"}, true, "python3 " + DefaultSSHServer},
-		{[]string{"openssh-server (>= 1:9)"}, true, "openssh-server (>= 1:9)"},
-		{[]string{"dropbear"}, true, "dropbear"},
+		{nil, true, "", false},                         // Kiln Tiny: no packages, no server
+		{[]string{"python3"}, false, "python3", false}, // no keys
+		{[]string{"python3"}, true, "python3 " + DefaultSSHServer, false},
+		{[]string{"openssh-server (>= 1:9)"}, true, "openssh-server (>= 1:9)", false},
+		{[]string{"dropbear"}, true, "dropbear", false},
+		{[]string{"python3"}, false, "python3 wpasupplicant wireless-regdb", true},
+		{[]string{"wpasupplicant (>= 2)"}, true, "wpasupplicant (>= 2) " + DefaultSSHServer + " wireless-regdb", true},
+		{nil, false, "", true}, // Kiln Tiny with Wi-Fi settings: no packages
 	} {
 		r := &recipe.Recipe{}
 		r.System.Packages = tc.pkgs
 		if tc.keys {
 			r.System.Users = []recipe.User{{Name: "pi", SSHKeys: []string{"ssh-ed25519 AAAA"}}}
 		}
+		if tc.wifi {
+			r.System.WiFi = &recipe.WiFi{SSID: "home", PSK: "correct horse", Country: "DE"}
+		}
 		if got := strings.Join(packageRequests(r), " "); got != tc.want {
-			t.Errorf("%q keys=%v: requests %q, want %q", tc.pkgs, tc.keys, got, tc.want)
+			t.Errorf("%q keys=%v wifi=%v: requests %q, want %q", tc.pkgs, tc.keys, tc.wifi, got, tc.want)
 		}
 	}
 }
