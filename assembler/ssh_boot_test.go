@@ -180,7 +180,7 @@ func TestBootSSH(t *testing.T) {
 		"ii dpkg\nii dropbear-bin\nii mosquitto\nii python3" {
 		t.Errorf("dpkg lists:\n%s", got)
 	}
-	if got := run(c, "dpkg -l mosquitto | grep '^ii' | cut -c1-15; dpkg --version | head -1"); !strings.HasPrefix(got, "ii  mosquitto\nDebian 'dpkg'") {
+	if got := run(c, "dpkg -l mosquitto | awk '/^ii/ {print $1, $2}'; dpkg --version | head -1"); !strings.HasPrefix(got, "ii mosquitto\nDebian 'dpkg'") {
 		t.Errorf("dpkg -l mosquitto; dpkg --version:\n%s\nwant Debian's dpkg listing mosquitto installed", got)
 	}
 	if got := run(c, "grep -c '^mosquitto:' /etc/passwd; stat -c '%U %a' /home/gardener/.ssh/authorized_keys"); got != "1\ngardener 600" {
