@@ -66,7 +66,7 @@ func TestBootPackage(t *testing.T) {
 	g.send("\n")
 	g.send(`hello; echo "packages=$(grep -c '^Status: install ok installed' /var/lib/dpkg/status)"` + "\n")
 	g.expect(regexp.MustCompile(`\nHello, world!\r?\n`), bootTimeout)
-	got := g.expect(regexp.MustCompile(`packages=([0-9]+)`), bootTimeout)
+	got := g.expect(regexp.MustCompile(`packages=([0-9]+)\r?\n`), bootTimeout)
 	if got[1] != strconv.Itoa(len(m.Packages)) {
 		t.Errorf("the image's dpkg status lists %s packages, the manifest %d", got[1], len(m.Packages))
 	}
