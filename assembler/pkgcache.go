@@ -23,7 +23,7 @@ import (
 
 // configuredFormat versions the cache of configured package trees: change it when unpacking or
 // configuring changes what a tree holds.
-const configuredFormat = "kiln-configured-1"
+const configuredFormat = "kiln-configured-2"
 
 var errNotCached = errors.New("not in the cache")
 

@@ -48,9 +48,10 @@ var ErrUnsupported = errors.New("cannot run maintainer scripts on this host")
 var ErrScript = errors.New("maintainer script failed")
 
 // generated are files the scripts write that must not be baked into the image: per-device
-// secrets (host keys, made on first boot) and logs of the build.
+// secrets (host keys, made on first boot), logs of the build and caches that differ between runs
+// (ldconfig's aux-cache).
 var generated = []string{"etc/ssh/ssh_host_*", "etc/dropbear/dropbear_*_host_key", "var/log/dpkg.log",
-	"var/log/alternatives.log", "var/cache/debconf/*-old", "var/lib/dpkg/*-old", "etc/*-", "usr/sbin/policy-rc.d"}
+	"var/log/alternatives.log", "var/cache/ldconfig/aux-cache", "var/cache/debconf/*-old", "var/lib/dpkg/*-old", "etc/*-", "usr/sbin/policy-rc.d"}
 
 // Configure runs the maintainer scripts of the packages unpacked in t (dpkg's status lists them as
 // "install ok unpacked") and returns the configured tree.

@@ -66,6 +66,7 @@ busybox touch /srv/app/state
 busybox chown 105:107 /srv/app/state
 busybox chmod 4750 /srv/app/state
 busybox echo secret >/etc/ssh/ssh_host_ed25519_key
+busybox mkdir -p /var/cache/ldconfig && busybox echo $$ >/var/cache/ldconfig/aux-cache
 busybox sed -i 's/install ok unpacked/install ok installed/' /var/lib/dpkg/status
 busybox test -c /dev/null && busybox test -x /usr/sbin/policy-rc.d
 `)
@@ -88,7 +89,7 @@ busybox test -c /dev/null && busybox test -x /usr/sbin/policy-rc.d
 	if bb := got.Get("bin/busybox"); bb == nil || bb.Mode != 0o755 || bb.Origin == "dpkg:configure" {
 		t.Errorf("bin/busybox: %+v, want mode and origin kept", bb)
 	}
-	for _, p := range []string{"etc/ssh/ssh_host_ed25519_key", "usr/sbin/policy-rc.d", "dev", "dev/null"} {
+	for _, p := range []string{"etc/ssh/ssh_host_ed25519_key", "var/cache/ldconfig/aux-cache", "usr/sbin/policy-rc.d", "dev", "dev/null"} {
 		if got.Get(p) != nil {
 			t.Errorf("%s is in the configured tree", p)
 		}
