@@ -288,6 +288,7 @@ func (b *builder) initramfs(ctx context.Context) (*initramfs.Result, error) {
 		spec.Services = append(spec.Services, initramfs.Service{Name: sv.Name, Command: sv.Command, User: sv.User,
 			Restart: sv.Restart, AfterNetwork: sv.AfterNetwork})
 	}
+	spec.Services = append(spec.Services, in.services...)
 	if w := r.System.WiFi; w != nil {
 		spec.WiFi = &initramfs.WiFi{SSID: w.SSID, PSK: w.PSK, Country: w.Country}
 	}

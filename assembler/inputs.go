@@ -38,6 +38,8 @@ type inputs struct {
 	extra []initramfs.File // recipe files and overlays for the root filesystem
 	// packages are the installed packages' files and dpkg's database for the root filesystem.
 	packages []initramfs.File
+	// services are started by init besides the recipe's: the SSH server, the packages' units.
+	services []initramfs.Service
 	data     []fat.File // data partition contents
 
 	mu       sync.Mutex

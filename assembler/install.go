@@ -8,10 +8,12 @@ import (
 	"io"
 	"io/fs"
 	"path"
+	"slices"
 	"strings"
 
 	"github.com/kilnproject/kiln/assembler/archive"
 	"github.com/kilnproject/kiln/assembler/deb"
+	"github.com/kilnproject/kiln/assembler/dpkgconf"
 	"github.com/kilnproject/kiln/assembler/fstree"
 	"github.com/kilnproject/kiln/assembler/initramfs"
 	"github.com/kilnproject/kiln/internal/progress"
@@ -55,36 +57,30 @@ func (b *builder) readPackages(ctx context.Context) error {
 	if len(list) == 0 {
 		return nil
 	}
-	layout := b.r.Board.Layout()
-	t := fstree.New()
-	t.Replace = true // dpkg lets a package replace another's file when it says so (Replaces)
-	t.Limits = fstree.Limits{File: layout.DiskSize, Total: layout.DiskSize, Entries: maxEntries}
-	var status bytes.Buffer
-	for i, lp := range list {
-		if err := ctx.Err(); err != nil {
+	// The maintainer scripts run when the set has dpkg to run them with (the Essential base the
+	// resolver adds); a set without (a bare test archive) is unpacked and marked installed as is.
+	configure := slices.ContainsFunc(list, func(p archive.LockedPackage) bool { return p.Name == "dpkg" })
+	if !configure {
+		b.warn("the packages have no dpkg among them (the archive lacks Debian's Essential packages): their maintainer scripts are not run")
+	}
+	key := configuredKey(list, b.opts.SourceDateEpoch)
+	var t *fstree.Tree
+	var infos []PackageInfo
+	err := errNotCached
+	if configure {
+		t, infos, err = b.loadConfigured(key)
+	}
+	if err != nil {
+		if t, infos, err = b.unpack(ctx, list, configure); err != nil {
 			return err
 		}
-		b.prog.Report(progress.Event{Phase: PhaseInputs, Done: int64(i), Total: int64(len(list)), Message: "unpacking " + lp.Name + " " + lp.Version})
-		pkg, err := b.store.open(lp)
-		if err != nil {
-			return fmt.Errorf("package %s: %w", lp.Name, err)
-		}
-		info, err := installPackage(t, &status, pkg, lp)
-		if err != nil {
-			return fmt.Errorf("package %s %s: %w", lp.Name, lp.Version, err)
-		}
-		b.manifest.Packages = append(b.manifest.Packages, info)
-	}
-	for _, d := range []string{dpkgDir + "/updates", dpkgDir + "/triggers"} {
-		if err := t.AddDir(d, 0o755, "kiln:dpkg"); err != nil {
-			return err
+		if configure {
+			b.saveConfigured(key, t, infos)
 		}
 	}
-	if err := t.AddFile(dpkgDir+"/status", status.Bytes(), 0o644, "kiln:dpkg"); err != nil {
-		return err
-	}
-	if err := t.AddFile(dpkgDir+"/available", nil, 0o644, "kiln:dpkg"); err != nil {
-		return err
+	b.manifest.Packages = append(b.manifest.Packages, infos...)
+	if configure {
+		b.packageServices(t)
 	}
 	for _, n := range t.Sorted() {
 		if n.Path == "" {
@@ -97,9 +93,56 @@ func (b *builder) readPackages(ctx context.Context) error {
 	return nil
 }
 
+// unpack unpacks the packages into a new tree with dpkg's database and, when configure is set,
+// runs their maintainer scripts.
+func (b *builder) unpack(ctx context.Context, list []archive.LockedPackage, configure bool) (*fstree.Tree, []PackageInfo, error) {
+	layout := b.r.Board.Layout()
+	t := fstree.New()
+	t.Replace = true // dpkg lets a package replace another's file when it says so (Replaces)
+	t.Limits = fstree.Limits{File: layout.DiskSize, Total: layout.DiskSize, Entries: maxEntries}
+	var infos []PackageInfo
+	var status bytes.Buffer
+	var unpacked []dpkgconf.Package
+	for i, lp := range list {
+		if err := ctx.Err(); err != nil {
+			return nil, nil, err
+		}
+		b.prog.Report(progress.Event{Phase: PhaseInputs, Done: int64(i), Total: int64(len(list)), Message: "unpacking " + lp.Name + " " + lp.Version})
+		pkg, err := b.store.open(lp)
+		if err != nil {
+			return nil, nil, fmt.Errorf("package %s: %w", lp.Name, err)
+		}
+		info, err := installPackage(t, &status, pkg, lp, configure)
+		if err != nil {
+			return nil, nil, fmt.Errorf("package %s %s: %w", lp.Name, lp.Version, err)
+		}
+		unpacked = append(unpacked, dpkgconf.Package{Name: lp.Name, Arch: lp.Arch,
+			PreDepends: pkg.Control["Pre-Depends"], Depends: pkg.Control["Depends"]})
+		infos = append(infos, info)
+	}
+	for _, d := range []string{dpkgDir + "/updates", dpkgDir + "/triggers"} {
+		if err := t.AddDir(d, 0o755, "kiln:dpkg"); err != nil {
+			return nil, nil, err
+		}
+	}
+	if err := t.AddFile(dpkgDir+"/status", status.Bytes(), 0o644, "kiln:dpkg"); err != nil {
+		return nil, nil, err
+	}
+	if err := t.AddFile(dpkgDir+"/available", nil, 0o644, "kiln:dpkg"); err != nil {
+		return nil, nil, err
+	}
+	if configure {
+		var err error
+		if t, err = b.configurePackages(ctx, t, unpacked); err != nil {
+			return nil, nil, err
+		}
+	}
+	return t, infos, nil
+}
+
 // installPackage adds one package's files and its dpkg database entries to t and its status
 // paragraph to status.
-func installPackage(t *fstree.Tree, status *bytes.Buffer, pkg *deb.Package, lp archive.LockedPackage) (PackageInfo, error) {
+func installPackage(t *fstree.Tree, status *bytes.Buffer, pkg *deb.Package, lp archive.LockedPackage, unpacked bool) (PackageInfo, error) {
 	info := PackageInfo{Name: lp.Name, Version: lp.Version, Arch: lp.Arch, Origin: lp.Suite + "/" + lp.Component,
 		Filename: lp.Filename, Size: lp.Size, SHA256: lp.SHA256}
 	if src, _, _ := strings.Cut(pkg.Control["Source"], " "); src != "" && src != lp.Name {
@@ -160,13 +203,18 @@ func installPackage(t *fstree.Tree, status *bytes.Buffer, pkg *deb.Package, lp a
 	if err := t.AddFile(infoPath("list"), []byte(strings.Join(listing, "\n")+"\n"), 0o644, "kiln:dpkg"); err != nil {
 		return info, err
 	}
-	writeStatus(status, control)
+	state := "installed"
+	if unpacked {
+		state = "unpacked"
+	}
+	writeStatus(status, control, state)
 	return info, nil
 }
 
 // writeStatus appends a package's status paragraph: its control file with "Status: install ok
-// installed" after the Package field, as dpkg writes it.
-func writeStatus(w *bytes.Buffer, control []byte) {
+// <state>" after the Package field, as dpkg writes it: "unpacked" before the packages are
+// configured (dpkgconf makes it "installed").
+func writeStatus(w *bytes.Buffer, control []byte, state string) {
 	lines := strings.Split(strings.TrimRight(string(control), "\n"), "\n")
 	for i, l := range lines {
 		if strings.TrimSpace(l) == "" {
@@ -178,7 +226,7 @@ func writeStatus(w *bytes.Buffer, control []byte) {
 	for _, l := range lines {
 		w.WriteString(l + "\n")
 		if !done && strings.HasPrefix(strings.ToLower(l), "package:") {
-			w.WriteString("Status: install ok installed\n")
+			w.WriteString("Status: install ok " + state + "\n")
 			done = true
 		}
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/kilnproject/kiln/assembler/archive"
 	"github.com/kilnproject/kiln/assembler/recipe"
 	"github.com/kilnproject/kiln/internal/testimage"
+	"github.com/kilnproject/kiln/vmrunner"
 )
 
 // TestBootPackage boots an image with GNU hello from the host's Debian archive — a dynamically
@@ -60,12 +61,12 @@ func TestBootPackage(t *testing.T) {
 	}
 	t.Logf("installed %q", names)
 
-	g := boot(t, res.Image)
+	g := bootVM(t, vmrunner.Config{Image: res.Image, Firmware: vmrunner.FirmwareUEFI, MemoryMiB: 1024})
 	g.expect(regexp.MustCompile(`kiln: ready name=hello version=1\.0\.0`), bootTimeout)
 	g.send("\n")
 	g.send(`hello; echo "packages=$(grep -c '^Status: install ok installed' /var/lib/dpkg/status)"` + "\n")
 	g.expect(regexp.MustCompile(`\nHello, world!\r?\n`), bootTimeout)
-	got := g.expect(regexp.MustCompile(`packages=([0-9]+)`), bootTimeout)
+	got := g.expect(regexp.MustCompile(`packages=([0-9]+)\r?\n`), bootTimeout)
 	if got[1] != strconv.Itoa(len(m.Packages)) {
 		t.Errorf("the image's dpkg status lists %s packages, the manifest %d", got[1], len(m.Packages))
 	}

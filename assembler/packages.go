@@ -149,7 +149,7 @@ func ResolveLock(ctx context.Context, r *recipe.Recipe, opts LockOptions) (*arch
 	if err != nil {
 		return nil, err
 	}
-	return resolve(ctx, srcs, r.DebianArch(), r.PackageRequests(), inputRefs(r), opts)
+	return resolve(ctx, srcs, r.DebianArch(), packageRequests(r), inputRefs(r), opts)
 }
 
 // ResolveInputs resolves and downloads packages the way a build takes its input packages: the
@@ -165,7 +165,9 @@ func resolve(ctx context.Context, srcs []archive.Source, arch string, reqs, inpu
 	}
 	var pkgs []*archive.Package
 	if len(reqs) > 0 {
-		if pkgs, err = a.Resolve(reqs, archive.Options{}); err != nil {
+		// The Essential and required base comes with packages: their maintainer scripts need
+		// dpkg, a shell, perl, adduser …
+		if pkgs, err = a.Resolve(reqs, archive.Options{Base: true}); err != nil {
 			return nil, fmt.Errorf("system.packages: %w", err)
 		}
 	}
@@ -255,7 +257,7 @@ func CheckLock(r *recipe.Recipe, l *archive.Lock, path string) error {
 			}
 		}
 	}
-	diff("package", r.PackageRequests(), l.Requests)
+	diff("package", packageRequests(r), l.Requests)
 	diff("input", inputRefs(r), l.Inputs)
 	if l.Arch != r.DebianArch() {
 		diffs = append(diffs, fmt.Sprintf("architecture %s, the recipe builds for %s", l.Arch, r.DebianArch()))

@@ -44,7 +44,10 @@ func bootVM(t *testing.T, cfg vmrunner.Config) *guest {
 	}
 	g := &guest{t: t, start: time.Now()}
 	g.cond = sync.NewCond(&g.mu)
-	cfg.Accel, cfg.Display, cfg.MemoryMiB = vmrunner.AccelTCG, vmrunner.DisplayNone, 512
+	cfg.Accel, cfg.Display = vmrunner.AccelTCG, vmrunner.DisplayNone
+	if cfg.MemoryMiB == 0 {
+		cfg.MemoryMiB = 512
+	}
 	vm, err := vmrunner.Start(t.Context(), cfg)
 	if errors.Is(err, vmrunner.ErrNoUEFIFirmware) {
 		testimage.Missing(t, "no UEFI firmware: "+err.Error())

@@ -5,7 +5,10 @@
 #    for the versioned kernel), the same three packages and the kernel metapackage;
 #  - `kiln build` of Kiln Tiny from an empty cache (resolve, download, lock, build) and again warm
 #    (the lock and packages cached: no network);
-#  - an image with packages = ["hello"] (GNU hello and its C library): first build, warm rebuild.
+#  - an image with packages = ["hello"] (GNU hello, its C library and Debian's required base,
+#    configured by their maintainer scripts): first build, warm rebuild;
+#  - a device image (python3, mosquitto, an SSH key: dropbear added): a build that configures
+#    the packages (lock and packages cached), and a warm rebuild (configured tree cached).
 # Writes docs/bench-packages.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -41,6 +44,10 @@ mkdir -p "$work/hello"
 printf 'kiln = 1\nname = "hello"\nversion = "1.0.0"\n[system]\npackages = ["hello"]\n' > "$work/hello/kiln.toml"
 hfresh() { rm -rf "$work/hello/kiln.lock" "$work/hello/out"; }
 hello() { KILN_CACHE="$work/cache" "$KILN" build --recipe "$work/hello/kiln.toml" --out "$work/hello/out"; }
+mkdir -p "$work/garden"
+printf 'kiln = 1\nname = "garden"\nversion = "1.0.0"\n[system]\npackages = ["python3", "mosquitto"]\n[[system.users]]\nname = "pi"\nssh_keys = ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKqf0Qf5r9Y1v7fWmmDq2cY4rXb7hJqS8kq3vJfZ0mJx bench"]\n' > "$work/garden/kiln.toml"
+gcold() { rm -rf "$work/cache/configured" "$work/garden/out"; }
+garden() { KILN_CACHE="$work/cache" "$KILN" build --recipe "$work/garden/kiln.toml" --out "$work/garden/out"; }
 
 ta=$(timeit apt_dl)
 tk=$(timeit kiln_dl)
@@ -49,6 +56,11 @@ tw=$(timeit tiny)
 hfresh; th=$(PREP=hfresh timeit hello)
 hello >/dev/null 2>&1
 thw=$(timeit hello)
+garden >/dev/null 2>&1
+tgc=$(PREP=gcold timeit garden)
+garden >/dev/null 2>&1
+tgw=$(timeit garden)
+gn=$(python3 -c 'import json,sys; print(len(json.load(open(sys.argv[1]))["packages"]))' "$work/garden/out/manifest.json")
 n=$(python3 -c 'import json,sys; print(len(json.load(open(sys.argv[1]))["packages"]))' "$work/hello/out/manifest.json")
 {
   echo "# Packages"
@@ -65,4 +77,6 @@ n=$(python3 -c 'import json,sys; print(len(json.load(open(sys.argv[1]))["package
   printf '| kiln build of Kiln Tiny, warm (lock and packages cached, no network) | %.2f s |\n' "$tw"
   printf '| kiln build with packages = ["hello"] (%d packages), resolved again, packages cached | %.2f s |\n' "$n" "$th"
   printf '| kiln build with packages = ["hello"], warm (from kiln.lock) | %.2f s |\n' "$thw"
+  printf '| kiln build of python3 mosquitto + SSH key (%d packages), maintainer scripts run (lock and packages cached) | %.2f s |\n' "$gn" "$tgc"
+  printf '| the same, warm (configured packages cached) | %.2f s |\n' "$tgw"
 } | tee docs/bench-packages.md

@@ -211,7 +211,7 @@ func cleanPath(p string) string { return strings.TrimPrefix(path.Clean("/"+p), "
 // add places f, creating missing parent directories (0755, root). A directory added over an
 // existing directory only updates its mode and owner.
 func (t *tree) add(f File) error {
-	f.Path = cleanPath(f.Path)
+	f.Path = t.resolveParents(cleanPath(f.Path))
 	if f.Path == "" || f.Path == "." {
 		return nil // the root exists already
 	}
@@ -233,6 +233,34 @@ func (t *tree) add(f File) error {
 	}
 	t.files[f.Path] = &f
 	return nil
+}
+
+// resolveParents follows symlinked directories among p's parents, as the file would land when
+// written through them (bin/ls → usr/bin/ls on a merged-/usr package tree).
+func (t *tree) resolveParents(p string) string {
+	for hops := 0; hops < 40; hops++ {
+		moved := false
+		for i := 0; i < len(p); i++ {
+			if p[i] != '/' {
+				continue
+			}
+			f, ok := t.files[p[:i]]
+			if !ok || f.Mode.Type() != fs.ModeSymlink {
+				continue
+			}
+			target := f.Target
+			if !strings.HasPrefix(target, "/") {
+				target = path.Join(path.Dir(p[:i]), target)
+			}
+			p = cleanPath(target + p[i:])
+			moved = true
+			break
+		}
+		if !moved {
+			return p
+		}
+	}
+	return p
 }
 
 func (t *tree) dir(p string, mode fs.FileMode) error {
@@ -306,12 +334,22 @@ func addBusybox(t *tree, s *Spec) error {
 		if p == "bin/busybox" {
 			continue
 		}
+		if packageWins[a.Name] {
+			if f, ok := t.files[t.resolveParents(p)]; ok && !f.Mode.IsDir() {
+				continue
+			}
+		}
 		if err := t.link(p, relTo(path.Dir(p), "bin/busybox")); err != nil {
 			return err
 		}
 	}
 	return t.link("init", "bin/busybox")
 }
+
+// packageWins are busybox applets an installed package's program replaces: dpkg's own tools keep
+// working on the database they wrote. Every other applet wins over a package's file (init,
+// getty, login and the start-up scripts rely on busybox's).
+var packageWins = map[string]bool{"dpkg": true, "dpkg-deb": true}
 
 // relTo returns the relative path from directory dir to target (both relative to the root).
 func relTo(dir, target string) string {
@@ -417,10 +455,13 @@ func merge(t *tree, files []File, what string) error {
 		}
 		if f.Mode.IsDir() {
 			// Merge: keep what is there, take the overlay's mode and owner.
-			if old, ok := t.files[cleanPath(f.Path)]; ok && old.Mode.IsDir() {
+			if old, ok := t.files[t.resolveParents(cleanPath(f.Path))]; ok && old.Mode.IsDir() {
 				old.Mode, old.UID, old.GID = f.Mode, f.UID, f.GID
 				continue
 			}
+		}
+		if p := cleanPath(f.Path); f.Mode.Type() == fs.ModeSymlink && t.emptyDir(p) {
+			delete(t.files, p) // a base directory a package makes a link (merged /usr: bin → usr/bin)
 		}
 		if err := t.add(f); err != nil {
 			return fmt.Errorf("%s file %s: %w", what, f.Path, err)
@@ -438,4 +479,17 @@ func shellConsoles(inittab []byte) []byte {
 		}
 	}
 	return []byte(strings.Join(lines, "\n"))
+}
+
+// emptyDir reports whether p is a directory with nothing in it.
+func (t *tree) emptyDir(p string) bool {
+	if f, ok := t.files[p]; !ok || !f.Mode.IsDir() {
+		return false
+	}
+	for k := range t.files {
+		if strings.HasPrefix(k, p+"/") {
+			return false
+		}
+	}
+	return true
 }

@@ -44,7 +44,11 @@ func addSettings(t *tree, s *Spec) error {
 	if err := t.file("etc/issue", 0o644, []byte(issue), "kiln"); err != nil {
 		return err
 	}
-	if err := t.file("etc/shells", 0o644, []byte("/bin/sh\n/bin/ash\n"), "kiln"); err != nil {
+	shells := "/bin/sh\n/bin/ash\n"
+	if loginShell(t) == "/bin/bash" {
+		shells += "/bin/bash\n"
+	}
+	if err := t.file("etc/shells", 0o644, []byte(shells), "kiln"); err != nil {
 		return err
 	}
 	if err := addUsers(t, s); err != nil {
@@ -110,7 +114,7 @@ func addUsers(t *tree, s *Spec) error {
 	var passwd, shadow, group strings.Builder
 	group.WriteString("root:x:0:\ntty:x:5:\n")
 	for _, a := range accounts {
-		fmt.Fprintf(&passwd, "%s:x:%d:%d:%s:%s:/bin/sh\n", a.name, a.uid, a.uid, a.name, a.home)
+		fmt.Fprintf(&passwd, "%s:x:%d:%d:%s:%s:%s\n", a.name, a.uid, a.uid, a.name, a.home, loginShell(t))
 		hash := a.hash
 		if hash == "" {
 			// No password login. "*" rather than "!": an SSH server would still accept keys.
@@ -124,6 +128,14 @@ func addUsers(t *tree, s *Spec) error {
 	passwd.WriteString("nobody:x:65534:65534:nobody:/nonexistent:/bin/false\n")
 	shadow.WriteString(fmt.Sprintf("nobody:*:%d:0:99999:7:::\n", day))
 	group.WriteString("nogroup:x:65534:\n")
+	// The system accounts of installed packages (base-passwd's, those their scripts added) follow
+	// the recipe's.
+	for _, f := range []struct {
+		p string
+		b *strings.Builder
+	}{{"etc/passwd", &passwd}, {"etc/shadow", &shadow}, {"etc/group", &group}} {
+		keepAccounts(t, f.p, f.b)
+	}
 	for _, f := range []struct {
 		p    string
 		mode fs.FileMode
@@ -266,4 +278,35 @@ func tzFooter(b []byte) string {
 		return ""
 	}
 	return string(b[i+1:])
+}
+
+// keepAccounts appends to b the lines of the file p already in the tree (from packages) whose
+// account name b does not have yet.
+func keepAccounts(t *tree, p string, b *strings.Builder) {
+	old, ok := t.files[p]
+	if !ok || !old.Mode.IsRegular() {
+		return
+	}
+	have := map[string]bool{}
+	for _, l := range strings.Split(b.String(), "\n") {
+		name, _, _ := strings.Cut(l, ":")
+		have[name] = true
+	}
+	for _, l := range strings.Split(string(old.Data), "\n") {
+		name, _, ok := strings.Cut(l, ":")
+		if !ok || name == "" || have[name] || strings.HasPrefix(name, "#") {
+			continue
+		}
+		have[name] = true
+		b.WriteString(l + "\n")
+	}
+}
+
+// loginShell is the users' shell: bash when a package installed it (busybox's ash runs its own
+// applets before the packages' programs of the same name, such as dpkg), else /bin/sh.
+func loginShell(t *tree) string {
+	if f, ok := t.files[t.resolveParents("bin/bash")]; ok && f.Mode.IsRegular() {
+		return "/bin/bash"
+	}
+	return "/bin/sh"
 }
