@@ -1,0 +1,7 @@
+//go:build !nogui
+
+package main
+
+import "github.com/kilnproject/kiln/app"
+
+func runApp(version string) error { return app.Run(version) }
