@@ -206,7 +206,6 @@ func FuzzWindowsAnswers(f *testing.F) {
 	})
 }
 
-
 // Hostile plists never panic or recurse without bound; the drives they describe keep sane values.
 func FuzzDiskutilPlist(f *testing.F) {
 	for _, name := range []string{"diskutil-list.plist", "diskutil-info-disk4.plist", "diskutil-info-disk0.plist"} {

@@ -1,7 +1,7 @@
 package flasher
 
 import (
-		"errors"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
