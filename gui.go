@@ -4,4 +4,7 @@ package main
 
 import "github.com/kilnproject/kiln/app"
 
-func runApp(version string) error { return app.Run(version) }
+func runApp(version string) error {
+	detachConsole()
+	return app.Run(version)
+}

@@ -3,6 +3,8 @@
 package packaging
 
 import (
+	"archive/zip"
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -51,8 +53,8 @@ func newWine(t *testing.T, dir string) *wine {
 	if w.bin == "" || w.server == "" {
 		testenv.Missing(t, "wine64 is not installed")
 	}
-	for _, e := range os.Environ() {
-		if !strings.HasPrefix(e, "DISPLAY=") && !strings.HasPrefix(e, "WAYLAND_DISPLAY=") {
+	for _, e := range os.Environ() { // kiln.exe finds kiln-agent beside it, as a user's does
+		if !strings.HasPrefix(e, "DISPLAY=") && !strings.HasPrefix(e, "WAYLAND_DISPLAY=") && !strings.HasPrefix(e, "KILN_AGENT=") {
 			w.env = append(w.env, e)
 		}
 	}
@@ -91,25 +93,88 @@ func (w *wine) run(t *testing.T, dir string, args ...string) string {
 	return string(out)
 }
 
-// windowsKiln cross-compiles the CLI-only kiln.exe (no cgo, -tags nogui) with version into dir.
-func windowsKiln(t *testing.T, dir, version string) string {
+// windowsRelease makes the Windows release zip the way make package does, with a CLI-only
+// kiln.exe (KILN_NOGUI=1: no cgo, fast) of the given version, unpacks it under dir and returns the
+// kiln.exe in it.
+func windowsRelease(t *testing.T, dir, version string) string {
 	t.Helper()
-	goBin := os.Getenv("GO")
-	if goBin == "" {
-		goBin = "go"
-	}
-	exe := filepath.Join(dir, "kiln.exe")
 	ctx, cancel := context.WithTimeout(t.Context(), 15*time.Minute) // a cold build cache in CI
 	defer cancel()
+	cross, dist := filepath.Join(dir, "cross"), filepath.Join(dir, "dist")
 	start := time.Now()
-	c := exec.CommandContext(ctx, goBin, "build", "-tags", "nogui", "-trimpath",
-		"-ldflags", "-X github.com/kilnproject/kiln/internal/version.Version="+version, "-o", exe, "..")
-	c.Env = append(os.Environ(), "GOOS=windows", "GOARCH=amd64", "CGO_ENABLED=0")
+	c := exec.CommandContext(ctx, "bash", "cross.sh", version, cross, "windows")
+	c.Env = append(os.Environ(), "KILN_NOGUI=1")
 	if out, err := c.CombinedOutput(); err != nil {
-		t.Fatalf("cross-compile kiln.exe: %v\n%s", err, out)
+		t.Fatalf("cross.sh: %v\n%s", err, out)
 	}
-	t.Logf("cross-compile kiln.exe: %v", time.Since(start).Round(time.Millisecond))
+	t.Logf("cross-compile kiln.exe (CLI only, with resources): %v", time.Since(start).Round(time.Millisecond))
+	c = exec.CommandContext(ctx, "bash", "build.sh", version, dist)
+	c.Env = append(os.Environ(), "KILN_CROSS="+cross, "KILN_PACKAGES=windows", "KILN_ZIP_LEVEL=1")
+	if out, err := c.CombinedOutput(); err != nil {
+		t.Fatalf("build.sh: %v\n%s", err, out)
+	}
+	zips, _ := filepath.Glob(filepath.Join(dist, "kiln-*-windows-amd64.zip"))
+	if len(zips) != 1 {
+		t.Fatalf("want one Windows zip in %s, got %v", dist, zips)
+	}
+	zr, err := zip.OpenReader(zips[0])
+	if err != nil {
+		t.Fatalf("%s: %v", zips[0], err)
+	}
+	defer zr.Close()
+	root := filepath.Join(dir, "Program Files")
+	var exe string
+	for _, f := range zr.File {
+		if f.FileInfo().IsDir() {
+			continue
+		}
+		p := filepath.Join(root, filepath.FromSlash(f.Name))
+		if !strings.HasPrefix(p, root+string(filepath.Separator)) {
+			t.Fatalf("zip entry %q escapes the directory", f.Name)
+		}
+		os.MkdirAll(filepath.Dir(p), 0o755)
+		r, err := f.Open()
+		if err != nil {
+			t.Fatal(err)
+		}
+		data, err := io.ReadAll(r)
+		r.Close()
+		if err != nil {
+			t.Fatalf("%s: %v", f.Name, err)
+		}
+		if err := os.WriteFile(p, data, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		switch filepath.Base(p) {
+		case "kiln.exe":
+			exe = p
+			// The version resource names the version (UTF-16, as Explorer shows it).
+			if !bytes.Contains(data, utf16le("ProductVersion")) || !bytes.Contains(data, utf16le(version)) {
+				t.Errorf("kiln.exe has no version resource for %s", version)
+			}
+		case "README.txt":
+			if !bytes.Contains(data, []byte("\r\n")) || !bytes.Contains(data, []byte(version)) {
+				t.Errorf("README.txt: want CRLF line ends and the version:\n%s", data)
+			}
+		}
+	}
+	for _, f := range []string{"kiln.exe", "kiln-agent", "README.txt", "LICENSE.txt"} {
+		if m, _ := filepath.Glob(filepath.Join(root, "kiln-*-windows-amd64", f)); len(m) != 1 {
+			t.Errorf("the zip lacks kiln-<version>-windows-amd64/%s", f)
+		}
+	}
+	if exe == "" {
+		t.FailNow()
+	}
 	return exe
+}
+
+func utf16le(s string) []byte {
+	var b []byte
+	for _, r := range s {
+		b = append(b, byte(r), byte(r>>8))
+	}
+	return b
 }
 
 // wineShim puts the bcryptprimitives.dll Go programs need (Wine 8 lacks it) into the prefix.
@@ -169,7 +234,7 @@ func sameOutputs(t *testing.T, lin, win string) {
 	}
 }
 
-// kiln.exe (the Windows build, run under Wine) builds the same image and manifest from the same
+// kiln.exe from the Windows release zip, run under Wine, builds the same image and manifest from the same
 // inputs as the Linux build — also from a recipe with CRLF line ends in a directory with spaces,
 // with Windows paths (drive letters, backslashes) throughout — and publishes an update repository
 // that the device's verifier accepts.
@@ -191,7 +256,7 @@ func TestWindowsExeUnderWine(t *testing.T) {
 	os.MkdirAll(top, 0o755)
 	w := newWine(t, top)
 	wineShim(t, w)
-	exe := windowsKiln(t, top, version)
+	exe := windowsRelease(t, top, version)
 
 	if got := w.run(t, top, exe, "--version"); strings.TrimSpace(got) != strings.TrimSpace(string(out)) {
 		t.Fatalf("kiln.exe --version = %q, Linux kiln says %q", got, out)
@@ -199,8 +264,7 @@ func TestWindowsExeUnderWine(t *testing.T) {
 
 	keys := filepath.Join(top, "keys")
 	env := []string{"KILN_KEYS=" + keys, "KILN_CACHE=" + cache, "KILN_AGENT=" + agent}
-	winEnv := []string{"KILN_KEYS=" + winPath(keys), "KILN_CACHE=" + winPath(cache), "KILN_AGENT=" + winPath(agent)}
-	w.env = append(w.env, winEnv...)
+	w.env = append(w.env, "KILN_KEYS="+winPath(keys), "KILN_CACHE="+winPath(cache))
 	linux := func(dir string, args ...string) {
 		t.Helper()
 		ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
