@@ -77,6 +77,9 @@ RC
   (cd "$work" && $windres -O coff -i kiln.rc -o kiln.syso)
   # go build takes .syso objects from the package directory only (not through -overlay): the
   # object stays there for this build and is removed after it.
+  # One Windows build of this tree at a time: a second one would link both objects.
+  exec 9>"${TMPDIR:-/tmp}/kiln-cross-$(echo "$PWD" | cksum | cut -d' ' -f1).lock"
+  flock 9
   syso=$PWD/zz_resources_windows_amd64.syso
   cp "$work/kiln.syso" "$syso"
   trap 'rm -rf "$work" "$syso"' EXIT
@@ -87,6 +90,7 @@ RC
       $GO build -trimpath -ldflags "$ldflags -s -w" -o "$dir/kiln.exe" .
   fi
   rm -f "$syso"
+  flock -u 9
   echo "cross: $dir/kiln.exe"
 }
 
