@@ -151,9 +151,9 @@ Preview needs QEMU for Windows (https://qemu.weilnetz.de/ or winget install qemu
 Settings and keys: %APPDATA%\\kiln; downloads and the input cache: %LOCALAPPDATA%\\kiln.
 EOF
   find "$work/win" -exec touch -r "$work/stamp" {} +
-  zipfile=$(realpath -m "$out/kiln-$v-windows-amd64.zip")
-  rm -f "$zipfile"
-  (cd "$work/win" && find "kiln-$v-windows-amd64" | LC_ALL=C sort | zip -X -q -"${KILN_ZIP_LEVEL:-9}" "$zipfile" -@)
+  zipfile="$out/kiln-$v-windows-amd64.zip"; zipabs=$(realpath -m "$zipfile")
+  rm -f "$zipabs"
+  (cd "$work/win" && find "kiln-$v-windows-amd64" | LC_ALL=C sort | zip -X -q -"${KILN_ZIP_LEVEL:-9}" "$zipabs" -@)
   echo "package: $zipfile"
 fi
 for arch in amd64 arm64; do

@@ -14,6 +14,8 @@ pkgs=(
   grub-common
   # preview (QEMU, firmware)
   qemu-system-x86 qemu-system-gui qemu-utils ovmf seabios xorriso
+  # the Windows release (cross-built with mingw-w64) and its tests under Wine
+  gcc-mingw-w64-x86-64 binutils-mingw-w64-x86-64 wine64 util-linux
   # GUI tests and screenshots
   xvfb imagemagick xdotool x11-utils
   # first-boot settings checks (cloud-init schema, netplan generate)
