@@ -30,8 +30,8 @@ x86_64-w64-mingw32-gcc -shared -O2 -s -o "$WINEPREFIX/drive_c/windows/system32/b
   packaging/wine/bcryptprimitives.c -ladvapi32
 winpath() { echo "Z:${1//\//\\}"; }
 
-# Each run writes a new output directory: replacing a previous build needs a file deletion mode
-# Wine 8 lacks (FILE_DISPOSITION_POSIX_SEMANTICS; Windows 10 has it).
+# Each run writes a new output directory: under Wine 8 replacing a previous build fails (Go's
+# directory removal uses a file-disposition call Wine 8 does not implement).
 clean() { rm -rf "$work/lin" "$work/win"; }
 # Private caches holding links to the input packages: "fresh" starts from only those.
 fresh() {
