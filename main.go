@@ -1,12 +1,12 @@
 // Command kiln builds, flashes, previews and serves OS images. Without arguments it opens the desktop
-// app; with arguments it runs a sub-command (see `kiln help`).
+// app; with arguments it runs a sub-command (see `kiln help`). Built with -tags nogui (the macOS CLI
+// release, the Windows test build) it has no desktop app and needs no cgo.
 package main
 
 import (
 	"fmt"
 	"os"
 
-	"github.com/kilnproject/kiln/app"
 	"github.com/kilnproject/kiln/cli"
 	"github.com/kilnproject/kiln/internal/version"
 )
@@ -15,7 +15,7 @@ func main() {
 	if len(os.Args) > 1 {
 		os.Exit(cli.Main(os.Args[1:]))
 	}
-	if err := app.Run(version.Version); err != nil {
+	if err := runApp(version.Version); err != nil {
 		fmt.Fprintln(os.Stderr, "kiln:", err)
 		os.Exit(1)
 	}

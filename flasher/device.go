@@ -160,10 +160,14 @@ func (e *VerifyError) Unwrap() error { return ErrVerify }
 
 // isSystemMount reports mounts the running system depends on. Removable media are mounted under
 // /media, /run/media, /mnt or a temporary directory; any other mountpoint (/, /boot, /usr, /home,
-// /var, /run/live/medium, ...) marks the drive as a system drive.
+// /var, /run/live/medium, ...) marks the drive as a system drive. Windows drive letters (E:\) are
+// removable places; the Windows enumeration marks the system drive.
 func isSystemMount(mp string) bool {
 	if mp == "[swap]" {
 		return true
+	}
+	if len(mp) == 3 && mp[1] == ':' && mp[2] == '\\' {
+		return false // a Windows drive letter: Windows marks the system drive itself
 	}
 	for _, p := range []string{"/media/", "/run/media/", "/mnt/", "/tmp/", "/var/tmp/", "/Volumes/"} {
 		if strings.HasPrefix(mp+"/", p) && len(mp) >= len(p) {

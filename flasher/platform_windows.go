@@ -1,7 +1,6 @@
 package flasher
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
@@ -26,8 +25,6 @@ const (
 )
 
 var physicalDrive = regexp.MustCompile(`(?i)^\\\\\.\\PhysicalDrive(\d+)$`)
-
-func drivePath(n int) string { return `\\.\PhysicalDrive` + strconv.Itoa(n) }
 
 func openHandle(path string, access uint32, share uint32, flags uint32) (windows.Handle, error) {
 	p, err := windows.UTF16PtrFromString(path)
@@ -64,10 +61,9 @@ func volumeDisks() map[string][]int {
 			continue
 		}
 		buf := make([]byte, 8+24*16)
-		if n, err := ioctl(h, ioctlVolumeGetVolumeDiskExtent, nil, buf); err == nil && n >= 8 {
-			count := int(binary.LittleEndian.Uint32(buf))
-			for k := 0; k < count && 8+24*k+4 <= n; k++ {
-				out[letter] = append(out[letter], int(binary.LittleEndian.Uint32(buf[8+24*k:])))
+		if n, err := ioctl(h, ioctlVolumeGetVolumeDiskExtent, nil, buf); err == nil {
+			if disks := parseDiskExtents(buf[:n]); len(disks) > 0 {
+				out[letter] = disks
 			}
 		}
 		windows.CloseHandle(h)
@@ -75,61 +71,48 @@ func volumeDisks() map[string][]int {
 	return out
 }
 
-var busTypes = map[uint32]string{1: "scsi", 3: "ata", 7: "usb", 8: "raid", 0xa: "sas", 0xb: "sata", 0xc: "mmc", 0xd: "mmc",
-	0xe: "virtual", 0xf: "virtual", 0x11: "nvme"}
+// systemDrives are the letters Windows runs from: %SystemDrive% and the volume of %SystemRoot%.
+func systemDrives() []string {
+	out := []string{"C:"}
+	if s := os.Getenv("SystemDrive"); s != "" {
+		out[0] = strings.ToUpper(s)
+	}
+	if dir, err := windows.GetWindowsDirectory(); err == nil {
+		out = append(out, strings.ToUpper(filepath.VolumeName(dir)))
+	}
+	return out
+}
 
-func describeDrive(n int, letters map[string][]int) (Device, bool) {
-	d := Device{Path: drivePath(n), Name: "PhysicalDrive" + strconv.Itoa(n), LogicalBlockSize: 512}
-	h, err := openHandle(d.Path, 0, windows.FILE_SHARE_READ|windows.FILE_SHARE_WRITE, 0)
+// driveAnswers asks physical drive n the questions windowsDrive decodes.
+func driveAnswers(n int) (windowsAnswers, bool) {
+	var a windowsAnswers
+	h, err := openHandle(winDrivePath(n), 0, windows.FILE_SHARE_READ|windows.FILE_SHARE_WRITE, 0)
 	if err != nil {
-		return d, false
+		return a, false
 	}
 	defer windows.CloseHandle(h)
-	buf := make([]byte, 1024)
-	if n, err := ioctl(h, ioctlDiskGetLengthInfo, nil, buf[:8]); err == nil && n == 8 {
-		d.Size = int64(binary.LittleEndian.Uint64(buf))
-	}
-	if n, err := ioctl(h, ioctlDiskGetDriveGeometryEx, nil, buf[:256]); err == nil && n >= 24 {
-		d.LogicalBlockSize = int(binary.LittleEndian.Uint32(buf[20:]))
-	}
-	query := make([]byte, 12) // StorageDeviceProperty, PropertyStandardQuery
-	if n, err := ioctl(h, ioctlStorageQueryProperty, query, buf); err == nil && n >= 32 {
-		str := func(off uint32) string {
-			if off == 0 || int(off) >= n {
-				return ""
-			}
-			end := int(off)
-			for end < n && buf[end] != 0 {
-				end++
-			}
-			return strings.TrimSpace(string(buf[off:end]))
+	ask := func(code uint32, in []byte, size int) []byte {
+		buf := make([]byte, size)
+		n, err := ioctl(h, code, in, buf)
+		if err != nil {
+			return nil
 		}
-		d.Removable = buf[10] != 0
-		d.Vendor = str(binary.LittleEndian.Uint32(buf[12:]))
-		d.Model = str(binary.LittleEndian.Uint32(buf[16:]))
-		d.Serial = str(binary.LittleEndian.Uint32(buf[24:]))
-		d.Transport = busTypes[binary.LittleEndian.Uint32(buf[28:])]
+		return buf[:n]
 	}
-	if _, err := ioctl(h, ioctlDiskIsWritable, nil, nil); errors.Is(err, windows.ERROR_WRITE_PROTECT) {
-		d.ReadOnly = true
+	a.Length = ask(ioctlDiskGetLengthInfo, nil, 8)
+	a.Geometry = ask(ioctlDiskGetDriveGeometryEx, nil, 256)
+	a.Storage = ask(ioctlStorageQueryProperty, make([]byte, 12), 1024) // StorageDeviceProperty, PropertyStandardQuery
+	_, err = ioctl(h, ioctlDiskIsWritable, nil, nil)
+	a.WriteProtected = errors.Is(err, windows.ERROR_WRITE_PROTECT)
+	return a, true
+}
+
+func describeDrive(n int, letters map[string][]int) (Device, bool) {
+	a, ok := driveAnswers(n)
+	if !ok {
+		return Device{}, false
 	}
-	d.Internal = !d.Removable && d.Transport != "usb" && d.Transport != "mmc" && d.Transport != "virtual"
-	sys := strings.ToUpper(os.Getenv("SystemDrive"))
-	if sys == "" {
-		sys = "C:"
-	}
-	for letter, disks := range letters {
-		for _, k := range disks {
-			if k != n {
-				continue
-			}
-			d.Mounts = append(d.Mounts, letter+`\`)
-			if letter == sys {
-				d.System, d.SystemReason = true, "Windows runs from "+letter
-			}
-		}
-	}
-	return d, true
+	return windowsDrive(n, a, letters, systemDrives()), true
 }
 
 func listDevices(all bool) ([]Device, error) {
@@ -166,6 +149,9 @@ func disksOfFile(path string) ([]string, error) {
 	abs, err := filepath.Abs(path)
 	if err != nil {
 		return nil, err
+	}
+	if real, err := filepath.EvalSymlinks(abs); err == nil {
+		abs = real // a link or junction to another volume
 	}
 	vol := strings.ToUpper(filepath.VolumeName(abs))
 	var out []string

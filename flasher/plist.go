@@ -18,12 +18,18 @@ func parsePlist(data []byte) (any, error) {
 			return nil, fmt.Errorf("plist: %w", err)
 		}
 		if se, ok := tok.(xml.StartElement); ok && se.Name.Local != "plist" {
-			return plistValue(dec, se)
+			return plistValue(dec, se, 0)
 		}
 	}
 }
 
-func plistValue(dec *xml.Decoder, se xml.StartElement) (any, error) {
+// maxPlistDepth bounds the nesting of dicts and arrays (diskutil's output nests four deep).
+const maxPlistDepth = 32
+
+func plistValue(dec *xml.Decoder, se xml.StartElement, depth int) (any, error) {
+	if depth > maxPlistDepth {
+		return nil, fmt.Errorf("plist: nested deeper than %d", maxPlistDepth)
+	}
 	switch se.Name.Local {
 	case "dict":
 		m := map[string]any{}
@@ -43,7 +49,7 @@ func plistValue(dec *xml.Decoder, se xml.StartElement) (any, error) {
 					key = k
 					continue
 				}
-				v, err := plistValue(dec, t)
+				v, err := plistValue(dec, t, depth+1)
 				if err != nil {
 					return nil, err
 				}
@@ -61,7 +67,7 @@ func plistValue(dec *xml.Decoder, se xml.StartElement) (any, error) {
 			}
 			switch t := tok.(type) {
 			case xml.StartElement:
-				v, err := plistValue(dec, t)
+				v, err := plistValue(dec, t, depth+1)
 				if err != nil {
 					return nil, err
 				}
@@ -153,11 +159,11 @@ func diskutilDevices(list map[string]any, info func(id string) (map[string]any, 
 		if err != nil {
 			continue
 		}
-		d := Device{Path: "/dev/" + id, Name: id, Size: max(pInt(in, "TotalSize"), pInt(in, "Size")),
+		d := Device{Path: "/dev/" + id, Name: id, Size: max(pInt(in, "TotalSize"), pInt(in, "Size"), 0),
 			LogicalBlockSize: int(pInt(in, "DeviceBlockSize")), Model: pStr(in, "MediaName"),
 			Removable: pBool(in, "Removable") || pBool(in, "RemovableMedia") || pBool(in, "Ejectable"),
 			ReadOnly:  !pBool(in, "WritableMedia") && in["WritableMedia"] != nil}
-		if d.LogicalBlockSize == 0 {
+		if bs := d.LogicalBlockSize; bs < 512 || bs > 64<<10 || bs&(bs-1) != 0 {
 			d.LogicalBlockSize = 512
 		}
 		switch pStr(in, "BusProtocol") {

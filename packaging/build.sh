@@ -3,8 +3,12 @@
 #   dist/kiln-<version>-linux-<arch>.tar.xz   the `fyne package` layout: usr/local/{bin,share}/… + Makefile
 #   dist/kiln_<version>_<arch>.deb             /usr/bin/kiln, /usr/bin/kiln-agent, desktop entry, icons,
 #                                              the polkit policy for `kiln flash-helper`
-# Usage: packaging/build.sh VERSION [OUTDIR]   (env KILN_BIN, KILN_AGENT override the binaries)
-# Needs: tar, xz, dpkg-deb (no network). The .desktop file and the icon come from FyneApp.toml and
+#   dist/kiln-<version>-windows-amd64.zip      kiln.exe (app + CLI) and kiln-agent   } from KILN_CROSS
+#   dist/kiln-<version>-darwin-<arch>.tar.gz   kiln (CLI) and kiln-agent             } (packaging/cross.sh)
+# Usage: packaging/build.sh VERSION [OUTDIR]   (env KILN_BIN, KILN_AGENT override the binaries;
+# KILN_CROSS is the directory cross.sh wrote, default bin/cross; missing platforms are skipped;
+# KILN_PACKAGES="windows darwin" leaves out the Linux packages)
+# Needs: tar, xz, dpkg-deb, zip (no network). The .desktop file and the icon come from FyneApp.toml and
 # assets/icon.png.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -49,6 +53,7 @@ StartupWMClass=kiln
 EOF
 }
 
+linux() {
 # 1. tar.xz in the `fyne package` layout, installable with `sudo make install` or `make user-install`.
 t=$work/tar/kiln
 install -Dm755 "$bin" "$t/usr/local/bin/kiln"
@@ -131,3 +136,42 @@ deb="$out/kiln_${v}_$arch.deb"
 dpkg-deb --root-owner-group -Zxz -z"$level" --build "$d" "$deb" >/dev/null
 echo "package: $tarball"
 echo "package: $deb"
+}
+want() { [[ " ${KILN_PACKAGES:-linux windows darwin} " == *" $1 "* ]]; }
+if want linux; then linux; fi
+
+# 3. Windows and macOS, from the cross-built programs. kiln-agent is the Linux program that goes
+# into images: every platform's release carries it beside kiln.
+cross=${KILN_CROSS:-bin/cross}
+touch -d "@${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct 2>/dev/null || date +%s)}" "$work/stamp"
+if want windows && [ -f "$cross/windows-amd64/kiln.exe" ]; then
+  z=$work/win/kiln-$v-windows-amd64
+  install -Dm755 "$cross/windows-amd64/kiln.exe" "$z/kiln.exe"
+  install -Dm755 "$agent" "$z/kiln-agent"
+  install -Dm644 LICENSE "$z/LICENSE.txt"
+  sed 's/$/\r/' > "$z/README.txt" <<EOF
+Kiln $version for Windows (64-bit)
+
+kiln.exe opens the desktop app; with arguments it is the command line (kiln.exe help).
+Keep kiln-agent next to kiln.exe: it is the Linux program Kiln puts into the images it builds.
+Flashing a drive needs administrator rights (right-click kiln.exe, Run as administrator).
+Preview needs QEMU for Windows (https://qemu.weilnetz.de/ or winget install qemu).
+Settings and keys: %APPDATA%\\kiln; downloads and the input cache: %LOCALAPPDATA%\\kiln.
+EOF
+  find "$work/win" -exec touch -r "$work/stamp" {} +
+  zipfile="$out/kiln-$v-windows-amd64.zip"; zipabs=$(realpath -m "$zipfile")
+  rm -f "$zipabs"
+  (cd "$work/win" && find "kiln-$v-windows-amd64" | LC_ALL=C sort | zip -X -q -"${KILN_ZIP_LEVEL:-9}" "$zipabs" -@)
+  echo "package: $zipfile"
+fi
+for arch in amd64 arm64; do
+  want darwin && [ -f "$cross/darwin-$arch/kiln" ] || continue
+  m=$work/mac-$arch/kiln-$v-darwin-$arch
+  install -Dm755 "$cross/darwin-$arch/kiln" "$m/kiln"
+  install -Dm755 "$agent" "$m/kiln-agent"
+  install -Dm644 LICENSE "$m/LICENSE"
+  find "$work/mac-$arch" -exec touch -r "$work/stamp" {} +
+  tgz="$out/kiln-$v-darwin-$arch.tar.gz"
+  tar -C "$work/mac-$arch" --owner=0 --group=0 --numeric-owner --sort=name -cf - "kiln-$v-darwin-$arch" | gzip -n -9 > "$tgz"
+  echo "package: $tgz"
+done

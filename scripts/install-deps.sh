@@ -16,6 +16,8 @@ pkgs=(
   qemu-system-x86 qemu-system-gui qemu-utils ovmf seabios xorriso
   # arm64 previews (arm64-uefi: qemu-system-aarch64 -M virt, AAVMF; rpi: -M raspi3b)
   qemu-system-arm qemu-efi-aarch64
+  # the Windows release (cross-built with mingw-w64) and its tests under Wine
+  gcc-mingw-w64-x86-64 binutils-mingw-w64-x86-64 wine64 util-linux
   # GUI tests and screenshots
   xvfb imagemagick xdotool x11-utils
   # first-boot settings checks (cloud-init schema, netplan generate)

@@ -1,0 +1,5 @@
+//go:build !nogui && !windows
+
+package main
+
+func detachConsole() {}
