@@ -382,6 +382,17 @@ func (p *realPreview) Start(ctx context.Context, o PreviewOptions) (VM, error) {
 	return &realVM{vm: vm, serial: vm.Serial()}, nil
 }
 
+func (p *realPreview) Firmware(image string) (string, error) { return imageFirmware(image) }
+
+// imageFirmware is vmrunner's choice for an image: the one the CLI makes with --firmware auto.
+func imageFirmware(image string) (string, error) {
+	info, err := vmrunner.Inspect(image)
+	if err != nil {
+		return "", err
+	}
+	return string(info.Firmware()), nil
+}
+
 type realVM struct {
 	vm     *vmrunner.VM
 	serial io.ReadCloser

@@ -259,6 +259,9 @@ func (p *FakePreview) Start(ctx context.Context, o PreviewOptions) (VM, error) {
 	return vm, nil
 }
 
+// Firmware inspects the image as the real core does, so the screen's choice can be tested with images.
+func (p *FakePreview) Firmware(image string) (string, error) { return imageFirmware(image) }
+
 type fakeVM struct {
 	out  io.Reader
 	in   bytes.Buffer

@@ -161,10 +161,7 @@ func resolveSpec(ctx context.Context, qemu string, cfg Config) (Spec, error) {
 		}
 	}
 	if spec.Firmware == FirmwareAuto {
-		spec.Firmware = FirmwareBIOS
-		if info.EFI {
-			spec.Firmware = FirmwareUEFI
-		}
+		spec.Firmware = info.Firmware()
 	}
 	if spec.Display == DisplayWindow {
 		if runtime.GOOS == "linux" && os.Getenv("DISPLAY") == "" && os.Getenv("WAYLAND_DISPLAY") == "" {
