@@ -64,6 +64,16 @@ func (s Settings) hasSettings() bool {
 
 var keyboardRe = regexp.MustCompile(`^[a-z][a-z0-9_-]{0,15}$`)
 
+// KnownFormat reports whether f is an init format Kiln knows (FormatAuto included): a
+// catalogue's other init_format values are left to detection.
+func KnownFormat(f string) bool {
+	switch f {
+	case FormatAuto, FormatCloudInit, FormatCloudInitRPi, FormatSystemd, FormatNone:
+		return true
+	}
+	return false
+}
+
 // Check checks every setting; errors name the setting and say how to fix it. The PSK is never echoed.
 func (s Settings) Check() error {
 	var errs []error
@@ -78,9 +88,7 @@ func (s Settings) Check() error {
 	if s.Keyboard != "" && !keyboardRe.MatchString(s.Keyboard) {
 		errs = append(errs, fmt.Errorf("keyboard %q: give an XKB layout such as \"us\", \"de\" or \"gb\"", s.Keyboard))
 	}
-	switch s.Format {
-	case FormatAuto, FormatCloudInit, FormatCloudInitRPi, FormatSystemd, FormatNone:
-	default:
+	if !KnownFormat(s.Format) {
 		errs = append(errs, fmt.Errorf("init format %q: use cloudinit, cloudinit-rpi, systemd or none (or leave it out to look at the image)", s.Format))
 	}
 	if len(s.UserData) > MaxUserData {
