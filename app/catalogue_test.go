@@ -152,3 +152,30 @@ func TestFlashRowShowsDownload(t *testing.T) {
 		t.Errorf("row shows %q", got)
 	}
 }
+
+// A Kiln server found on the LAN is offered as a catalogue source: one tap lists its images.
+func TestCatalogueFromLANServer(t *testing.T) {
+	a, _, f, _, _ := newTestApp(t)
+	src := filepath.Join(t.TempDir(), "catalog.json")
+	if err := os.WriteFile(src, []byte(`{"os_list": [{"name": "kiln-tiny 1.0.0", "url": "http://127.0.0.1:1/images/kiln-tiny-1.0.0.img.zst", "init_format": "none"}]}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	f.LAN = src
+	a.fa.Preferences().SetString("flash.catalogue", filepath.Join(t.TempDir(), "missing.json"))
+	if err := a.Show("flash"); err != nil {
+		t.Fatal(err)
+	}
+	test.Tap(findButton(t, a, "Catalogue…"))
+	settle(t, a)
+	b := a.flash.picker.browser
+	waitFor(t, func() bool { return b.lan.Visible() })
+	if b.lan.Text != "Kiln server on the LAN: desk" {
+		t.Errorf("button %q", b.lan.Text)
+	}
+	test.Tap(b.lan)
+	settle(t, a)
+	waitFor(t, func() bool { return b.cat != nil })
+	if b.source.Text != src || len(b.shown) != 1 || b.shown[0].Name != "kiln-tiny 1.0.0" {
+		t.Fatalf("source %q lists %+v (%s)", b.source.Text, b.shown, b.status.Text)
+	}
+}

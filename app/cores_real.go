@@ -24,6 +24,7 @@ import (
 	"github.com/kilnproject/kiln/flasher/customise"
 	"github.com/kilnproject/kiln/internal/progress"
 	"github.com/kilnproject/kiln/ota"
+	"github.com/kilnproject/kiln/ota/discovery"
 	"github.com/kilnproject/kiln/ota/fleet"
 	"github.com/kilnproject/kiln/ota/repo"
 	"github.com/kilnproject/kiln/ota/server"
@@ -246,6 +247,16 @@ func fromForm(f *Recipe) *recipe.Recipe {
 // realFlash adapts flasher. As root it flashes in-process; otherwise it runs `kiln flash-helper`
 // through pkexec, which applies the same safety rules with administrator rights.
 type realFlash struct{ st *settings }
+
+// LANCatalogue finds a Kiln update server on the LAN (DNS-SD) and names its catalogue of
+// published disk images.
+func (f *realFlash) LANCatalogue(ctx context.Context) (string, string, error) {
+	found, err := discovery.Browse(ctx, "", 4*time.Second)
+	if err != nil {
+		return "", "", err
+	}
+	return found.Name, strings.TrimSuffix(found.URL, "/") + "/" + repo.CatalogFile, nil
+}
 
 func (f *realFlash) Devices(ctx context.Context) ([]Device, []HiddenDevice, error) {
 	all, err := flasher.List(true)

@@ -3,6 +3,7 @@ package app
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"image"
 	"image/color"
@@ -131,6 +132,17 @@ type FakeFlash struct {
 	hidden   []HiddenDevice
 	Flashed  []string            // devices written, in order
 	settings *customise.Settings // the first-boot settings of the last flash
+	// LAN is the catalogue URL of the Kiln server the fake finds on the LAN ("" for none).
+	LAN string
+}
+
+func (f *FakeFlash) LANCatalogue(ctx context.Context) (string, string, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.LAN == "" {
+		return "", "", errors.New("no update server found on the LAN")
+	}
+	return "desk", f.LAN, nil
 }
 
 // NewFakeFlash returns a fake with a typical set of drives.
