@@ -104,7 +104,8 @@ type Result struct {
 	Warnings       []string `json:"warnings,omitempty"`
 	Err            error    `json:"-"`
 	Error          string   `json:"error,omitempty"`
-	Code           string   `json:"code,omitempty"` // the error's sentinel, see ErrorCode
+	Code           string   `json:"code,omitempty"`  // the error's sentinel, see ErrorCode
+	Codes          []string `json:"codes,omitempty"` // all its sentinels, see ErrorCodes
 }
 
 // Flash writes image to every device and verifies each; see Prepare and Job.Run.
@@ -340,7 +341,7 @@ func (j *Job) Run(ctx context.Context) ([]Result, error) {
 	var errs []error
 	for i := range results {
 		if results[i].Err != nil {
-			results[i].Error, results[i].Code = results[i].Err.Error(), ErrorCode(results[i].Err)
+			results[i].Error, results[i].Code, results[i].Codes = results[i].Err.Error(), ErrorCode(results[i].Err), ErrorCodes(results[i].Err)
 			errs = append(errs, results[i].Err)
 		}
 	}
