@@ -9,8 +9,8 @@ import (
 	"io"
 	"os"
 	"os/exec"
-	"strings"
 	"slices"
+	"strings"
 	"sync"
 
 	"github.com/sirupsen/logrus"
