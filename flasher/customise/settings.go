@@ -1,6 +1,7 @@
 // Package customise writes first-boot settings — hostname, users with password hashes and SSH keys,
 // Wi-Fi, timezone and keyboard — into the boot FAT partition of a third-party image as cloud-init
-// NoCloud files (user-data, network-config, meta-data) while the flasher writes the image. It finds
+// NoCloud files (user-data, network-config, meta-data), or for Raspberry Pi OS before Trixie as
+// Raspberry Pi Imager's firstrun.sh run once from cmdline.txt, while the flasher writes the image. It finds
 // the partition in the image's MBR or GPT, checks its FAT16 or FAT32 file system before changing
 // it, decides whether the image uses cloud-init (declared by a catalogue's init_format or seen on
 // the partition) and leaves images of any other format unchanged, saying why. Nothing but the boot
@@ -22,7 +23,7 @@ const (
 	FormatAuto         = ""              // look at the boot partition
 	FormatCloudInit    = "cloudinit"     // cloud-init NoCloud files on the boot partition (Ubuntu)
 	FormatCloudInitRPi = "cloudinit-rpi" // the same on Raspberry Pi OS (Trixie and later)
-	FormatSystemd      = "systemd"       // Imager's firstrun.sh run from cmdline.txt: not written by Kiln
+	FormatSystemd      = "systemd"       // Imager's firstrun.sh run once from cmdline.txt (Raspberry Pi OS before Trixie)
 	FormatNone         = "none"          // the image takes no settings
 )
 
