@@ -56,8 +56,9 @@ type Options struct {
 	// Progress receives events of every drive (Event.Device), one call at a time.
 	Progress progress.Func
 	Log      logrus.FieldLogger
-	// Customise changes a partition of the image as it is written (first-boot settings); the block
-	// map is then not used, since the changed partition is written in full. Nil writes the image as is.
+	// Customise changes a partition of the image as it is written (first-boot settings); with a
+	// block map, the changed partition is written in full and the rest by the map. Nil writes the
+	// image as is.
 	Customise Customiser
 	// TempDir holds the partition Customise changes while the image streams; "" is os.TempDir().
 	TempDir string
@@ -157,7 +158,7 @@ func PrepareContext(ctx context.Context, image string, devices []string, opts Op
 	}
 	im.Decoder = opts.Decoder
 	j = &Job{Image: im, opts: opts}
-	if !opts.NoBmap && opts.Customise == nil {
+	if !opts.NoBmap {
 		if err := j.loadBmap(); err != nil {
 			return nil, err
 		}
