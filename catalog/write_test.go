@@ -1,7 +1,10 @@
 package catalog
 
 import (
+	"context"
 	"net/url"
+	"os"
+	"path/filepath"
 	"reflect"
 	"testing"
 )
@@ -47,4 +50,22 @@ func FuzzReadDocument(f *testing.F) {
 			t.Fatalf("a written document does not read back: %v", err)
 		}
 	})
+}
+
+// A local catalogue's relative image URLs name files under its directory, never outside it.
+func TestLocalCatalogueRelativeURLs(t *testing.T) {
+	dir := t.TempDir()
+	doc := `{"os_list": [{"name": "in", "url": "images/a.img.zst"}, {"name": "out", "url": "../secret.img"},
+	{"name": "abs", "url": "/etc/shadow"}]}`
+	p := filepath.Join(dir, "catalog.json")
+	if err := os.WriteFile(p, []byte(doc), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c, err := Load(context.Background(), p, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.OS) != 1 || c.OS[0].URL != filepath.Join(dir, "images", "a.img.zst") || len(c.Warnings) != 2 {
+		t.Fatalf("%+v", c)
+	}
 }
