@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -90,7 +91,11 @@ func (s *Server) serveCatalog(w http.ResponseWriter, r *http.Request) {
 		if r.TLS != nil {
 			scheme = "https"
 		}
-		data, err = doc.Absolute(&url.URL{Scheme: scheme, Host: r.Host, Path: "/"}).Marshal()
+		host := r.Host
+		if a, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr); ok && host == "" { // HTTP/1.0
+			host = a.String()
+		}
+		data, err = doc.Absolute(&url.URL{Scheme: scheme, Host: host, Path: "/"}).Marshal()
 	}
 	if err != nil {
 		s.log.WithError(err).Warn("update server: " + repo.CatalogFile)
