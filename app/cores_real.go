@@ -600,6 +600,14 @@ func (s *realServe) Publish(ctx context.Context, b *BuildResult) (*PublishedVers
 	if err != nil {
 		return nil, err
 	}
+	// The disk image too, listed in the repository's catalogue for flashing new devices.
+	img, err := repo.BuildImage(b.UpdateDir, p.Target.Board)
+	if err == nil && img != nil {
+		_, err = repo.PublishImage(ctx, s.st.repoDir(), *img, repo.Options{Log: s.st.log})
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%s %s is published as an update, but not its disk image: %w", p.Target.Name, p.Target.Version, err)
+	}
 	v := targetVersion(p.Target)
 	v.Published = time.Now()
 	return &v, nil

@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 
 	"github.com/kilnproject/kiln/assembler"
-	"github.com/kilnproject/kiln/flasher/customise"
 	"github.com/kilnproject/kiln/ota/fleet"
 	"github.com/kilnproject/kiln/ota/repo"
 
@@ -144,30 +143,11 @@ func buildManifest(dir string) (*assembler.Manifest, string, error) {
 // publishImage publishes the build's disk image into the repository's OS catalogue. A build
 // without a manifest or disk image (an update bundle alone) publishes none.
 func publishImage(ctx context.Context, env *Env, dir, out, board string, prog progress.Func) (*repo.PublishedImage, error) {
-	m, outDir, err := buildManifest(out)
-	if errors.Is(err, fs.ErrNotExist) {
-		env.Log.Debug("publish: no manifest.json beside the update: no disk image published")
-		return nil, nil
-	}
-	if err != nil {
+	img, err := repo.BuildImage(out, board)
+	if err != nil || img == nil {
 		return nil, err
 	}
-	if m.Image.File == "" {
-		return nil, nil
-	}
-	img := repo.DiskImage{Name: m.Name, Version: m.Version, Board: board, Arch: m.Arch,
-		Description: fmt.Sprintf("Kiln image %s %s (%s) built from %s", m.Name, m.Version, m.Arch, filepath.Base(m.Recipe.Path)),
-		Path:        filepath.Join(outDir, m.Image.File), SHA256: m.Image.SHA256, InitFormat: customise.FormatNone}
-	if m.Image.Bmap != "" {
-		img.Bmap = filepath.Join(outDir, m.Image.Bmap)
-	}
-	// Settings written at flash time take effect only in images that run cloud-init.
-	for _, p := range m.Packages {
-		if p.Name == "cloud-init" {
-			img.InitFormat = customise.FormatCloudInit
-		}
-	}
-	return repo.PublishImage(ctx, dir, img, repo.Options{Log: env.Log, Progress: prog})
+	return repo.PublishImage(ctx, dir, *img, repo.Options{Log: env.Log, Progress: prog})
 }
 
 // stageRollout stores the rollout of the bundle's version at share; undo forgets it again if

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -43,6 +44,53 @@ type DiskImage struct {
 	// when it runs cloud-init, "none" when it does not).
 	InitFormat  string
 	ReleaseDate string // YYYY-MM-DD; default: today
+}
+
+// BuildImage describes the disk image of the build whose output directory (or its update
+// directory) is dir, from its manifest.json; nil without a manifest or disk image (an update
+// bundle alone). board is the update bundle's board.
+func BuildImage(dir, board string) (*DiskImage, error) {
+	p := filepath.Join(dir, "manifest.json")
+	if _, err := os.Stat(p); errors.Is(err, fs.ErrNotExist) && filepath.Base(filepath.Clean(dir)) == "update" {
+		dir = filepath.Dir(filepath.Clean(dir))
+		p = filepath.Join(dir, "manifest.json")
+	}
+	data, err := os.ReadFile(p)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	// The manifest fields a catalogue entry needs (assembler.Manifest has them all).
+	var m struct {
+		Name, Version, Arch string
+		Recipe              struct{ Path string }
+		Image               struct{ File, SHA256, Bmap string }
+		Packages            []struct{ Name string }
+	}
+	if err := json.Unmarshal(data, &m); err != nil {
+		return nil, fmt.Errorf("read %s: %w", p, err)
+	}
+	if m.Image.File == "" {
+		return nil, nil
+	}
+	if m.Image.File != filepath.Base(m.Image.File) || (m.Image.Bmap != "" && m.Image.Bmap != filepath.Base(m.Image.Bmap)) {
+		return nil, fmt.Errorf("read %s: image file names must be plain file names", p)
+	}
+	img := &DiskImage{Name: m.Name, Version: m.Version, Board: board, Arch: m.Arch,
+		Description: fmt.Sprintf("Kiln image %s %s (%s) built from %s", m.Name, m.Version, m.Arch, filepath.Base(m.Recipe.Path)),
+		Path:        filepath.Join(dir, m.Image.File), SHA256: m.Image.SHA256, InitFormat: "none"}
+	if m.Image.Bmap != "" {
+		img.Bmap = filepath.Join(dir, m.Image.Bmap)
+	}
+	// Settings written at flash time take effect only in images that run cloud-init.
+	for _, pk := range m.Packages {
+		if pk.Name == "cloud-init" {
+			img.InitFormat = "cloudinit"
+		}
+	}
+	return img, nil
 }
 
 // PublishedImage is what PublishImage wrote.

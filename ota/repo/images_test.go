@@ -67,3 +67,35 @@ func TestPublishImage(t *testing.T) {
 		t.Error("the mismatching image was left in the repository")
 	}
 }
+
+// BuildImage reads a build's manifest from its output directory or its update directory, declares
+// cloudinit only for images with the cloud-init package, and refuses file names leaving the build.
+func TestBuildImage(t *testing.T) {
+	out := t.TempDir()
+	os.MkdirAll(filepath.Join(out, "update"), 0o755)
+	write := func(manifest string) {
+		if err := os.WriteFile(filepath.Join(out, "manifest.json"), []byte(manifest), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(`{"name": "tiny", "version": "1.0.0", "arch": "x86_64", "recipe": {"path": "/r/kiln.toml"},
+		"image": {"file": "tiny.img", "sha256": "ab", "bmap": "tiny.img.bmap"}, "packages": [{"name": "cloud-init"}]}`)
+	for _, dir := range []string{out, filepath.Join(out, "update")} {
+		img, err := BuildImage(dir, "pc")
+		if err != nil || img == nil || img.Path != filepath.Join(out, "tiny.img") || img.Bmap != filepath.Join(out, "tiny.img.bmap") ||
+			img.InitFormat != "cloudinit" || img.Board != "pc" || img.Name != "tiny" {
+			t.Fatalf("%s: %+v %v", dir, img, err)
+		}
+	}
+	write(`{"name": "tiny", "version": "1.0.0", "image": {"file": "tiny.img"}}`)
+	if img, err := BuildImage(out, ""); err != nil || img.InitFormat != "none" || img.Bmap != "" {
+		t.Fatalf("without cloud-init: %+v %v", img, err)
+	}
+	write(`{"name": "tiny", "version": "1.0.0", "image": {"file": "../../etc/passwd"}}`)
+	if _, err := BuildImage(out, ""); err == nil {
+		t.Fatal("an image path outside the build was accepted")
+	}
+	if img, err := BuildImage(t.TempDir(), ""); img != nil || err != nil {
+		t.Fatalf("no manifest: %+v %v", img, err)
+	}
+}
