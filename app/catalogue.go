@@ -24,6 +24,7 @@ type catalogueBrowser struct {
 	p       *imagePicker
 	source  *widget.Entry
 	load    *widget.Button
+	lan     *widget.Button // "Kiln server on the LAN", shown once one is found
 	device  *widget.Select
 	search  *widget.Entry
 	status  *widget.Label
@@ -41,7 +42,35 @@ func (p *imagePicker) showCatalogue() {
 	p.browser.dlg.Show()
 	if p.browser.cat == nil {
 		p.browser.reload()
+		p.browser.findLAN()
 	}
+}
+
+// lanCatalogues is a FlashCore that finds Kiln update servers on the LAN, whose catalogues list
+// their published disk images.
+type lanCatalogues interface {
+	LANCatalogue(ctx context.Context) (name, url string, err error)
+}
+
+// findLAN looks for a Kiln server on the LAN in the background and offers its catalogue.
+func (b *catalogueBrowser) findLAN() {
+	f, ok := b.p.a.cores.Flash.(lanCatalogues)
+	if !ok {
+		return
+	}
+	b.p.a.background(func() {
+		ctx, cancel := context.WithTimeout(b.p.a.ctx, 5*time.Second)
+		defer cancel()
+		name, src, err := f.LANCatalogue(ctx)
+		if err != nil || src == "" {
+			return
+		}
+		onUI(func() {
+			b.lan.SetText("Kiln server on the LAN: " + name)
+			b.lan.OnTapped = func() { b.source.SetText(src); b.reload() }
+			b.lan.Show()
+		})
+	})
 }
 
 func newCatalogueBrowser(p *imagePicker) *catalogueBrowser {
@@ -50,6 +79,8 @@ func newCatalogueBrowser(p *imagePicker) *catalogueBrowser {
 	b.source.SetText(p.a.pref("flash.catalogue", catalog.ImagerURL))
 	b.source.OnSubmitted = func(string) { b.reload() }
 	b.load = widget.NewButtonWithIcon("Load", theme.ViewRefreshIcon(), b.reload)
+	b.lan = widget.NewButtonWithIcon("", theme.ComputerIcon(), nil)
+	b.lan.Hide()
 	b.device = widget.NewSelect([]string{anyDevice}, func(string) { b.filter() })
 	b.device.SetSelected(anyDevice)
 	b.search = widget.NewEntry()
@@ -80,6 +111,7 @@ func newCatalogueBrowser(p *imagePicker) *catalogueBrowser {
 	}
 	top := container.NewVBox(
 		container.NewBorder(nil, nil, widget.NewLabel("Catalogue"), b.load, b.source),
+		b.lan,
 		container.NewGridWithColumns(2, b.device, b.search),
 		b.status)
 	content := container.NewBorder(top, nil, nil, nil, b.list)

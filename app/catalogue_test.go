@@ -10,6 +10,7 @@ import (
 	"fyne.io/fyne/v2/test"
 	"fyne.io/fyne/v2/widget"
 
+	"github.com/kilnproject/kiln/flasher/customise"
 	"github.com/kilnproject/kiln/internal/progress"
 )
 
@@ -20,7 +21,7 @@ const testCatalogue = `{"imager": {"devices": [
   {"name": "Raspberry Pi OS Lite (64-bit)", "description": "No desktop", "url": "https://example.invalid/lite.img.xz",
    "extract_size": 2000000000, "extract_sha256": "57f1ba0d34dee2ee4fc2eb7f22c86dc5d2e30b2ba5bd0a3ac5c0e7dfcb40bc57",
    "image_download_sha256": "43d150e7901583919e4eb1f0fa83fe0363af2d1e9777a5bb707d696d535e2599",
-   "release_date": "2024-11-19", "devices": ["pi5-64bit", "pi4-64bit"]},
+   "release_date": "2024-11-19", "devices": ["pi5-64bit", "pi4-64bit"], "init_format": "cloudinit-rpi"},
   {"name": "Other", "subitems": [
    {"name": "Pi 4 bootloader", "url": "https://example.invalid/eeprom.zip", "devices": ["pi4-64bit"]},
    {"name": "Generic image", "url": "https://example.invalid/generic.img.gz"}]}]}`
@@ -92,6 +93,44 @@ func TestFlashScreenCatalogue(t *testing.T) {
 	}
 }
 
+// An image picked from a catalogue is customised in the format its init_format declares; the
+// user's explicit choice in the form wins.
+func TestFlashCatalogueInitFormat(t *testing.T) {
+	a, _, f, _, _ := newTestApp(t)
+	src := filepath.Join(t.TempDir(), "os_list.json")
+	if err := os.WriteFile(src, []byte(testCatalogue), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	a.fa.Preferences().SetString("flash.catalogue", src)
+	if err := a.Show("flash"); err != nil {
+		t.Fatal(err)
+	}
+	fl := a.flash
+	test.Tap(findButton(t, a, "Catalogue…"))
+	settle(t, a)
+	fl.picker.browser.list.Select(0)
+	if fl.picker.info.InitFormat != "cloudinit-rpi" {
+		t.Fatalf("picked %+v", fl.picker.info)
+	}
+	test.Tap(findCheck(t, a, "SanDisk Ultra Fit"))
+	for _, c := range []struct{ chosen, want string }{{customise.FormatAuto, "cloudinit-rpi"}, {customise.FormatCloudInit, "cloudinit"}} {
+		fl.custom.set(&customise.Settings{Hostname: "pi-hall", Format: c.chosen})
+		test.Tap(fl.flashBtn)
+		test.Tap(findButton(t, a, "Erase and flash"))
+		settle(t, a)
+		waitFor(t, func() bool { return !fl.flashBtn.Disabled() })
+		f.mu.Lock()
+		got := f.settings
+		f.mu.Unlock()
+		if got == nil || got.Hostname != "pi-hall" || got.Format != c.want {
+			t.Fatalf("form format %q: the flash got %+v, want format %q", c.chosen, got, c.want)
+		}
+	}
+	if fl.custom.settings.Format != customise.FormatCloudInit {
+		t.Error("the form's settings were changed by the flash")
+	}
+}
+
 func TestFlashScreenCatalogueError(t *testing.T) {
 	a, _, _, _, _ := newTestApp(t)
 	a.fa.Preferences().SetString("flash.catalogue", filepath.Join(t.TempDir(), "missing.json"))
@@ -111,5 +150,32 @@ func TestFlashRowShowsDownload(t *testing.T) {
 		Message: "12 MB/s, 3s left · downloaded 310 MB of 1.2 GB"})
 	if got := fl.rows["/dev/sdb"].state.Text; !strings.Contains(got, "downloaded 310 MB of 1.2 GB") || !strings.HasPrefix(got, "writing") {
 		t.Errorf("row shows %q", got)
+	}
+}
+
+// A Kiln server found on the LAN is offered as a catalogue source: one tap lists its images.
+func TestCatalogueFromLANServer(t *testing.T) {
+	a, _, f, _, _ := newTestApp(t)
+	src := filepath.Join(t.TempDir(), "catalog.json")
+	if err := os.WriteFile(src, []byte(`{"os_list": [{"name": "kiln-tiny 1.0.0", "url": "http://127.0.0.1:1/images/kiln-tiny-1.0.0.img.zst", "init_format": "none"}]}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	f.LAN = src
+	a.fa.Preferences().SetString("flash.catalogue", filepath.Join(t.TempDir(), "missing.json"))
+	if err := a.Show("flash"); err != nil {
+		t.Fatal(err)
+	}
+	test.Tap(findButton(t, a, "Catalogue…"))
+	settle(t, a)
+	b := a.flash.picker.browser
+	waitFor(t, func() bool { return b.lan.Visible() })
+	if b.lan.Text != "Kiln server on the LAN: desk" {
+		t.Errorf("button %q", b.lan.Text)
+	}
+	test.Tap(b.lan)
+	settle(t, a)
+	waitFor(t, func() bool { return b.cat != nil })
+	if b.source.Text != src || len(b.shown) != 1 || b.shown[0].Name != "kiln-tiny 1.0.0" {
+		t.Fatalf("source %q lists %+v (%s)", b.source.Text, b.shown, b.status.Text)
 	}
 }

@@ -161,6 +161,8 @@ type VM interface {
 // PreviewCore starts VMs.
 type PreviewCore interface {
 	Start(ctx context.Context, o PreviewOptions) (VM, error)
+	// Firmware is the firmware the image boots with unless the user chooses: "uefi" or "bios".
+	Firmware(image string) (string, error)
 }
 
 // PublishedVersion is one version in the update repository.

@@ -24,6 +24,7 @@ import (
 	"github.com/kilnproject/kiln/flasher/customise"
 	"github.com/kilnproject/kiln/internal/progress"
 	"github.com/kilnproject/kiln/ota"
+	"github.com/kilnproject/kiln/ota/discovery"
 	"github.com/kilnproject/kiln/ota/fleet"
 	"github.com/kilnproject/kiln/ota/repo"
 	"github.com/kilnproject/kiln/ota/server"
@@ -253,6 +254,16 @@ func fromForm(f *Recipe) *recipe.Recipe {
 // through pkexec, which applies the same safety rules with administrator rights.
 type realFlash struct{ st *settings }
 
+// LANCatalogue finds a Kiln update server on the LAN (DNS-SD) and names its catalogue of
+// published disk images.
+func (f *realFlash) LANCatalogue(ctx context.Context) (string, string, error) {
+	found, err := discovery.Browse(ctx, "", 4*time.Second)
+	if err != nil {
+		return "", "", err
+	}
+	return found.Name, strings.TrimSuffix(found.URL, "/") + "/" + repo.CatalogFile, nil
+}
+
 func (f *realFlash) Devices(ctx context.Context) ([]Device, []HiddenDevice, error) {
 	all, err := flasher.List(true)
 	if err != nil {
@@ -387,6 +398,17 @@ func (p *realPreview) Start(ctx context.Context, o PreviewOptions) (VM, error) {
 		return nil, err
 	}
 	return &realVM{vm: vm, serial: vm.Serial()}, nil
+}
+
+func (p *realPreview) Firmware(image string) (string, error) { return imageFirmware(image) }
+
+// imageFirmware is vmrunner's choice for an image: the one the CLI makes with --firmware auto.
+func imageFirmware(image string) (string, error) {
+	info, err := vmrunner.Inspect(image)
+	if err != nil {
+		return "", err
+	}
+	return string(info.Firmware()), nil
 }
 
 type realVM struct {
@@ -584,6 +606,14 @@ func (s *realServe) Publish(ctx context.Context, b *BuildResult) (*PublishedVers
 	p, err := repo.Publish(ctx, s.st.repoDir(), keys, b.UpdateDir, repo.Options{Log: s.st.log})
 	if err != nil {
 		return nil, err
+	}
+	// The disk image too, listed in the repository's catalogue for flashing new devices.
+	img, err := repo.BuildImage(b.UpdateDir, p.Target.Board)
+	if err == nil && img != nil {
+		_, err = repo.PublishImage(ctx, s.st.repoDir(), *img, repo.Options{Log: s.st.log})
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%s %s is published as an update, but not its disk image: %w", p.Target.Name, p.Target.Version, err)
 	}
 	v := targetVersion(p.Target)
 	v.Published = time.Now()

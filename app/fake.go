@@ -3,6 +3,7 @@ package app
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"image"
 	"image/color"
@@ -131,6 +132,17 @@ type FakeFlash struct {
 	hidden   []HiddenDevice
 	Flashed  []string            // devices written, in order
 	settings *customise.Settings // the first-boot settings of the last flash
+	// LAN is the catalogue URL of the Kiln server the fake finds on the LAN ("" for none).
+	LAN string
+}
+
+func (f *FakeFlash) LANCatalogue(ctx context.Context) (string, string, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.LAN == "" {
+		return "", "", errors.New("no update server found on the LAN")
+	}
+	return "desk", f.LAN, nil
 }
 
 // NewFakeFlash returns a fake with a typical set of drives.
@@ -258,6 +270,9 @@ func (p *FakePreview) Start(ctx context.Context, o PreviewOptions) (VM, error) {
 	}()
 	return vm, nil
 }
+
+// Firmware inspects the image as the real core does, so the screen's choice can be tested with images.
+func (p *FakePreview) Firmware(image string) (string, error) { return imageFirmware(image) }
 
 type fakeVM struct {
 	out  io.Reader

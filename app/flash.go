@@ -14,6 +14,7 @@ import (
 	"fyne.io/fyne/v2/theme"
 	"fyne.io/fyne/v2/widget"
 
+	"github.com/kilnproject/kiln/flasher/customise"
 	"github.com/kilnproject/kiln/internal/progress"
 
 	"github.com/kilnproject/kiln/internal/units"
@@ -339,6 +340,12 @@ func (s *flashScreen) flash(devs []Device) {
 	}
 	s.summary.SetText(fmt.Sprintf("Flashing %s… Do not unplug them.", count(len(devs), "drive")))
 	img, set := s.image, s.custom.settings
+	if f := s.picker.info.InitFormat; set != nil && set.Format == customise.FormatAuto && customise.KnownFormat(f) {
+		// The catalogue says how the image takes settings: no need to guess from its files.
+		declared := *set
+		declared.Format = f
+		set = &declared
+	}
 	ctx = withImageInfo(ctx, s.picker.info)
 	bridge := NewBridge(s.showProgress)
 	s.a.background(func() {

@@ -35,11 +35,12 @@ type imagePicker struct {
 }
 
 // ImageInfo is what a catalogue publishes about an image: checksums of the download and of the
-// uncompressed image, and its size.
+// uncompressed image, its size, and how it takes first-boot settings (init_format).
 type ImageInfo struct {
 	Name                        string
 	DownloadSHA256, ImageSHA256 string
 	Size                        int64
+	InitFormat                  string
 }
 
 type imageInfoKey struct{}
@@ -114,7 +115,8 @@ func (p *imagePicker) setURL(s string) {
 
 // setOS chooses an image from a catalogue.
 func (p *imagePicker) setOS(o catalog.OS) {
-	p.info = ImageInfo{Name: o.Name, DownloadSHA256: o.DownloadSHA256, ImageSHA256: o.ExtractSHA256, Size: o.ExtractSize}
+	p.info = ImageInfo{Name: o.Name, DownloadSHA256: o.DownloadSHA256, ImageSHA256: o.ExtractSHA256, Size: o.ExtractSize,
+		InitFormat: o.InitFormat}
 	if p.url != nil && p.url.Text != o.URL {
 		changed := p.url.OnChanged
 		p.url.OnChanged = nil

@@ -57,6 +57,7 @@ func newPreviewScreen(a *App) *previewScreen {
 		if s.running() == nil {
 			s.startBtn.Enable()
 		}
+		s.chooseFirmware(path)
 	})
 	s.picker.label.Truncation = fyne.TextTruncateEllipsis
 	s.firmware = widget.NewSelect([]string{fwUEFI, fwBIOS, fwFile}, s.onFirmware)
@@ -113,6 +114,28 @@ var previewExtensions = []string{".img", ".raw", ".iso", ".qcow2"}
 
 // setImage chooses the image to boot.
 func (s *previewScreen) setImage(path string) { s.picker.Set(path) }
+
+// chooseFirmware selects the firmware the image is made for, as kiln preview --firmware auto does:
+// SeaBIOS for a BIOS-only image, UEFI for one with an EFI system partition (a hybrid image too,
+// which the user may switch to BIOS).
+func (s *previewScreen) chooseFirmware(path string) {
+	s.a.background(func() {
+		fw, err := s.a.cores.Preview.Firmware(path)
+		onUI(func() {
+			if err != nil || s.image != path || s.running() != nil {
+				return
+			}
+			switch fw {
+			case "bios":
+				s.firmware.SetSelected(fwBIOS)
+				s.status.SetText("No EFI system partition: the image boots with BIOS (SeaBIOS).")
+			case "uefi":
+				s.firmware.SetSelected(fwUEFI)
+				s.status.SetText("The image boots with UEFI; pick BIOS to try its legacy boot loader, if it has one.")
+			}
+		})
+	})
+}
 
 func (s *previewScreen) onFirmware(choice string) {
 	if choice != fwFile {

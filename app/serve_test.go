@@ -1,11 +1,16 @@
 package app
 
 import (
+	"encoding/json"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
 	"fyne.io/fyne/v2/test"
 	"fyne.io/fyne/v2/widget"
+
+	"github.com/kilnproject/kiln/assembler"
 )
 
 // The Serve screen filters the devices by state and version, shows a device's history when it
@@ -69,4 +74,22 @@ func TestServeHistoryFiltersAndRollouts(t *testing.T) {
 		t.Errorf("history order: %q", got)
 	}
 	test.AssertRendersToMarkup(t, "serve_history.xml", a.win.Canvas())
+}
+
+// Publishing a build that also made an ISO says on the Serve screen that the ISO takes no updates.
+func TestServePublishNotesReadOnlyISO(t *testing.T) {
+	a, _, _, _, _ := newTestApp(t)
+	dir := t.TempDir()
+	manifest := filepath.Join(dir, "manifest.json")
+	m := assembler.Manifest{Name: "disc", Version: "1.0.0", Image: assembler.ImageInfo{File: "disc.img"},
+		ISO: &assembler.ISOInfo{File: "disc.iso", ReadOnly: true}}
+	data, _ := json.Marshal(m)
+	if err := os.WriteFile(manifest, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	a.carry(&BuildResult{Name: "disc", Version: "1.0.0", Image: filepath.Join(dir, "disc.img"), Manifest: manifest}, "serve")
+	waitFor(t, func() bool { return strings.Contains(a.serve.current.Text, "Published") })
+	if !strings.Contains(a.serve.current.Text, "disc.iso is read-only: a device booted from it takes no updates (flash disc.img for that)") {
+		t.Errorf("Serve screen: %q", a.serve.current.Text)
+	}
 }

@@ -32,6 +32,7 @@ var formatChoices = []struct{ label, format string }{
 	{"Look at the image", customise.FormatAuto},
 	{"cloud-init (Ubuntu and others)", customise.FormatCloudInit},
 	{"cloud-init (Raspberry Pi OS)", customise.FormatCloudInitRPi},
+	{"firstrun.sh (Raspberry Pi OS before Trixie)", customise.FormatSystemd},
 }
 
 // settingsEntries are the inputs of the first-boot settings a recipe's [system] holds, shared by the

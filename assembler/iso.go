@@ -115,6 +115,7 @@ func (b *builder) writeISO(ctx context.Context, ukiData, initrd []byte) error {
 		PatchBIOS:     func(lba uint32) ([]byte, error) { return g.CDCore(core, uint64(lba)*4+4) },
 		MBRCode:       func(lba uint32) ([]byte, error) { return g.HybridBootSector(uint64(lba)*4 + 4) },
 		DiskSignature: binary.LittleEndian.Uint32([]byte(sig[:4])),
+		DiskGUID:      stableGUID(r.Name, "iso-gpt"), ESPGUID: stableGUID(r.Name, "iso-esp-partition"),
 	})
 	if err != nil {
 		return err

@@ -59,9 +59,24 @@ func TestISOCheckedByPeers(t *testing.T) {
 			t.Errorf("xorriso -report_el_torito lacks %s:\n%s", want, out)
 		}
 	}
+	// Hybrid MBR+GPT: the GPT's one partition is the EFI image, as an EFI system partition.
 	fd := runTool(t, "fdisk", "-l", res.ISO)
-	if !regexp.MustCompile(`disc\.iso2 +\d+ +\d+ +\d+ +[\d.]+M +ef EFI`).MatchString(fd) {
-		t.Errorf("fdisk -l shows no EFI partition:\n%s", fd)
+	if !regexp.MustCompile(`Disklabel type: gpt`).MatchString(fd) ||
+		!regexp.MustCompile(`disc\.iso1 +\d+ +\d+ +\d+ +[\d.]+M +EFI System`).MatchString(fd) {
+		t.Errorf("fdisk -l shows no GPT with an EFI system partition:\n%s", fd)
+	}
+	if v := runTool(t, "sgdisk", "-v", res.ISO); !strings.Contains(v, "No problems found") {
+		t.Errorf("sgdisk -v:\n%s", v)
+	}
+	sys := runTool(t, "xorriso", "-indev", res.ISO, "-report_system_area", "plain")
+	for _, want := range []*regexp.Regexp{
+		regexp.MustCompile(`System area summary: MBR protective-msdos-label grub2-mbr .*GPT`),
+		regexp.MustCompile(`GPT partition path :\s+1\s+/EFI/EFIBOOT\.IMG`),
+		regexp.MustCompile(`MBR partition path :\s+2\s+/EFI/EFIBOOT\.IMG`),
+	} {
+		if !want.MatchString(sys) {
+			t.Errorf("xorriso -report_system_area lacks %s:\n%s", want, sys)
+		}
 	}
 
 	data, err := os.ReadFile(filepath.Join(filepath.Dir(res.ISO), "manifest.json"))

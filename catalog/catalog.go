@@ -273,7 +273,7 @@ func (l *loader) list(list []item, base *url.URL, folder []string, depth int) er
 				l.warn("%s: %v", name, err)
 			}
 		default:
-			o, err := convert(it, base)
+			o, err := convert(it, base, l.root)
 			if err != nil {
 				l.warn("%s: %v; left out", name, err)
 				continue
@@ -333,15 +333,23 @@ func resolve(base *url.URL, ref string) string {
 	return u.String()
 }
 
-// convert checks an image entry.
-func convert(it item, base *url.URL) (OS, error) {
+// convert checks an image entry. In a local catalogue (root set), a relative url naming a file
+// under the catalogue's directory (as in a kiln publish repository) becomes that file's path.
+func convert(it item, base *url.URL, root string) (OS, error) {
 	o := OS{Name: strings.TrimSpace(it.Name), Description: it.Description, Icon: resolve(base, it.Icon),
 		Website: it.Website, ReleaseDate: it.ReleaseDate, InitFormat: it.InitFormat}
 	o.URL = resolve(base, strings.TrimSpace(it.URL))
-	if u, err := url.Parse(o.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+	u, err := url.Parse(o.URL)
+	switch {
+	case err == nil && u.Scheme == "file" && root != "":
+		p := filepath.Clean(filepath.FromSlash(u.Path))
+		if !strings.HasPrefix(p, root+string(filepath.Separator)) {
+			return o, fmt.Errorf("url %q is outside the catalogue's directory", it.URL)
+		}
+		o.URL = p
+	case err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "":
 		return o, fmt.Errorf("url %q is not an http(s) URL", it.URL)
 	}
-	var err error
 	if o.ExtractSize, err = size(it.ExtractSize); err != nil {
 		return o, fmt.Errorf("extract_size: %w", err)
 	}

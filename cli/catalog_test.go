@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/kilnproject/kiln/catalog"
+	"github.com/kilnproject/kiln/flasher/customise/customisetest"
 	"github.com/kilnproject/kiln/internal/testenv"
 )
 
@@ -122,6 +123,51 @@ func TestFlashSourceFlagErrors(t *testing.T) {
 			t.Errorf("%v: exit 0", args)
 		} else if stderr.Len() == 0 {
 			t.Errorf("%v: no message", args)
+		}
+	}
+}
+
+// The catalogue's init_format reaches the customiser: an image whose boot partition shows no
+// cloud-init files is customised as the catalogue declares; --init-format overrides it.
+func TestFlashCatalogueInitFormat(t *testing.T) {
+	dir := t.TempDir()
+	im := customisetest.Make(t, dir, customisetest.Plain)
+	raw, err := os.ReadFile(im.Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cat := fmt.Sprintf(`{"os_list": [{"name": "Plain cloud OS", "url": "/plain.img", "extract_size": %d,
+	"extract_sha256": %q, "init_format": "cloudinit"}]}`, len(raw), hexOf(raw))
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/os_list.json":
+			w.Write([]byte(cat))
+		case "/plain.img":
+			http.ServeContent(w, r, "plain.img", time.Time{}, strings.NewReader(string(raw)))
+		default:
+			http.NotFound(w, r)
+		}
+	}))
+	t.Cleanup(srv.Close)
+	for _, c := range []struct {
+		extra []string
+		want  string
+	}{
+		{nil, "first-boot settings written for cloudinit (declared by the catalogue)"},
+		{[]string{"--init-format", "none"}, "flashed unchanged"},
+	} {
+		dev := loopDrive(t, int64(len(raw)), false)
+		env, stdout, stderr := flashEnv("")
+		ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+		args := append([]string{"flash", "--catalog", srv.URL + "/os_list.json", "--os", "plain", "--device", dev, "--yes",
+			"--hostname", "plain-one"}, c.extra...)
+		code := run(ctx, env, args)
+		cancel()
+		if code != 0 {
+			t.Fatalf("%v: exit %d: %s", c.extra, code, stderr)
+		}
+		if out := stdout.String() + stderr.String(); !strings.Contains(out, c.want) {
+			t.Errorf("%v: output lacks %q:\n%s", c.extra, c.want, out)
 		}
 	}
 }

@@ -64,7 +64,11 @@ func runFlash(ctx context.Context, env *Env, args []string) error {
 		}
 	}
 	image := &plan.Image
-	if err := customise(env, &opts); err != nil {
+	declared := ""
+	if plan.OS != nil {
+		declared = plan.OS.InitFormat
+	}
+	if err := customise(env, &opts, declared); err != nil {
 		return err
 	}
 	in := bufio.NewReader(env.Stdin)

@@ -24,8 +24,9 @@ type settingsFlags struct {
 }
 
 // flashSettingsFlags registers the first-boot settings flags on fs; the returned function sets the
-// flasher's Customise option from them after parsing (when any is given).
-func flashSettingsFlags(fs *flag.FlagSet) func(env *Env, opts *flasher.Options) error {
+// flasher's Customise option from them after parsing (when any is given). declared is the
+// catalogue's init_format for the image, used unless --init-format is given.
+func flashSettingsFlags(fs *flag.FlagSet) func(env *Env, opts *flasher.Options, declared string) error {
 	s := &settingsFlags{}
 	fs.StringVar(&s.hostname, "hostname", "", "first-boot setting: the system's hostname (cloud-init images)")
 	fs.StringVar(&s.user, "user", "", "first-boot setting: create this user (with sudo), replacing the image's default user")
@@ -41,10 +42,17 @@ func flashSettingsFlags(fs *flag.FlagSet) func(env *Env, opts *flasher.Options) 
 	fs.StringVar(&s.keyboard, "keyboard", "", "first-boot setting: keyboard layout such as us, de or gb")
 	fs.StringVar(&s.cloudInit, "cloud-init", "", "first-boot setting: your own user-data FILE, written as given, or merged with the settings above (#cloud-config only)")
 	fs.StringVar(&s.initFormat, "init-format", "", "the image's first-boot format: cloudinit, cloudinit-rpi, systemd or none (default: look at its boot partition)")
-	return func(env *Env, opts *flasher.Options) error {
+	return func(env *Env, opts *flasher.Options, declared string) error {
 		set, err := s.settings(env.Stdin, env.Stderr)
 		if err != nil || set.Empty() {
 			return err
+		}
+		switch {
+		case set.Format != customise.FormatAuto:
+		case customise.KnownFormat(declared):
+			set.Format = declared
+		default:
+			env.Log.Warnf("the catalogue's init_format %q is unknown to Kiln: looking at the image's boot partition instead", declared)
 		}
 		c, err := customise.New(set)
 		if err != nil {

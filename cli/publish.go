@@ -4,23 +4,26 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"path/filepath"
 
 	"github.com/kilnproject/kiln/assembler"
 	"github.com/kilnproject/kiln/ota/fleet"
 	"github.com/kilnproject/kiln/ota/repo"
 
+	"github.com/kilnproject/kiln/internal/progress"
 	"github.com/kilnproject/kiln/internal/units"
 )
 
 func init() {
-	register(&Command{Name: "publish", Summary: "add a build's update to a signed update repository", Run: runPublish})
+	register(&Command{Name: "publish", Summary: "add a build's update (and its flashable disk image, listed in the repository's OS catalogue) to a signed update repository", Run: runPublish})
 }
 
 func runPublish(ctx context.Context, env *Env, args []string) error {
 	fs, common := newFlags(env, "publish", "--repo DIR [--rollout 10%] OUT_DIR | --repo DIR --refresh")
 	dir := fs.String("repo", "", "update repository directory (created on first use)")
 	noDelta := fs.Bool("no-delta", false, "do not make delta payloads against earlier versions")
+	noImage := fs.Bool("no-image", false, "do not publish the flashable disk image (images/NAME-VERSION.img.zst, listed in catalog.json)")
 	refresh := fs.Bool("refresh", false, "only re-sign the timestamp (for a repository served by another web server)")
 	rollout := fs.String("rollout", "", "offer the version to this share of devices only, e.g. 10% (raise it with kiln rollout)")
 	db := fs.String("db", "", "with --rollout: the device database kiln serve uses (default: "+defaultDBHelp+")")
@@ -67,6 +70,15 @@ func runPublish(ctx context.Context, env *Env, args []string) error {
 		}
 		return err
 	}
+	var img *repo.PublishedImage
+	if !*noImage {
+		prog, finish := env.progressFunc(common)
+		img, err = publishImage(ctx, env, *dir, fs.Arg(0), pub.Target.Board, prog)
+		finish()
+		if err != nil {
+			return fmt.Errorf("%s %s is published as an update, but not its disk image: %w", pub.Target.Name, pub.Target.Version, err)
+		}
+	}
 	t := pub.Target
 	if common.JSON {
 		type payload struct {
@@ -83,12 +95,20 @@ func runPublish(ctx context.Context, env *Env, args []string) error {
 			TargetsVersion int64     `json:"targets_version"`
 			Target         payload   `json:"target"`
 			Deltas         []payload `json:"deltas"`
+			Image          *payload  `json:"image,omitempty"`
 		}{Repo: *dir, Name: t.Name, Unchanged: pub.Unchanged, TargetsVersion: pub.TargetsVersion,
 			Target: payload{t.Path, t.Version, "", t.Size, t.SHA256}, Deltas: []payload{}}
 		for _, d := range pub.Deltas {
 			out.Deltas = append(out.Deltas, payload{d.Path, d.Version, d.From, d.Size, d.SHA256})
 		}
+		if img != nil {
+			out.Image = &payload{img.File, t.Version, "", img.Entry.DownloadSize, img.Entry.DownloadSHA256}
+		}
 		return env.printJSON(out)
+	}
+	if img != nil && !img.Unchanged {
+		fmt.Fprintf(env.Stdout, "  image    %s (%s, %s uncompressed), listed in %s\n", img.File,
+			units.Binary(img.Entry.DownloadSize), units.Binary(img.Entry.ExtractSize), filepath.Join(*dir, repo.CatalogFile))
 	}
 	if pub.Unchanged {
 		fmt.Fprintf(env.Stdout, "%s %s is already published in %s\n", t.Name, t.Version, *dir)
@@ -102,11 +122,32 @@ func runPublish(ctx context.Context, env *Env, args []string) error {
 	for _, d := range pub.Deltas {
 		fmt.Fprintf(env.Stdout, "  delta    from %s: %s (%.1f%% of the full payload)\n", d.From, units.Binary(d.Size), 100*float64(d.Size)/float64(t.Size))
 	}
-	if m, err := assembler.LoadManifest(filepath.Join(fs.Arg(0), "manifest.json")); err == nil && m.ISO != nil {
+	if m, _, err := buildManifest(fs.Arg(0)); err == nil && m.ISO != nil {
 		fmt.Fprintf(env.Stdout, "  note     %s is read-only: a device booted from it takes no updates; flash %s to update it over the air\n",
 			m.ISO.File, m.Image.File)
 	}
 	return nil
+}
+
+// buildManifest loads the manifest of the build whose output directory (or its update
+// directory) is dir, and returns the output directory.
+func buildManifest(dir string) (*assembler.Manifest, string, error) {
+	m, err := assembler.LoadManifest(filepath.Join(dir, "manifest.json"))
+	if errors.Is(err, fs.ErrNotExist) && filepath.Base(filepath.Clean(dir)) == "update" {
+		dir = filepath.Dir(filepath.Clean(dir))
+		m, err = assembler.LoadManifest(filepath.Join(dir, "manifest.json"))
+	}
+	return m, dir, err
+}
+
+// publishImage publishes the build's disk image into the repository's OS catalogue. A build
+// without a manifest or disk image (an update bundle alone) publishes none.
+func publishImage(ctx context.Context, env *Env, dir, out, board string, prog progress.Func) (*repo.PublishedImage, error) {
+	img, err := repo.BuildImage(out, board)
+	if err != nil || img == nil {
+		return nil, err
+	}
+	return repo.PublishImage(ctx, dir, *img, repo.Options{Log: env.Log, Progress: prog})
 }
 
 // stageRollout stores the rollout of the bundle's version at share; undo forgets it again if

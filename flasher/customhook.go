@@ -45,7 +45,15 @@ type customReader struct {
 	note    string // what the Customiser did, or why not
 	changed bool
 	cleanup func()
+
+	// partOff and partSize are the range the Customiser changes, once the first Read located it
+	// (partSize 0: none).
+	partOff, partSize int64
 }
+
+// partition returns the range the Customiser changes: with a block map, it is written in full
+// and its ranges' checksums, which describe the unchanged bytes, are not checked.
+func (cr *customReader) partition() (off, n int64) { return cr.partOff, cr.partSize }
 
 func newCustomReader(ctx context.Context, src io.Reader, c Customiser, hashSource bool, tmpDir string) *customReader {
 	cr := &customReader{ctx: ctx, c: c, tmp: tmpDir}
@@ -103,6 +111,7 @@ func (cr *customReader) locate() error {
 		return fmt.Errorf("customise: the boot partition is %s, larger than the %s Kiln changes while flashing; flash without first-boot settings",
 			units.Decimal(size), units.Decimal(MaxCustomisedPartition))
 	}
+	cr.partOff, cr.partSize = off, size
 	rest := io.MultiReader(bytes.NewReader(head), cr.src)
 	cr.r = io.LimitReader(rest, off)
 	cr.stage = func() error { return cr.customise(rest, off, size) }

@@ -18,6 +18,7 @@ import (
 	"github.com/kilnproject/kiln/assembler/recipe"
 	"github.com/kilnproject/kiln/flasher/customise"
 	"github.com/kilnproject/kiln/flasher/customise/customisetest"
+	"github.com/kilnproject/kiln/internal/bmap"
 )
 
 const customKey = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHl0eJ7GpKx6ZQm4R4Hc0m2lJ7c4yO7nQ6Xh0b2J5s9B alice@laptop"
@@ -233,5 +234,86 @@ func TestFlashRefusesHugeBootPartition(t *testing.T) {
 	_, err := Flash(ctx, img, []string{"/dev/mem-test"}, opts)
 	if err == nil || !strings.Contains(err.Error(), "flash without first-boot settings") || mem.writes != 0 {
 		t.Fatalf("error %v, %d bytes written", err, mem.writes)
+	}
+}
+
+// TestFlashCustomisesWithBlockMap: with a block map, the customised boot partition is written in
+// full (its map checksums describe the unchanged bytes, so they are not held against it) and the
+// rest of the image by the map: unmapped blocks outside the partition are not written.
+func TestFlashCustomisesWithBlockMap(t *testing.T) {
+	needRoot(t, "cmp")
+	dir := t.TempDir()
+	im := customisetest.Make(t, dir, customisetest.RaspiOS)
+	f, err := os.Open(im.Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := bmap.Create(f, 4096)
+	f.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, _ := m.Marshal()
+	if err := os.WriteFile(im.Path+".bmap", data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// A hole outside the boot partition, to show that unmapped blocks are left alone.
+	end := im.BootOffset + im.BootSize
+	var hole int64 = -1
+	for i, r := range m.Ranges {
+		off, n := m.Bounds(r)
+		next := m.ImageSize
+		if i+1 < len(m.Ranges) {
+			next, _ = m.Bounds(m.Ranges[i+1])
+		}
+		if start := off + n; next-start >= 1<<20 && start >= end {
+			hole = start
+			break
+		}
+	}
+	if hole < 0 {
+		t.Fatalf("the test image has no 1 MiB hole after its boot partition (ranges %v)", m.Ranges)
+	}
+	dev := loopDevice(t, m.ImageSize+4<<20)
+	pattern := bytes.Repeat([]byte{0xa5}, 1<<20)
+	d, err := os.OpenFile(dev, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.WriteAt(pattern, hole); err != nil {
+		t.Fatal(err)
+	}
+	d.Close()
+
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	res, err := Flash(ctx, im.Path, []string{dev}, Options{Customise: customiser(t), TempDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := res[0]
+	if !r.Verified || !strings.Contains(r.Customised, "cloudinit-rpi") || r.Written >= m.ImageSize || r.Written < im.BootSize {
+		t.Fatalf("result %+v (image %d bytes, %d mapped, boot partition %d)", r, m.ImageSize, m.MappedBytes(), im.BootSize)
+	}
+	for _, rg := range m.Ranges { // every mapped byte outside the partition is the image's
+		off, n := m.Bounds(rg)
+		if off+n <= im.BootOffset || off >= end {
+			cmpRange(t, dev, im.Path, off, n)
+		}
+	}
+	got := make([]byte, 1<<20)
+	d, _ = os.Open(dev)
+	defer d.Close()
+	if _, err := d.ReadAt(got, hole); err != nil || !bytes.Equal(got, pattern) {
+		t.Fatalf("an unmapped block at byte %d was written (%v)", hole, err)
+	}
+	boot := filepath.Join(dir, "boot-from-drive.fat")
+	out, _ := os.Create(boot)
+	if _, err := io.Copy(out, io.NewSectionReader(d, im.BootOffset, im.BootSize)); err != nil {
+		t.Fatal(err)
+	}
+	out.Close()
+	if files := customisetest.Check(t, boot, im); !strings.Contains(files["user-data"], "hostname: pi-flashed") {
+		t.Fatalf("user-data on the drive:\n%s", files["user-data"])
 	}
 }

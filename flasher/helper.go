@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"sync"
 
@@ -59,7 +60,8 @@ type HelperMessage struct {
 	Progress *progress.Event `json:"progress,omitempty"`
 	Results  []Result        `json:"results,omitempty"`
 	Error    string          `json:"error,omitempty"`
-	Code     string          `json:"code,omitempty"` // see ErrorCode
+	Code     string          `json:"code,omitempty"`  // see ErrorCode
+	Codes    []string        `json:"codes,omitempty"` // see ErrorCodes
 }
 
 var codes = []struct {
@@ -83,17 +85,33 @@ func ErrorCode(err error) string {
 	return ""
 }
 
-// remoteError is an error reported by the helper, still matching its sentinel with errors.Is.
+// ErrorCodes names every sentinel err wraps (a checksum mismatch also leaves the drive partly
+// written, for one), so that the other end of the helper protocol matches them all.
+func ErrorCodes(err error) []string {
+	var out []string
+	for _, c := range codes {
+		if errors.Is(err, c.err) {
+			out = append(out, c.code)
+		}
+	}
+	return out
+}
+
+// remoteError is an error reported by the helper, still matching its sentinels with errors.Is.
 type remoteError struct {
-	msg  string
-	code string
+	msg   string
+	codes []string
+}
+
+func newRemoteError(msg, code string, more []string) *remoteError {
+	return &remoteError{msg: msg, codes: append([]string{code}, more...)}
 }
 
 func (e *remoteError) Error() string { return e.msg }
 
 func (e *remoteError) Is(target error) bool {
 	for _, c := range codes {
-		if c.code == e.code && c.err == target {
+		if c.err == target && slices.Contains(e.codes, c.code) {
 			return true
 		}
 	}
@@ -112,7 +130,7 @@ func ServeHelper(ctx context.Context, in io.Reader, out io.Writer, log logrus.Fi
 		enc.Encode(m)
 	}
 	fail := func(err error) error {
-		send(HelperMessage{Event: "error", Error: err.Error(), Code: ErrorCode(err)})
+		send(HelperMessage{Event: "error", Error: err.Error(), Code: ErrorCode(err), Codes: ErrorCodes(err)})
 		return err
 	}
 	br := bufio.NewReader(in)
@@ -253,13 +271,13 @@ func talkToHelper(ctx context.Context, stdin io.WriteCloser, stdout io.Reader, r
 			}
 		case "error":
 			stdin.Close()
-			return nil, &remoteError{msg: m.Error, code: m.Code}
+			return nil, newRemoteError(m.Error, m.Code, m.Codes)
 		case "result":
 			stdin.Close()
 			var errs []error
 			for i := range m.Results {
 				if m.Results[i].Error != "" {
-					m.Results[i].Err = &remoteError{msg: m.Results[i].Error, code: m.Results[i].Code}
+					m.Results[i].Err = newRemoteError(m.Results[i].Error, m.Results[i].Code, m.Results[i].Codes)
 					errs = append(errs, m.Results[i].Err)
 				}
 			}

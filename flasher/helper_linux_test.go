@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -108,4 +109,26 @@ func TestHelperCommand(t *testing.T) {
 		t.Fatalf("got %v", err)
 	}
 
+}
+
+// A checksum mismatch seen through the helper matches the same sentinels as in-process (the
+// mismatch and the partly written drive), so the app gives the same advice for both.
+func TestHelperChecksumMismatchKeepsItsKinds(t *testing.T) {
+	needRoot(t)
+	img := testImage(t, t.TempDir(), 2<<20)
+	wrong := strings.Repeat("0", 64)
+	dev := loopDevice(t, 4<<20)
+	_, local := Flash(context.Background(), img, []string{dev}, Options{SHA256: wrong})
+	res, remote, _ := helperPipe(t, HelperRequest{Image: img, Devices: []string{dev}, SHA256: wrong}, nil)
+	for _, err := range []error{local, remote} {
+		if !errors.Is(err, ErrChecksum) || !errors.Is(err, ErrPartlyWritten) {
+			t.Fatalf("want ErrChecksum and ErrPartlyWritten, got %v", err)
+		}
+	}
+	if l, r := ErrorCodes(local), ErrorCodes(remote); !slices.Equal(l, r) || !slices.Contains(r, "checksum") {
+		t.Fatalf("in-process codes %v, through the helper %v", l, r)
+	}
+	if len(res) != 1 || !errors.Is(res[0].Err, ErrChecksum) {
+		t.Fatalf("result %+v", res)
+	}
 }

@@ -56,8 +56,9 @@ type Options struct {
 	// Progress receives events of every drive (Event.Device), one call at a time.
 	Progress progress.Func
 	Log      logrus.FieldLogger
-	// Customise changes a partition of the image as it is written (first-boot settings); the block
-	// map is then not used, since the changed partition is written in full. Nil writes the image as is.
+	// Customise changes a partition of the image as it is written (first-boot settings); with a
+	// block map, the changed partition is written in full and the rest by the map. Nil writes the
+	// image as is.
 	Customise Customiser
 	// TempDir holds the partition Customise changes while the image streams; "" is os.TempDir().
 	TempDir string
@@ -104,7 +105,8 @@ type Result struct {
 	Warnings       []string `json:"warnings,omitempty"`
 	Err            error    `json:"-"`
 	Error          string   `json:"error,omitempty"`
-	Code           string   `json:"code,omitempty"` // the error's sentinel, see ErrorCode
+	Code           string   `json:"code,omitempty"`  // the error's sentinel, see ErrorCode
+	Codes          []string `json:"codes,omitempty"` // all its sentinels, see ErrorCodes
 }
 
 // Flash writes image to every device and verifies each; see Prepare and Job.Run.
@@ -156,7 +158,7 @@ func PrepareContext(ctx context.Context, image string, devices []string, opts Op
 	}
 	im.Decoder = opts.Decoder
 	j = &Job{Image: im, opts: opts}
-	if !opts.NoBmap && opts.Customise == nil {
+	if !opts.NoBmap {
 		if err := j.loadBmap(); err != nil {
 			return nil, err
 		}
@@ -340,7 +342,7 @@ func (j *Job) Run(ctx context.Context) ([]Result, error) {
 	var errs []error
 	for i := range results {
 		if results[i].Err != nil {
-			results[i].Error, results[i].Code = results[i].Err.Error(), ErrorCode(results[i].Err)
+			results[i].Error, results[i].Code, results[i].Codes = results[i].Err.Error(), ErrorCode(results[i].Err), ErrorCodes(results[i].Err)
 			errs = append(errs, results[i].Err)
 		}
 	}

@@ -9,6 +9,7 @@ import (
 	"hash"
 	"hash/maphash"
 	"io"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -265,6 +266,9 @@ func (w *writer) produce(ctx context.Context, free chan []byte, work chan<- chun
 	var rc *rangeChecker
 	if m != nil {
 		rc = newRangeChecker(w.job)
+		if cr != nil {
+			rc.changed = cr.partition
+		}
 	}
 	var off int64
 	lastN := 0
@@ -288,6 +292,12 @@ func (w *writer) produce(ctx context.Context, free chan []byte, work chan<- chun
 			if spans, err = rc.feed(buf, off); err != nil {
 				free <- buf
 				return err
+			}
+			if cr != nil { // the customised partition is written in full
+				po, pn := cr.partition()
+				if lo, hi := max(po, off), min(po+pn, off+int64(n)); lo < hi {
+					spans = addSpan(spans, int(lo-off), int(hi-off))
+				}
 			}
 			for i := range spans { // align to the drive's blocks; the image bytes around are written too
 				spans[i][0] = int(int64(spans[i][0]) / lbs * lbs)
@@ -400,6 +410,9 @@ type rangeChecker struct {
 	job *Job
 	i   int
 	h   hash.Hash
+	// changed, when set, returns a range whose bytes were changed on purpose (customised): the
+	// map's checksums of ranges meeting it are not checked.
+	changed func() (off, n int64)
 }
 
 func newRangeChecker(j *Job) *rangeChecker {
@@ -429,13 +442,47 @@ func (rc *rangeChecker) feed(buf []byte, off int64) ([][2]int, error) {
 		if ro+rn > end {
 			break // the range continues in the next buffer
 		}
-		if err := checkRange(rc.job, r, rc.h); err != nil {
-			return nil, err
+		if !rc.isChanged(ro, rn) {
+			if err := checkRange(rc.job, r, rc.h); err != nil {
+				return nil, err
+			}
 		}
 		rc.h.Reset()
 		rc.i++
 	}
 	return spans, nil
+}
+
+func (rc *rangeChecker) isChanged(off, n int64) bool {
+	if rc.changed == nil {
+		return false
+	}
+	co, cn := rc.changed()
+	return cn > 0 && off < co+cn && co < off+n
+}
+
+// addSpan adds [lo, hi) to sorted, disjoint spans, merging what overlaps or touches it.
+func addSpan(spans [][2]int, lo, hi int) [][2]int {
+	out := make([][2]int, 0, len(spans)+1)
+	placed := false
+	for _, s := range spans {
+		switch {
+		case s[1] < lo:
+			out = append(out, s)
+		case s[0] > hi:
+			if !placed {
+				out, placed = append(out, [2]int{lo, hi}), true
+			}
+			out = append(out, s)
+		default:
+			lo, hi = min(lo, s[0]), max(hi, s[1])
+		}
+	}
+	if !placed {
+		out = append(out, [2]int{lo, hi})
+		slices.SortFunc(out, func(a, b [2]int) int { return a[0] - b[0] })
+	}
+	return out
 }
 
 func (rc *rangeChecker) finish() error {

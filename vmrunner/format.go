@@ -25,6 +25,15 @@ type ImageInfo struct {
 	Size int64
 }
 
+// Firmware is the firmware an image boots with when the user does not choose: UEFI when it
+// carries an EFI system partition or El Torito EFI entry (hybrid images too), else BIOS (SeaBIOS).
+func (i ImageInfo) Firmware() FirmwareKind {
+	if i.EFI {
+		return FirmwareUEFI
+	}
+	return FirmwareBIOS
+}
+
 // Inspect detects an image's format (raw, qcow2, ISO 9660) and whether it is made for UEFI.
 func Inspect(path string) (ImageInfo, error) {
 	f, err := os.Open(path)

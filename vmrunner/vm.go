@@ -182,9 +182,9 @@ func resolveSpec(ctx context.Context, qemu string, cfg Config) (Spec, error) {
 		}
 	}
 	if spec.Firmware == FirmwareAuto {
-		spec.Firmware = FirmwareBIOS
-		if info.EFI || !mach.BIOS {
-			spec.Firmware = FirmwareUEFI
+		spec.Firmware = info.Firmware()
+		if !mach.BIOS {
+			spec.Firmware = FirmwareUEFI // machines without SeaBIOS boot UEFI only
 		}
 	}
 	if spec.Display == DisplayWindow {

@@ -1,10 +1,14 @@
 // Package iso writes bootable hybrid ISO 9660 images: go-diskfs lays out the file system and the
 // El Torito boot catalog (a BIOS no-emulation entry with a boot information table, and a UEFI
 // entry pointing at an EFI system partition image); this package then makes the result
-// reproducible (fixed volume dates instead of the clock's) and hybrid: an MBR in the system area
-// with boot code that starts the BIOS boot image when the file is written to a USB stick, and a
-// partition of type 0xEF over the EFI image so UEFI firmware finds it on a disk too — the layout
-// xorriso makes for Debian's installer images.
+// reproducible (fixed volume dates instead of the clock's) and hybrid, as xorriso's
+// -isohybrid-mbr with -isohybrid-gpt-basdat makes Debian's installer images: in the system area,
+// MBR boot code that starts the BIOS boot image when the file is written to a USB stick, and a GPT
+// (with its backup in the trailing padding) whose one partition, an EFI system partition, is the
+// El Torito EFI image, so UEFI firmware finds it on a disk too. The MBR is a hybrid one: a GPT
+// protective entry up to the EFI image and an active entry of type 0xEF over it, for firmware that
+// reads only MBRs. Unlike xorriso's, the tables hold no overlapping partitions, so sgdisk -v and
+// fdisk accept them.
 package iso
 
 import (
@@ -13,6 +17,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path"
 	"path/filepath"
@@ -21,6 +26,7 @@ import (
 
 	"github.com/diskfs/go-diskfs/backend/file"
 	"github.com/diskfs/go-diskfs/filesystem/iso9660"
+	"github.com/diskfs/go-diskfs/partition/gpt"
 )
 
 // SectorSize is the ISO 9660 logical block size.
@@ -49,6 +55,9 @@ type Options struct {
 	// the image then gets an MBR (hybrid ISO).
 	MBRCode       func(lba uint32) ([]byte, error)
 	DiskSignature uint32 // MBR disk signature
+	// DiskGUID and ESPGUID name the GPT and its EFI system partition (hybrid images with an EFI
+	// boot image); fixed values keep the image reproducible.
+	DiskGUID, ESPGUID string
 }
 
 // Result says where the boot images landed.
@@ -58,8 +67,8 @@ type Result struct {
 	EFIBootLBA          uint32
 	EFIBootSize         int64
 	CatalogLBA          uint32
-	EFIPartitionStart   int64 // bytes, the MBR partition over the EFI image (hybrid only)
-	EFIPartitionSectors int64
+	EFIPartitionStart   int64 // bytes, the MBR and GPT partition over the EFI image (hybrid only)
+	EFIPartitionSectors int64 // 512-byte sectors
 }
 
 // levelOneName reports whether s is an ISO 9660 level 1 name (upper case 8.3).
@@ -356,9 +365,11 @@ func mbrEntry(e []byte, active bool, typ byte, start, count int64) {
 	binary.LittleEndian.PutUint32(e[12:], uint32(count))
 }
 
-// writeMBR makes the image hybrid: boot code, the disk signature, partition 1 (active, type 0:
-// ignored by partition scanners, as in Debian's images) over the whole image, and partition 2 of
-// type 0xEF over the EFI image.
+// writeMBR makes the image hybrid: boot code and the disk signature, and, when there is an EFI
+// boot image, a GPT whose EFI system partition is that image, with a hybrid MBR (a protective entry
+// from sector 1 up to the EFI image, then an active type 0xEF entry over it). Without an EFI image
+// the MBR's one entry (active, type 0: ignored by partition scanners, as in Debian's images) covers
+// the whole image.
 func (res *Result) writeMBR(f *os.File, opts Options) error {
 	code, err := opts.MBRCode(res.BIOSBootLBA)
 	if err != nil {
@@ -367,17 +378,58 @@ func (res *Result) writeMBR(f *os.File, opts Options) error {
 	if len(code) > 440 {
 		return fmt.Errorf("MBR boot code of %d bytes, at most 440 fit", len(code))
 	}
-	mbr := make([]byte, 512)
-	copy(mbr, code)
-	binary.LittleEndian.PutUint32(mbr[440:], opts.DiskSignature)
 	sectors := (res.Size + 511) / 512
-	mbrEntry(mbr[446:462], true, 0x00, 0, sectors)
-	if res.EFIBootLBA != 0 {
+	mbr := make([]byte, 512)
+	if res.EFIBootLBA == 0 {
+		mbrEntry(mbr[446:462], true, 0x00, 0, sectors)
+	} else {
 		res.EFIPartitionStart = int64(res.EFIBootLBA) * SectorSize
 		res.EFIPartitionSectors = (res.EFIBootSize + 511) / 512
-		mbrEntry(mbr[462:478], false, 0xef, res.EFIPartitionStart/512, res.EFIPartitionSectors)
+		start := res.EFIPartitionStart / 512
+		if err := res.writeGPT(f, opts); err != nil {
+			return err
+		}
+		mbrEntry(mbr[446:462], false, 0xee, 1, start-1)
+		mbrEntry(mbr[462:478], true, 0xef, start, res.EFIPartitionSectors)
 	}
+	copy(mbr, code)
+	binary.LittleEndian.PutUint32(mbr[440:], opts.DiskSignature)
 	mbr[510], mbr[511] = 0x55, 0xaa
 	_, err = f.WriteAt(mbr, 0)
 	return err
 }
+
+// gptSectors is what one GPT copy takes at the end of the image: 128 entries of 128 bytes and
+// the header.
+const gptSectors = 128*128/512 + 1
+
+// writeGPT writes both GPT copies: the primary in the ISO's unused system area (sectors 1–33),
+// the backup in the padding at the end.
+func (res *Result) writeGPT(f *os.File, opts Options) error {
+	if Padding*SectorSize/512 < gptSectors {
+		return errors.New("the padding cannot hold the backup GPT")
+	}
+	if opts.DiskGUID == "" || opts.ESPGUID == "" {
+		return errors.New("GPT: no disk or partition GUID given")
+	}
+	start := uint64(res.EFIPartitionStart / 512)
+	t := &gpt.Table{LogicalSectorSize: 512, PhysicalSectorSize: 512, GUID: opts.DiskGUID,
+		Partitions: []*gpt.Partition{{Index: 1, Start: start, End: start + uint64(res.EFIPartitionSectors) - 1,
+			Size: uint64(res.EFIPartitionSectors) * 512, Type: gpt.EFISystemPartition, Name: "EFI system partition",
+			GUID: opts.ESPGUID}}}
+	if err := t.Write(unsynced{f}, res.Size); err != nil {
+		return fmt.Errorf("write GPT: %w", err)
+	}
+	return nil
+}
+
+// unsynced hands go-diskfs the image file without its Sync method: go-diskfs syncs after each
+// write, which on a new image file only costs time.
+type unsynced struct{ f *os.File }
+
+func (u unsynced) Stat() (fs.FileInfo, error)                { return u.f.Stat() }
+func (u unsynced) Read(p []byte) (int, error)                { return u.f.Read(p) }
+func (u unsynced) ReadAt(p []byte, off int64) (int, error)   { return u.f.ReadAt(p, off) }
+func (u unsynced) WriteAt(p []byte, off int64) (int, error)  { return u.f.WriteAt(p, off) }
+func (u unsynced) Seek(off int64, whence int) (int64, error) { return u.f.Seek(off, whence) }
+func (u unsynced) Close() error                              { return nil }

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -37,6 +38,7 @@ func write(t *testing.T, dir string) (string, *Result) {
 			return code, nil
 		},
 		DiskSignature: 0x12345678,
+		DiskGUID:      "8E1A4F31-0A3C-8D2B-9A44-6B1D2E3F4A5B", ESPGUID: "0F9E8D7C-6B5A-8493-A281-706F5E4D3C2B",
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -64,8 +66,15 @@ func TestHybridISO(t *testing.T) {
 		binary.LittleEndian.Uint32(tab[8:]) != 5000 || binary.LittleEndian.Uint32(tab[12:]) != sum {
 		t.Errorf("boot information table % x", tab[:16])
 	}
-	if binary.LittleEndian.Uint32(b[432:]) != res.BIOSBootLBA*4+4 || b[510] != 0x55 || b[446] != 0x80 || b[462+4] != 0xef {
+	// Hybrid MBR: a protective entry up to the EFI image, then the active EFI entry over it.
+	espStart := uint32(res.EFIBootLBA) * 4
+	if binary.LittleEndian.Uint32(b[432:]) != res.BIOSBootLBA*4+4 || b[510] != 0x55 ||
+		b[446] != 0 || b[446+4] != 0xee || binary.LittleEndian.Uint32(b[446+8:]) != 1 || binary.LittleEndian.Uint32(b[446+12:]) != espStart-1 ||
+		b[462] != 0x80 || b[462+4] != 0xef || binary.LittleEndian.Uint32(b[462+8:]) != espStart {
 		t.Errorf("MBR % x", b[432:512])
+	}
+	if string(b[512:520]) != "EFI PART" || string(b[len(b)-512:len(b)-504]) != "EFI PART" {
+		t.Error("no primary GPT header at sector 1 or backup at the last sector")
 	}
 	if len(b)%SectorSize != 0 || binary.LittleEndian.Uint32(b[16*SectorSize+80:]) != uint32(len(b)/SectorSize) {
 		t.Errorf("volume size does not cover the %d-byte image with its padding", len(b))
@@ -77,8 +86,20 @@ func TestHybridISO(t *testing.T) {
 			t.Errorf("xorriso -report_el_torito lacks %s:\n%s", want, report)
 		}
 	}
-	if fd := run(t, "fdisk", "-l", out); !strings.Contains(fd, fmt.Sprintf("%d", res.EFIBootLBA*4)) || !strings.Contains(fd, " ef ") {
+	// fdisk reads the GPT (the MBR has a protective entry); sgdisk checks both tables.
+	if fd := run(t, "fdisk", "-l", out); !strings.Contains(fd, "Disklabel type: gpt") ||
+		!regexp.MustCompile(fmt.Sprintf(`test.iso1 +%d +%d .*EFI System`, espStart, espStart+70000/512)).MatchString(fd) {
 		t.Errorf("fdisk -l:\n%s", fd)
+	}
+	if v := run(t, "sgdisk", "-v", out); !strings.Contains(v, "No problems found") {
+		t.Errorf("sgdisk -v:\n%s", v)
+	}
+	sys := run(t, "xorriso", "-indev", out, "-report_system_area", "plain")
+	for _, want := range []string{"System area summary: MBR protective-msdos-label", "GPT type GUID      :   1  28732ac11ff8d211ba4b00a0c93ec93b", "GPT partition path :   1  /EFI/ESP.IMG",
+		"MBR partition path :   2  /EFI/ESP.IMG"} {
+		if !strings.Contains(sys, want) {
+			t.Errorf("xorriso -report_system_area lacks %q:\n%s", want, sys)
+		}
 	}
 	if got := run(t, "xorriso", "-osirrox", "on", "-indev", out, "-extract", "/README.TXT", filepath.Join(t.TempDir(), "r")); got == "" {
 		t.Error("xorriso read nothing")

@@ -30,7 +30,7 @@ func New(s Settings) (*Customiser, error) {
 // Locate finds the boot FAT partition in the image's first bytes. An image without one is written
 // unchanged: n is 0 and note says why.
 func (c *Customiser) Locate(head []byte) (off, n int64, note string, err error) {
-	if f := c.s.Format; f == FormatSystemd || f == FormatNone {
+	if f := c.s.Format; f == FormatNone {
 		return 0, 0, formatNote(f), nil
 	}
 	p, err := Locate(head)
@@ -64,6 +64,9 @@ func (c *Customiser) Apply(ctx context.Context, part *os.File, size int64) (chan
 	if format == "" {
 		return false, why, nil
 	}
+	if format == FormatSystemd {
+		return c.applyFirstrun(fsys, part, v, why)
+	}
 	files, err := Render(c.s, format)
 	if err != nil {
 		return false, "", err
@@ -87,6 +90,38 @@ func (c *Customiser) Apply(ctx context.Context, part *os.File, size int64) (chan
 	return true, fmt.Sprintf("first-boot settings written for %s (%s): %s", format, why, strings.Join(names, ", ")), nil
 }
 
+// applyFirstrun writes firstrun.sh and the cmdline.txt arguments that run it once (Raspberry Pi
+// Imager's systemd format).
+func (c *Customiser) applyFirstrun(fsys fatFS, part *os.File, v *volume, why string) (bool, string, error) {
+	script, err := RenderFirstrun(c.s)
+	if err != nil {
+		return false, "", fmt.Errorf("customise: %w", err)
+	}
+	f, err := fsys.Open("cmdline.txt")
+	if err != nil {
+		return false, fmt.Sprintf("first-boot settings not written, the image is flashed unchanged: init format systemd needs cmdline.txt on the boot partition: %v", err), nil
+	}
+	old, err := io.ReadAll(io.LimitReader(f, 64<<10))
+	f.Close()
+	if err != nil {
+		return false, "", fmt.Errorf("customise the boot partition: read cmdline.txt: %w", err)
+	}
+	cmdline, err := withFirstrun(old)
+	if err != nil {
+		return false, fmt.Sprintf("first-boot settings not written, the image is flashed unchanged: %v", err), nil
+	}
+	if err := writeFile(fsys, firstrunFile, script); err != nil {
+		return true, "", fmt.Errorf("customise the boot partition: write %s: %w", firstrunFile, err)
+	}
+	if err := writeFile(fsys, "cmdline.txt", cmdline); err != nil {
+		return true, "", fmt.Errorf("customise the boot partition: write cmdline.txt: %w", err)
+	}
+	if err := fixFSInfo(part, v); err != nil {
+		return true, "", fmt.Errorf("customise the boot partition: %w", err)
+	}
+	return true, fmt.Sprintf("first-boot settings written for systemd (%s): %s, cmdline.txt runs it once", why, firstrunFile), nil
+}
+
 func writeFile(fsys fatFS, name string, data []byte) error {
 	f, err := fsys.OpenFile("/"+name, os.O_CREATE|os.O_RDWR|os.O_TRUNC)
 	if err != nil {
@@ -104,9 +139,9 @@ func writeFile(fsys fatFS, name string, data []byte) error {
 // format and how it was found.
 func Detect(fsys fs.ReadDirFS, label, declared string) (format, why string) {
 	switch declared {
-	case FormatCloudInit, FormatCloudInitRPi:
+	case FormatCloudInit, FormatCloudInitRPi, FormatSystemd:
 		return declared, "declared by the catalogue"
-	case FormatSystemd, FormatNone:
+	case FormatNone:
 		return "", formatNote(declared)
 	}
 	ents, err := fsys.ReadDir(".")
@@ -127,15 +162,12 @@ func Detect(fsys fs.ReadDirFS, label, declared string) (format, why string) {
 	case strings.EqualFold(label, "cidata"):
 		return FormatCloudInit, "a NoCloud seed labelled CIDATA"
 	case has["cmdline.txt"] && rpi:
-		return "", "first-boot settings not written, the image is flashed unchanged: it is Raspberry Pi OS before Trixie, which takes Raspberry Pi Imager's firstrun.sh (init format systemd) instead of cloud-init; Kiln writes cloud-init only"
+		return FormatSystemd, "Raspberry Pi OS before Trixie: cmdline.txt and no cloud-init files"
 	}
 	return "", "first-boot settings not written, the image is flashed unchanged: its boot partition holds no cloud-init files (user-data, network-config, meta-data) and is no NoCloud seed (label CIDATA); if the image does use cloud-init, give --init-format cloudinit"
 }
 
-func formatNote(f string) string {
-	if f == FormatSystemd {
-		return "first-boot settings not written, the image is flashed unchanged: the catalogue says it takes Raspberry Pi Imager's firstrun.sh (init format systemd); Kiln writes cloud-init only"
-	}
+func formatNote(string) string {
 	return "first-boot settings not written, the image is flashed unchanged: the catalogue says it takes no first-boot settings (init format none)"
 }
 

@@ -276,9 +276,7 @@ func TestUnknownFormatsUnchanged(t *testing.T) {
 		format string
 		want   string
 	}{
-		{customisetest.Bookworm, "", "firstrun.sh"},
 		{customisetest.Plain, "", "no cloud-init files"},
-		{customisetest.RaspiOS, "systemd", "init format systemd"},
 		{customisetest.Ubuntu, "none", "takes no first-boot settings"},
 	} {
 		t.Run(string(tc.kind)+"-"+tc.format, func(t *testing.T) {

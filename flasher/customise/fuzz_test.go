@@ -130,10 +130,17 @@ func FuzzApply(f *testing.F) {
 	binary.LittleEndian.PutUint16(root16[26:], 2)
 	f.Add(true, seedBoot16(), fat16, root16)
 	f.Add(true, seedBoot16(), []byte{0xf8, 0xff, 0xff, 0xff, 0x02, 0x00}, root16) // cluster 2 points to itself
+	cmdline := append([]byte{}, root...)
+	copy(cmdline, "CMDLINE TXT")
+	f.Add(false, seedBoot(), fat, cmdline)
 	c := &Customiser{s: Settings{Hostname: "fuzz", Users: []recipe.User{{Name: "u", PasswordHash: "!"}}}}
+	// Declared systemd: cmdline.txt is read from the (hostile) partition and rewritten.
+	sd := &Customiser{s: Settings{Hostname: "fuzz", Format: FormatSystemd}}
 	f.Fuzz(func(t *testing.T, sixteen bool, boot, fat, root []byte) {
 		vol, size := tinyFAT(t, sixteen, boot, fat, root)
 		_, _, _ = c.Apply(context.Background(), vol, size)
+		vol, size = tinyFAT(t, sixteen, boot, fat, root)
+		_, _, _ = sd.Apply(context.Background(), vol, size)
 	})
 }
 

@@ -1,6 +1,7 @@
 // Package customise writes first-boot settings — hostname, users with password hashes and SSH keys,
 // Wi-Fi, timezone and keyboard — into the boot FAT partition of a third-party image as cloud-init
-// NoCloud files (user-data, network-config, meta-data) while the flasher writes the image. It finds
+// NoCloud files (user-data, network-config, meta-data), or for Raspberry Pi OS before Trixie as
+// Raspberry Pi Imager's firstrun.sh run once from cmdline.txt, while the flasher writes the image. It finds
 // the partition in the image's MBR or GPT, checks its FAT16 or FAT32 file system before changing
 // it, decides whether the image uses cloud-init (declared by a catalogue's init_format or seen on
 // the partition) and leaves images of any other format unchanged, saying why. Nothing but the boot
@@ -22,7 +23,7 @@ const (
 	FormatAuto         = ""              // look at the boot partition
 	FormatCloudInit    = "cloudinit"     // cloud-init NoCloud files on the boot partition (Ubuntu)
 	FormatCloudInitRPi = "cloudinit-rpi" // the same on Raspberry Pi OS (Trixie and later)
-	FormatSystemd      = "systemd"       // Imager's firstrun.sh run from cmdline.txt: not written by Kiln
+	FormatSystemd      = "systemd"       // Imager's firstrun.sh run once from cmdline.txt (Raspberry Pi OS before Trixie)
 	FormatNone         = "none"          // the image takes no settings
 )
 
@@ -64,6 +65,16 @@ func (s Settings) hasSettings() bool {
 
 var keyboardRe = regexp.MustCompile(`^[a-z][a-z0-9_-]{0,15}$`)
 
+// KnownFormat reports whether f is an init format Kiln knows (FormatAuto included): a
+// catalogue's other init_format values are left to detection.
+func KnownFormat(f string) bool {
+	switch f {
+	case FormatAuto, FormatCloudInit, FormatCloudInitRPi, FormatSystemd, FormatNone:
+		return true
+	}
+	return false
+}
+
 // Check checks every setting; errors name the setting and say how to fix it. The PSK is never echoed.
 func (s Settings) Check() error {
 	var errs []error
@@ -78,9 +89,7 @@ func (s Settings) Check() error {
 	if s.Keyboard != "" && !keyboardRe.MatchString(s.Keyboard) {
 		errs = append(errs, fmt.Errorf("keyboard %q: give an XKB layout such as \"us\", \"de\" or \"gb\"", s.Keyboard))
 	}
-	switch s.Format {
-	case FormatAuto, FormatCloudInit, FormatCloudInitRPi, FormatSystemd, FormatNone:
-	default:
+	if !KnownFormat(s.Format) {
 		errs = append(errs, fmt.Errorf("init format %q: use cloudinit, cloudinit-rpi, systemd or none (or leave it out to look at the image)", s.Format))
 	}
 	if len(s.UserData) > MaxUserData {

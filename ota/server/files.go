@@ -4,13 +4,16 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/kilnproject/kiln/catalog"
 	"github.com/kilnproject/kiln/ota"
 	"github.com/kilnproject/kiln/ota/repo"
 )
@@ -71,11 +74,44 @@ func (f *repoFS) rootJSON() []byte {
 	return raw
 }
 
-// serveFile serves GET/HEAD of metadata/ and targets/ files with Range, If-Range and ETag.
+// serveCatalog serves the repository's OS catalogue (Raspberry Pi Imager's schema) with the
+// image URLs made absolute against the address the client used, as Imager expects them.
+func (s *Server) serveCatalog(w http.ResponseWriter, r *http.Request) {
+	data, err := s.fs.root.ReadFile(repo.CatalogFile)
+	if errors.Is(err, fs.ErrNotExist) {
+		httpError(w, http.StatusNotFound, "this repository lists no disk images yet: publish a build with kiln publish")
+		return
+	}
+	var doc *catalog.Document
+	if err == nil {
+		doc, err = catalog.ReadDocument(data)
+	}
+	if err == nil {
+		scheme := "http"
+		if r.TLS != nil {
+			scheme = "https"
+		}
+		host := r.Host
+		if a, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr); ok && host == "" { // HTTP/1.0
+			host = a.String()
+		}
+		data, err = doc.Absolute(&url.URL{Scheme: scheme, Host: host, Path: "/"}).Marshal()
+	}
+	if err != nil {
+		s.log.WithError(err).Warn("update server: " + repo.CatalogFile)
+		http.Error(w, "cannot read the catalogue", http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-cache")
+	w.Write(data)
+}
+
+// serveFile serves GET/HEAD of metadata/, targets/ and images/ files with Range, If-Range and ETag.
 func (s *Server) serveFile(w http.ResponseWriter, r *http.Request) {
 	name := strings.TrimPrefix(path.Clean(r.URL.Path), "/")
 	dir, base := path.Split(name)
-	if (dir != "metadata/" && dir != "targets/") || base == "" || strings.HasPrefix(base, ".") {
+	if (dir != "metadata/" && dir != "targets/" && dir != repo.ImagesDir+"/") || base == "" || strings.HasPrefix(base, ".") {
 		http.NotFound(w, r)
 		return
 	}
@@ -106,6 +142,9 @@ func (s *Server) serveFile(w http.ResponseWriter, r *http.Request) {
 		h.Set("ETag", fmt.Sprintf(`"%x-%x"`, fi.Size(), fi.ModTime().UnixNano()))
 		h.Set("Cache-Control", "no-cache")
 		h.Set("Content-Type", "application/json")
+		if dir != "metadata/" { // disk images and their block maps
+			h.Set("Content-Type", "application/octet-stream")
+		}
 	}
 	// Allow slow links: a deadline proportional to the size instead of the API timeout.
 	d := time.Minute + time.Duration(fi.Size()/minRate)*time.Second
