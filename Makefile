@@ -6,7 +6,7 @@ LDFLAGS := -X github.com/kilnproject/kiln/internal/version.Version=$(VERSION)
 export KILN_CACHE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/kiln
 export KILN_AGENT := $(CURDIR)/bin/kiln-agent
 export KILN_BIN := $(CURDIR)/bin/kiln
-TEST_TIMEOUT ?= 20m
+TEST_TIMEOUT ?= 40m
 FUZZTIME ?= 10s
 
 .PHONY: all deps inputs build run test vet fuzz bench package clean
