@@ -28,7 +28,7 @@ func channelOf(c string) string {
 
 // matches reports whether t is meant for devices like d: same product, arch, board and channel.
 // An empty arch or board, on either side, matches nothing: a device sees only updates built for
-// its own hardware.
+// its own hardware (see boardOf for devices whose images predate board names).
 func matches(t *Target, d Device) bool {
 	return (d.Name == "" || t.Name == d.Name) &&
 		t.Arch != "" && t.Arch == d.Arch &&
@@ -45,6 +45,7 @@ func Select(targets []Target, d Device) (Selection, error) {
 	if err != nil {
 		return Selection{}, fmt.Errorf("select update for %s: device version: %w", d.Name, err)
 	}
+	d.Board = boardOf(targets, d)
 	type cand struct {
 		t *Target
 		v version
@@ -95,6 +96,27 @@ func Select(targets []Target, d Device) (Selection, error) {
 	}
 	sel.Delta = bestDelta(targets, sel.Target, d)
 	return sel, nil
+}
+
+// boardOf returns d's board. Images built before boards were named report none; such a device
+// is known by the UKI it runs: the board of the published full target with that payload (same
+// product and arch), when exactly one board has it. Otherwise "", which matches nothing.
+func boardOf(targets []Target, d Device) string {
+	if d.Board != "" || d.SHA256 == "" {
+		return d.Board
+	}
+	board := ""
+	for i := range targets {
+		t := &targets[i]
+		if t.Kind != KindFull || t.SHA256 != d.SHA256 || t.Name != d.Name || t.Arch == "" || t.Arch != d.Arch || t.Board == "" {
+			continue
+		}
+		if board != "" && board != t.Board {
+			return ""
+		}
+		board = t.Board
+	}
+	return board
 }
 
 // bestDelta returns the smallest delta producing full from the UKI device d runs, if smaller

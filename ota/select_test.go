@@ -26,6 +26,7 @@ func TestSelect(t *testing.T) {
 		full("3.0.0", "2.0.0", "2.9.x"),
 		full("3.1.0-rc.1", "3.0.0", "", beta),
 		full("2.5.0", "0.0.0", "", rpi),
+		full("2.5.0", "0.0.0", "", rpi, func(t *Target) { t.Board = "rpi3"; t.Path = "rpi3-2.5.0" }),
 		// Targets without a board or arch are offered to nobody (else every test below would get them).
 		full("4.0.0", "0.0.0", "", func(t *Target) { t.Board = "" }),
 		full("4.0.1", "0.0.0", "", func(t *Target) { t.Arch = "" }),
@@ -58,6 +59,9 @@ func TestSelect(t *testing.T) {
 		{name: "other arch is never offered x86 builds", version: "2.5.0", board: "rpi4", arch: "aarch64", err: ErrNoUpdate},
 		{name: "device without a board sees nothing", version: "1.0.0", board: "-", arch: "x86_64", err: ErrNoUpdate},
 		{name: "device without an arch sees nothing", version: "1.0.0", board: "pc", arch: "-", err: ErrNoUpdate},
+		{name: "device without a board is known by the published UKI it runs", version: "1.0.0", board: "-", arch: "x86_64", sha: "s1.0.0", want: "1.2.0", newest: "3.0.0"},
+		{name: "device without a board running an unpublished UKI sees nothing", version: "1.0.0", board: "-", arch: "x86_64", sha: "unknown", err: ErrNoUpdate},
+		{name: "a UKI published for two boards says nothing of the device's", version: "1.0.0", board: "-", arch: "aarch64", sha: "s2.5.0", err: ErrNoUpdate},
 		{name: "delta against the running version, smallest", version: "1.1.0", sha: "s1.1.0", want: "1.2.0", newest: "3.0.0", delta: "tiny-1.1.0-to-1.2.0.patch"},
 		{name: "no delta when the running UKI differs", version: "1.1.0", sha: "other", want: "1.2.0", newest: "3.0.0"},
 		{name: "failed version is skipped", version: "2.4.1", skip: []string{"3.0.0"}, err: ErrNoUpdate,
