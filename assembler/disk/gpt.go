@@ -18,7 +18,7 @@ func writeGPT(f *os.File, l Layout, parts []*gpt.Partition) error {
 		GUID:               l.DiskGUID,
 		Partitions:         parts,
 	}
-	if err := t.Write(unsynced{f}, l.Size); err != nil {
+	if err := t.Write(Unsynced{f}, l.Size); err != nil {
 		return fmt.Errorf("write partition table: %w", err)
 	}
 	// go-diskfs leaves the protective entry's CHS fields zero and overflows its sector count above
@@ -38,16 +38,16 @@ func writeGPT(f *os.File, l Layout, parts []*gpt.Partition) error {
 	return nil
 }
 
-// unsynced hands go-diskfs the image file without its Sync method: go-diskfs syncs after each of its
+// Unsynced hands go-diskfs an image file without its Sync method: go-diskfs syncs after each of its
 // writes for crash safety on live disks, which on a new image file only costs time.
-type unsynced struct{ f *os.File }
+type Unsynced struct{ F *os.File }
 
-func (u unsynced) Stat() (fs.FileInfo, error)                { return u.f.Stat() }
-func (u unsynced) Read(p []byte) (int, error)                { return u.f.Read(p) }
-func (u unsynced) ReadAt(p []byte, off int64) (int, error)   { return u.f.ReadAt(p, off) }
-func (u unsynced) WriteAt(p []byte, off int64) (int, error)  { return u.f.WriteAt(p, off) }
-func (u unsynced) Seek(off int64, whence int) (int64, error) { return u.f.Seek(off, whence) }
-func (u unsynced) Close() error                              { return nil }
+func (u Unsynced) Stat() (fs.FileInfo, error)                { return u.F.Stat() }
+func (u Unsynced) Read(p []byte) (int, error)                { return u.F.Read(p) }
+func (u Unsynced) ReadAt(p []byte, off int64) (int, error)   { return u.F.ReadAt(p, off) }
+func (u Unsynced) WriteAt(p []byte, off int64) (int, error)  { return u.F.WriteAt(p, off) }
+func (u Unsynced) Seek(off int64, whence int) (int64, error) { return u.F.Seek(off, whence) }
+func (u Unsynced) Close() error                              { return nil }
 
 // writeBIOSBoot puts the BIOS boot code into the MBR (before the disk signature) and the core
 // image at the start of the BIOS boot partition.

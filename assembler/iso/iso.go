@@ -17,7 +17,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"io/fs"
 	"os"
 	"path"
 	"path/filepath"
@@ -27,6 +26,8 @@ import (
 	"github.com/diskfs/go-diskfs/backend/file"
 	"github.com/diskfs/go-diskfs/filesystem/iso9660"
 	"github.com/diskfs/go-diskfs/partition/gpt"
+
+	"github.com/kilnproject/kiln/assembler/disk"
 )
 
 // SectorSize is the ISO 9660 logical block size.
@@ -417,19 +418,8 @@ func (res *Result) writeGPT(f *os.File, opts Options) error {
 		Partitions: []*gpt.Partition{{Index: 1, Start: start, End: start + uint64(res.EFIPartitionSectors) - 1,
 			Size: uint64(res.EFIPartitionSectors) * 512, Type: gpt.EFISystemPartition, Name: "EFI system partition",
 			GUID: opts.ESPGUID}}}
-	if err := t.Write(unsynced{f}, res.Size); err != nil {
+	if err := t.Write(disk.Unsynced{F: f}, res.Size); err != nil {
 		return fmt.Errorf("write GPT: %w", err)
 	}
 	return nil
 }
-
-// unsynced hands go-diskfs the image file without its Sync method: go-diskfs syncs after each
-// write, which on a new image file only costs time.
-type unsynced struct{ f *os.File }
-
-func (u unsynced) Stat() (fs.FileInfo, error)                { return u.f.Stat() }
-func (u unsynced) Read(p []byte) (int, error)                { return u.f.Read(p) }
-func (u unsynced) ReadAt(p []byte, off int64) (int, error)   { return u.f.ReadAt(p, off) }
-func (u unsynced) WriteAt(p []byte, off int64) (int, error)  { return u.f.WriteAt(p, off) }
-func (u unsynced) Seek(off int64, whence int) (int64, error) { return u.f.Seek(off, whence) }
-func (u unsynced) Close() error                              { return nil }

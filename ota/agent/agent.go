@@ -295,17 +295,23 @@ func (a *Agent) Assess(ctx context.Context) error {
 	} else if pend != nil {
 		a.clearPending()
 	}
+	a.reportHealth(ctx, pend)
+	return undecided
+}
+
+// reportHealth runs the health check and reports its outcome: unhealthy always, healthy unless an
+// installed update still waits for its trial boot (that boot reports it).
+func (a *Agent) reportHealth(ctx context.Context, pend *pending) {
 	msg, ok := a.health(ctx)
 	if !ok {
 		a.log.WithField("version", a.rel.Version).Warn("unhealthy: " + msg)
 		a.report(ctx, ota.StateUnhealthy, a.rel.Version, msg)
-		return undecided
+		return
 	}
 	if pend == nil || pend.Version == a.rel.Version {
 		a.log.WithField("version", a.rel.Version).Info("healthy")
 		a.report(ctx, ota.StateHealthy, a.rel.Version, msg)
 	}
-	return undecided
 }
 
 // onTrial reports whether an entry of base still has boot tries left: then the old version

@@ -140,16 +140,7 @@ func (a *Agent) assessTryboot(ctx context.Context) error {
 	} else if pend != nil {
 		a.clearPending()
 	}
-	msg, ok := a.health(ctx)
-	if !ok {
-		a.log.WithField("version", a.rel.Version).Warn("unhealthy: " + msg)
-		a.report(ctx, ota.StateUnhealthy, a.rel.Version, msg)
-		return nil
-	}
-	if pend == nil || pend.Version == a.rel.Version {
-		a.log.WithField("version", a.rel.Version).Info("healthy")
-		a.report(ctx, ota.StateHealthy, a.rel.Version, msg)
-	}
+	a.reportHealth(ctx, pend)
 	return nil
 }
 
