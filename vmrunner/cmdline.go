@@ -94,9 +94,17 @@ func CommandLine(s Spec) ([]string, error) {
 		add("-snapshot")
 	}
 
-	add("-netdev", "user,id=net0,hostfwd=tcp:127.0.0.1:"+strconv.Itoa(s.SSHPort)+"-:22")
-	add("-device", "virtio-net-pci,netdev=net0")
+	return append(a, s.plumbing("virtio-net-pci")...), nil
+}
 
+// plumbing is the end of every command line: user networking with the SSH forward on a nic of
+// the given model, the serial console and QMP sockets, a paused start, and the user's extra
+// arguments.
+func (s Spec) plumbing(nic string) []string {
+	var a []string
+	add := func(args ...string) { a = append(a, args...) }
+	add("-netdev", "user,id=net0,hostfwd=tcp:127.0.0.1:"+strconv.Itoa(s.SSHPort)+"-:22")
+	add("-device", nic+",netdev=net0")
 	serial := []string{"socket", "id=serial0", "path=" + esc(s.SerialSocket), "server=on", "wait=off"}
 	if s.SerialLog != "" {
 		serial = append(serial, "logfile="+esc(s.SerialLog), "logappend=off")
@@ -107,7 +115,7 @@ func CommandLine(s Spec) ([]string, error) {
 	if s.Paused {
 		add("-S")
 	}
-	return append(a, s.ExtraArgs...), nil
+	return append(a, s.ExtraArgs...)
 }
 
 // machine is the spec's machine, q35 when unset.

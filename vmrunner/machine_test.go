@@ -53,7 +53,7 @@ func TestMachines(t *testing.T) {
 	if m, err := LookupMachine(""); err != nil || m.Name != "q35" {
 		t.Errorf("default machine %+v %v", m, err)
 	}
-	if _, err := LookupMachine("sparc"); err == nil || !strings.Contains(err.Error(), "q35, virt") {
+	if _, err := LookupMachine("sparc"); err == nil || !strings.Contains(err.Error(), "q35, raspi3b, virt") {
 		t.Errorf("unknown machine: %v", err)
 	}
 	if m, err := MachineForArch("aarch64"); err != nil || m.Name != "virt" || m.QEMU != "qemu-system-aarch64" {

@@ -269,17 +269,5 @@ func directCommandLine(s Spec) ([]string, error) {
 	case DisplayWindow:
 		add("-display", s.DisplayBackend)
 	}
-	add("-netdev", "user,id=net0,hostfwd=tcp:127.0.0.1:"+strconv.Itoa(s.SSHPort)+"-:22")
-	add("-device", "usb-net,netdev=net0")
-	serial := []string{"socket", "id=serial0", "path=" + esc(s.SerialSocket), "server=on", "wait=off"}
-	if s.SerialLog != "" {
-		serial = append(serial, "logfile="+esc(s.SerialLog), "logappend=off")
-	}
-	add("-chardev", opts(serial...), "-serial", "chardev:serial0")
-	add("-chardev", opts("socket", "id=qmp0", "path="+esc(s.QMPSocket), "server=on", "wait=off"))
-	add("-mon", "chardev=qmp0,mode=control")
-	if s.Paused {
-		add("-S")
-	}
-	return append(a, s.ExtraArgs...), nil
+	return append(a, s.plumbing("usb-net")...), nil
 }
