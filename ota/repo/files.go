@@ -26,15 +26,7 @@ func copyInto(ctx context.Context, dst, src string) error {
 	if _, err := os.Stat(dst); err == nil {
 		return nil
 	}
-	in, err := os.Open(src)
-	if err != nil {
-		return err
-	}
-	defer in.Close()
-	if err := atomicfile.WriteFrom(dst, ctxReader{ctx, in}, 0o644); err != nil {
-		return fmt.Errorf("copy %s: %w", src, err)
-	}
-	return nil
+	return copyFile(ctx, dst, src)
 }
 
 func hashFile(ctx context.Context, path string, pf progress.Func) (string, int64, error) {
