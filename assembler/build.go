@@ -159,6 +159,7 @@ type builder struct {
 	store    *lockStore // nil: packages from Cache/debs only
 	manifest Manifest
 	res      *Result
+	written  [][2]int64 // the disk image's written byte ranges: its block map
 
 	phaseName  string
 	phaseStart time.Time
@@ -407,6 +408,7 @@ func (b *builder) writeDisk(ctx context.Context, img string, esp []fat.File) err
 	if err != nil {
 		return err
 	}
+	b.written = dr.Written
 	b.manifest.Image = ImageInfo{File: ImageName(r), Size: dr.Size, Arch: r.Arch, DiskGUID: layout.DiskGUID,
 		Bmap: ImageName(r) + ".bmap"}
 	for i, p := range dr.Partitions {
@@ -426,15 +428,17 @@ func (b *builder) writeDisk(ctx context.Context, img string, esp []fat.File) err
 func (b *builder) finish(ctx context.Context, img string) error {
 	b.phase(PhaseHash, "block map and checksums", 0)
 	var m *bmap.Map
-	// The block map first (it reads only the data extents): the hash then skips the holes it
-	// found, which read as zeros.
+	// The block map first (it reads only the written ranges): the hash then skips the rest, which
+	// reads as zeros.
 	if err := func() error {
 		f, err := os.Open(img)
 		if err != nil {
 			return fmt.Errorf("block map: %w", err)
 		}
 		defer f.Close()
-		if m, err = bmap.Create(f, BlockSize); err != nil {
+		// What the image writers wrote, not what the host filesystem reports: the same block map
+		// (and mapped_bytes) on every OS.
+		if m, err = bmap.FromExtents(f, BlockSize, b.written); err != nil {
 			return err
 		}
 		data, err := m.Marshal()

@@ -162,7 +162,9 @@ func (b *builder) readInputs(ctx context.Context) error {
 				path, err, filepath.Base(b.opts.Agent), r.DebianArch())
 		}
 		in.agent = initramfs.File{Path: "usr/bin/kiln-agent", Mode: 0o755, Data: data, Origin: "kiln-agent"}
-		in.record(Input{Role: "agent", Path: filepath.Base(path), Size: int64(len(data)), SHA256: sha256Hex(data)})
+		// Named as in the image, not by the file it came from (kiln-agent, kiln-agent-amd64, …
+		// depending on how Kiln was installed), so every install writes the same manifest.
+		in.record(Input{Role: "agent", Path: "kiln-agent", Size: int64(len(data)), SHA256: sha256Hex(data)})
 		return nil
 	})
 	if grubPkg != nil {

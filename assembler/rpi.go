@@ -103,10 +103,11 @@ func (b *builder) writePiImage(ctx context.Context, img string, initrd []byte) e
 	h.Write([]byte(r.Name))
 	sig := h.Sum32()
 	b.phase(PhaseDisk, "writing the disk image", l.DiskSize)
-	res, err := rpiboot.WriteImage(ctx, img, l.DiskSize, sig, parts, time.Unix(b.opts.SourceDateEpoch, 0).UTC(), b.prog)
+	res, written, err := rpiboot.WriteImage(ctx, img, l.DiskSize, sig, parts, time.Unix(b.opts.SourceDateEpoch, 0).UTC(), b.prog)
 	if err != nil {
 		return err
 	}
+	b.written = written
 	b.manifest.Image = ImageInfo{File: ImageName(r), Size: l.DiskSize, Arch: r.Arch, DiskGUID: fmt.Sprintf("%08x", sig),
 		Bmap: ImageName(r) + ".bmap"}
 	names := []string{"autoboot", "boot-a", "boot-b", "data"}

@@ -17,6 +17,14 @@ out=${2:-dist}
 bin=${KILN_BIN:-bin/kiln}
 agent=${KILN_AGENT:-bin/kiln-agent}
 level=${KILN_XZ_LEVEL:-6} # xz preset for both archives; tests use 0 for speed
+# agents DIR: kiln-agent and the agents for images of each arch (make build writes them beside
+# bin/kiln-agent) into DIR.
+agents() {
+  install -Dm755 "$agent" "$1/kiln-agent"
+  for a in amd64 arm64; do
+    [ ! -f "$agent-$a" ] || install -Dm755 "$agent-$a" "$1/kiln-agent-$a"
+  done
+}
 for f in "$bin" "$agent" assets/icon.png packaging/org.kilnproject.kiln.flash-helper.policy; do
   [ -f "$f" ] || { echo "package: $f is missing (run make build)" >&2; exit 1; }
 done
@@ -57,10 +65,7 @@ linux() {
 # 1. tar.xz in the `fyne package` layout, installable with `sudo make install` or `make user-install`.
 t=$work/tar/kiln
 install -Dm755 "$bin" "$t/usr/local/bin/kiln"
-install -Dm755 "$agent" "$t/usr/local/bin/kiln-agent"
-for a in amd64 arm64; do # the agents for images of each arch (make build writes them beside bin/kiln-agent)
-  [ ! -f "$agent-$a" ] || install -Dm755 "$agent-$a" "$t/usr/local/bin/kiln-agent-$a"
-done
+agents "$t/usr/local/bin"
 desktop kiln $app_id > "$work/kiln.desktop"
 install -Dm644 "$work/kiln.desktop" "$t/usr/local/share/applications/$app_id.desktop"
 install -Dm644 assets/icon.png "$t/usr/local/share/pixmaps/$app_id.png"
@@ -99,10 +104,7 @@ XZ_OPT="-T0 -$level" tar -C "$work/tar" --owner=0 --group=0 --numeric-owner --so
 # 2. .deb built with dpkg-deb (no network, no nfpm needed).
 d=$work/deb
 install -Dm755 "$bin" "$d/usr/bin/kiln"
-install -Dm755 "$agent" "$d/usr/bin/kiln-agent"
-for a in amd64 arm64; do
-  [ ! -f "$agent-$a" ] || install -Dm755 "$agent-$a" "$d/usr/bin/kiln-agent-$a"
-done
+agents "$d/usr/bin"
 desktop /usr/bin/kiln $app_id > "$work/kiln-deb.desktop"
 install -Dm644 "$work/kiln-deb.desktop" "$d/usr/share/applications/$app_id.desktop"
 install -Dm644 assets/icon.png "$d/usr/share/icons/hicolor/512x512/apps/$app_id.png"
@@ -147,13 +149,13 @@ touch -d "@${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct 2>/dev/null || date +%
 if want windows && [ -f "$cross/windows-amd64/kiln.exe" ]; then
   z=$work/win/kiln-$v-windows-amd64
   install -Dm755 "$cross/windows-amd64/kiln.exe" "$z/kiln.exe"
-  install -Dm755 "$agent" "$z/kiln-agent"
+  agents "$z"
   install -Dm644 LICENSE "$z/LICENSE.txt"
   sed 's/$/\r/' > "$z/README.txt" <<EOF
 Kiln $version for Windows (64-bit)
 
 kiln.exe opens the desktop app; with arguments it is the command line (kiln.exe help).
-Keep kiln-agent next to kiln.exe: it is the Linux program Kiln puts into the images it builds.
+Keep the kiln-agent files next to kiln.exe: they are the Linux programs Kiln puts into the images it builds.
 Flashing a drive needs administrator rights (right-click kiln.exe, Run as administrator).
 Preview needs QEMU for Windows (https://qemu.weilnetz.de/ or winget install qemu).
 Settings and keys: %APPDATA%\\kiln; downloads and the input cache: %LOCALAPPDATA%\\kiln.
@@ -168,7 +170,7 @@ for arch in amd64 arm64; do
   want darwin && [ -f "$cross/darwin-$arch/kiln" ] || continue
   m=$work/mac-$arch/kiln-$v-darwin-$arch
   install -Dm755 "$cross/darwin-$arch/kiln" "$m/kiln"
-  install -Dm755 "$agent" "$m/kiln-agent"
+  agents "$m"
   install -Dm644 LICENSE "$m/LICENSE"
   find "$work/mac-$arch" -exec touch -r "$work/stamp" {} +
   tgz="$out/kiln-$v-darwin-$arch.tar.gz"

@@ -107,7 +107,7 @@ func raspiImage(t testing.TB) string {
 		{Path: "initrd.img", Data: []byte("initramfs")},
 		{Path: "bcm2710-rpi-3-b.dtb", Data: tinyDTB()},
 	}
-	_, err := rpiboot.WriteImage(context.Background(), p, 122<<20, 1, []rpiboot.Part{
+	_, _, err := rpiboot.WriteImage(context.Background(), p, 122<<20, 1, []rpiboot.Part{
 		{Size: 40 << 20, Type: rpiboot.TypeFAT32, Files: []fat.File{{Path: rpiboot.AutobootFile, Data: rpiboot.Autoboot{Boot: 2, Try: 3}.Encode()}}},
 		{Size: 40 << 20, Type: rpiboot.TypeFAT32, Files: slot},
 		{Size: 40 << 20, Type: rpiboot.TypeFAT32},

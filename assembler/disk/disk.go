@@ -19,6 +19,7 @@ import (
 	"github.com/diskfs/go-diskfs/partition/gpt"
 
 	"github.com/kilnproject/kiln/assembler/fat"
+	"github.com/kilnproject/kiln/internal/bmap"
 	"github.com/kilnproject/kiln/internal/progress"
 )
 
@@ -98,6 +99,9 @@ type Result struct {
 	Size       int64
 	Partitions []PartitionResult
 	BIOSBoot   *PartitionResult // the BIOS boot partition, when Layout.BIOS is set
+	// Written lists the [start, end) byte ranges written, sorted and merged: the block map's
+	// data, the same on every OS (the rest of the image is holes, reading as zeros).
+	Written [][2]int64
 }
 
 // PartitionResult is where a partition landed and what it holds.
@@ -151,12 +155,13 @@ func Write(ctx context.Context, path string, layout Layout, prog progress.Func) 
 	if err := f.Truncate(layout.Size); err != nil {
 		return nil, fmt.Errorf("disk %s: set size: %w", path, err)
 	}
-	if err := writeGPT(f, layout, parts); err != nil {
+	w := bmap.NewRecorder(f)
+	if err := writeGPT(w, layout, parts); err != nil {
 		return nil, fmt.Errorf("disk %s: %w", path, err)
 	}
 	res = &Result{Size: layout.Size}
 	if b := layout.BIOS; b != nil {
-		if err := writeBIOSBoot(f, b); err != nil {
+		if err := writeBIOSBoot(w, b); err != nil {
 			return nil, fmt.Errorf("disk %s: %w", path, err)
 		}
 		p := parts[len(parts)-1]
@@ -177,7 +182,7 @@ func Write(ctx context.Context, path string, layout Layout, prog progress.Func) 
 			}
 			opt := fat.Options{Label: p.Label, VolumeID: pr.Volume, HiddenSectors: uint32(parts[i].Start),
 				ModTime: layout.ModTime}
-			info, err := fat.Write(ctx, f, pr.Start, pr.Size, p.Files, opt, fp)
+			info, err := fat.Write(ctx, w, pr.Start, pr.Size, p.Files, opt, fp)
 			if err != nil {
 				if errors.Is(err, fat.ErrTooSmall) || errors.Is(err, fat.ErrNoSpace) {
 					err = fmt.Errorf("%w: %w", ErrTooSmall, err)
@@ -189,6 +194,7 @@ func Write(ctx context.Context, path string, layout Layout, prog progress.Func) 
 		}
 		res.Partitions = append(res.Partitions, pr)
 	}
+	res.Written = w.Written()
 	return res, nil
 }
 

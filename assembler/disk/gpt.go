@@ -3,14 +3,14 @@ package disk
 import (
 	"encoding/binary"
 	"fmt"
-	"io/fs"
-	"os"
 
 	"github.com/diskfs/go-diskfs/partition/gpt"
+
+	"github.com/kilnproject/kiln/internal/bmap"
 )
 
 // writeGPT writes the protective MBR and both GPT copies.
-func writeGPT(f *os.File, l Layout, parts []*gpt.Partition) error {
+func writeGPT(f *bmap.Recorder, l Layout, parts []*gpt.Partition) error {
 	t := &gpt.Table{
 		LogicalSectorSize:  SectorSize,
 		PhysicalSectorSize: SectorSize,
@@ -18,7 +18,7 @@ func writeGPT(f *os.File, l Layout, parts []*gpt.Partition) error {
 		GUID:               l.DiskGUID,
 		Partitions:         parts,
 	}
-	if err := t.Write(Unsynced{f}, l.Size); err != nil {
+	if err := t.Write(f, l.Size); err != nil {
 		return fmt.Errorf("write partition table: %w", err)
 	}
 	// go-diskfs leaves the protective entry's CHS fields zero and overflows its sector count above
@@ -38,20 +38,9 @@ func writeGPT(f *os.File, l Layout, parts []*gpt.Partition) error {
 	return nil
 }
 
-// Unsynced hands go-diskfs an image file without its Sync method: go-diskfs syncs after each of its
-// writes for crash safety on live disks, which on a new image file only costs time.
-type Unsynced struct{ F *os.File }
-
-func (u Unsynced) Stat() (fs.FileInfo, error)                { return u.F.Stat() }
-func (u Unsynced) Read(p []byte) (int, error)                { return u.F.Read(p) }
-func (u Unsynced) ReadAt(p []byte, off int64) (int, error)   { return u.F.ReadAt(p, off) }
-func (u Unsynced) WriteAt(p []byte, off int64) (int, error)  { return u.F.WriteAt(p, off) }
-func (u Unsynced) Seek(off int64, whence int) (int64, error) { return u.F.Seek(off, whence) }
-func (u Unsynced) Close() error                              { return nil }
-
 // writeBIOSBoot puts the BIOS boot code into the MBR (before the disk signature) and the core
 // image at the start of the BIOS boot partition.
-func writeBIOSBoot(f *os.File, b *BIOSBoot) error {
+func writeBIOSBoot(f *bmap.Recorder, b *BIOSBoot) error {
 	if _, err := f.WriteAt(b.Code, 0); err != nil {
 		return fmt.Errorf("write MBR boot code: %w", err)
 	}

@@ -25,7 +25,7 @@ func TestBootMountsPiPartitions(t *testing.T) {
 	}
 	dir := t.TempDir()
 	img := filepath.Join(dir, "pi.img")
-	_, err = rpiboot.WriteImage(context.Background(), img, 200<<20, 3, []rpiboot.Part{
+	_, _, err = rpiboot.WriteImage(context.Background(), img, 200<<20, 3, []rpiboot.Part{
 		{Size: 40 << 20, Type: rpiboot.TypeFAT32, Files: []fat.File{{Path: rpiboot.AutobootFile, Data: rpiboot.Autoboot{Boot: 2, Try: 3}.Encode()}}},
 		{Size: 40 << 20, Type: rpiboot.TypeFAT32, Files: []fat.File{{Path: "cmdline.txt", Data: rpiboot.CmdlineTxt("console=serial0,115200", 2)}}},
 		{Size: 40 << 20, Type: rpiboot.TypeFAT32},

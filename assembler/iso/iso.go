@@ -27,7 +27,7 @@ import (
 	"github.com/diskfs/go-diskfs/filesystem/iso9660"
 	"github.com/diskfs/go-diskfs/partition/gpt"
 
-	"github.com/kilnproject/kiln/assembler/disk"
+	"github.com/kilnproject/kiln/internal/bmap"
 )
 
 // SectorSize is the ISO 9660 logical block size.
@@ -418,7 +418,7 @@ func (res *Result) writeGPT(f *os.File, opts Options) error {
 		Partitions: []*gpt.Partition{{Index: 1, Start: start, End: start + uint64(res.EFIPartitionSectors) - 1,
 			Size: uint64(res.EFIPartitionSectors) * 512, Type: gpt.EFISystemPartition, Name: "EFI system partition",
 			GUID: opts.ESPGUID}}}
-	if err := t.Write(disk.Unsynced{F: f}, res.Size); err != nil {
+	if err := t.Write(bmap.NewRecorder(f), res.Size); err != nil {
 		return fmt.Errorf("write GPT: %w", err)
 	}
 	return nil

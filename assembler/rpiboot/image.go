@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/kilnproject/kiln/assembler/fat"
+	"github.com/kilnproject/kiln/internal/bmap"
 	"github.com/kilnproject/kiln/internal/progress"
 )
 
@@ -41,13 +42,14 @@ const align = 1 << 20
 
 // WriteImage writes a sparse disk image of size bytes: an MBR with the disk signature sig and
 // the partitions in order from 1 MiB, their FAT32 file systems stamped with mod. The same
-// arguments give the same bytes. On error the partial image is removed.
-func WriteImage(ctx context.Context, path string, size int64, sig uint32, parts []Part, mod time.Time, prog progress.Func) (res []PartResult, err error) {
+// arguments give the same bytes. It also returns the byte ranges written (bmap.Recorder.Written),
+// the block map's data. On error the partial image is removed.
+func WriteImage(ctx context.Context, path string, size int64, sig uint32, parts []Part, mod time.Time, prog progress.Func) (res []PartResult, written [][2]int64, err error) {
 	if len(parts) == 0 || len(parts) > 4 {
-		return nil, fmt.Errorf("Pi image %s: %d partitions, an MBR holds 1 to 4", path, len(parts))
+		return nil, nil, fmt.Errorf("Pi image %s: %d partitions, an MBR holds 1 to 4", path, len(parts))
 	}
 	if size%align != 0 || size > 2<<40 {
-		return nil, fmt.Errorf("Pi image %s: size %d is not a multiple of 1 MiB below 2 TiB", path, size)
+		return nil, nil, fmt.Errorf("Pi image %s: size %d is not a multiple of 1 MiB below 2 TiB", path, size)
 	}
 	start := int64(align)
 	for i, p := range parts {
@@ -56,14 +58,14 @@ func WriteImage(ctx context.Context, path string, size int64, sig uint32, parts 
 			n = size - start
 		}
 		if n <= 0 || n%align != 0 || start+n > size {
-			return nil, fmt.Errorf("Pi image %s: partition %d (%d bytes) does not fit a %d-byte disk", path, i+1, p.Size, size)
+			return nil, nil, fmt.Errorf("Pi image %s: partition %d (%d bytes) does not fit a %d-byte disk", path, i+1, p.Size, size)
 		}
 		res = append(res, PartResult{Number: i + 1, Start: start, Size: n})
 		start += n
 	}
 	f, err := os.Create(path)
 	if err != nil {
-		return nil, fmt.Errorf("Pi image: %w", err)
+		return nil, nil, fmt.Errorf("Pi image: %w", err)
 	}
 	defer func() {
 		if cerr := f.Close(); err == nil && cerr != nil {
@@ -71,11 +73,11 @@ func WriteImage(ctx context.Context, path string, size int64, sig uint32, parts 
 		}
 		if err != nil {
 			os.Remove(path)
-			res = nil
+			res, written = nil, nil
 		}
 	}()
 	if err := f.Truncate(size); err != nil {
-		return nil, fmt.Errorf("Pi image %s: %w", path, err)
+		return nil, nil, fmt.Errorf("Pi image %s: %w", path, err)
 	}
 	mbr := make([]byte, 512)
 	binary.LittleEndian.PutUint32(mbr[440:], sig)
@@ -89,8 +91,9 @@ func WriteImage(ctx context.Context, path string, size int64, sig uint32, parts 
 		binary.LittleEndian.PutUint32(e[12:], uint32(r.Size/512))
 	}
 	mbr[510], mbr[511] = 0x55, 0xaa
-	if _, err := f.WriteAt(mbr, 0); err != nil {
-		return nil, fmt.Errorf("Pi image %s: %w", path, err)
+	w := bmap.NewRecorder(f)
+	if _, err := w.WriteAt(mbr, 0); err != nil {
+		return nil, nil, fmt.Errorf("Pi image %s: %w", path, err)
 	}
 	for i, r := range res {
 		p := parts[i]
@@ -103,15 +106,15 @@ func WriteImage(ctx context.Context, path string, size int64, sig uint32, parts 
 		if r.Size < 64<<20 {
 			opt.ClusterSize = 512 // FAT32 needs 65525 clusters
 		}
-		if _, err := fat.Write(ctx, f, r.Start, r.Size, p.Files, opt, prog); err != nil {
+		if _, err := fat.Write(ctx, w, r.Start, r.Size, p.Files, opt, prog); err != nil {
 			if errors.Is(err, fat.ErrTooSmall) {
-				return nil, fmt.Errorf("Pi image %s: partition %d of %d MiB is too small for FAT32 (at least 33 MiB): %w", path, r.Number, r.Size>>20, err)
+				return nil, nil, fmt.Errorf("Pi image %s: partition %d of %d MiB is too small for FAT32 (at least 33 MiB): %w", path, r.Number, r.Size>>20, err)
 			}
-			return nil, fmt.Errorf("Pi image %s: partition %d: %w", path, r.Number, err)
+			return nil, nil, fmt.Errorf("Pi image %s: partition %d: %w", path, r.Number, err)
 		}
 	}
 	if err := f.Sync(); err != nil {
-		return nil, fmt.Errorf("Pi image %s: %w", path, err)
+		return nil, nil, fmt.Errorf("Pi image %s: %w", path, err)
 	}
-	return res, nil
+	return res, w.Written(), nil
 }

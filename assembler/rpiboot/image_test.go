@@ -7,12 +7,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/kilnproject/kiln/assembler/fat"
+	"github.com/kilnproject/kiln/internal/bmap"
 	"github.com/kilnproject/kiln/internal/testenv"
 )
 
@@ -31,16 +33,27 @@ func TestWriteImage(t *testing.T) {
 	dir := t.TempDir()
 	mod := time.Date(2026, 1, 2, 3, 4, 6, 0, time.UTC)
 	img := filepath.Join(dir, "pi.img")
-	res, err := WriteImage(context.Background(), img, 160<<20, 0x4b494c4e, testParts(), mod, nil)
+	res, written, err := WriteImage(context.Background(), img, 160<<20, 0x4b494c4e, testParts(), mod, nil)
 	if err != nil {
 		t.Fatal(err)
+	}
+	// The block map comes from what was written; on Linux the same as from the file's holes.
+	f, err := os.Open(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	fromWrites, err1 := bmap.FromExtents(f, 4096, written)
+	fromHoles, err2 := bmap.Create(f, 4096)
+	if err1 != nil || err2 != nil || !reflect.DeepEqual(fromWrites, fromHoles) {
+		t.Fatalf("map from writes %+v (%v)\nmap from holes %+v (%v)", fromWrites, err1, fromHoles, err2)
 	}
 	if len(res) != 4 || res[3].Start != 121<<20 || res[3].Size != 39<<20 {
 		t.Fatalf("layout %+v", res)
 	}
 	// Two builds are byte-identical.
 	img2 := filepath.Join(dir, "pi2.img")
-	if _, err := WriteImage(context.Background(), img2, 160<<20, 0x4b494c4e, testParts(), mod, nil); err != nil {
+	if _, _, err := WriteImage(context.Background(), img2, 160<<20, 0x4b494c4e, testParts(), mod, nil); err != nil {
 		t.Fatal(err)
 	}
 	a, _ := os.ReadFile(img)
@@ -92,7 +105,7 @@ func TestWriteImageErrors(t *testing.T) {
 		"tiny FAT":  {64 << 20, []Part{{Size: 8 << 20, Type: TypeFAT32}}},
 	} {
 		p := filepath.Join(dir, "x.img")
-		if _, err := WriteImage(context.Background(), p, tc.size, 1, tc.parts, time.Time{}, nil); err == nil {
+		if _, _, err := WriteImage(context.Background(), p, tc.size, 1, tc.parts, time.Time{}, nil); err == nil {
 			t.Errorf("%s: no error", name)
 		}
 		if _, err := os.Stat(p); err == nil {

@@ -56,7 +56,7 @@ func TestPiImage(t *testing.T) {
 	}
 	dir := t.TempDir()
 	img := filepath.Join(dir, "pi.img")
-	res, err := WriteImage(context.Background(), img, 160<<20, 7, parts, time.Unix(1700000000, 0), nil)
+	res, _, err := WriteImage(context.Background(), img, 160<<20, 7, parts, time.Unix(1700000000, 0), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

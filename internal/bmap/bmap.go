@@ -242,12 +242,25 @@ func Create(f *os.File, blockSize int64) (*Map, error) {
 	if err != nil {
 		return nil, fmt.Errorf("bmap: %w", err)
 	}
-	m := &Map{ImageSize: st.Size(), BlockSize: blockSize, ChecksumType: "sha256"}
 	extents, err := dataExtents(f, st.Size())
 	if err != nil {
 		return nil, fmt.Errorf("bmap: %s: %w", f.Name(), err)
 	}
+	return FromExtents(f, blockSize, extents)
+}
+
+// FromExtents maps the [start, end) byte ranges of f that hold data (sorted, as Recorder.Written
+// gives them) into blocks of blockSize and checksums each range with sha256.
+func FromExtents(f *os.File, blockSize int64, extents [][2]int64) (*Map, error) {
+	st, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("bmap: %w", err)
+	}
+	m := &Map{ImageSize: st.Size(), BlockSize: blockSize, ChecksumType: "sha256"}
 	for _, e := range extents {
+		if e[0] >= e[1] || e[0] < 0 || e[1] > st.Size() {
+			return nil, fmt.Errorf("bmap: %s: data range [%d, %d) outside the %d-byte image", f.Name(), e[0], e[1], st.Size())
+		}
 		first, last := e[0]/blockSize, (e[1]-1)/blockSize
 		if n := len(m.Ranges); n > 0 && m.Ranges[n-1].Last >= first-1 {
 			m.Ranges[n-1].Last = max(m.Ranges[n-1].Last, last)
