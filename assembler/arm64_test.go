@@ -1,7 +1,10 @@
 package assembler_test
 
 import (
+	"crypto/sha256"
+	"debug/elf"
 	"debug/pe"
+	"encoding/hex"
 	"errors"
 	"os"
 	"path/filepath"
@@ -96,9 +99,23 @@ func TestArm64UEFIImage(t *testing.T) {
 	if a := files["initramfs:/usr/bin/kiln-agent"]; a.Size < 1<<20 {
 		t.Errorf("agent %+v", a)
 	}
+	armAgent := assembler.AgentFor(testimage.Agent(t), "arm64")
+	ef, err := elf.Open(armAgent)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ef.Close()
+	if ef.Machine != elf.EM_AARCH64 {
+		t.Fatalf("%s is %v, not the arm64 agent (run make build)", armAgent, ef.Machine)
+	}
+	data, err := os.ReadFile(armAgent)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(data)
 	for _, in := range m.Inputs {
-		if in.Role == "agent" && !strings.HasSuffix(in.Path, "-arm64") {
-			t.Errorf("agent input %s is not the arm64 one", in.Path)
+		if in.Role == "agent" && in.SHA256 != hex.EncodeToString(sum[:]) {
+			t.Errorf("agent input %s (%s) is not %s", in.Path, in.SHA256, armAgent)
 		}
 	}
 }
