@@ -5,7 +5,6 @@ import (
 	"debug/elf"
 	"debug/pe"
 	"encoding/hex"
-	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -117,18 +116,6 @@ func TestArm64UEFIImage(t *testing.T) {
 		if in.Role == "agent" && in.SHA256 != hex.EncodeToString(sum[:]) {
 			t.Errorf("agent input %s (%s) is not %s", in.Path, in.SHA256, armAgent)
 		}
-	}
-}
-
-// A board whose boot the build cannot do yet fails at once with a clear error.
-func TestRPiNotYet(t *testing.T) {
-	r, err := recipe.Parse(filepath.Join(t.TempDir(), "kiln.toml"), []byte(strings.Replace(arm64Recipe, "arm64-uefi", "rpi", 1)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, err = assembler.Build(t.Context(), r, assembler.Options{OutDir: t.TempDir(), Agent: os.Args[0]})
-	if !errors.Is(err, assembler.ErrUnsupported) || !strings.Contains(err.Error(), "not yet supported") {
-		t.Errorf("rpi build: %v", err)
 	}
 }
 
