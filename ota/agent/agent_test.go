@@ -121,22 +121,34 @@ func writeEFIVar(t *testing.T, dir, name, value string) {
 	}
 }
 
-// agent starts the agent of the booted version.
-func (d *device) agent(version string) *agent.Agent {
-	rel := agent.Release{Name: "tiny", Version: version, Arch: "x86_64", Board: "pc", Channel: "stable",
-		Server: d.server, HealthCheck: d.health[version]}
+// releaseFiles writes an image's /etc/kiln/release.json and root.json into dir.
+func releaseFiles(dir string, rel agent.Release, root []byte) (release, rootPath string) {
 	b, _ := json.Marshal(rel)
-	etc := filepath.Join(d.et, version)
-	os.MkdirAll(etc, 0o755)
-	os.WriteFile(filepath.Join(etc, "release.json"), b, 0o644)
-	os.WriteFile(filepath.Join(etc, "root.json"), d.root, 0o644)
+	os.MkdirAll(dir, 0o755)
+	release, rootPath = filepath.Join(dir, "release.json"), filepath.Join(dir, "root.json")
+	os.WriteFile(release, b, 0o644)
+	os.WriteFile(rootPath, root, 0o644)
+	return release, rootPath
+}
+
+// testLog is the agent's log in tests: shown with -v, discarded otherwise.
+func testLog() *logrus.Logger {
 	log := logrus.New()
 	log.SetOutput(io.Discard)
 	if testing.Verbose() {
 		log.SetOutput(os.Stderr)
 	}
+	return log
+}
+
+// agent starts the agent of the booted version.
+func (d *device) agent(version string) *agent.Agent {
+	rel := agent.Release{Name: "tiny", Version: version, Arch: "x86_64", Board: "pc", Channel: "stable",
+		Server: d.server, HealthCheck: d.health[version]}
+	release, root := releaseFiles(filepath.Join(d.et, version), rel, d.root)
+	log := testLog()
 	a, err := agent.New(agent.Config{
-		Release: filepath.Join(etc, "release.json"), Root: filepath.Join(etc, "root.json"),
+		Release: release, Root: root,
 		ESP: d.esp, State: filepath.Join(d.data, "kiln", "ota"), EFIVars: d.efivars,
 		HealthAttempts: 1, HealthPause: 1,
 		Reboot: func(context.Context) error { d.reboots++; return nil }, Log: log,

@@ -3,15 +3,11 @@ package agent_test
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
-	"io"
 	"os"
 	"path/filepath"
 	"strconv"
 	"testing"
-
-	"github.com/sirupsen/logrus"
 
 	"github.com/kilnproject/kiln/assembler/rpiboot"
 	"github.com/kilnproject/kiln/assembler/uki"
@@ -77,18 +73,10 @@ func (p *pi) boot() (int, string) {
 func (p *pi) agent(version string) *agent.Agent {
 	rel := agent.Release{Name: "tiny", Version: version, Arch: "arm64", Board: "rpi", Channel: "stable",
 		Server: p.server, HealthCheck: p.health[version]}
-	b, _ := json.Marshal(rel)
-	etc := filepath.Join(p.et, version)
-	os.MkdirAll(etc, 0o755)
-	os.WriteFile(filepath.Join(etc, "release.json"), b, 0o644)
-	os.WriteFile(filepath.Join(etc, "root.json"), p.root, 0o644)
-	log := logrus.New()
-	log.SetOutput(io.Discard)
-	if testing.Verbose() {
-		log.SetOutput(os.Stderr)
-	}
+	release, root := releaseFiles(filepath.Join(p.et, version), rel, p.root)
+	log := testLog()
 	a, err := agent.New(agent.Config{
-		Release: filepath.Join(etc, "release.json"), Root: filepath.Join(etc, "root.json"),
+		Release: release, Root: root,
 		ESP: filepath.Join(p.parts, "none"), State: filepath.Join(p.data, "kiln", "ota"), EFIVars: filepath.Join(p.parts, "none"),
 		PiBoot: p.parts, Cmdline: p.run, DeviceTree: filepath.Join(p.parts, "none"),
 		HealthAttempts: 1, HealthPause: 1,
