@@ -23,7 +23,21 @@ type Bundle struct {
 	MaxFrom     string  `json:"max_from"` // "": any version below Version
 	HealthCheck string  `json:"health_check"`
 	Payload     Payload `json:"payload"`
+	// Root is the read-only root filesystem image of a package image, written into the spare
+	// root partition (RootSlotA or RootSlotB) before the kernel image that mounts it.
+	Root *Payload `json:"root,omitempty"`
 }
+
+// The GPT partition names of a package image's A/B root partitions. A kernel image finds its
+// root by content, not by slot, so an update writes the root into whichever slot is spare.
+const (
+	RootSlotA = "root-a"
+	RootSlotB = "root-b"
+)
+
+// RunningRootFile holds the GPT partition name of the slot the running system's root was
+// mounted from; the image's init writes it, and the agent never writes into that slot.
+const RunningRootFile = "/run/kiln/root"
 
 // Payload names the bundle's file (relative to the bundle directory) with its size and sha256.
 type Payload struct {
