@@ -94,10 +94,14 @@ func runPublish(ctx context.Context, env *Env, args []string) error {
 			Unchanged      bool      `json:"unchanged"`
 			TargetsVersion int64     `json:"targets_version"`
 			Target         payload   `json:"target"`
+			Root           *payload  `json:"root,omitempty"`
 			Deltas         []payload `json:"deltas"`
 			Image          *payload  `json:"image,omitempty"`
 		}{Repo: *dir, Name: t.Name, Unchanged: pub.Unchanged, TargetsVersion: pub.TargetsVersion,
 			Target: payload{t.Path, t.Version, "", t.Size, t.SHA256}, Deltas: []payload{}}
+		if r := pub.Root; r != nil {
+			out.Root = &payload{r.Path, r.Version, "", r.Size, r.SHA256}
+		}
 		for _, d := range pub.Deltas {
 			out.Deltas = append(out.Deltas, payload{d.Path, d.Version, d.From, d.Size, d.SHA256})
 		}
@@ -116,11 +120,18 @@ func runPublish(ctx context.Context, env *Env, args []string) error {
 	}
 	fmt.Fprintf(env.Stdout, "published %s %s to %s (targets version %d)\n  payload  %s (%s)\n  sha256   %s\n",
 		t.Name, t.Version, *dir, pub.TargetsVersion, t.Path, units.Binary(t.Size), t.SHA256)
+	if r := pub.Root; r != nil {
+		fmt.Fprintf(env.Stdout, "  root     %s (%s)\n", r.Path, units.Binary(r.Size))
+	}
 	if *rollout != "" {
 		fmt.Fprintf(env.Stdout, "  rollout  %s of devices (kiln rollout %s 50%%|100%%|pause)\n", *rollout, t.Version)
 	}
 	for _, d := range pub.Deltas {
-		fmt.Fprintf(env.Stdout, "  delta    from %s: %s (%.1f%% of the full payload)\n", d.From, units.Binary(d.Size), 100*float64(d.Size)/float64(t.Size))
+		what := "payload"
+		if d.Full != t.Path {
+			what = "root"
+		}
+		fmt.Fprintf(env.Stdout, "  delta    from %s: %s (%.1f%% of the full %s)\n", d.From, units.Binary(d.Size), 100*float64(d.Size)/float64(d.FullSize), what)
 	}
 	if m, _, err := buildManifest(fs.Arg(0)); err == nil && m.ISO != nil {
 		fmt.Fprintf(env.Stdout, "  note     %s is read-only: a device booted from it takes no updates; flash %s to update it over the air\n",

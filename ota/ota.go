@@ -33,7 +33,8 @@ var (
 // Kinds of target.
 const (
 	KindFull  = "full"  // a complete UKI
-	KindDelta = "delta" // a zstd patch against the UKI of version From
+	KindDelta = "delta" // a zstd patch against the UKI (or the root) of version From
+	KindRoot  = "root"  // a root filesystem image, named by the full target that mounts it
 )
 
 // Target is one signed target of the repository, with the custom fields Kiln puts into the TUF
@@ -59,6 +60,11 @@ type Target struct {
 	Full       string `json:"full,omitempty"`
 	FullSize   int64  `json:"full_size,omitempty"`
 	FullSHA256 string `json:"full_sha256,omitempty"`
+	// For a package image's UKI: the root filesystem target it mounts (path, size, sha256),
+	// installed into the spare root slot before the UKI.
+	Root       string `json:"root,omitempty"`
+	RootSize   int64  `json:"root_size,omitempty"`
+	RootSHA256 string `json:"root_sha256,omitempty"`
 }
 
 // Device describes a device for target selection (what it sends to /v1/check).

@@ -12,6 +12,10 @@ type Selection struct {
 	// Delta is a patch producing Target from the device's running UKI, when one exists and is
 	// smaller than Target.
 	Delta *Target
+	// Root is the root filesystem Target mounts (package images), RootDelta a smaller patch
+	// producing it from the root of the version the device runs.
+	Root      *Target
+	RootDelta *Target
 	// Newest is the newest version the device's line has; Target is a stepping stone when it
 	// differs.
 	Newest *Target
@@ -95,7 +99,36 @@ func Select(targets []Target, d Device) (Selection, error) {
 		sel.Message = fmt.Sprintf("update %s is available (this device runs %s)", newest.Version, d.Version)
 	}
 	sel.Delta = bestDelta(targets, sel.Target, d)
+	if sel.Target.Root != "" {
+		if sel.Root = rootOf(targets, sel.Target); sel.Root == nil {
+			return Selection{Message: fmt.Sprintf("update %s names root filesystem %s, which the repository does not list: publish it again", sel.Target.Version, sel.Target.Root)}, ErrNoPath
+		}
+		sel.RootDelta = bestDelta(targets, sel.Root, Device{Version: d.Version})
+	}
 	return sel, nil
+}
+
+// rootOf returns the root target full names, checked against what full says of it.
+func rootOf(targets []Target, full *Target) *Target {
+	for i := range targets {
+		t := &targets[i]
+		if t.Kind == KindRoot && t.Path == full.Root && t.SHA256 == full.RootSHA256 && t.Size == full.RootSize &&
+			t.Name == full.Name && t.Version == full.Version {
+			return t
+		}
+	}
+	return nil
+}
+
+// RunningRoot returns the root target of the version d runs, when its image has one.
+func RunningRoot(targets []Target, d Device) *Target {
+	for i := range targets {
+		t := &targets[i]
+		if t.Kind == KindFull && t.Root != "" && t.Name == d.Name && t.Version == d.Version && matches(t, d) {
+			return rootOf(targets, t)
+		}
+	}
+	return nil
 }
 
 // boardOf returns d's board. Images built before boards were named report none; such a device
@@ -119,8 +152,8 @@ func boardOf(targets []Target, d Device) string {
 	return board
 }
 
-// bestDelta returns the smallest delta producing full from the UKI device d runs, if smaller
-// than full itself.
+// bestDelta returns the smallest delta producing full from the payload device d runs, if
+// smaller than full itself. A root delta's base is checked by the device, which reads it.
 func bestDelta(targets []Target, full *Target, d Device) *Target {
 	var best *Target
 	for i := range targets {

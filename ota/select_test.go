@@ -153,3 +153,39 @@ func TestSelectSkipsUnsafeVersions(t *testing.T) {
 		}
 	}
 }
+
+// TestSelectRoot: a package image's update brings the root its UKI names, with a root delta
+// from the device's version when one is smaller; a UKI whose root is missing, or listed with
+// other content than the UKI's target says, is no update at all.
+func TestSelectRoot(t *testing.T) {
+	withRoot := func(t *Target) { t.Root, t.RootSize, t.RootSHA256 = "tiny-"+t.Version+".root", 5000, "r"+t.Version }
+	root := func(version string) Target {
+		return Target{Path: "tiny-" + version + ".root", Size: 5000, SHA256: "r" + version, Kind: KindRoot,
+			Name: "tiny", Version: version, Arch: "x86_64", Board: "pc", Channel: "stable"}
+	}
+	rootDelta := Target{Path: "tiny-1.0.0-to-1.1.0.root.patch", Size: 300, Kind: KindDelta, Name: "tiny", Version: "1.1.0",
+		Arch: "x86_64", Board: "pc", Channel: "stable", From: "1.0.0", FromSHA256: "r1.0.0", Full: "tiny-1.1.0.root"}
+	dev := Device{Name: "tiny", Version: "1.0.0", Arch: "x86_64", Board: "pc", SHA256: "s1.0.0"}
+	targets := []Target{full("1.0.0", "", "", withRoot), root("1.0.0"), full("1.1.0", "1.0.0", "", withRoot), root("1.1.0"), rootDelta}
+
+	sel, err := Select(targets, dev)
+	if err != nil || sel.Root == nil || sel.Root.Path != "tiny-1.1.0.root" || sel.RootDelta == nil || sel.RootDelta.Path != rootDelta.Path {
+		t.Fatalf("Select = %+v, %v; want 1.1.0 with its root and the root delta", sel, err)
+	}
+	if r := RunningRoot(targets, dev); r == nil || r.Path != "tiny-1.0.0.root" {
+		t.Fatalf("RunningRoot = %+v", r)
+	}
+	if sel, _ := Select(targets, Device{Name: "tiny", Version: "0.9.0", Arch: "x86_64", Board: "pc"}); sel.RootDelta != nil {
+		t.Fatalf("a root delta from 1.0.0 offered to a device on 0.9.0: %+v", sel.RootDelta)
+	}
+	wrong := root("1.1.0")
+	wrong.SHA256 = "other"
+	for name, ts := range map[string][]Target{
+		"root missing":         {full("1.0.0", "", "", withRoot), full("1.1.0", "1.0.0", "", withRoot)},
+		"root content differs": {full("1.1.0", "1.0.0", "", withRoot), wrong},
+	} {
+		if sel, err := Select(ts, dev); !errors.Is(err, ErrNoPath) || sel.Target != nil {
+			t.Errorf("%s: Select = %+v, %v; want ErrNoPath", name, sel, err)
+		}
+	}
+}

@@ -56,7 +56,13 @@ type Config struct {
 	PiBoot     string // /boot/rpi
 	Cmdline    string // /proc/cmdline
 	DeviceTree string // /proc/device-tree
-	Interval   time.Duration
+	// A package image's A/B root slots (rootslot.go): the file naming the running slot, sysfs's
+	// block devices and /dev; RootDevice returns "MAJOR:MINOR" of the device "/" is mounted from.
+	RunningRoot string // ota.RunningRootFile
+	SysBlock    string // /sys/class/block
+	Dev         string // /dev
+	RootDevice  func() (string, error)
+	Interval    time.Duration
 	// HealthTimeout bounds one run of the health check (default 2 min); HealthAttempts is how
 	// many runs it gets, HealthPause the wait between them.
 	HealthTimeout  time.Duration
@@ -86,6 +92,12 @@ func (c *Config) defaults() {
 	def(&c.PiBoot, "/boot/rpi")
 	def(&c.Cmdline, "/proc/cmdline")
 	def(&c.DeviceTree, "/proc/device-tree")
+	def(&c.RunningRoot, ota.RunningRootFile)
+	def(&c.SysBlock, "/sys/class/block")
+	def(&c.Dev, "/dev")
+	if c.RootDevice == nil {
+		c.RootDevice = runningRootDev
+	}
 	if c.Interval == 0 {
 		c.Interval = 5 * time.Minute
 	}
@@ -127,6 +139,9 @@ type Agent struct {
 	curSHA string
 	// tryNext: the next reboot carries the Pi firmware's tryboot flag.
 	tryNext bool
+	// runningRoot is the signed root target of the running version (package images), the base
+	// of root deltas.
+	runningRoot *ota.Target
 }
 
 // pending is what the agent remembers about an installed, not yet confirmed version.
@@ -140,6 +155,8 @@ type pending struct {
 	Slot     int  `json:"slot,omitempty"`
 	Rebooted bool `json:"rebooted,omitempty"`
 	Tried    bool `json:"tried,omitempty"`
+	// RootSlot is the root partition the update's root filesystem went into (package images).
+	RootSlot string `json:"root_slot,omitempty"`
 }
 
 // New reads the release file and the trust root.
@@ -558,6 +575,7 @@ func (a *Agent) selectSigned(ctx context.Context, c *client.Client, dev ota.Devi
 		a.report(ctx, ota.StateFailed, offered, "metadata rejected: "+err.Error())
 		return ota.Selection{}, err
 	}
+	a.runningRoot = ota.RunningRoot(verified.Targets, dev)
 	sel, err := ota.Select(upTo(verified.Targets, offered), dev)
 	if err != nil {
 		return sel, err
@@ -628,7 +646,11 @@ func (a *Agent) install(ctx context.Context, c *client.Client, sel ota.Selection
 			}
 		}
 	}
-	a.report(ctx, ota.StateDownloading, t.Version, fmt.Sprintf("%d bytes", t.Size))
+	size := t.Size
+	if sel.Root != nil {
+		size += sel.Root.Size
+	}
+	a.report(ctx, ota.StateDownloading, t.Version, fmt.Sprintf("%d bytes", size))
 	last := time.Time{}
 	pf := progress.Func(func(e progress.Event) {
 		if time.Since(last) > 10*time.Second || e.Done == e.Total {
@@ -636,6 +658,20 @@ func (a *Agent) install(ctx context.Context, c *client.Client, sel ota.Selection
 			a.log.WithFields(logrus.Fields{"version": t.Version, "done": e.Done, "total": e.Total}).Info(e.Phase)
 		}
 	})
+	rootSlot := ""
+	if sel.Root != nil {
+		// No boot entry but the running one may name the spare slot while it is rewritten.
+		if pi || a.cur.File == "" {
+			return fmt.Errorf("install %s: a root filesystem update needs the running boot entry on the ESP (UEFI and BIOS boards)", t.Version)
+		}
+		if err := a.syncGRUB(false); err != nil {
+			return fmt.Errorf("install %s: %w", t.Version, err)
+		}
+		var err error
+		if rootSlot, err = a.installRoot(ctx, c, sel, pf); err != nil {
+			return fmt.Errorf("install %s: %w", t.Version, err)
+		}
+	}
 	f, err := os.OpenFile(part, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		return fmt.Errorf("install %s: %w", t.Version, err)
@@ -679,7 +715,7 @@ func (a *Agent) install(ctx context.Context, c *client.Client, sel ota.Selection
 	if err := atomicfile.SyncDir(dir); err != nil {
 		return fmt.Errorf("install %s: %w", t.Version, err)
 	}
-	if err := a.savePending(pending{Version: t.Version, Base: newBase, From: a.rel.Version}); err != nil {
+	if err := a.savePending(pending{Version: t.Version, Base: newBase, From: a.rel.Version, RootSlot: rootSlot}); err != nil {
 		return fmt.Errorf("install %s: remember the pending version: %w", t.Version, err)
 	}
 	if err := a.syncGRUB(false); err != nil {
@@ -693,29 +729,15 @@ func (a *Agent) install(ctx context.Context, c *client.Client, sel ota.Selection
 // applyDelta downloads the patch (to the state directory, resumable) and applies it to the
 // running UKI, writing the result into f and checking it against the signed full target.
 func (a *Agent) applyDelta(ctx context.Context, c *client.Client, d, full ota.Target, f *os.File, pf progress.Func) error {
-	if err := os.MkdirAll(a.cfg.State, 0o755); err != nil {
-		return err
-	}
-	if len(d.SHA256) != 64 || len(full.SHA256) != 64 {
-		return fmt.Errorf("delta %s: no sha256 in the signed metadata", d.Path)
-	}
-	pp := filepath.Join(a.cfg.State, d.SHA256[:16]+".patch.part")
-	pfile, err := os.OpenFile(pp, os.O_RDWR|os.O_CREATE, 0o600)
-	if err != nil {
-		return err
-	}
-	defer os.Remove(pp)
-	defer pfile.Close()
-	if err := c.Download(ctx, d, pfile, pf); err != nil {
-		return err
-	}
 	base, err := os.ReadFile(filepath.Join(a.linuxDir(), a.cur.File))
 	if err != nil {
 		return err
 	}
-	if _, err := pfile.Seek(0, io.SeekStart); err != nil {
+	patch, cleanup, err := a.downloadPatch(ctx, c, d, pf)
+	if err != nil {
 		return err
 	}
+	defer cleanup()
 	if err := f.Truncate(0); err != nil {
 		return err
 	}
@@ -723,7 +745,7 @@ func (a *Agent) applyDelta(ctx context.Context, c *client.Client, d, full ota.Ta
 		return err
 	}
 	h := sha256.New()
-	n, err := delta.Apply(ctx, io.MultiWriter(f, h), base, pfile, full.Size)
+	n, err := delta.Apply(ctx, io.MultiWriter(f, h), base, patch, full.Size)
 	if err != nil {
 		return err
 	}
@@ -732,6 +754,32 @@ func (a *Agent) applyDelta(ctx context.Context, c *client.Client, d, full ota.Ta
 	}
 	a.log.WithFields(logrus.Fields{"patch": d.Size, "full": full.Size}).Info("applied delta")
 	return f.Sync()
+}
+
+// downloadPatch fetches delta d into the state directory (resumable) and returns it open at its
+// start; cleanup closes and removes it.
+func (a *Agent) downloadPatch(ctx context.Context, c *client.Client, d ota.Target, pf progress.Func) (*os.File, func(), error) {
+	if len(d.SHA256) != 64 || len(d.FullSHA256) != 64 {
+		return nil, nil, fmt.Errorf("delta %s: no sha256 in the signed metadata", d.Path)
+	}
+	if err := os.MkdirAll(a.cfg.State, 0o755); err != nil {
+		return nil, nil, err
+	}
+	pp := filepath.Join(a.cfg.State, d.SHA256[:16]+".patch.part")
+	pfile, err := os.OpenFile(pp, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, nil, err
+	}
+	cleanup := func() { pfile.Close(); os.Remove(pp) }
+	if err := c.Download(ctx, d, pfile, pf); err != nil {
+		cleanup()
+		return nil, nil, err
+	}
+	if _, err := pfile.Seek(0, io.SeekStart); err != nil {
+		cleanup()
+		return nil, nil, err
+	}
+	return pfile, cleanup, nil
 }
 
 func (a *Agent) reboot(ctx context.Context) error {

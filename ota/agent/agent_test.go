@@ -56,8 +56,9 @@ type device struct {
 	root                   []byte
 	server                 string
 	reboots                int
-	uki                    map[string][]byte // version → UKI content, to know what boots
-	health                 map[string]string // version → health check
+	uki                    map[string][]byte   // version → UKI content, to know what boots
+	health                 map[string]string   // version → health check
+	config                 func(*agent.Config) // more settings, for images with root slots
 }
 
 func (d *device) linux() string { return filepath.Join(d.esp, "EFI", "Linux") }
@@ -147,12 +148,16 @@ func (d *device) agent(version string) *agent.Agent {
 		Server: d.server, HealthCheck: d.health[version]}
 	release, root := releaseFiles(filepath.Join(d.et, version), rel, d.root)
 	log := testLog()
-	a, err := agent.New(agent.Config{
+	cfg := agent.Config{
 		Release: release, Root: root,
 		ESP: d.esp, State: filepath.Join(d.data, "kiln", "ota"), EFIVars: d.efivars,
 		HealthAttempts: 1, HealthPause: 1,
 		Reboot: func(context.Context) error { d.reboots++; return nil }, Log: log,
-	})
+	}
+	if d.config != nil {
+		d.config(&cfg)
+	}
+	a, err := agent.New(cfg)
 	if err != nil {
 		d.t.Fatal(err)
 	}

@@ -13,7 +13,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"os"
 	"strings"
 	"time"
 
@@ -191,11 +190,19 @@ func (c *Client) Report(ctx context.Context, r ota.Report) error {
 	return c.post(ctx, "/v1/report", r, nil)
 }
 
+// File is what Download writes into: an *os.File, or anything that behaves like one (such as
+// a partition whose length is tracked by the caller).
+type File interface {
+	io.ReadWriteSeeker
+	Truncate(size int64) error
+	Sync() error
+}
+
 // Download fetches target t into f, resuming from what f already holds (after a cut, or a
 // restart of the agent) with HTTP Range requests. It checks the signed length and sha256:
 // more bytes than signed fail with ErrTooLong, other content with ErrHashMismatch. Memory use
 // does not depend on the payload size. On success f holds exactly the payload.
-func (c *Client) Download(ctx context.Context, t ota.Target, f *os.File, pf progress.Func) error {
+func (c *Client) Download(ctx context.Context, t ota.Target, f File, pf progress.Func) error {
 	h := sha256.New()
 	// Hash what a previous attempt left behind.
 	off, err := f.Seek(0, io.SeekStart)
@@ -268,7 +275,7 @@ func (c *Client) Download(ctx context.Context, t ota.Target, f *os.File, pf prog
 
 var errRestart = errors.New("restart from the beginning")
 
-func restart(f *os.File, h hash.Hash) error {
+func restart(f File, h hash.Hash) error {
 	h.Reset()
 	if err := f.Truncate(0); err != nil {
 		return fmt.Errorf("download: truncate: %w", err)
@@ -278,7 +285,7 @@ func restart(f *os.File, h hash.Hash) error {
 }
 
 // fetchRange appends bytes from offset off to f, returning how many it wrote.
-func (c *Client) fetchRange(ctx context.Context, url, etag string, off int64, t ota.Target, f *os.File, h hash.Hash, pf progress.Func) (int64, string, error) {
+func (c *Client) fetchRange(ctx context.Context, url, etag string, off int64, t ota.Target, f File, h hash.Hash, pf progress.Func) (int64, string, error) {
 	ctx, wd := c.watch(ctx)
 	defer wd.Stop()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)

@@ -56,6 +56,8 @@ func (o *Options) log() *logrus.Logger {
 // Published is what Publish added.
 type Published struct {
 	Target ota.Target
+	// Root is the root filesystem target of a package image (nil for other images).
+	Root   *ota.Target
 	Deltas []ota.Target
 	// Unchanged is true when the same payload was already published.
 	Unchanged bool
@@ -84,8 +86,17 @@ func ReadBundle(dir string) (*ota.Bundle, string, error) {
 	if _, err := ota.InRange(b.Version, b.MinFrom, b.MaxFrom, b.Version); err != nil {
 		return nil, "", fmt.Errorf("read update bundle %s: %w", p, err)
 	}
-	if b.Payload.File != filepath.Base(b.Payload.File) || strings.ContainsAny(b.Payload.File, `/\`) || b.Payload.File == ".." {
-		return nil, "", fmt.Errorf("read update bundle %s: payload.file %q must be a plain file name", p, b.Payload.File)
+	files := map[string]string{"payload.file": b.Payload.File}
+	if b.Root != nil {
+		files["root.file"] = b.Root.File
+		if b.Root.File == b.Payload.File {
+			return nil, "", fmt.Errorf("read update bundle %s: root.file and payload.file name the same file", p)
+		}
+	}
+	for field, f := range files {
+		if f == "" || f != filepath.Base(f) || strings.ContainsAny(f, `/\`) || f == ".." || f == "." {
+			return nil, "", fmt.Errorf("read update bundle %s: %s %q must be a plain file name", p, field, f)
+		}
 	}
 	return b, dir, nil
 }
@@ -115,43 +126,77 @@ func Publish(ctx context.Context, dir string, keys *Keys, bundleDir string, opts
 		return fail(err)
 	}
 
-	src := filepath.Join(bdir, b.Payload.File)
-	sum, size, err := hashFile(ctx, src, opts.Progress)
-	if err != nil {
-		return fail(err)
-	}
-	if b.Payload.SHA256 != "" && !strings.EqualFold(sum, b.Payload.SHA256) || b.Payload.Size != 0 && size != b.Payload.Size {
-		return fail(fmt.Errorf("payload %s does not match update.json (sha256 %s size %d, expected %s size %d): rebuild the image", src, sum, size, b.Payload.SHA256, b.Payload.Size))
-	}
 	t := ota.Target{
-		Path: b.Payload.File, Size: size, SHA256: sum, Kind: ota.KindFull,
-		Name: b.Name, Version: b.Version, Arch: b.Arch, Board: b.Board, Channel: b.Channel,
+		Kind: ota.KindFull, Name: b.Name, Version: b.Version, Arch: b.Arch, Board: b.Board, Channel: b.Channel,
 		MinFrom: b.MinFrom, MaxFrom: b.MaxFrom, HealthCheck: b.HealthCheck,
 	}
-	for _, e := range existing {
-		if e.Path != t.Path {
-			continue
-		}
-		if e.SHA256 == t.SHA256 {
-			return &Published{Target: e, Unchanged: true, TargetsVersion: r.Targets.Signed.Version}, nil
-		}
-		return fail(fmt.Errorf("%w: %s (bump the version in the recipe and rebuild)", ErrExists, t.Path))
+	news := []*ota.Target{&t}
+	var root ota.Target
+	if b.Root != nil {
+		root = t
+		root.Kind, root.HealthCheck = ota.KindRoot, ""
+		news = append(news, &root)
 	}
-	if err := copyInto(ctx, filepath.Join(dir, ota.TargetFile(t.Path, t.SHA256)), src); err != nil {
-		return fail(err)
+	pays := []ota.Payload{b.Payload}
+	if b.Root != nil {
+		pays = append(pays, *b.Root)
 	}
-	pub := &Published{Target: t}
-	add := []ota.Target{t}
-	if !opts.NoDeltas {
-		for _, base := range deltaBases(existing, t) {
-			d, err := makeDelta(ctx, dir, base, t)
-			if err != nil {
-				opts.log().WithError(err).WithField("from", base.Version).Warn("no delta")
+	for i, p := range pays {
+		src := filepath.Join(bdir, p.File)
+		sum, size, err := hashFile(ctx, src, opts.Progress)
+		if err != nil {
+			return fail(err)
+		}
+		if p.SHA256 != "" && !strings.EqualFold(sum, p.SHA256) || p.Size != 0 && size != p.Size {
+			return fail(fmt.Errorf("payload %s does not match update.json (sha256 %s size %d, expected %s size %d): rebuild the image", src, sum, size, p.SHA256, p.Size))
+		}
+		news[i].Path, news[i].Size, news[i].SHA256 = p.File, size, sum
+	}
+	if b.Root != nil {
+		t.Root, t.RootSize, t.RootSHA256 = root.Path, root.Size, root.SHA256
+	}
+	unchanged := 0
+	for _, n := range news {
+		for _, e := range existing {
+			if e.Path != n.Path {
 				continue
 			}
-			if d != nil {
-				pub.Deltas = append(pub.Deltas, *d)
-				add = append(add, *d)
+			if e.SHA256 != n.SHA256 {
+				return fail(fmt.Errorf("%w: %s (bump the version in the recipe and rebuild)", ErrExists, n.Path))
+			}
+			unchanged++
+		}
+	}
+	if unchanged == len(news) {
+		for _, e := range existing {
+			if e.Path == t.Path {
+				return &Published{Target: e, Unchanged: true, TargetsVersion: r.Targets.Signed.Version}, nil
+			}
+		}
+	}
+	pub := &Published{Target: t}
+	var add []ota.Target
+	for i, n := range news {
+		if err := copyInto(ctx, filepath.Join(dir, ota.TargetFile(n.Path, n.SHA256)), filepath.Join(bdir, pays[i].File)); err != nil {
+			return fail(err)
+		}
+		add = append(add, *n)
+	}
+	if b.Root != nil {
+		pub.Root = &root
+	}
+	if !opts.NoDeltas {
+		for _, n := range news {
+			for _, base := range deltaBases(existing, *n) {
+				d, err := makeDelta(ctx, dir, base, *n)
+				if err != nil {
+					opts.log().WithError(err).WithField("from", base.Version).Warn("no delta")
+					continue
+				}
+				if d != nil {
+					pub.Deltas = append(pub.Deltas, *d)
+					add = append(add, *d)
+				}
 			}
 		}
 	}
@@ -163,11 +208,12 @@ func Publish(ctx context.Context, dir string, keys *Keys, bundleDir string, opts
 	return pub, nil
 }
 
-// deltaBases picks the earlier full versions of t's line to make deltas from, newest first.
+// deltaBases picks the earlier versions of t's line (UKIs for a UKI, roots for a root) to make
+// deltas from, newest first.
 func deltaBases(existing []ota.Target, t ota.Target) []ota.Target {
 	var out []ota.Target
 	for _, e := range existing { // newest first
-		if e.Kind != ota.KindFull || e.Name != t.Name || e.Arch != t.Arch || e.Board != t.Board || e.Size > delta.MaxBase {
+		if e.Kind != t.Kind || e.Name != t.Name || e.Arch != t.Arch || e.Board != t.Board || e.Size > delta.MaxBase {
 			continue
 		}
 		if c, err := ota.CompareVersions(e.Version, t.Version); err != nil || c >= 0 {
@@ -209,8 +255,12 @@ func makeDelta(ctx context.Context, dir string, base, t ota.Target) (*ota.Target
 	if cw.n >= t.Size {
 		return nil, nil
 	}
+	suffix := ".patch"
+	if t.Kind == ota.KindRoot {
+		suffix = ".root.patch"
+	}
 	d := ota.Target{
-		Path: fmt.Sprintf("%s-%s-to-%s.patch", t.Name, base.Version, t.Version),
+		Path: fmt.Sprintf("%s-%s-to-%s%s", t.Name, base.Version, t.Version, suffix),
 		Size: cw.n, SHA256: hex.EncodeToString(h.Sum(nil)), Kind: ota.KindDelta,
 		Name: t.Name, Version: t.Version, Arch: t.Arch, Board: t.Board, Channel: t.Channel,
 		MinFrom: base.Version, MaxFrom: base.Version,

@@ -156,3 +156,50 @@ func TestPublishRefusesBadVersions(t *testing.T) {
 		t.Error("a refused bundle created a repository")
 	}
 }
+
+// TestPublishRoot: a package image's bundle publishes its UKI and its root as two signed
+// targets, the UKI naming the root; the next version gets a root delta; republishing changes
+// nothing, and the same version with another root is refused.
+func TestPublishRoot(t *testing.T) {
+	keys := otatest.Keys(t)
+	dir := t.TempDir()
+	uki, root := otatest.Payload(1<<20, 1), otatest.Payload(4<<20, 2)
+	pub, err := repo.Publish(context.Background(), dir, keys, otatest.RootBundle(t, "1.0.0", uki, root), repo.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pub.Root == nil || pub.Root.Kind != ota.KindRoot || pub.Target.Root != pub.Root.Path ||
+		pub.Target.RootSHA256 != pub.Root.SHA256 || pub.Target.RootSize != int64(len(root)) {
+		t.Fatalf("published %+v with root %+v", pub.Target, pub.Root)
+	}
+	if got, err := os.ReadFile(filepath.Join(dir, ota.TargetFile(pub.Root.Path, pub.Root.SHA256))); err != nil || !bytes.Equal(got, root) {
+		t.Fatalf("stored root differs: %v", err)
+	}
+	again, err := repo.Publish(context.Background(), dir, keys, otatest.RootBundle(t, "1.0.0", uki, root), repo.Options{})
+	if err != nil || !again.Unchanged {
+		t.Fatalf("republishing: %+v, %v", again, err)
+	}
+	if _, err := repo.Publish(context.Background(), dir, keys, otatest.RootBundle(t, "1.0.0", uki, otatest.Payload(4<<20, 3)), repo.Options{}); !errors.Is(err, repo.ErrExists) {
+		t.Fatalf("same version, other root: err = %v, want ErrExists", err)
+	}
+	root2 := append(bytes.Clone(root), "a new package"...)
+	pub2, err := repo.Publish(context.Background(), dir, keys, otatest.RootBundle(t, "1.1.0", append(bytes.Clone(uki), '!'), root2), repo.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rootDelta *ota.Target
+	for i, d := range pub2.Deltas {
+		if d.Full == pub2.Root.Path {
+			rootDelta = &pub2.Deltas[i]
+		}
+	}
+	if len(pub2.Deltas) != 2 || rootDelta == nil || rootDelta.FromSHA256 != pub.Root.SHA256 || rootDelta.Size > int64(len(root2))/20 {
+		t.Fatalf("deltas = %+v, want a UKI delta and a small root delta from 1.0.0's root", pub2.Deltas)
+	}
+	r, _ := repo.Load(dir)
+	list, _ := r.List()
+	sel, err := ota.Select(list, ota.Device{Name: "tiny", Version: "1.0.0", Arch: "x86_64", Board: "pc", Channel: "stable"})
+	if err != nil || sel.Root == nil || sel.Root.SHA256 != pub2.Root.SHA256 || sel.RootDelta == nil {
+		t.Fatalf("a device on 1.0.0 is offered %+v, %v", sel, err)
+	}
+}

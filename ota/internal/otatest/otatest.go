@@ -71,3 +71,17 @@ func Payload(n int, seed byte) []byte {
 	}
 	return b
 }
+
+// RootBundle is Bundle for a package image: the UKI payload and its root filesystem image.
+func RootBundle(t testing.TB, version string, uki, root []byte) string {
+	t.Helper()
+	sum := sha256.Sum256(root)
+	file := "tiny-" + version + ".root"
+	out := Bundle(t, version, uki, func(b *ota.Bundle) {
+		b.Root = &ota.Payload{File: file, Size: int64(len(root)), SHA256: hex.EncodeToString(sum[:])}
+	})
+	if err := os.WriteFile(filepath.Join(out, "update", file), root, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
