@@ -526,7 +526,7 @@ func (s *realServe) Versions() ([]PublishedVersion, error) {
 	}
 	var out []PublishedVersion
 	for _, t := range ts {
-		if t.From != "" { // a delta to a full target listed as well
+		if t.Kind != ota.KindFull { // deltas and roots belong to a full target listed as well
 			continue
 		}
 		out = append(out, targetVersion(t))
@@ -537,7 +537,7 @@ func (s *realServe) Versions() ([]PublishedVersion, error) {
 
 func targetVersion(t ota.Target) PublishedVersion {
 	return PublishedVersion{Name: t.Name, Version: t.Version, Channel: t.Channel, MinFrom: t.MinFrom,
-		MaxFrom: t.MaxFrom, Size: t.Size}
+		MaxFrom: t.MaxFrom, Size: t.Size + t.RootSize}
 }
 
 func (s *realServe) Devices() []DeviceStatus {
