@@ -125,9 +125,9 @@ func TestPackageImageUpdateAndRollback(t *testing.T) {
 	waitDevice(ctx, t, srv, "the rollback", func(d ota.DeviceStatus) bool {
 		return d.Version == "1.1.0" && d.State == ota.StateRolledBack && d.Target == "1.2.0"
 	})
-	// On the serial console's root shell: 1.1.0 runs on its own root, from the slot it was
+	// On the serial console's root shell (the typed line does not match what it prints): 1.1.0 runs on its own root, from the slot it was
 	// installed in, with the package it added and without 1.2.0's.
-	fmt.Fprintf(vm.SerialInput(), "\necho \"check: slot=$(cat %s) tree=$(command -v tree) jq=$(command -v jq) ro=$(touch /usr/x 2>&1 || echo yes)\"\n", ota.RunningRootFile)
+	fmt.Fprintf(vm.SerialInput(), "\necho \"chec\"\"k: slot=$(cat %s) tree=$(command -v tree) jq=$(command -v jq) ro=$(touch /usr/x 2>&1 || echo yes)\"\n", ota.RunningRootFile)
 	line := con.expect(ctx, "check: slot=")
 	if !strings.Contains(line, "check: slot="+ota.RootSlotB+" tree=/usr/bin/tree jq= ro=") || !strings.HasSuffix(line, "yes") {
 		t.Errorf("after the rollback the console says %q, want 1.1.0's root from %s, read-only", line, ota.RootSlotB)
