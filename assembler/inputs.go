@@ -108,7 +108,7 @@ func (b *builder) readInputs(ctx context.Context) error {
 	g.Go(func() error {
 		pkg := kernel
 		var err error
-		in.kernel, err = b.readKernel(gctx, pkg, r.Kernel.Modules)
+		in.kernel, err = b.readKernel(gctx, pkg, kernelModules(r))
 		if err != nil {
 			return fmt.Errorf("kernel %s: %w", pkg.Name, err)
 		}

@@ -83,9 +83,7 @@ func ArchiveSources(r *recipe.Recipe) ([]archive.Source, error) {
 		if len(comps) == 0 {
 			comps = []string{"main"}
 		}
-		if bd, err := r.LoadBoard(); err == nil && bd.Boot.FirmwareComponent != "" && !slices.Contains(comps, bd.Boot.FirmwareComponent) {
-			comps = append(slices.Clone(comps), bd.Boot.FirmwareComponent)
-		}
+		comps = withComponents(comps, boardComponents(r))
 		if keyring == "" {
 			keyring = filepath.Join(hostRoot, archive.DefaultKeyring)
 			if _, err := os.Stat(keyring); err != nil {
@@ -113,11 +111,9 @@ func ArchiveSources(r *recipe.Recipe) ([]archive.Source, error) {
 		if len(a.Components) > 0 {
 			s.Components = a.Components
 		}
-		// The board's firmware package may live in another component (raspi-firmware in
-		// non-free-firmware).
-		if bd, err := r.LoadBoard(); err == nil && bd.Boot.FirmwareComponent != "" && !slices.Contains(s.Components, bd.Boot.FirmwareComponent) {
-			s.Components = append(slices.Clone(s.Components), bd.Boot.FirmwareComponent)
-		}
+		// The board's firmware packages may live in another component (raspi-firmware,
+		// firmware-brcm80211 in non-free-firmware).
+		s.Components = withComponents(s.Components, boardComponents(r))
 		if keyring != "" {
 			s.SignedBy = keyring
 		}
@@ -127,6 +123,17 @@ func ArchiveSources(r *recipe.Recipe) ([]archive.Source, error) {
 		return nil, fmt.Errorf("%w: the host's apt sources have none of the suites %s; name mirrors in the recipe's [archive] section", ErrNoArchive, strings.Join(a.Suites, ", "))
 	}
 	return srcs, nil
+}
+
+// withComponents returns comps with extra appended, each once.
+func withComponents(comps, extra []string) []string {
+	out := comps
+	for _, c := range extra {
+		if !slices.Contains(out, c) {
+			out = append(slices.Clone(out), c)
+		}
+	}
+	return out
 }
 
 // LockOptions configure ResolveLock and FetchLock.

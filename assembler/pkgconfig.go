@@ -31,10 +31,6 @@ var sshServers = []string{"dropbear", "dropbear-bin", "openssh-server"}
 // hostKeyDir is where an image's SSH host keys live: made on first boot, on the data partition.
 const hostKeyDir = "/data/kiln/ssh"
 
-// wifiPackages come with [system.wifi] in a package image: the supplicant init starts on wlan0
-// with the recipe's network, and the regulatory database the kernel reads for its country.
-var wifiPackages = []string{"wpasupplicant", "wireless-regdb"}
-
 // packageRequests returns the packages a recipe asks for: system.packages, an SSH server when a
 // user has SSH keys and the recipe installs packages but names no server, and the Wi-Fi packages
 // when it configures Wi-Fi.
@@ -56,8 +52,8 @@ func packageRequests(r *recipe.Recipe) []string {
 	if hasSSHKeys(r) && !named(sshServers...) {
 		reqs = append(reqs, DefaultSSHServer)
 	}
-	if w := r.System.WiFi; w != nil && w.SSID != "" {
-		for _, p := range wifiPackages {
+	if wantsWiFi(r) {
+		for _, p := range wifiRequests(r) {
 			if !named(p) {
 				reqs = append(reqs, p)
 			}
@@ -146,7 +142,7 @@ func sshService(t *fstree.Tree, noPasswords bool) (initramfs.Service, bool) {
 
 // skipUnits are package units the image does not start from their unit file: the SSH servers
 // (sshService runs them with keys on the data partition) and wpa_supplicant's D-Bus service
-// (init starts the supplicant on wlan0 with the recipe's network).
+// (init starts the supplicant on the wireless interface with the recipe's network).
 var skipUnits = []string{"ssh.service", "sshd.service", "dropbear.service", "wpa_supplicant.service"}
 
 // unitServices turns the systemd units the packages' scripts enabled (links in

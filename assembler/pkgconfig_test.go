@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -100,8 +101,8 @@ func TestPackageRequests(t *testing.T) {
 		{[]string{"python3"}, true, "python3 " + DefaultSSHServer, false},
 		{[]string{"openssh-server (>= 1:9)"}, true, "openssh-server (>= 1:9)", false},
 		{[]string{"dropbear"}, true, "dropbear", false},
-		{[]string{"python3"}, false, "python3 wpasupplicant wireless-regdb", true},
-		{[]string{"wpasupplicant (>= 2)"}, true, "wpasupplicant (>= 2) " + DefaultSSHServer + " wireless-regdb", true},
+		{[]string{"python3"}, false, "python3 wpasupplicant wireless-regdb firmware-iwlwifi firmware-realtek", true}, // pc adapters' firmware
+		{[]string{"wpasupplicant (>= 2)"}, true, "wpasupplicant (>= 2) " + DefaultSSHServer + " wireless-regdb firmware-iwlwifi firmware-realtek", true},
 		{nil, false, "", true}, // Kiln Tiny with Wi-Fi settings: no packages
 	} {
 		r := &recipe.Recipe{}
@@ -115,6 +116,44 @@ func TestPackageRequests(t *testing.T) {
 		if got := strings.Join(packageRequests(r), " "); got != tc.want {
 			t.Errorf("%q keys=%v wifi=%v: requests %q, want %q", tc.pkgs, tc.keys, tc.wifi, got, tc.want)
 		}
+	}
+}
+
+// TestWiFiBoardSupport: a package image with Wi-Fi gets the board's adapter firmware from the
+// archive component that holds it, and loads the board's drivers; without Wi-Fi, or in Kiln
+// Tiny, neither.
+func TestWiFiBoardSupport(t *testing.T) {
+	for _, tc := range []struct {
+		board, firmware, module string
+	}{
+		{"rpi", "firmware-brcm80211", "brcmfmac"},
+		{"pc", "firmware-iwlwifi", "iwlmvm"},
+		{"arm64-uefi", "firmware-realtek", "rtl8xxxu"},
+	} {
+		src := "kiln = 1\nname = \"w\"\nversion = \"1.0.0\"\n[board]\nname = \"" + tc.board + "\"\n[system]\npackages = [\"hello\"]\n"
+		wifi := "[system.wifi]\nssid = \"home\"\npsk = \"correct horse\"\ncountry = \"DE\"\n"
+		for _, withWiFi := range []bool{true, false} {
+			text := src
+			if withWiFi {
+				text += wifi
+			}
+			r, err := recipe.Parse("kiln.toml", []byte(text))
+			if err != nil {
+				t.Fatal(err)
+			}
+			reqs, mods, comps := packageRequests(r), kernelModules(r), boardComponents(r)
+			if got := slices.Contains(reqs, tc.firmware) && slices.Contains(mods, tc.module) && slices.Contains(comps, "non-free-firmware"); got != withWiFi {
+				t.Errorf("%s, Wi-Fi %v: requests %q, modules %q, components %q", tc.board, withWiFi, reqs, mods, comps)
+			}
+			if withWiFi && !slices.Contains(reqs, "wpasupplicant") {
+				t.Errorf("%s: no wpasupplicant in %q", tc.board, reqs)
+			}
+		}
+	}
+	tiny := recipe.Default()
+	tiny.System.WiFi = &recipe.WiFi{SSID: "home", PSK: "correct horse"}
+	if mods := kernelModules(tiny); slices.Contains(mods, "iwlmvm") {
+		t.Errorf("Kiln Tiny with Wi-Fi settings loads Wi-Fi drivers it has no firmware or supplicant for: %q", mods)
 	}
 }
 

@@ -61,6 +61,7 @@ type Board struct {
 	Boot        Boot    `toml:"boot" json:"boot,omitempty"`
 	Layout      Layout  `toml:"layout" json:"layout,omitempty"`
 	Preview     Preview `toml:"preview" json:"preview,omitempty"`
+	WiFi        WiFi    `toml:"wifi" json:"wifi,omitempty"`
 
 	// File is where the board was read from: "boards/<name>.toml (built-in)" or a path.
 	File  string         `toml:"-" json:"file"`
@@ -90,6 +91,14 @@ type Layout struct {
 	DiskSize units.Size `toml:"disk_size" json:"disk_size,omitempty"`
 	ESPSize  units.Size `toml:"esp_size" json:"esp_size,omitempty"`   // the boot partition (FAT32)
 	DataSize units.Size `toml:"data_size" json:"data_size,omitempty"` // 0: the rest of the disk
+}
+
+// WiFi is what wireless networking needs on the board: firmware packages and driver modules,
+// added to a package image whose recipe configures Wi-Fi.
+type WiFi struct {
+	Packages  []string `toml:"packages" json:"packages,omitempty"`   // firmware packages
+	Modules   []string `toml:"modules" json:"modules,omitempty"`     // driver modules, loaded at boot
+	Component string   `toml:"component" json:"component,omitempty"` // the archive component holding the firmware
 }
 
 // Preview is how QEMU emulates the board.
@@ -374,6 +383,17 @@ func (v *validator) check() {
 	v.pkg("boot.firmware_package", bt.FirmwarePackage, b.Firmware == FirmwareRPi)
 	if bt.FirmwareComponent != "" && !compRe.MatchString(bt.FirmwareComponent) {
 		v.add("boot.firmware_component", `name an archive component such as "non-free-firmware"`, "bad component %q", bt.FirmwareComponent)
+	}
+	for i, p := range b.WiFi.Packages {
+		v.pkg(fmt.Sprintf("wifi.packages[%d]", i), p, true)
+	}
+	for i, m := range b.WiFi.Modules {
+		if !moduleRe.MatchString(strings.TrimSuffix(m, ".ko")) {
+			v.add(fmt.Sprintf("wifi.modules[%d]", i), `give module names such as "brcmfmac"`, "bad module name %q", m)
+		}
+	}
+	if c := b.WiFi.Component; c != "" && !compRe.MatchString(c) {
+		v.add("wifi.component", `name an archive component such as "non-free-firmware"`, "bad component %q", c)
 	}
 	if bt.BootTries < 1 || bt.BootTries > 10 {
 		v.add("boot.boot_tries", "use 1–10 (3 is a good choice)", "boot_tries %d is out of range", bt.BootTries)

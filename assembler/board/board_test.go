@@ -86,6 +86,9 @@ func TestParseErrors(t *testing.T) {
 		{"rpi without dtbs", strings.Replace(good, `firmware = "uefi"`, `firmware = "rpi"`, 1), 0, "kernel.device_trees", "needs device trees"},
 		{"machine", good + "[preview]\nmachine = \"q35\"\n", 14, "preview.machine", `machine "q35"`},
 		{"console", strings.Replace(good, `"ttyAMA0"`, `"/dev/ttyAMA0"`, 1), 6, "kernel.console", "bad console"},
+		{"wifi package", good + "[wifi]\npackages = [\"Firmware X\"]\n", 14, "wifi.packages[0]", "bad package name"},
+		{"wifi module", good + "[wifi]\nmodules = [\"brcm fmac\"]\n", 14, "wifi.modules[0]", "bad module name"},
+		{"wifi component", good + "[wifi]\ncomponent = \"non free\"\n", 14, "wifi.component", "bad component"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			b, err := Parse("my.toml", []byte(tc.src))
