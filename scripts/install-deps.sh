@@ -16,6 +16,8 @@ pkgs=(
   qemu-system-x86 qemu-system-gui qemu-utils ovmf seabios xorriso
   # arm64 previews (arm64-uefi: qemu-system-aarch64 -M virt, AAVMF; rpi: -M raspi3b)
   qemu-system-arm qemu-efi-aarch64
+  # arm64 package images: their maintainer scripts run under QEMU user emulation (binfmt_misc)
+  qemu-user-static binfmt-support
   # the Windows release (cross-built with mingw-w64) and its tests under Wine
   gcc-mingw-w64-x86-64 binutils-mingw-w64-x86-64 wine64 util-linux
   # GUI tests and screenshots
@@ -27,16 +29,28 @@ pkgs=(
   # the device database on PostgreSQL, and nginx as the load balancer of several servers
   postgresql nginx
 )
+sudo=""
+[ "$(id -u)" -eq 0 ] || sudo="sudo"
+# QEMU user emulation registered with the kernel, for arm64 package images built here. Where
+# systemd runs, binfmt-support's service does this at boot; containers and CI machines need it
+# done by hand.
+enable_binfmt() {
+  [ "$(uname -m)" = aarch64 ] && return 0
+  [ -e /proc/sys/fs/binfmt_misc/qemu-aarch64 ] && return 0
+  [ -e /proc/sys/fs/binfmt_misc/register ] || $sudo mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc || true
+  $sudo update-binfmts --enable qemu-aarch64 ||
+    echo "deps: could not register QEMU user emulation for arm64 (binfmt_misc): arm64 package images will not build" >&2
+}
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
 if [ ${#missing[@]} -eq 0 ]; then
   echo "deps: all ${#pkgs[@]} packages present"
+  enable_binfmt
   exit 0
 fi
-sudo=""
-[ "$(id -u)" -eq 0 ] || sudo="sudo"
 echo "deps: installing ${missing[*]}"
 $sudo apt-get update -qq
 DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
+enable_binfmt
