@@ -124,7 +124,7 @@ Maintainer: Kiln developers <dev@kilnproject.org>
 Installed-Size: $size
 Depends: ${depends:-libc6}
 Recommends: qemu-system-x86, ovmf, pkexec | policykit-1, xz-utils, isal | pigz
-Suggests: bmap-tools
+Suggests: bmap-tools, qemu-system-arm, qemu-efi-aarch64, qemu-user-static, binfmt-support
 Section: admin
 Priority: optional
 Homepage: $(toml Website)
