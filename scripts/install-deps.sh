@@ -26,13 +26,25 @@ pkgs=(
   iproute2 socat hyperfine time
   # the device database on PostgreSQL, and nginx as the load balancer of several servers
   postgresql nginx
+  # package builds as an ordinary user (newuidmap/newgidmap for the user namespace)
+  uidmap
 )
+# rootless_user makes the user the rootless package build test runs as, with a subordinate id
+# range for its user namespace (root only; idempotent).
+rootless_user() {
+  [ "$(id -u)" -eq 0 ] || return 0
+  local u=kiln-build-test r=1879048192-1879113727
+  id "$u" >/dev/null 2>&1 || useradd --system --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin "$u"
+  grep -q "^$u:" /etc/subuid 2>/dev/null || usermod --add-subuids "$r" "$u"
+  grep -q "^$u:" /etc/subgid 2>/dev/null || usermod --add-subgids "$r" "$u"
+}
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
 if [ ${#missing[@]} -eq 0 ]; then
   echo "deps: all ${#pkgs[@]} packages present"
+  rootless_user
   exit 0
 fi
 sudo=""
@@ -40,3 +52,4 @@ sudo=""
 echo "deps: installing ${missing[*]}"
 $sudo apt-get update -qq
 DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
+rootless_user
