@@ -34,6 +34,7 @@ pkgs=(
 rootless_user() {
   [ "$(id -u)" -eq 0 ] || return 0
   local u=kiln-build-test r=1879048192-1879113727
+  touch /etc/subuid /etc/subgid # usermod adds ranges only to files that exist
   id "$u" >/dev/null 2>&1 || useradd --system --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin "$u"
   grep -q "^$u:" /etc/subuid 2>/dev/null || usermod --add-subuids "$r" "$u"
   grep -q "^$u:" /etc/subgid 2>/dev/null || usermod --add-subgids "$r" "$u"
