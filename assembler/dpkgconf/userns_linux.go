@@ -191,8 +191,7 @@ func runChild(ctx context.Context, req request, maps idMaps, old *fstree.Tree) (
 		ch <- r
 	}()
 	werr := cmd.Wait()
-	tarR.Close()
-	r := <-ch
+	r := <-ch // EOF once the child has exited: no other process holds the pipe
 	if werr != nil {
 		if ctx.Err() != nil {
 			werr = ctx.Err()
@@ -312,7 +311,12 @@ func childRun(req request, tarOut *os.File) (int, error) {
 	cmd.Env = req.Env
 	cmd.SysProcAttr = &syscall.SysProcAttr{Chroot: root}
 	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
-	if err := cmd.Run(); err != nil {
+	err := cmd.Run()
+	// As the namespace's init, end whatever the scripts left running before the tree is read.
+	if os.Getpid() == 1 {
+		_ = syscall.Kill(-1, syscall.SIGKILL)
+	}
+	if err != nil {
 		return 2, fmt.Errorf("the maintainer scripts failed: %w", err)
 	}
 	for _, p := range mounted {
@@ -326,7 +330,7 @@ func childRun(req request, tarOut *os.File) (int, error) {
 	}
 	bw := bufio.NewWriterSize(tarOut, 1<<20)
 	tw := tar.NewWriter(bw)
-	err := walkRoot(root, func(rel, p string, fi fs.FileInfo) error {
+	err = walkRoot(root, func(rel, p string, fi fs.FileInfo) error {
 		uid, gid := owner(fi)
 		var target string
 		if fi.Mode()&fs.ModeSymlink != 0 {
