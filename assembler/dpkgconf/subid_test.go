@@ -17,7 +17,7 @@ func TestParseSubIDs(t *testing.T) {
 		err  string
 	}{
 		{"alice", 1000, SubIDRange{100000, MinSubIDs}, ""},
-		{"bob", 1002, SubIDRange{300000, MinSubIDs}, ""}, // the first range that is large enough
+		{"bob", 1002, SubIDRange{300000, MinSubIDs}, ""},  // the first range that is large enough
 		{"dave", 1001, SubIDRange{400000, MinSubIDs}, ""}, // by number
 		{"carol", 1003, SubIDRange{}, "no subordinate id range for carol"},
 		{"erin", 1004, SubIDRange{}, "no subordinate id range for erin"},
