@@ -18,8 +18,8 @@ import (
 	"github.com/kilnproject/kiln/internal/testimage"
 )
 
-// linkTree fills dst with the files of src (hard links where they can be made, else copies), its
-// directories owned by uid:gid.
+// linkTree fills dst with the files of src (hard links to the readable ones where they can be
+// made, else copies), its directories owned by uid:gid.
 func linkTree(t *testing.T, src, dst string, uid, gid int) {
 	t.Helper()
 	err := filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
@@ -35,7 +35,11 @@ func linkTree(t *testing.T, src, dst string, uid, gid int) {
 			}
 			return os.Chown(to, uid, gid)
 		case d.Type().IsRegular():
-			if os.Link(p, to) != nil {
+			fi, err := d.Info()
+			if err != nil {
+				return err
+			}
+			if fi.Mode().Perm()&0o004 == 0 || os.Link(p, to) != nil { // a link to a private file would not be readable
 				copyFile(t, p, to, 0o644)
 			}
 		}
