@@ -119,10 +119,6 @@ func runUserns(ctx context.Context, req request, old *fstree.Tree) ([]byte, *fst
 // runChild starts kiln's ChildCommand in new namespaces, writes its id maps, lets it run and
 // reads its tree.
 func runChild(ctx context.Context, req request, maps idMaps, old *fstree.Tree) ([]byte, *fstree.Tree, error) {
-	exe, err := os.Executable()
-	if err != nil {
-		return nil, nil, fmt.Errorf("find the kiln executable: %w", err)
-	}
 	body, err := json.Marshal(req)
 	if err != nil {
 		return nil, nil, err
@@ -139,7 +135,8 @@ func runChild(ctx context.Context, req request, maps idMaps, old *fstree.Tree) (
 	}
 	defer tarR.Close()
 	var out bytes.Buffer
-	cmd := exec.CommandContext(ctx, exe, ChildCommand)
+	// /proc/self/exe: this very program, even if its file has been replaced since it started.
+	cmd := exec.CommandContext(ctx, "/proc/self/exe", ChildCommand)
 	cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL=C.UTF-8"}
 	cmd.Stdin = bytes.NewReader(body)
 	cmd.Stdout, cmd.Stderr = &out, &out
@@ -233,10 +230,7 @@ func ChildMain(args []string) int {
 			return 1
 		}
 		ready.Close()
-		exe, err := os.Executable()
-		if err == nil {
-			err = syscall.Exec(exe, []string{os.Args[0], ChildCommand, "mapped"}, os.Environ())
-		}
+		err := syscall.Exec("/proc/self/exe", []string{os.Args[0], ChildCommand, "mapped"}, os.Environ())
 		fmt.Fprintln(os.Stderr, "kiln: run in the user namespace:", err)
 		return 1
 	}
