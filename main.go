@@ -7,11 +7,15 @@ import (
 	"fmt"
 	"os"
 
+	"github.com/kilnproject/kiln/assembler/dpkgconf"
 	"github.com/kilnproject/kiln/cli"
 	"github.com/kilnproject/kiln/internal/version"
 )
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == dpkgconf.ChildCommand { // package configuration as an ordinary user
+		os.Exit(dpkgconf.ChildMain(os.Args[2:]))
+	}
 	if len(os.Args) > 1 {
 		os.Exit(cli.Main(os.Args[1:]))
 	}

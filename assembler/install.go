@@ -96,6 +96,11 @@ func (b *builder) readPackages(ctx context.Context) error {
 // unpack unpacks the packages into a new tree with dpkg's database and, when configure is set,
 // runs their maintainer scripts.
 func (b *builder) unpack(ctx context.Context, list []archive.LockedPackage, configure bool) (*fstree.Tree, []PackageInfo, error) {
+	if configure { // say what the host lacks before unpacking
+		if err := dpkgconf.Check(); err != nil {
+			return nil, nil, fmt.Errorf("configure packages: %w", err)
+		}
+	}
 	layout := b.r.Board.Layout()
 	t := fstree.New()
 	t.Replace = true // dpkg lets a package replace another's file when it says so (Replaces)

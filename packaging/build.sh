@@ -123,7 +123,7 @@ Architecture: $arch
 Maintainer: Kiln developers <dev@kilnproject.org>
 Installed-Size: $size
 Depends: ${depends:-libc6}
-Recommends: qemu-system-x86, ovmf, pkexec | policykit-1, xz-utils, isal | pigz
+Recommends: qemu-system-x86, ovmf, pkexec | policykit-1, xz-utils, isal | pigz, uidmap
 Suggests: bmap-tools, qemu-system-arm, qemu-efi-aarch64, qemu-user-static, binfmt-support
 Section: admin
 Priority: optional

@@ -28,6 +28,8 @@ pkgs=(
   iproute2 socat hyperfine time
   # the device database on PostgreSQL, and nginx as the load balancer of several servers
   postgresql nginx
+  # package builds as an ordinary user (newuidmap/newgidmap for the user namespace)
+  uidmap
 )
 sudo=""
 [ "$(id -u)" -eq 0 ] || sudo="sudo"
@@ -41,6 +43,16 @@ enable_binfmt() {
   $sudo update-binfmts --enable qemu-aarch64 ||
     echo "deps: could not register QEMU user emulation for arm64 (binfmt_misc): arm64 package images will not build" >&2
 }
+# rootless_user makes the user the rootless package build test runs as, with a subordinate id
+# range for its user namespace (root only; idempotent).
+rootless_user() {
+  [ "$(id -u)" -eq 0 ] || return 0
+  local u=kiln-build-test r=1879048192-1879113727
+  touch /etc/subuid /etc/subgid # usermod adds ranges only to files that exist
+  id "$u" >/dev/null 2>&1 || useradd --system --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin "$u"
+  grep -q "^$u:" /etc/subuid 2>/dev/null || usermod --add-subuids "$r" "$u"
+  grep -q "^$u:" /etc/subgid 2>/dev/null || usermod --add-subgids "$r" "$u"
+}
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -48,9 +60,11 @@ done
 if [ ${#missing[@]} -eq 0 ]; then
   echo "deps: all ${#pkgs[@]} packages present"
   enable_binfmt
+  rootless_user
   exit 0
 fi
 echo "deps: installing ${missing[*]}"
 $sudo apt-get update -qq
 DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
 enable_binfmt
+rootless_user

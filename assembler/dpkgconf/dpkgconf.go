@@ -4,6 +4,12 @@
 // image's own dpkg, shell, perl, adduser …), and reads the result back with the ownership and
 // modes the scripts gave each file. Services are not started (policy-rc.d says no) and the SSH
 // host keys the scripts generate are removed: a device makes its own on first boot.
+//
+// As root the chroot is a plain one. As an ordinary Linux user the scripts run in a user and mount
+// namespace, as mmdebstrap's unshare mode does: kiln re-executes itself (ChildCommand) in new
+// namespaces, newuidmap/newgidmap map in-image id 0 to the user and 1..65535 to the user's
+// /etc/subuid and /etc/subgid range, and the child sets the owners, runs the scripts and streams
+// the tree back as a tar archive whose owners are the in-image ids the kernel shows inside.
 package dpkgconf
 
 import (
@@ -71,7 +77,16 @@ func Configure(ctx context.Context, t *fstree.Tree, opts Options) (*fstree.Tree,
 	}
 	defer os.RemoveAll(opts.Dir)
 	root := opts.Dir
-	if err := write(t, root, opts.SourceDateEpoch); err != nil {
+	rootless := needUserns()
+	var owns []ownEntry
+	setOwner := func(p string, n *fstree.Node) error { return own(p, n, time.Unix(opts.SourceDateEpoch, 0)) }
+	if rootless { // the child in the namespace sets owners, modes and times
+		setOwner = func(p string, n *fstree.Node) error {
+			owns = append(owns, ownEntry{Path: n.Path, UID: n.UID, GID: n.GID, Mode: uint32(n.Mode)})
+			return nil
+		}
+	}
+	if err := write(t, root, setOwner); err != nil {
 		return nil, fmt.Errorf("configure packages: write the tree to %s: %w", root, err)
 	}
 	// No service starts at build time (invoke-rc.d and deb-systemd-invoke ask policy-rc.d).
@@ -107,31 +122,53 @@ func Configure(ctx context.Context, t *fstree.Tree, opts Options) (*fstree.Tree,
 			p.Name, p.Name, p.Arch, pre)
 	}
 	script.WriteString("dpkg --force-confdef --force-confold --configure -a\n")
-	start := time.Now()
-	out, err := chroot(ctx, root, shell, script.String(), []string{
+	env := []string{
 		"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/root", "LC_ALL=C.UTF-8", "DEBIAN_FRONTEND=noninteractive",
 		"DEBCONF_NONINTERACTIVE_SEEN=true", "SOURCE_DATE_EPOCH=" + fmt.Sprint(opts.SourceDateEpoch),
-		"DPKG_ROOT=", "DPKG_ADMINDIR=/var/lib/dpkg", "TERM=dumb"})
+		"DPKG_ROOT=", "DPKG_ADMINDIR=/var/lib/dpkg", "TERM=dumb"}
+	start := time.Now()
+	var out []byte
+	var nt *fstree.Tree
+	var err error
+	if rootless {
+		opts.Log.Debug("running the maintainer scripts in a user namespace")
+		out, nt, err = runUserns(ctx, request{Root: root, Shell: shell, Script: script.String(), Env: env,
+			Epoch: opts.SourceDateEpoch, Owns: owns}, t)
+	} else {
+		out, err = chroot(ctx, root, shell, script.String(), env)
+	}
 	if err != nil {
+		if errors.Is(err, ErrUnsupported) {
+			return nil, fmt.Errorf("configure packages: %w", err)
+		}
 		if ctx.Err() != nil {
 			err = fmt.Errorf("%w after %s", ctx.Err(), opts.Timeout)
 		}
 		return nil, fmt.Errorf("configure packages: %w: %v\n%s", ErrScript, err, tail(out, 4000))
 	}
 	opts.Log.WithFields(logrus.Fields{"seconds": time.Since(start).Seconds()}).Debug("maintainer scripts run")
+	if !rootless {
+		if err := removeGenerated(root); err != nil {
+			return nil, fmt.Errorf("configure packages: %w", err)
+		}
+		if nt, err = read(t, root); err != nil {
+			return nil, fmt.Errorf("configure packages: read the configured tree back: %w", err)
+		}
+	}
+	return nt, nil
+}
+
+// removeGenerated deletes the generated files under root.
+func removeGenerated(root string) error {
 	for _, g := range generated {
 		m, _ := filepath.Glob(filepath.Join(root, g))
 		for _, f := range m {
 			if err := os.RemoveAll(f); err != nil {
-				return nil, err
+				return err
 			}
 		}
 	}
-	nt, err := read(t, root)
-	if err != nil {
-		return nil, fmt.Errorf("configure packages: read the configured tree back: %w", err)
-	}
-	return nt, nil
+	return nil
 }
 
 type nopWriter struct{}
@@ -193,9 +230,8 @@ func order(pkgs []Package) []Package {
 	return out
 }
 
-// write materialises t under root with its modes, owners and SOURCE_DATE_EPOCH times.
-func write(t *fstree.Tree, root string, epoch int64) error {
-	mtime := time.Unix(epoch, 0)
+// write materialises t under root; setOwner gives each entry its mode, owner and time.
+func write(t *fstree.Tree, root string, setOwner func(p string, n *fstree.Node) error) error {
 	var dirs []*fstree.Node
 	err := t.Walk(func(n *fstree.Node) error {
 		p := filepath.Join(root, filepath.FromSlash(n.Path))
@@ -219,14 +255,14 @@ func write(t *fstree.Tree, root string, epoch int64) error {
 		default:
 			return nil // device nodes are made by the image's init, not needed by the scripts
 		}
-		return own(p, n, mtime)
+		return setOwner(p, n)
 	})
 	if err != nil {
 		return err
 	}
 	for i := len(dirs) - 1; i >= 0; i-- { // children first: a read-only directory stays writable until its files are in
 		n := dirs[i]
-		if err := own(filepath.Join(root, filepath.FromSlash(n.Path)), n, mtime); err != nil {
+		if err := setOwner(filepath.Join(root, filepath.FromSlash(n.Path)), n); err != nil {
 			return err
 		}
 	}
@@ -236,9 +272,38 @@ func write(t *fstree.Tree, root string, epoch int64) error {
 // read builds the tree of root, taking owners from the files and origins from old where the path
 // was there before ("dpkg:configure" for what the scripts made).
 func read(old *fstree.Tree, root string) (*fstree.Tree, error) {
+	t := newTree(old)
+	err := walkRoot(root, func(rel, p string, fi fs.FileInfo) error {
+		e := entry{rel: rel, mode: fi.Mode()}
+		e.uid, e.gid = owner(fi)
+		var err error
+		switch {
+		case e.mode.IsRegular():
+			e.data, err = fstree.ReadFile(p, 1<<40)
+		case e.mode&fs.ModeSymlink != 0:
+			e.target, err = os.Readlink(p)
+		}
+		if err != nil {
+			return err
+		}
+		return addEntry(t, old, e)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return t, nil
+}
+
+func newTree(old *fstree.Tree) *fstree.Tree {
 	t := fstree.New()
 	t.Replace, t.Limits, t.AllowDevices = old.Replace, old.Limits, true
-	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+	return t
+}
+
+// walkRoot calls fn for the entries of root that belong in the image: directories, regular files
+// and symlinks, outside /dev, /proc, /run and /tmp (the image's init mounts those).
+func walkRoot(root string, fn func(rel, p string, fi fs.FileInfo) error) error {
+	return filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
@@ -252,47 +317,54 @@ func read(old *fstree.Tree, root string) (*fstree.Tree, error) {
 		}
 		if rel == "dev" || strings.HasPrefix(rel, "dev/") || rel == "proc" || rel == "run" || rel == "tmp" {
 			if d.IsDir() && rel != "" {
-				return fs.SkipDir // the image's init mounts these
+				return fs.SkipDir
 			}
 		}
 		fi, err := d.Info()
 		if err != nil {
 			return err
 		}
-		origin := "dpkg:configure"
-		if o := old.Get(rel); o != nil {
-			origin = o.Origin
-		}
-		mode := fi.Mode()
-		perm := mode.Perm() | mode&(fs.ModeSetuid|fs.ModeSetgid|fs.ModeSticky)
-		switch {
-		case mode.IsDir():
-			if rel != "" {
-				err = t.AddDir(rel, perm, origin)
-			}
-		case mode.IsRegular():
-			var data []byte
-			if data, err = fstree.ReadFile(p, 1<<40); err == nil {
-				err = t.AddFile(rel, data, perm, origin)
-			}
-		case mode&fs.ModeSymlink != 0:
-			var target string
-			if target, err = os.Readlink(p); err == nil {
-				err = t.AddSymlink(rel, filepath.ToSlash(target), origin)
-			}
-		default:
+		if m := fi.Mode(); !m.IsDir() && !m.IsRegular() && m&fs.ModeSymlink == 0 {
 			return nil // sockets, FIFOs, devices left by a script are not part of the image
 		}
-		if err != nil {
-			return err
-		}
-		if n := t.Get(rel); n != nil {
-			n.UID, n.GID = owner(fi)
-		}
-		return nil
+		return fn(rel, p, fi)
 	})
-	if err != nil {
-		return nil, err
+}
+
+// entry is one file of the configured tree.
+type entry struct {
+	rel      string
+	mode     fs.FileMode
+	uid, gid int
+	data     []byte
+	target   string
+}
+
+// addEntry adds e to t with its origin from old.
+func addEntry(t, old *fstree.Tree, e entry) error {
+	origin := "dpkg:configure"
+	if o := old.Get(e.rel); o != nil {
+		origin = o.Origin
 	}
-	return t, nil
+	perm := e.mode.Perm() | e.mode&(fs.ModeSetuid|fs.ModeSetgid|fs.ModeSticky)
+	var err error
+	switch {
+	case e.mode.IsDir():
+		if e.rel != "" {
+			err = t.AddDir(e.rel, perm, origin)
+		}
+	case e.mode.IsRegular():
+		err = t.AddFile(e.rel, e.data, perm, origin)
+	case e.mode&fs.ModeSymlink != 0:
+		err = t.AddSymlink(e.rel, filepath.ToSlash(e.target), origin)
+	default:
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if n := t.Get(e.rel); n != nil {
+		n.UID, n.GID = e.uid, e.gid
+	}
+	return nil
 }
