@@ -250,6 +250,7 @@ func (b *builder) run(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
+		espFiles = append(espFiles, b.cloudInitSeed()...)
 		if err := b.writeDisk(ctx, img, espFiles); err != nil {
 			return err
 		}

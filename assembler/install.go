@@ -81,6 +81,9 @@ func (b *builder) readPackages(ctx context.Context) error {
 	b.manifest.Packages = append(b.manifest.Packages, infos...)
 	if configure {
 		b.packageServices(t)
+		if err := b.cloudInit(t); err != nil {
+			return err
+		}
 	}
 	for _, n := range t.Sorted() {
 		if n.Path == "" {

@@ -105,6 +105,49 @@ func TestFlashCustomisesCompressedImage(t *testing.T) {
 	}
 }
 
+// TestFlashCustomisesFAT12: a small board image whose boot partition is FAT12 is customised while
+// it is flashed onto a loop drive: verification passes, the partition read back is fsck clean with
+// the new user-data and every other file intact, and every byte outside it is the image's.
+func TestFlashCustomisesFAT12(t *testing.T) {
+	needRoot(t, "cmp")
+	dir := t.TempDir()
+	im := customisetest.Make(t, dir, customisetest.Boot12)
+	fi, err := os.Stat(im.Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dev := loopDevice(t, fi.Size())
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	res, err := Flash(ctx, im.Path, []string{dev}, Options{Customise: customiser(t), TempDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := res[0]; !r.Verified || !strings.Contains(r.Customised, "user-data") {
+		t.Fatalf("result %+v", r)
+	}
+	cmpRange(t, dev, im.Path, 0, im.BootOffset)
+	end := im.BootOffset + im.BootSize
+	cmpRange(t, dev, im.Path, end, fi.Size()-end)
+	d, err := os.Open(dev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	boot := filepath.Join(dir, "boot-from-drive.fat")
+	out, err := os.Create(boot)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.Copy(out, io.NewSectionReader(d, im.BootOffset, im.BootSize)); err != nil {
+		t.Fatal(err)
+	}
+	out.Close()
+	if files := customisetest.Check(t, boot, im); !strings.Contains(files["user-data"], "hostname: pi-flashed") {
+		t.Fatalf("user-data on the drive:\n%s", files["user-data"])
+	}
+}
+
 // TestFlashUnknownFormatUnchanged: an image without cloud-init is written byte for byte, with a
 // warning saying the settings were not written.
 func TestFlashUnknownFormatUnchanged(t *testing.T) {

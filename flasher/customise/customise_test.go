@@ -151,6 +151,7 @@ func TestApplyWritesCloudInit(t *testing.T) {
 		{customisetest.Ubuntu, "cloudinit"},
 		{customisetest.NoCloud, "cloudinit"},
 		{customisetest.Seed16, "cloudinit"},
+		{customisetest.Boot12, "cloudinit"},
 	} {
 		t.Run(string(tc.kind), func(t *testing.T) {
 			im := customisetest.Make(t, dir, tc.kind)

@@ -12,18 +12,19 @@ import (
 
 	"github.com/diskfs/go-diskfs/backend/file"
 	"github.com/diskfs/go-diskfs/filesystem"
+	"github.com/diskfs/go-diskfs/filesystem/fat12"
 	"github.com/diskfs/go-diskfs/filesystem/fat16"
 	"github.com/diskfs/go-diskfs/filesystem/fat32"
 )
 
-// ErrUnsupportedFAT: the boot partition is not a FAT16 or FAT32 file system Kiln can change safely.
+// ErrUnsupportedFAT: the boot partition is not a FAT12, FAT16 or FAT32 file system Kiln can change safely.
 var ErrUnsupportedFAT = errors.New("boot partition not customisable")
 
 const maxRootDir = 4 << 20 // bytes of root directory Kiln reads
 
-// volume is the checked geometry of a FAT16 or FAT32 file system.
+// volume is the checked geometry of a FAT12, FAT16 or FAT32 file system.
 type volume struct {
-	bits            int   // 16 or 32
+	bits            int   // 12, 16 or 32
 	bps, spc        int64 // bytes per sector, sectors per cluster
 	reserved        int64 // sectors
 	fatSectors      int64 // per FAT
@@ -31,11 +32,11 @@ type volume struct {
 	rootCluster     uint32
 	fsInfo          int64 // sector, 0 for none
 	label           string
-	fat             []uint32 // the first FAT; FAT16 values from 0xfff7 up are widened to FAT32's
+	fat             []uint32 // the first FAT; FAT12 and FAT16 values from 0xff7/0xfff7 up are widened to FAT32's
 	rootDirClusters int
 }
 
-// checkFAT reads the boot sector and FAT of a FAT16 or FAT32 volume of size bytes and checks
+// checkFAT reads the boot sector and FAT of a FAT12, FAT16 or FAT32 volume of size bytes and checks
 // everything the file system library trusts: geometry within the volume, matching FATs, cluster
 // chains without loops and a root directory of bounded size. A hostile volume gets an error, never
 // a hang or an allocation beyond the volume's FAT.
@@ -70,7 +71,7 @@ func checkFAT(r io.ReaderAt, size int64) (*volume, error) {
 	if le16(22) != 0 { // FAT12 or FAT16: a FAT size here and a fixed root directory
 		v.bits, v.fatSectors = 16, le16(22)
 		if rootEntries == 0 || v.bps != 512 {
-			return nil, fmt.Errorf("%w: damaged FAT16 geometry (%d root entries, %d-byte sectors)", ErrUnsupportedFAT, rootEntries, v.bps)
+			return nil, fmt.Errorf("%w: damaged FAT12/FAT16 geometry (%d root entries, %d-byte sectors)", ErrUnsupportedFAT, rootEntries, v.bps)
 		}
 		rootDirSectors = (rootEntries*32 + v.bps - 1) / v.bps
 		if bs[38] == 0x29 {
@@ -95,15 +96,16 @@ func checkFAT(r io.ReaderAt, size int64) (*volume, error) {
 		return nil, fmt.Errorf("%w: damaged geometry (reserved %d, FAT %d of %d sectors)", ErrUnsupportedFAT, v.reserved, v.fatSectors, total)
 	}
 	v.clusters = (total - dataStart) / v.spc
-	entry := int64(v.bits / 8)
+	if v.bits == 16 && v.clusters < 4085 { // the cluster count alone makes a volume FAT12
+		v.bits = 12
+	}
+	bits := int64(v.bits)
 	switch {
-	case v.bits == 16 && v.clusters < 4085:
-		return nil, fmt.Errorf("%w: it is FAT12 (%d clusters); Kiln customises FAT16 and FAT32 boot partitions", ErrUnsupportedFAT, v.clusters)
 	case v.bits == 16 && v.clusters >= 65525:
 		return nil, fmt.Errorf("%w: damaged FAT16 geometry (%d clusters)", ErrUnsupportedFAT, v.clusters)
-	case v.clusters < 1 || v.clusters+2 > v.fatSectors*v.bps/entry:
+	case v.clusters < 1 || v.clusters+2 > v.fatSectors*v.bps*8/bits:
 		return nil, fmt.Errorf("%w: the FAT is too small for its %d clusters", ErrUnsupportedFAT, v.clusters)
-	case v.fatSectors*v.bps > (v.clusters+2)*entry+1<<20:
+	case v.fatSectors*v.bps > (v.clusters+2)*bits/8+1<<20:
 		return nil, fmt.Errorf("%w: its FAT (%d sectors) is far larger than its %d clusters need", ErrUnsupportedFAT, v.fatSectors, v.clusters)
 	}
 	if v.fsInfo >= v.reserved {
@@ -120,22 +122,32 @@ func checkFAT(r io.ReaderAt, size int64) (*volume, error) {
 	if !bytes.Equal(fat1, fat2) {
 		return nil, fmt.Errorf("%w: its two FATs differ (run fsck.vfat on the image first)", ErrUnsupportedFAT)
 	}
-	v.fat = make([]uint32, fatBytes/entry)
+	v.fat = make([]uint32, fatBytes*8/bits)
 	for i := range v.fat {
-		if v.bits == 16 {
+		switch v.bits {
+		case 12: // two entries in three bytes, the even one in the low 12 bits
+			x := uint32(binary.LittleEndian.Uint16(fat1[i*3/2:]))
+			if i%2 == 1 {
+				x >>= 4
+			}
+			if x &= 0xfff; x >= 0xff7 {
+				x |= 0x0ffff000
+			}
+			v.fat[i] = x
+		case 16:
 			x := uint32(binary.LittleEndian.Uint16(fat1[2*i:]))
 			if x >= 0xfff7 {
 				x |= 0x0fff0000
 			}
 			v.fat[i] = x
-		} else {
+		default:
 			v.fat[i] = binary.LittleEndian.Uint32(fat1[4*i:]) & 0x0fffffff
 		}
 	}
 	if err := v.checkChains(); err != nil {
 		return nil, err
 	}
-	if v.bits == 16 {
+	if v.bits != 32 {
 		return v, nil
 	}
 	max := uint32(v.clusters + 1)
@@ -200,9 +212,12 @@ func openFAT(f *os.File, size int64, v *volume) (fsys fatFS, err error) {
 			err = fmt.Errorf("%w: the file system could not be read: %v", ErrUnsupportedFAT, r)
 		}
 	}()
-	if v.bits == 16 {
+	switch v.bits {
+	case 12:
+		fsys, err = fat12.Read(file.New(f, false), size, 0, 0)
+	case 16:
 		fsys, err = fat16.Read(file.New(f, false), size, 0, 0)
-	} else {
+	default:
 		fsys, err = fat32.Read(file.New(f, false), size, 0, 0)
 	}
 	if err != nil {

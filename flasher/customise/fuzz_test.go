@@ -41,13 +41,24 @@ func FuzzLocate(f *testing.F) {
 	})
 }
 
-// tinyFAT lays out the smallest FAT32 volume (65525 one-sector clusters) or a small FAT16 one (8000
-// clusters): the boot sector, the first bytes of the FAT (copied to both FATs) and of the root
-// directory come from the fuzzer's input; the rest is zero. It returns the volume as a sparse file.
-func tinyFAT(t *testing.T, sixteen bool, boot, fat, root []byte) (*os.File, int64) {
+// FAT kinds of tinyFAT.
+const (
+	kind32 uint8 = iota
+	kind16
+	kind12
+)
+
+// tinyFAT lays out the smallest FAT32 volume (65525 one-sector clusters), a small FAT16 one (8000
+// clusters) or a FAT12 one (4000 clusters), by kind modulo 3: the boot sector, the first bytes of the
+// FAT (copied to both FATs) and of the root directory come from the fuzzer's input; the rest is
+// zero. It returns the volume as a sparse file.
+func tinyFAT(t *testing.T, kind uint8, boot, fat, root []byte) (*os.File, int64) {
 	reserved, fatSectors, rootSectors, clusters := int64(32), int64(512), int64(0), int64(65525)
-	if sixteen {
+	switch kind % 3 {
+	case kind16:
 		reserved, fatSectors, rootSectors, clusters = 4, 32, 32, 8000
+	case kind12:
+		reserved, fatSectors, rootSectors, clusters = 1, 12, 32, 4000
 	}
 	size := (reserved + 2*fatSectors + rootSectors + clusters) * 512
 	f, err := os.Create(filepath.Join(t.TempDir(), "vol"))
@@ -57,7 +68,7 @@ func tinyFAT(t *testing.T, sixteen bool, boot, fat, root []byte) (*os.File, int6
 	t.Cleanup(func() { f.Close() })
 	f.Truncate(size)
 	f.WriteAt(boot[:min(len(boot), 512)], 0)
-	if !sixteen { // an FSInfo sector, as mkfs.fat writes it
+	if kind%3 == kind32 { // an FSInfo sector, as mkfs.fat writes it
 		fsi := make([]byte, 512)
 		copy(fsi, "RRaA")
 		copy(fsi[484:], "rrAa")
@@ -108,6 +119,15 @@ func seedBoot16() []byte {
 	return b
 }
 
+func seedBoot12() []byte {
+	b := seedBoot16()
+	binary.LittleEndian.PutUint16(b[14:], 1)
+	binary.LittleEndian.PutUint16(b[19:], 1+2*12+32+4000)
+	binary.LittleEndian.PutUint16(b[22:], 12)
+	copy(b[43:], "CIDATA     FAT12   ")
+	return b
+}
+
 // FuzzApply: a hostile boot partition is refused or customised, never a crash, a hang or an
 // allocation beyond its size.
 func FuzzApply(f *testing.F) {
@@ -121,25 +141,29 @@ func FuzzApply(f *testing.F) {
 	binary.LittleEndian.PutUint16(root[26:], 3)
 	binary.LittleEndian.PutUint32(root[28:], 12)
 	binary.LittleEndian.PutUint32(fat[12:], 0x0fffffff)
-	f.Add(false, seedBoot(), fat, root)
+	f.Add(kind32, seedBoot(), fat, root)
 	loop := append([]byte{}, fat...)
 	binary.LittleEndian.PutUint32(loop[12:], 3) // cluster 3 points to itself
-	f.Add(false, seedBoot(), loop, root)
+	f.Add(kind32, seedBoot(), loop, root)
 	fat16 := []byte{0xf8, 0xff, 0xff, 0xff, 0xff, 0xff}
 	root16 := append([]byte{}, root...)
 	binary.LittleEndian.PutUint16(root16[26:], 2)
-	f.Add(true, seedBoot16(), fat16, root16)
-	f.Add(true, seedBoot16(), []byte{0xf8, 0xff, 0xff, 0xff, 0x02, 0x00}, root16) // cluster 2 points to itself
+	f.Add(kind16, seedBoot16(), fat16, root16)
+	f.Add(kind16, seedBoot16(), []byte{0xf8, 0xff, 0xff, 0xff, 0x02, 0x00}, root16) // cluster 2 points to itself
+	// FAT12: entries 0 and 1, then a file in clusters 2-3 (entries 2 and 3 share bytes 3-5).
+	fat12 := []byte{0xf8, 0xff, 0xff, 0x03, 0xf0, 0xff}
+	f.Add(kind12, seedBoot12(), fat12, root16)
+	f.Add(kind12, seedBoot12(), []byte{0xf8, 0xff, 0xff, 0x03, 0x20, 0x00}, root16) // 3 points back to 2
 	cmdline := append([]byte{}, root...)
 	copy(cmdline, "CMDLINE TXT")
-	f.Add(false, seedBoot(), fat, cmdline)
+	f.Add(kind32, seedBoot(), fat, cmdline)
 	c := &Customiser{s: Settings{Hostname: "fuzz", Users: []recipe.User{{Name: "u", PasswordHash: "!"}}}}
 	// Declared systemd: cmdline.txt is read from the (hostile) partition and rewritten.
 	sd := &Customiser{s: Settings{Hostname: "fuzz", Format: FormatSystemd}}
-	f.Fuzz(func(t *testing.T, sixteen bool, boot, fat, root []byte) {
-		vol, size := tinyFAT(t, sixteen, boot, fat, root)
+	f.Fuzz(func(t *testing.T, kind uint8, boot, fat, root []byte) {
+		vol, size := tinyFAT(t, kind, boot, fat, root)
 		_, _, _ = c.Apply(context.Background(), vol, size)
-		vol, size = tinyFAT(t, sixteen, boot, fat, root)
+		vol, size = tinyFAT(t, kind, boot, fat, root)
 		_, _, _ = sd.Apply(context.Background(), vol, size)
 	})
 }
@@ -164,7 +188,7 @@ func FuzzMerge(f *testing.F) {
 	})
 }
 
-// TestLoopingFATRefused: the fuzz seeds themselves — minimal FAT32 and FAT16 volumes are
+// TestLoopingFATRefused: the fuzz seeds themselves — minimal FAT32, FAT16 and FAT12 volumes are
 // customised, the same volumes with a cluster chain looping back on itself are refused with a note
 // (the file system library would follow such a chain for ever).
 func TestLoopingFATRefused(t *testing.T) {
@@ -177,17 +201,20 @@ func TestLoopingFATRefused(t *testing.T) {
 	binary.LittleEndian.PutUint32(loop32[12:], 3)
 	for _, tc := range []struct {
 		name    string
-		sixteen bool
+		kind    uint8
 		boot    []byte
 		fat     []byte
 		changed bool
 	}{
-		{"fat32", false, seedBoot(), fat32, true},
-		{"fat32-loop", false, seedBoot(), loop32, false},
-		{"fat16", true, seedBoot16(), []byte{0xf8, 0xff, 0xff, 0xff}, true},
-		{"fat16-loop", true, seedBoot16(), []byte{0xf8, 0xff, 0xff, 0xff, 0x02, 0x00}, false},
+		{"fat32", kind32, seedBoot(), fat32, true},
+		{"fat32-loop", kind32, seedBoot(), loop32, false},
+		{"fat16", kind16, seedBoot16(), []byte{0xf8, 0xff, 0xff, 0xff}, true},
+		{"fat16-loop", kind16, seedBoot16(), []byte{0xf8, 0xff, 0xff, 0xff, 0x02, 0x00}, false},
+		{"fat12", kind12, seedBoot12(), []byte{0xf8, 0xff, 0xff}, true},
+		{"fat12-loop", kind12, seedBoot12(), []byte{0xf8, 0xff, 0xff, 0x03, 0x20, 0x00}, false},
+		{"fat12-loop-odd", kind12, seedBoot12(), []byte{0xf8, 0xff, 0xff, 0x03, 0x30, 0x00}, false}, // 3 points to itself
 	} {
-		vol, size := tinyFAT(t, tc.sixteen, tc.boot, tc.fat, nil)
+		vol, size := tinyFAT(t, tc.kind, tc.boot, tc.fat, nil)
 		changed, note, err := c.Apply(context.Background(), vol, size)
 		if err != nil || changed != tc.changed || (!changed && !strings.Contains(note, "loop")) {
 			t.Errorf("%s: changed %v, note %q, error %v", tc.name, changed, note, err)

@@ -7,11 +7,12 @@ import (
 	"strings"
 
 	"github.com/diskfs/go-diskfs/backend/file"
+	"github.com/diskfs/go-diskfs/filesystem/fat12"
 	"github.com/diskfs/go-diskfs/filesystem/fat16"
 	"github.com/diskfs/go-diskfs/filesystem/fat32"
 )
 
-// ReadFiles reads files (paths from the root, "/" separated) from the FAT16 or FAT32 file system
+// ReadFiles reads files (paths from the root, "/" separated) from the FAT12, FAT16 or FAT32 file system
 // of size bytes at byte off of f, after the checks Apply makes, without writing. A file that is
 // missing is absent from the result; one larger than max bytes is an error.
 func ReadFiles(f *os.File, off, size int64, names []string, max int64) (out map[string][]byte, err error) {
@@ -26,13 +27,20 @@ func ReadFiles(f *os.File, off, size int64, names []string, max int64) (out map[
 	}()
 	b := file.New(f, true)
 	var open func(string) (io.ReadCloser, error)
-	if v.bits == 16 {
+	switch v.bits {
+	case 12:
+		fsys, err := fat12.Read(b, size, off, 0)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrUnsupportedFAT, err)
+		}
+		open = func(p string) (io.ReadCloser, error) { return fsys.OpenFile(p, os.O_RDONLY) }
+	case 16:
 		fsys, err := fat16.Read(b, size, off, 0)
 		if err != nil {
 			return nil, fmt.Errorf("%w: %w", ErrUnsupportedFAT, err)
 		}
 		open = func(p string) (io.ReadCloser, error) { return fsys.OpenFile(p, os.O_RDONLY) }
-	} else {
+	default:
 		fsys, err := fat32.Read(b, size, off, 0)
 		if err != nil {
 			return nil, fmt.Errorf("%w: %w", ErrUnsupportedFAT, err)

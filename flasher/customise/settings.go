@@ -2,7 +2,7 @@
 // Wi-Fi, timezone and keyboard — into the boot FAT partition of a third-party image as cloud-init
 // NoCloud files (user-data, network-config, meta-data), or for Raspberry Pi OS before Trixie as
 // Raspberry Pi Imager's firstrun.sh run once from cmdline.txt, while the flasher writes the image. It finds
-// the partition in the image's MBR or GPT, checks its FAT16 or FAT32 file system before changing
+// the partition in the image's MBR or GPT, checks its FAT12, FAT16 or FAT32 file system before changing
 // it, decides whether the image uses cloud-init (declared by a catalogue's init_format or seen on
 // the partition) and leaves images of any other format unchanged, saying why. Nothing but the boot
 // partition changes.

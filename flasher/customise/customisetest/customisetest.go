@@ -26,6 +26,7 @@ const (
 	Ubuntu   Kind = "ubuntu"   // GPT, boot FAT at 1 MiB with Ubuntu's default user-data (larger than Kiln's)
 	NoCloud  Kind = "nocloud"  // MBR, an empty FAT labelled CIDATA at 512 KiB, inside the first MiB
 	Seed16   Kind = "seed16"   // MBR, a 16 MiB FAT16 NoCloud seed (CIDATA) with user-data and meta-data
+	Boot12   Kind = "boot12"   // MBR, an 8 MiB FAT12 boot partition (small SBC images) with cloud-init files, a loader and a directory
 	Bookworm Kind = "bookworm" // MBR, Raspberry Pi OS before cloud-init: cmdline.txt, no user-data
 	Plain    Kind = "plain"    // MBR, a FAT with only an EFI loader: no known format
 )
@@ -56,7 +57,7 @@ func Make(t testing.TB, dir string, k Kind) Image {
 		return b
 	}
 	im := Image{Path: filepath.Join(dir, string(k)+".img"), BootOffset: 4 * MiB, BootSize: FATSize, Files: map[string][]byte{}}
-	label, bits := "bootfs", "32"
+	label, bits, spc := "bootfs", "32", "1"
 	switch k {
 	case RaspiOS:
 		im.Files = map[string][]byte{
@@ -96,6 +97,18 @@ func Make(t testing.TB, dir string, k Kind) Image {
 			"user-data": []byte("#cloud-config\nhostname: seeded\n"),
 			"meta-data": []byte("instance-id: seed-1\n"),
 		}
+	case Boot12:
+		im.BootOffset, im.BootSize, bits, spc = MiB, 8*MiB, "12", "8"
+		label = "BOOT"
+		im.Files = map[string][]byte{
+			"user-data":              []byte("#cloud-config\nhostname: board\n"),
+			"meta-data":              []byte("instance-id: board-1\n"),
+			"u-boot.bin":             random(600<<10 + 7),
+			"boot.scr":               random(3001),
+			"dtbs/board-a.dtb":       random(40<<10 + 1),
+			"dtbs/board-b.dtb":       random(2047),
+			"extlinux/extlinux.conf": []byte("label kiln\n  kernel /Image\n"),
+		}
 	case Bookworm:
 		im.Files = map[string][]byte{
 			"cmdline.txt": []byte("console=serial0,115200 console=tty1 root=PARTUUID=4e639091-02 rootfstype=ext4 fsck.repair=yes rootwait quiet init=/usr/lib/raspberrypi-sys-mods/firstboot\n"),
@@ -111,7 +124,7 @@ func Make(t testing.TB, dir string, k Kind) Image {
 	size := im.BootOffset + im.BootSize + RootSize + MiB
 	fat := filepath.Join(dir, string(k)+".fat")
 	run(t, "truncate", "-s", itoa(im.BootSize), fat)
-	run(t, "mkfs.vfat", "-F", bits, "-S", "512", "-s", "1", "-n", label, "-i", "4e639091", fat)
+	run(t, "mkfs.vfat", "-F", bits, "-S", "512", "-s", spc, "-n", label, "-i", "4e639091", fat)
 	for name, data := range im.Files {
 		local := filepath.Join(dir, "src", string(k), filepath.FromSlash(name))
 		if err := os.MkdirAll(filepath.Dir(local), 0o755); err != nil {
@@ -156,7 +169,7 @@ func Make(t testing.TB, dir string, k Kind) Image {
 		run(t, "sgdisk", "-a", "1", "-n", "1:"+itoa(bootSec)+":"+itoa(rootSec-1), "-t", "1:0700", "-c", "1:system-boot",
 			"-n", "2:"+itoa(rootSec)+":"+itoa(rootSec+RootSize/512-1), "-t", "2:8300", "-c", "2:writable", im.Path)
 	} else {
-		script := "label: dos\nlabel-id: 0x4e639091\nstart=" + itoa(bootSec) + ", size=" + itoa(im.BootSize/512) + ", type=" + map[string]string{"32": "c", "16": "e"}[bits] + "\nstart=" + itoa(rootSec) + ", size=" + itoa(RootSize/512) + ", type=83\n"
+		script := "label: dos\nlabel-id: 0x4e639091\nstart=" + itoa(bootSec) + ", size=" + itoa(im.BootSize/512) + ", type=" + map[string]string{"32": "c", "16": "e", "12": "1"}[bits] + "\nstart=" + itoa(rootSec) + ", size=" + itoa(RootSize/512) + ", type=83\n"
 		cmd := exec.Command(testenv.Tool(t, "sfdisk"), "--no-reread", "--no-tell-kernel", "-q", im.Path)
 		cmd.Stdin = strings.NewReader(script)
 		if out, err := cmd.CombinedOutput(); err != nil {
