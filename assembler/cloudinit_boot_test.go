@@ -2,8 +2,6 @@ package assembler_test
 
 import (
 	"context"
-	"crypto/ed25519"
-	"crypto/rand"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -73,19 +71,7 @@ func TestBootCloudInit(t *testing.T) {
 		t.Fatal("the manifest lists no NoCloud seed (esp:/meta-data) on the EFI system partition")
 	}
 
-	pub, priv, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	signer, err := ssh.NewSignerFromKey(priv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sshPub, err := ssh.NewPublicKey(pub)
-	if err != nil {
-		t.Fatal(err)
-	}
-	key := strings.TrimSpace(string(ssh.MarshalAuthorizedKey(sshPub))) + " test@kiln"
+	signer, key := newSSHKey(t)
 	c, err := customise.New(customise.Settings{Hostname: "cloud-flashed",
 		Users: []recipe.User{{Name: "alice", SSHKeys: []string{key}}}})
 	if err != nil {

@@ -3,8 +3,6 @@ package assembler_test
 import (
 	"bytes"
 	"context"
-	"crypto/ed25519"
-	"crypto/rand"
 	"fmt"
 	"net"
 	"os"
@@ -55,19 +53,7 @@ func TestBootSSH(t *testing.T) {
 		}
 		return m[len(m)-1]
 	}
-	pub, priv, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	signer, err := ssh.NewSignerFromKey(priv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sshPub, err := ssh.NewPublicKey(pub)
-	if err != nil {
-		t.Fatal(err)
-	}
-	authorized := strings.TrimSpace(string(ssh.MarshalAuthorizedKey(sshPub))) + " test@kiln"
+	signer, authorized := newSSHKey(t)
 
 	dir := t.TempDir()
 	src := "kiln = 1\nname = \"garden\"\nversion = \"1.0.0\"\n" +
