@@ -29,8 +29,9 @@ type Entry struct {
 // search is cheap enough to run on every keystroke. It is safe for concurrent use.
 type Index struct {
 	a       *Archive
-	entries []Entry  // by name
-	lower   []string // lower-case descriptions, parallel to entries
+	entries []Entry // by name
+	names   blob    // the names, for substring search
+	descs   blob    // lower-case short descriptions
 	virtual map[string]bool
 }
 
@@ -49,11 +50,51 @@ func NewIndex(a *Archive) *Index {
 		}
 	}
 	sort.Slice(ix.entries, func(i, j int) bool { return ix.entries[i].Name < ix.entries[j].Name })
-	ix.lower = make([]string, len(ix.entries))
+	nameList, descList := make([]string, len(ix.entries)), make([]string, len(ix.entries))
 	for i, e := range ix.entries {
-		ix.lower[i] = strings.ToLower(e.Description)
+		nameList[i], descList[i] = e.Name, strings.ToLower(e.Description)
 	}
+	ix.names, ix.descs = newBlob(nameList), newBlob(descList)
 	return ix
+}
+
+// blob is a list of strings joined by newlines, so a substring search over all of them is one
+// fast strings.Index scan.
+type blob struct {
+	text  string
+	start []int // offset of each string
+}
+
+func newBlob(list []string) blob {
+	var b strings.Builder
+	start := make([]int, len(list))
+	for i, s := range list {
+		start[i] = b.Len()
+		b.WriteString(strings.ReplaceAll(s, "\n", " "))
+		b.WriteByte('\n')
+	}
+	return blob{b.String(), start}
+}
+
+// each calls fn with the index of every string containing q, in order, until fn returns false.
+func (b blob) each(q string, fn func(i int) bool) {
+	if strings.Contains(q, "\n") {
+		return
+	}
+	for off := 0; off < len(b.text); {
+		j := strings.Index(b.text[off:], q)
+		if j < 0 {
+			return
+		}
+		i := sort.SearchInts(b.start, off+j+1) - 1
+		if !fn(i) {
+			return
+		}
+		if i+1 >= len(b.start) {
+			return
+		}
+		off = b.start[i+1]
+	}
 }
 
 // Archive is the archive the index was made from.
@@ -88,20 +129,25 @@ func (ix *Index) Search(query string, n int) []Entry {
 		return nil
 	}
 	var out []Entry
-	taken := map[int]bool{}
 	i := sort.Search(len(ix.entries), func(i int) bool { return ix.entries[i].Name >= q })
 	for ; i < len(ix.entries) && len(out) < n && strings.HasPrefix(ix.entries[i].Name, q); i++ {
-		out, taken[i] = append(out, ix.entries[i]), true
+		out = append(out, ix.entries[i])
 	}
-	for i := 0; i < len(ix.entries) && len(out) < n; i++ {
-		if !taken[i] && strings.Contains(ix.entries[i].Name, q) {
-			out, taken[i] = append(out, ix.entries[i]), true
-		}
+	if len(out) < n {
+		ix.names.each(q, func(i int) bool {
+			if !strings.HasPrefix(ix.entries[i].Name, q) {
+				out = append(out, ix.entries[i])
+			}
+			return len(out) < n
+		})
 	}
-	for i := 0; i < len(ix.entries) && len(out) < n; i++ {
-		if !taken[i] && strings.Contains(ix.lower[i], q) {
-			out = append(out, ix.entries[i])
-		}
+	if len(out) < n {
+		ix.descs.each(q, func(i int) bool {
+			if !strings.Contains(ix.entries[i].Name, q) {
+				out = append(out, ix.entries[i])
+			}
+			return len(out) < n
+		})
 	}
 	return out
 }
