@@ -83,16 +83,20 @@ func TestPackagesSearchAddRemove(t *testing.T) {
 
 	test.Type(p.entry, "pyth")
 	settlePk(t, a)
-	if got := matchNames(p); got != "python3 python3-paho-mqtt python3-yaml python3.11 libpython3-stdlib libpython3.11-stdlib" {
+	if got := matchNames(p); got != "python3 python3.11 python3-yaml python3-paho-mqtt libpython3-stdlib libpython3.11-stdlib" {
 		t.Fatalf("matches for pyth: %q", got)
 	}
 	if !p.matchBox.Visible() {
 		t.Error("the completion list is hidden")
 	}
-	key(p.entry, fyne.KeyDown)
+	for range 8 { // Down past the end stays on the last match
+		key(p.entry, fyne.KeyDown)
+	}
+	key(p.entry, fyne.KeyUp)
+	key(p.entry, fyne.KeyUp)
 	key(p.entry, fyne.KeyReturn)
 	if !reflect.DeepEqual(p.chosen, []string{"python3-paho-mqtt"}) || p.entry.Text != "" || p.matchBox.Visible() {
-		t.Fatalf("after Down, Enter: chosen %q, entry %q, list shown %v", p.chosen, p.entry.Text, p.matchBox.Visible())
+		t.Fatalf("after Down ×8, Up ×2, Enter: chosen %q, entry %q, list shown %v", p.chosen, p.entry.Text, p.matchBox.Visible())
 	}
 
 	test.Type(p.entry, "mosquitto (>= 2.0)")

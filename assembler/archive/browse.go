@@ -112,8 +112,8 @@ func (ix *Index) Lookup(name string) (Entry, bool) {
 	return Entry{}, false
 }
 
-// Search returns up to n packages matching query: names starting with it first (in name
-// order), then names containing it, then short descriptions containing it (case-insensitive).
+// Search returns up to n packages matching query: names starting with it first (shortest
+// first, then in name order), then names containing it, then short descriptions containing it (case-insensitive).
 // A version constraint or architecture after the name ("python3 (>= 3.11)", "libc6:amd64") is
 // ignored.
 func (ix *Index) Search(query string, n int) []Entry {
@@ -128,11 +128,10 @@ func (ix *Index) Search(query string, n int) []Entry {
 	if q == "" || n <= 0 {
 		return nil
 	}
-	var out []Entry
-	i := sort.Search(len(ix.entries), func(i int) bool { return ix.entries[i].Name >= q })
-	for ; i < len(ix.entries) && len(out) < n && strings.HasPrefix(ix.entries[i].Name, q); i++ {
-		out = append(out, ix.entries[i])
-	}
+	// Names starting with q, shortest first: "python3" before "python3-yaml" and "python-apt-doc".
+	lo := sort.Search(len(ix.entries), func(i int) bool { return ix.entries[i].Name >= q })
+	hi := lo + sort.Search(len(ix.entries)-lo, func(i int) bool { return !strings.HasPrefix(ix.entries[lo+i].Name, q) })
+	out := ix.shortest(lo, hi, n)
 	if len(out) < n {
 		ix.names.each(q, func(i int) bool {
 			if !strings.HasPrefix(ix.entries[i].Name, q) {
@@ -151,6 +150,36 @@ func (ix *Index) Search(query string, n int) []Entry {
 	}
 	return out
 }
+
+// shortest returns the n entries of entries[lo:hi] with the shortest names, shortest first and
+// in name order among equal lengths, in one counting pass (a one-letter query matches
+// thousands).
+func (ix *Index) shortest(lo, hi, n int) []Entry {
+	var hist [maxNameLen + 2]int
+	for _, e := range ix.entries[lo:hi] {
+		hist[min(len(e.Name), maxNameLen+1)]++
+	}
+	limit, total := 0, 0 // names up to limit long make the n shortest
+	for limit = range hist {
+		if total += hist[limit]; total >= n {
+			break
+		}
+	}
+	var buckets [maxNameLen + 2][]Entry
+	for _, e := range ix.entries[lo:hi] {
+		if l := min(len(e.Name), maxNameLen+1); l <= limit {
+			buckets[l] = append(buckets[l], e)
+		}
+	}
+	out := make([]Entry, 0, n)
+	for _, b := range buckets {
+		out = append(out, b[:min(len(b), n-len(out))]...)
+	}
+	return out
+}
+
+// maxNameLen is the length up to which Search orders prefix matches by length.
+const maxNameLen = 64
 
 // Estimate is what a package list resolves to.
 type Estimate struct {

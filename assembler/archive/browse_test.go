@@ -55,8 +55,8 @@ func TestIndexSearch(t *testing.T) {
 		n    int
 		want string
 	}{
-		{"python3", 10, "python3 python3-yaml python3.11 ipython3"}, // prefix in name order, then substring
-		{"Python3 (>= 3.11)", 2, "python3 python3-yaml"},            // constraint ignored, limit kept
+		{"python3", 10, "python3 python3.11 python3-yaml ipython3"}, // prefix shortest first, then substring
+		{"Python3 (>= 3.11)", 2, "python3 python3.11"},              // constraint ignored, limit kept
 		{"mosq", 10, "mosquitto"},
 		{"package drop", 10, "dropbear"}, // words of the short description
 		{"age garden", 10, "garden"},
