@@ -22,6 +22,7 @@ type servicesSection struct {
 	services []RecipeService
 	list     *widget.List
 	sel      int
+	none     *widget.Label
 	editor   *serviceEditor // the open editor, for the tests
 }
 
@@ -36,6 +37,7 @@ func newServicesSection(s *buildScreen) *servicesSection {
 			o.(*fyne.Container).Objects[1].(*widget.Label).SetText(serviceLabel(ss.services[i]))
 		})
 	ss.list.OnSelected = func(id widget.ListItemID) { ss.sel = id }
+	ss.none = widget.NewLabelWithStyle("No services: add one to start a program at boot and keep it running.", fyne.TextAlignLeading, fyne.TextStyle{Italic: true})
 	return ss
 }
 
@@ -61,14 +63,24 @@ func (ss *servicesSection) content() fyne.CanvasObject {
 		widget.NewButtonWithIcon("Add service…", theme.ContentAddIcon(), func() { ss.edit(-1) }),
 		widget.NewButtonWithIcon("Edit…", theme.DocumentCreateIcon(), func() { ss.edit(ss.sel) }),
 		widget.NewButtonWithIcon("Remove", theme.DeleteIcon(), ss.remove)), ss.s.errs["services"]),
-		nil, nil, minHeight(ss.list, 96))
+		nil, nil, container.NewStack(minHeight(ss.list, 96), container.NewVBox(ss.none)))
+}
+
+// refresh shows the list, or the placeholder when there are no services.
+func (ss *servicesSection) refresh() {
+	ss.list.Refresh()
+	if len(ss.services) == 0 {
+		ss.none.Show()
+	} else {
+		ss.none.Hide()
+	}
 }
 
 func (ss *servicesSection) set(svcs []RecipeService) {
 	ss.services = slices.Clone(svcs)
 	ss.sel = -1
 	ss.list.UnselectAll()
-	ss.list.Refresh()
+	ss.refresh()
 }
 
 func (ss *servicesSection) remove() {
@@ -78,7 +90,7 @@ func (ss *servicesSection) remove() {
 	ss.services = slices.Delete(ss.services, ss.sel, ss.sel+1)
 	ss.sel = -1
 	ss.list.UnselectAll()
-	ss.list.Refresh()
+	ss.refresh()
 	ss.s.onChanged()
 }
 
@@ -188,6 +200,6 @@ func (e *serviceEditor) check(field string) fyne.StringValidator {
 
 func (e *serviceEditor) apply() {
 	e.ss.services, _ = e.with()
-	e.ss.list.Refresh()
+	e.ss.refresh()
 	e.ss.s.onChanged()
 }
