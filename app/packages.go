@@ -144,12 +144,12 @@ func (p *packagesSection) content() fyne.CanvasObject {
 	)
 }
 
-// set shows a recipe's packages.
+// set shows a recipe's packages and resolves them against its archive.
 func (p *packagesSection) set(pkgs []string) {
 	p.chosen = slices.Clone(pkgs)
 	p.entry.SetText("")
 	p.refreshChips()
-	p.estimate()
+	p.reset() // the recipe may name another archive
 }
 
 // reset drops the index (another board or archive) and loads it again when needed.

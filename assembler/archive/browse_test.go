@@ -1,6 +1,7 @@
 package archive
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"net/http"
@@ -186,4 +187,34 @@ func BenchmarkIndexSearch(b *testing.B) {
 			}
 		})
 	}
+}
+
+// FuzzIndexSearch: any query returns at most n distinct packages, and a query naming a package
+// lists it first.
+func FuzzIndexSearch(f *testing.F) {
+	a := NewArchive("amd64")
+	if err := a.Add(&Origin{Suite: "stable", Priority: 500}, bytes.NewReader(archivetest.PackagesText(browseUniverse))); err != nil {
+		f.Fatal(err)
+	}
+	ix := NewIndex(a)
+	for _, s := range []string{"python3", "py", "package drop", "libc6:amd64", "python3 (>= 3", "\n", "é", "ge\nte"} {
+		f.Add(s, 5)
+	}
+	f.Fuzz(func(t *testing.T, q string, n int) {
+		n = n % 50
+		got := ix.Search(q, n)
+		if len(got) > max(n, 0) {
+			t.Fatalf("Search(%q, %d) returned %d", q, n, len(got))
+		}
+		seen := map[string]bool{}
+		for _, e := range got {
+			if seen[e.Name] {
+				t.Fatalf("Search(%q) lists %s twice", q, e.Name)
+			}
+			seen[e.Name] = true
+		}
+		if _, ok := ix.Lookup(q); ok && n > 0 && got[0].Name != q {
+			t.Fatalf("Search(%q) lists %s first", q, got[0].Name)
+		}
+	})
 }

@@ -93,7 +93,7 @@ func packageFrom(para Paragraph) (*Package, error) {
 		case "description":
 			d, _, _ := strings.Cut(v, "\n")
 			if len(d) > 200 {
-				d = strings.ToValidUTF8(d[:200], "")
+				d = strings.TrimSpace(strings.ToValidUTF8(d[:200], ""))
 			}
 			p.Description = strings.Clone(d) // not the long description behind it
 		case "installed-size":
