@@ -277,6 +277,18 @@ keyring = %q
 		t.Errorf("summary from the test archive: %q", got)
 	}
 
+	// The recipe validator's message for a broken request shows in the Packages card.
+	s.pk.choose("python3 (>=")
+	settlePk(t, a)
+	if l := s.errs["packages"]; !l.Visible() || !strings.Contains(l.Text, "write a package name with an optional version") {
+		t.Errorf("validation message under Packages: %q (shown %v)", l.Text, l.Visible())
+	}
+	s.pk.choose("python3")
+	settlePk(t, a)
+	if l := s.errs["packages"]; l.Visible() || !strings.HasPrefix(s.pk.status.Text, "1 package resolved") {
+		t.Errorf("after fixing it: message %q, summary %q", l.Text, s.pk.status.Text)
+	}
+
 	s.svc.list.Select(0)
 	s.svc.edit(s.svc.sel)
 	e := s.svc.editor
