@@ -310,7 +310,7 @@ func editDistance(a, b string, max int) int {
 // IndexCache is an http.RoundTripper for Client that keeps the archive's index files on disk,
 // so front ends can load an archive again without the network: InRelease for MaxAge (or, when
 // the mirror cannot be reached, for as long as its signature and Valid-Until are accepted) and
-// by-hash indices for good. Client still verifies everything it reads, so a damaged cache fails
+// by-hash indices until unused for two weeks. Client still verifies everything it reads, so a damaged cache fails
 // as a damaged mirror would.
 type IndexCache struct {
 	Dir    string
@@ -346,6 +346,10 @@ func (c *IndexCache) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	st, statErr := os.Stat(file)
 	if statErr == nil && (maxAge < 0 || time.Since(st.ModTime()) < maxAge) {
+		if maxAge < 0 {
+			now := time.Now()
+			os.Chtimes(file, now, now) // in use: kept by prune
+		}
 		return cachedResponse(req, file)
 	}
 	resp, err := base.RoundTrip(req)
@@ -365,7 +369,24 @@ func (c *IndexCache) RoundTrip(req *http.Request) (*http.Response, error) {
 	if err := atomicfile.WriteFrom(file, io.LimitReader(resp.Body, DefaultLimits.Total), 0o644); err != nil {
 		return nil, fmt.Errorf("index cache: %w", err)
 	}
+	if maxAge < 0 {
+		c.prune(filepath.Dir(file))
+	}
 	return cachedResponse(req, file)
+}
+
+// unusedIndex is how long an index nobody read stays in the cache: the archive publishes new
+// ones daily, so the cache would otherwise grow by their size each time.
+const unusedIndex = 14 * 24 * time.Hour
+
+// prune removes the indices in dir not used for unusedIndex.
+func (c *IndexCache) prune(dir string) {
+	ents, _ := os.ReadDir(dir)
+	for _, e := range ents {
+		if info, err := e.Info(); err == nil && info.Mode().IsRegular() && time.Since(info.ModTime()) > unusedIndex {
+			os.Remove(filepath.Join(dir, e.Name()))
+		}
+	}
 }
 
 func cachedResponse(req *http.Request, file string) (*http.Response, error) {

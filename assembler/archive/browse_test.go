@@ -122,13 +122,23 @@ func TestIndexEstimate(t *testing.T) {
 	}
 }
 
-// The index cache loads the archive again with the mirror gone, and a damaged cached index
-// fails its hash check instead of being believed.
+// The index cache loads the archive again with the mirror gone, drops indices unused for long,
+// and a damaged cached index fails its hash check instead of being believed.
 func TestIndexCacheOffline(t *testing.T) {
 	ta := archivetest.New(t, browseUniverse, nil)
 	dir := t.TempDir()
+	stale := filepath.Join(dir, "by-hash", strings.Repeat("0", 64))
+	os.MkdirAll(filepath.Dir(stale), 0o755)
+	if err := os.WriteFile(stale, []byte("an index of last month"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	old := time.Now().Add(-30 * 24 * time.Hour)
+	os.Chtimes(stale, old, old)
 	hc := &http.Client{Transport: &IndexCache{Dir: dir}, Timeout: 30 * time.Second}
 	first := browseIndex(t, ta, hc)
+	if _, err := os.Stat(stale); err == nil {
+		t.Error("an index unused for a month was kept")
+	}
 	seen := len(ta.Seen())
 	again := browseIndex(t, ta, hc)
 	if len(ta.Seen()) != seen {
