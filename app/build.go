@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"fyne.io/fyne/v2"
@@ -44,6 +45,10 @@ type buildScreen struct {
 	extraSel                      int
 	errs                          map[string]*widget.Label // validation message per form field
 	general                       *widget.Label            // problems in fields the form does not show
+	pk                            *packagesSection
+	svc                           *servicesSection
+	pkCard                        *widget.Card
+	formScroll                    *container.Scroll
 
 	buildBtn, cancelBtn *widget.Button
 	bar                 *widget.ProgressBar
@@ -90,6 +95,7 @@ var fieldOf = map[string]string{
 	"system.users": "user",
 	"system.wifi":  "wifi",
 	"system.files": "extras", "system.overlays": "extras",
+	"system.packages": "packages", "system.services": "services",
 }
 
 // formField maps a recipe problem's field ("system.users[0].ssh_keys[1]") to the form field showing it.
@@ -108,6 +114,10 @@ func formField(field string) string {
 		return "wifi"
 	case strings.HasPrefix(field, "system.files"), strings.HasPrefix(field, "system.overlays"):
 		return "extras"
+	case strings.HasPrefix(field, "system.packages"), strings.HasPrefix(field, "archive"):
+		return "packages"
+	case strings.HasPrefix(field, "system.services"):
+		return "services"
 	}
 	return ""
 }
@@ -117,6 +127,7 @@ func newBuildScreen(a *App) *buildScreen {
 	s.makeEntries()
 	s.makeExtraList()
 	s.makeMessages()
+	s.pk, s.svc = newPackagesSection(s), newServicesSection(s)
 	header := s.header()
 	split := container.NewHSplit(s.formColumn(), container.NewVScroll(s.buildColumn()))
 	split.SetOffset(0.6)
@@ -162,7 +173,7 @@ func (s *buildScreen) makeExtraList() {
 // fields it does not show.
 func (s *buildScreen) makeMessages() {
 	for _, f := range []string{"name", "version", "board", "hostname", "timezone", "disk", "firmware", "user",
-		"password", "ssh", "wifi", "extras"} {
+		"password", "ssh", "wifi", "extras", "packages", "services"} {
 		l := widget.NewLabel("")
 		l.Importance = widget.DangerImportance
 		l.Wrapping = fyne.TextWrapWord
@@ -204,6 +215,8 @@ func (s *buildScreen) formColumn() fyne.CanvasObject {
 		s.item("SSH keys", container.NewBorder(nil, nil, nil,
 			widget.NewButtonWithIcon("Key file…", theme.FileIcon(), s.onAddKeyFile), s.sshKeys), "ssh"),
 	))
+	s.pkCard = card("Packages", "Debian packages installed with their dependencies", s.pk.content())
+	services := card("Services", "Programs started at boot and restarted when they stop", s.svc.content())
 	wifi := card("Wi-Fi", "Optional: join a wireless network at boot", widget.NewForm(
 		s.item("Network", s.wifiSSID, "wifi"),
 		&widget.FormItem{Text: "Passphrase", Widget: s.wifiPSK},
@@ -215,7 +228,8 @@ func (s *buildScreen) formColumn() fyne.CanvasObject {
 			widget.NewButtonWithIcon("Add folder…", theme.FolderIcon(), s.onAddFolder),
 			widget.NewButtonWithIcon("Remove", theme.DeleteIcon(), s.onRemoveExtra)), s.errs["extras"]),
 		nil, nil, minHeight(s.extraList, 96)))
-	return container.NewVScroll(container.NewVBox(s.general, image, system, wifi, extras))
+	s.formScroll = container.NewVScroll(container.NewVBox(s.general, image, system, s.pkCard, services, wifi, extras))
+	return s.formScroll
 }
 
 // buildColumn is the Build card (buttons, progress, status) above the Result card.
@@ -378,6 +392,8 @@ func (s *buildScreen) setRecipe(r *Recipe) {
 		s.extras = append(s.extras, extra{overlay: o})
 	}
 	s.extraList.Refresh()
+	s.svc.set(r.Services)
+	s.pk.set(r.Packages)
 	if r.Path != "" {
 		s.pathLabel.SetText(r.Path)
 	} else {
@@ -416,6 +432,8 @@ func (s *buildScreen) collect() *Recipe {
 	r.DiskSize = strings.TrimSpace(s.diskSize.Text)
 	r.Board = s.board.Selected
 	r.Firmware = s.firmware.Selected
+	r.Packages = slices.Clone(s.pk.chosen)
+	r.Services = slices.Clone(s.svc.services)
 	r.Files, r.Overlays = nil, nil
 	for _, e := range s.extras {
 		if e.file != nil {
@@ -453,6 +471,7 @@ func (s *buildScreen) onBoard(name string) {
 		s.loading = false
 	}
 	s.onChanged()
+	s.pk.reset() // another architecture
 }
 
 func (s *buildScreen) onChanged() {

@@ -39,9 +39,19 @@ type Recipe struct {
 	Files        []RecipeFile // single files placed in the image
 	Overlays     []string     // folders or tarballs merged into the root filesystem
 	DiskSize     string
-	Board        string // built-in board (pc, arm64-uefi, rpi) or board file
-	Firmware     string // uefi | bios | hybrid | rpi
-	Base         any    // the core's own representation of everything else
+	Board        string          // built-in board (pc, arm64-uefi, rpi) or board file
+	Firmware     string          // uefi | bios | hybrid | rpi
+	Packages     []string        // Debian packages: "python3", "python3 (>= 3.11)"
+	Services     []RecipeService // programs started at boot
+	Base         any             // the core's own representation of everything else
+}
+
+// RecipeService is a [[system.services]] entry.
+type RecipeService struct {
+	Name, Command string
+	User          string // "": root
+	Restart       string // "always" (""), "on-failure" or "no"
+	AfterNetwork  bool
 }
 
 // RecipeFile is one extra file placed in the image: copied from Source, or holding Content.
@@ -83,6 +93,32 @@ type BuildCore interface {
 	Build(ctx context.Context, r *Recipe, p progress.Func) (*BuildResult, error)
 	// Builds lists images built earlier (newest first), for the Flash and Preview pickers.
 	Builds() []BuildResult
+	// Packages loads the package index of the recipe's archive for its architecture (from the
+	// cache when fresh; progress reports the download otherwise).
+	Packages(ctx context.Context, r *Recipe, p progress.Func) (PackageIndex, error)
+}
+
+// PackageInfo is one package a search offers.
+type PackageInfo struct {
+	Name, Version, Description string
+	Size, InstalledSize        int64 // bytes
+}
+
+// PackageEstimate is what a package list resolves to, with what a build adds for it.
+type PackageEstimate struct {
+	Count     int   // packages installed
+	Download  int64 // bytes of .debs
+	Installed int64 // bytes the packages take in the root file system
+}
+
+// PackageIndex searches one archive and resolves package lists against it; safe for concurrent use.
+type PackageIndex interface {
+	// Search returns up to n packages: names starting with query, names containing it, then
+	// short descriptions containing it.
+	Search(query string, n int) []PackageInfo
+	// Estimate resolves packages as a build would; the error names an unsatisfiable chain or
+	// suggests names for an unknown package.
+	Estimate(ctx context.Context, packages []string) (*PackageEstimate, error)
 }
 
 // Partition is one partition of a device, as shown in the flash confirmation.

@@ -8,6 +8,7 @@ import (
 	"image"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"sort"
@@ -19,6 +20,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/kilnproject/kiln/assembler"
+	"github.com/kilnproject/kiln/assembler/archive"
 	"github.com/kilnproject/kiln/assembler/recipe"
 	"github.com/kilnproject/kiln/flasher"
 	"github.com/kilnproject/kiln/flasher/customise"
@@ -63,6 +65,45 @@ type realBuild struct {
 	st     *settings
 	mu     sync.Mutex
 	recent []BuildResult // built in this session, newest first
+
+	idxMu   sync.Mutex
+	indexes map[string]PackageIndex // by archive sources and architecture, for this session
+}
+
+// Packages loads the package index of the recipe's archive (the sources a build uses) through
+// an on-disk index cache in the input cache, and keeps it for the session.
+func (b *realBuild) Packages(ctx context.Context, f *Recipe, p progress.Func) (PackageIndex, error) {
+	r := fromForm(f)
+	srcs, err := assembler.ArchiveSources(r)
+	if err != nil {
+		return nil, err
+	}
+	arch := r.DebianArch()
+	cache := defaultCacheDir()
+	if b.st != nil {
+		cache = b.st.cacheDir()
+	}
+	key := fmt.Sprintf("%s %+v", arch, srcs)
+	b.idxMu.Lock()
+	ix := b.indexes[key]
+	b.idxMu.Unlock()
+	if ix != nil {
+		return ix, nil
+	}
+	c := &archive.Client{Sources: srcs, Arches: []string{arch}, Progress: p,
+		HTTP: &http.Client{Transport: &archive.IndexCache{Dir: filepath.Join(cache, "indices")}}}
+	a, err := c.Load(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("package index: %w", err)
+	}
+	ix = archiveIndex{archive.NewIndex(a)}
+	b.idxMu.Lock()
+	if b.indexes == nil {
+		b.indexes = map[string]PackageIndex{}
+	}
+	b.indexes[key] = ix
+	b.idxMu.Unlock()
+	return ix, nil
 }
 
 func (b *realBuild) New() (*Recipe, error) { return toForm(recipe.Default()), nil }
@@ -193,6 +234,10 @@ func toForm(r *recipe.Recipe) *Recipe {
 	for _, file := range r.System.Files {
 		f.Files = append(f.Files, RecipeFile{Path: file.Path, Source: file.Source, Content: file.Content, Mode: uint32(file.Mode)})
 	}
+	f.Packages = append([]string(nil), r.System.Packages...)
+	for _, sv := range r.System.Services {
+		f.Services = append(f.Services, RecipeService(sv))
+	}
 	return f
 }
 
@@ -247,6 +292,11 @@ func fromForm(f *Recipe) *recipe.Recipe {
 	}
 	r.System.Files = files
 	r.System.Overlays = append([]string(nil), f.Overlays...)
+	r.System.Packages = append([]string(nil), f.Packages...)
+	r.System.Services = nil
+	for _, sv := range f.Services {
+		r.System.Services = append(r.System.Services, recipe.Service(sv))
+	}
 	return &r
 }
 

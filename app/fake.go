@@ -3,6 +3,7 @@ package app
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"image"
@@ -12,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/kilnproject/kiln/assembler/archive"
 	"github.com/kilnproject/kiln/flasher/customise"
 	"github.com/kilnproject/kiln/internal/progress"
 )
@@ -31,10 +33,13 @@ type FakeBuild struct {
 	Steps int
 	Gate  chan struct{}
 	Delay time.Duration // per step, for the demo mode
+	// PackagesErr makes Packages fail (no archive configured, mirror unreachable).
+	PackagesErr error
 
-	mu     sync.Mutex
-	saved  map[string]Recipe
-	builds []BuildResult
+	mu         sync.Mutex
+	indexLoads int
+	saved      map[string]Recipe
+	builds     []BuildResult
 }
 
 func (b *FakeBuild) New() (*Recipe, error) {
@@ -402,4 +407,69 @@ func (s *FakeServe) Publish(ctx context.Context, b *BuildResult) (*PublishedVers
 		Size: b.Size, Published: time.Date(2025, 5, 1, 12, 0, 0, 0, time.UTC)}
 	s.versions = append(s.versions, v)
 	return &v, nil
+}
+
+// fakeArchive is a small Debian archive (name, version, Depends, Installed-Size in KiB, download
+// size, short description) for the tests and the demo mode; mqtt-bridge cannot be installed.
+var fakeArchive = []struct {
+	name, version, fields, desc string
+	kib, size                   int64
+}{
+	{"base-files", "12.4+deb12u5", "Essential: yes\nPriority: required", "Debian base system miscellaneous files", 341, 70560},
+	{"dash", "0.5.12-2", "Essential: yes\nPriority: required\nPre-Depends: libc6 (>= 2.34)", "POSIX-compliant shell", 191, 91200},
+	{"libc6", "2.36-9+deb12u4", "", "GNU C Library: Shared libraries", 12986, 2757000},
+	{"libssl3", "3.0.11-1~deb12u2", "Depends: libc6 (>= 2.34)", "Secure Sockets Layer toolkit - shared libraries", 5763, 2025000},
+	{"libwrap0", "7.6.q-32", "Depends: libc6", "Wietse Venema's TCP wrappers library", 106, 52000},
+	{"adduser", "3.134", "Architecture: all", "add and remove users and groups", 849, 200600},
+	{"mosquitto", "2.0.11-1.2+deb12u1", "Depends: libc6, libssl3 (>= 3.0.0), libwrap0, adduser", "MQTT version 5.0/3.1.1/3.1 compatible message broker", 727, 243000},
+	{"mosquitto-clients", "2.0.11-1.2+deb12u1", "Depends: libc6, libssl3", "Mosquitto command line MQTT clients", 214, 80000},
+	{"mqtt-bridge", "0.9-1", "Depends: mosquitto, libssl3 (>= 3.2)", "bridge between MQTT brokers", 90, 30000},
+	{"python3", "3.11.2-1+b1", "Depends: python3.11 (>= 3.11.2-1~), libpython3-stdlib", "interactive high-level object-oriented language (default python3 version)", 83, 26000},
+	{"python3.11", "3.11.2-6+deb12u2", "Depends: libpython3.11-stdlib, libc6", "Interactive high-level object-oriented language (version 3.11)", 2104, 573000},
+	{"libpython3.11-stdlib", "3.11.2-6+deb12u2", "Depends: libc6, libssl3", "Interactive high-level object-oriented language (standard library, version 3.11)", 7918, 1798000},
+	{"libpython3-stdlib", "3.11.2-1+b1", "Depends: libpython3.11-stdlib", "interactive high-level object-oriented language (default python3 version)", 25, 9000},
+	{"python3-yaml", "6.0-3+b2", "Depends: python3", "YAML parser and emitter for Python3", 767, 148000},
+	{"python3-paho-mqtt", "1.6.1-1", "Architecture: all\nDepends: python3", "MQTT client class (Python 3)", 337, 59000},
+	{"dropbear", "2022.83-1+deb12u1", "Depends: dropbear-bin, libc6\nProvides: ssh-server", "lightweight SSH2 server and client - startup scripts", 40, 17000},
+	{"dropbear-bin", "2022.83-1+deb12u1", "Depends: libc6", "lightweight SSH2 server and client - command line tools", 534, 232000},
+	{"openssh-server", "1:9.2p1-2+deb12u3", "Depends: libc6, libssl3, adduser\nProvides: ssh-server", "secure shell (SSH) server, for secure access from remote machines", 1954, 457000},
+	{"wpasupplicant", "2:2.10-12", "Depends: libc6, libssl3", "client support for WPA and WPA2 (IEEE 802.11i)", 3917, 1480000},
+}
+
+// fakePackageIndex indexes fakeArchive the way the real core indexes a Debian archive.
+func fakePackageIndex() (PackageIndex, error) {
+	var b strings.Builder
+	for _, p := range fakeArchive {
+		arch := "amd64"
+		fields := p.fields
+		if strings.HasPrefix(fields, "Architecture: all") {
+			arch, fields = "all", strings.TrimPrefix(strings.TrimPrefix(fields, "Architecture: all"), "\n")
+		}
+		fmt.Fprintf(&b, "Package: %s\nVersion: %s\nArchitecture: %s\n", p.name, p.version, arch)
+		if fields != "" {
+			b.WriteString(fields + "\n")
+		}
+		sum := sha256.Sum256([]byte(p.name + p.version))
+		fmt.Fprintf(&b, "Installed-Size: %d\nFilename: pool/main/%s/%s/%s_%s_%s.deb\nSize: %d\nSHA256: %x\nDescription: %s\n long description\n\n",
+			p.kib, p.name[:1], p.name, p.name, strings.ReplaceAll(p.version, ":", "_"), arch, p.size, sum, p.desc)
+	}
+	a := archive.NewArchive("amd64")
+	if err := a.Add(&archive.Origin{URI: "http://archive.invalid/debian", Suite: "bookworm", Component: "main", Priority: 500},
+		strings.NewReader(b.String())); err != nil {
+		return nil, err
+	}
+	return archiveIndex{archive.NewIndex(a)}, nil
+}
+
+// Packages indexes the fake archive, or fails with PackagesErr.
+func (b *FakeBuild) Packages(ctx context.Context, r *Recipe, p progress.Func) (PackageIndex, error) {
+	b.mu.Lock()
+	b.indexLoads++
+	err := b.PackagesErr
+	b.mu.Unlock()
+	if err != nil {
+		return nil, err
+	}
+	p.Report(progress.Event{Phase: "indices", Done: 1, Total: 1, Message: "bookworm main"})
+	return fakePackageIndex()
 }

@@ -54,6 +54,12 @@ func formatPackage(p *Package) string {
 		rel("Provides", rs)
 	}
 	fmt.Fprintf(&b, "Filename: %s\nSize: %d\nSHA256: %s\n", p.Filename, p.Size, p.SHA256)
+	if p.Description != "" {
+		fmt.Fprintf(&b, "Description: %s\n", p.Description)
+	}
+	if p.InstalledSize != 0 {
+		fmt.Fprintf(&b, "Installed-Size: %d\n", p.InstalledSize>>10)
+	}
 	return b.String()
 }
 

@@ -32,6 +32,8 @@ type Package struct {
 	Size                int64
 	SHA256              string
 	Origin              *Origin
+	Description         string // the short description (the field's first line)
+	InstalledSize       int64  // Installed-Size in bytes (the field is in KiB)
 }
 
 // ID is the package's "name:arch=version".
@@ -88,6 +90,19 @@ func packageFrom(para Paragraph) (*Package, error) {
 			}
 		case "sha256":
 			p.SHA256 = v
+		case "description":
+			d, _, _ := strings.Cut(v, "\n")
+			if len(d) > 200 {
+				d = strings.TrimSpace(strings.ToValidUTF8(d[:200], ""))
+			}
+			p.Description = strings.Clone(d) // not the long description behind it
+		case "installed-size":
+			var kib int64
+			kib, err = strconv.ParseInt(v, 10, 64)
+			if err == nil && (kib < 0 || kib > 1<<40) {
+				err = fmt.Errorf("Installed-Size out of range")
+			}
+			p.InstalledSize = kib << 10
 		}
 		if err != nil {
 			return nil, fmt.Errorf("field %s: %w", f.Name, err)
@@ -128,7 +143,7 @@ var knownFields = map[string]string{}
 
 func init() {
 	for _, f := range []string{"Package", "Version", "Architecture", "Multi-Arch", "Essential", "Priority", "Depends",
-		"Pre-Depends", "Conflicts", "Breaks", "Provides", "Filename", "Size", "SHA256"} {
+		"Pre-Depends", "Conflicts", "Breaks", "Provides", "Filename", "Size", "SHA256", "Description", "Installed-Size"} {
 		knownFields[f] = strings.ToLower(f)
 		knownFields[strings.ToLower(f)] = strings.ToLower(f)
 	}
