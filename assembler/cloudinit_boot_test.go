@@ -113,19 +113,7 @@ func TestBootCloudInit(t *testing.T) {
 	}
 	defer client.Close()
 	t.Logf("logged in %.1fs after boot", time.Since(g.start).Seconds())
-	run := func(cmd string) string {
-		t.Helper()
-		s, err := client.NewSession()
-		if err != nil {
-			t.Fatalf("ssh session: %v", err)
-		}
-		defer s.Close()
-		out, err := s.CombinedOutput(cmd)
-		if err != nil {
-			t.Errorf("%s: %v\n%s", cmd, err, out)
-		}
-		return strings.TrimSpace(string(out))
-	}
+	run := func(cmd string) string { t.Helper(); return sshRun(t, client, cmd) }
 	if got := run("hostname"); got != "cloud-flashed" {
 		t.Errorf("hostname printed %q, want cloud-flashed", got)
 	}

@@ -118,19 +118,7 @@ func TestBootSSH(t *testing.T) {
 	}
 	c := login()
 	t.Logf("logged in %.1fs after boot", time.Since(g.start).Seconds())
-	run := func(c *ssh.Client, cmd string) string {
-		t.Helper()
-		s, err := c.NewSession()
-		if err != nil {
-			t.Fatalf("ssh session: %v", err)
-		}
-		defer s.Close()
-		out, err := s.CombinedOutput(cmd)
-		if err != nil {
-			t.Errorf("%s: %v\n%s", cmd, err, out)
-		}
-		return strings.TrimSpace(string(out))
-	}
+	run := func(c *ssh.Client, cmd string) string { t.Helper(); return sshRun(t, c, cmd) }
 	if got := run(c, "python3 -c 'print(6*7)'"); got != "42" {
 		t.Errorf("python3 printed %q, want 42", got)
 	}
