@@ -108,7 +108,11 @@ func (b *builder) readInputs(ctx context.Context) error {
 	g.Go(func() error {
 		pkg := kernel
 		var err error
-		in.kernel, err = b.readKernel(gctx, pkg, r.Kernel.Modules)
+		want := r.Kernel.Modules
+		if usesRoot(r) {
+			want = append(append([]string(nil), want...), rootModules...)
+		}
+		in.kernel, err = b.readKernel(gctx, pkg, want)
 		if err != nil {
 			return fmt.Errorf("kernel %s: %w", pkg.Name, err)
 		}
