@@ -439,7 +439,10 @@ func (b *builder) writeDisk(ctx context.Context, img string, esp []fat.File) err
 		if r.Board.DataSize != 0 {
 			need = l.ESPOffset + l.ESPSize + 2*size + l.DataSize + 1<<20
 		}
-		if need > l.DiskSize {
+		if !r.IsSet("board.disk_size") {
+			// The board's disk size is for the image without root partitions: add them.
+			layout.Size = l.DiskSize + 2*size
+		} else if need > l.DiskSize {
 			return fmt.Errorf("board.disk_size: %d MiB do not hold the ESP, two root partitions of %d MiB (board.root_size) and the data partition: make it at least %d MiB",
 				l.DiskSize>>20, size>>20, (need+(1<<20)-1)>>20)
 		}
@@ -450,7 +453,7 @@ func (b *builder) writeDisk(ctx context.Context, img string, esp []fat.File) err
 			return err
 		}
 	}
-	b.phase(PhaseDisk, "writing the disk image", l.DiskSize)
+	b.phase(PhaseDisk, "writing the disk image", layout.Size)
 	dr, err := disk.Write(ctx, img, layout, b.prog)
 	if err != nil {
 		return err

@@ -91,7 +91,8 @@ func TestBootSSH(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("built in %.1fs: %d MiB UKI", time.Since(start).Seconds(), loadManifest(t, res).UKI.Size>>20)
+	t.Logf("built in %.1fs: %d MiB UKI, %d MiB root", time.Since(start).Seconds(), loadManifest(t, res).UKI.Size>>20, loadManifest(t, res).Root.Size>>20)
+	checkRootLayout(t, res)
 	m := loadManifest(t, res)
 	for _, f := range m.Files {
 		if strings.Contains(f.Path, "host_key") || strings.Contains(f.Path, "ssh_host_") {
@@ -145,6 +146,10 @@ func TestBootSSH(t *testing.T) {
 		}
 		return strings.TrimSpace(string(out))
 	}
+	if got := run(c, "cat /run/kiln/root; findmnt -n -o FSTYPE,OPTIONS / | awk '{split($2, o, \",\"); print $1, o[1]}'"); got != "root-a\nerofs ro" {
+		t.Errorf("root: %q, want the read-only EROFS root from root-a", got)
+	}
+	checkReadOnlyRoot(g)
 	if got := run(c, "python3 -c 'print(6*7)'"); got != "42" {
 		t.Errorf("python3 printed %q, want 42", got)
 	}
