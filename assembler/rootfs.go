@@ -7,6 +7,7 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"fmt"
+	"io"
 	"slices"
 	"sort"
 
@@ -82,7 +83,8 @@ func (b *builder) buildRoot(ctx context.Context, spec initramfs.Spec) (*rootImag
 			UID: f.UID, GID: f.GID}
 	}
 	var buf bytes.Buffer
-	if _, err := erofs.Write(ctx, &buf, ef, b.opts.SourceDateEpoch); err != nil {
+	h := sha256.New()
+	if _, err := erofs.Write(ctx, io.MultiWriter(&buf, h), ef, b.opts.SourceDateEpoch); err != nil {
 		return nil, fmt.Errorf("root filesystem: %w", err)
 	}
 	for _, f := range files {
@@ -90,8 +92,7 @@ func (b *builder) buildRoot(ctx context.Context, spec initramfs.Spec) (*rootImag
 			b.manifest.Files = append(b.manifest.Files, pf)
 		}
 	}
-	sum := sha256.Sum256(buf.Bytes())
-	img := &rootImage{data: buf.Bytes(), id: id, sha256: hex.EncodeToString(sum[:])}
+	img := &rootImage{data: buf.Bytes(), id: id, sha256: hex.EncodeToString(h.Sum(nil))}
 	b.manifest.Root = &RootInfo{File: rootName(b.r), FS: "erofs", ID: id, Size: int64(len(img.data)), SHA256: img.sha256}
 	b.log.WithField("id", id).WithField("size", len(img.data)).Debug("root filesystem built")
 	return img, nil
