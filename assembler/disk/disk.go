@@ -245,7 +245,7 @@ func plan(l Layout) ([]*gpt.Partition, error) {
 		case p.FS != FSNone && p.FS != FSFAT32 && p.FS != FSImage:
 			return nil, fmt.Errorf("%s: filesystem %q is not supported (fat32, image, or none)", where, p.FS)
 		case p.FS != FSFAT32 && p.Files != nil:
-			return nil, fmt.Errorf("%s: files given for a partition without a FAT filesystem", where)
+			return nil, fmt.Errorf("%s: files given for a partition without a filesystem that holds files (fat32)", where)
 		case p.FS != FSImage && p.Image != nil:
 			return nil, fmt.Errorf("%s: an image given for a partition of filesystem %q", where, p.FS)
 		case p.Size < 0:
