@@ -280,7 +280,8 @@ func TestBuildInstallsPackages(t *testing.T) {
 	if err := assembler.WriteLock(filepath.Join(dir, assembler.LockName), l); err != nil {
 		t.Fatal(err)
 	}
-	opts.OutDir = filepath.Join(t.TempDir(), "out")
+	// Into the first build's directory: a previous package build (its root image too) is replaced.
+	opts.OutDir = filepath.Dir(res.Image)
 	res3, err := assembler.Build(t.Context(), r, opts)
 	if err != nil {
 		t.Fatal(err)
