@@ -211,8 +211,8 @@ func TestBootSSH(t *testing.T) {
 	}
 }
 
-// sshBootTimeout bounds each boot of the package image (77 MiB UKI): 50–95 s under TCG on a
-// loaded machine.
+// sshBootTimeout bounds each boot of the package image (10 MiB UKI, root on root-a): 25–45 s
+// under TCG on a loaded machine.
 const sshBootTimeout = 4 * time.Minute
 
 // dialSSH logs in on 127.0.0.1:port, reporting the server's host key to hostKey.
