@@ -291,7 +291,6 @@ func TestBuildInstallsPackages(t *testing.T) {
 	}
 }
 
-
 // unpackRoot extracts a root filesystem image with erofs-utils' fsck.erofs and returns the
 // directory.
 func unpackRoot(t *testing.T, file string) string {

@@ -4,12 +4,17 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
-	"encoding/binary"
 	"encoding/hex"
 	"fmt"
 	"io"
+	"io/fs"
+	"runtime"
 	"slices"
 	"sort"
+	"strings"
+	"sync/atomic"
+
+	"golang.org/x/sync/errgroup"
 
 	"github.com/kilnproject/kiln/assembler/erofs"
 	"github.com/kilnproject/kiln/assembler/initramfs"
@@ -53,17 +58,43 @@ type rootImage struct {
 	sha256 string
 }
 
-// rootID derives the root filesystem's id from its files: paths, types, modes, owners, contents.
-func rootID(files []initramfs.File) string {
-	sorted := append([]initramfs.File(nil), files...)
-	sort.Slice(sorted, func(i, j int) bool { return sorted[i].Path < sorted[j].Path })
+// hashFiles returns the SHA-256 of every regular file's contents (hex; "" for other entries),
+// hashed on all cores.
+func hashFiles(ctx context.Context, files []initramfs.File) ([]string, error) {
+	sums := make([]string, len(files))
+	var next atomic.Int64
+	g, ctx := errgroup.WithContext(ctx)
+	for w := 0; w < runtime.GOMAXPROCS(0); w++ {
+		g.Go(func() error {
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= len(files) {
+					return nil
+				}
+				if i%256 == 0 && ctx.Err() != nil {
+					return ctx.Err()
+				}
+				if files[i].Mode.IsRegular() {
+					sums[i] = sha256Hex(files[i].Data)
+				}
+			}
+		})
+	}
+	return sums, g.Wait()
+}
+
+// rootID derives the root filesystem's id from its files: paths, types, modes, owners, device
+// numbers, symlink targets and the contents' SHA-256 (sums, as hashFiles returns them).
+func rootID(files []initramfs.File, sums []string) string {
+	idx := make([]int, len(files))
+	for i := range idx {
+		idx[i] = i
+	}
+	sort.Slice(idx, func(a, b int) bool { return files[idx[a]].Path < files[idx[b]].Path })
 	h := sha256.New()
-	var n [8]byte
-	for _, f := range sorted {
-		fmt.Fprintf(h, "%s\x00%d %d %d %d %d\x00%s\x00", f.Path, uint32(f.Mode), f.UID, f.GID, f.Major, f.Minor, f.Target)
-		binary.LittleEndian.PutUint64(n[:], uint64(len(f.Data)))
-		h.Write(n[:])
-		h.Write(f.Data)
+	for _, i := range idx {
+		f := files[i]
+		fmt.Fprintf(h, "%s\x00%d %d %d %d %d\x00%s\x00%s\n", f.Path, uint32(f.Mode), f.UID, f.GID, f.Major, f.Minor, f.Target, sums[i])
 	}
 	return hex.EncodeToString(h.Sum(nil))[:32]
 }
@@ -75,8 +106,14 @@ func (b *builder) buildRoot(ctx context.Context, spec initramfs.Spec) (*rootImag
 	if err != nil {
 		return nil, err
 	}
-	id := rootID(files)
-	files = append(files, initramfs.File{Path: RootIDFile[1:], Mode: 0o644, Data: []byte(id + "\n"), Origin: "kiln:root-id"})
+	sums, err := hashFiles(ctx, files)
+	if err != nil {
+		return nil, err
+	}
+	id := rootID(files, sums)
+	idFile := []byte(id + "\n")
+	files = append(files, initramfs.File{Path: RootIDFile[1:], Mode: 0o644, Data: idFile, Origin: "kiln:root-id"})
+	sums = append(sums, sha256Hex(idFile))
 	ef := make([]erofs.File, len(files))
 	for i, f := range files {
 		ef[i] = erofs.File{Path: f.Path, Mode: f.Mode, Data: f.Data, Target: f.Target, Major: f.Major, Minor: f.Minor,
@@ -87,9 +124,15 @@ func (b *builder) buildRoot(ctx context.Context, spec initramfs.Spec) (*rootImag
 	if _, err := erofs.Write(ctx, io.MultiWriter(&buf, h), ef, b.opts.SourceDateEpoch); err != nil {
 		return nil, fmt.Errorf("root filesystem: %w", err)
 	}
-	for _, f := range files {
-		if pf, ok := placed("root:", f.Path, f.Mode, f.Data, f.Target, f.Origin); ok {
-			b.manifest.Files = append(b.manifest.Files, pf)
+	for i, f := range files {
+		path := "root:/" + strings.TrimPrefix(f.Path, "/")
+		switch {
+		case f.Mode&fs.ModeSymlink != 0:
+			b.manifest.Files = append(b.manifest.Files, PlacedFile{Path: path, Mode: fmt.Sprintf("%04o", f.Mode.Perm()),
+				Size: int64(len(f.Target)), Target: f.Target, Origin: f.Origin})
+		case f.Mode.IsRegular():
+			b.manifest.Files = append(b.manifest.Files, PlacedFile{Path: path, Mode: fmt.Sprintf("%04o", f.Mode.Perm()),
+				Size: int64(len(f.Data)), SHA256: sums[i], Origin: f.Origin})
 		}
 	}
 	img := &rootImage{data: buf.Bytes(), id: id, sha256: hex.EncodeToString(h.Sum(nil))}
