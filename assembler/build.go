@@ -60,8 +60,9 @@ type Result struct {
 	Manifest    string `json:"manifest"`
 	SBOM        string `json:"sbom"` // CycloneDX 1.5 JSON
 	UpdateDir   string `json:"update_dir"`
-	UKI         string `json:"uki"`           // the UKI inside UpdateDir
-	ISO         string `json:"iso,omitempty"` // the ISO image, when the recipe asks for one
+	UKI         string `json:"uki"`            // the UKI inside UpdateDir
+	ISO         string `json:"iso,omitempty"`  // the ISO image, when the recipe asks for one
+	Root        string `json:"root,omitempty"` // the root filesystem image inside UpdateDir (package images)
 	ImageSHA256 string `json:"image_sha256"`
 	ImageSize   int64  `json:"image_size"`
 	MappedBytes int64  `json:"mapped_bytes"` // bytes of the image holding data (what a flash writes)
@@ -138,6 +139,9 @@ func Build(ctx context.Context, r *recipe.Recipe, opts Options) (res *Result, er
 	b.res.SBOM = filepath.Join(out, SBOMName(r.Name))
 	b.res.UpdateDir = filepath.Join(out, "update")
 	b.res.UKI = filepath.Join(b.res.UpdateDir, ukiName(r))
+	if b.manifest.Root != nil {
+		b.res.Root = filepath.Join(b.res.UpdateDir, b.manifest.Root.File)
+	}
 	if b.manifest.ISO != nil {
 		b.res.ISO = filepath.Join(out, b.manifest.ISO.File)
 	}
@@ -156,6 +160,7 @@ type builder struct {
 	prog  progress.Func
 
 	inputs   inputs
+	root     *rootImage // the root filesystem of a package image (usesRoot); nil: root in the initramfs
 	store    *lockStore // nil: packages from Cache/debs only
 	manifest Manifest
 	res      *Result
@@ -219,8 +224,12 @@ func (b *builder) run(ctx context.Context) error {
 
 	b.phase(PhaseUKI, "building the unified kernel image", 0)
 	osrel := osRelease(r)
+	cmdline := r.Kernel.Cmdline
+	if b.root != nil {
+		cmdline = strings.TrimSpace(cmdline + " kiln.root=" + b.root.id)
+	}
 	ukiData, err := uki.Build(uki.Input{Stub: in.stub, Kernel: in.kernel.image, Initrd: rd.Data,
-		Cmdline: r.Kernel.Cmdline, OSRelease: string(osrel), Uname: in.kernel.release})
+		Cmdline: cmdline, OSRelease: string(osrel), Uname: in.kernel.release})
 	if err != nil {
 		return fmt.Errorf("unified kernel image: %w", err)
 	}
@@ -236,7 +245,7 @@ func (b *builder) run(ctx context.Context) error {
 	bundleDone := make(chan struct{})
 	go func() {
 		defer close(bundleDone)
-		_, bundleErr = writeBundle(b.st.path("update"), r, ukiData, b.manifest.UKI.SHA256)
+		_, bundleErr = writeBundle(b.st.path("update"), r, ukiData, b.manifest.UKI.SHA256, b.root)
 	}()
 	defer func() { <-bundleDone }() // never remove the build directory while it is written to
 
@@ -293,6 +302,22 @@ func (b *builder) initramfs(ctx context.Context) (*initramfs.Result, error) {
 	spec.Services = append(spec.Services, in.services...)
 	if w := r.System.WiFi; w != nil {
 		spec.WiFi = &initramfs.WiFi{SSID: w.SSID, PSK: w.PSK, Country: w.Country}
+	}
+	if usesRoot(r) {
+		if b.root, err = b.buildRoot(ctx, spec); err != nil {
+			return nil, err
+		}
+		spec.Kernel.Load = bootModules(r, spec.Kernel.Load)
+		rd, err := initramfs.BuildBoot(ctx, spec)
+		if err != nil {
+			return nil, err
+		}
+		for _, f := range rd.Files {
+			if pf, ok := placed("initramfs:", f.Path, f.Mode, f.Data, f.Target, f.Origin); ok {
+				b.manifest.Files = append(b.manifest.Files, pf)
+			}
+		}
+		return rd, nil
 	}
 	rd, err := initramfs.Build(ctx, spec)
 	if err != nil {
@@ -398,13 +423,38 @@ func (b *builder) writeDisk(ctx context.Context, img string, esp []fat.File) err
 	if !r.Board.UEFI() {
 		layout.Partitions[0].Type = disk.TypeData // no EFI system partition: firmware and preview see a BIOS disk
 	}
+	if b.root != nil {
+		size, err := rootSize(r, int64(len(b.root.data)))
+		if err != nil {
+			return err
+		}
+		data := layout.Partitions[1]
+		if r.Board.DataSize == 0 {
+			data.Size = 0 // the rest of the disk, after the root partitions
+		}
+		layout.Partitions = []disk.Partition{layout.Partitions[0],
+			{Name: rootPartitions[0], Type: disk.TypeLinux, Size: size, GUID: stableGUID(r.Name, "root-a"), FS: disk.FSImage, Image: b.root.data},
+			{Name: rootPartitions[1], Type: disk.TypeLinux, Size: size, GUID: stableGUID(r.Name, "root-b")},
+			data}
+		need := l.ESPOffset + l.ESPSize + 2*size + int64(recipe.MinFATPartition) + 1<<20
+		if r.Board.DataSize != 0 {
+			need = l.ESPOffset + l.ESPSize + 2*size + l.DataSize + 1<<20
+		}
+		if !r.IsSet("board.disk_size") {
+			// The board's disk size is for the image without root partitions: add them.
+			layout.Size = l.DiskSize + 2*size
+		} else if need > l.DiskSize {
+			return fmt.Errorf("board.disk_size: %d MiB do not hold the ESP, two root partitions of %d MiB (board.root_size) and the data partition: make it at least %d MiB",
+				l.DiskSize>>20, size>>20, (need+(1<<20)-1)>>20)
+		}
+	}
 	if r.Board.BIOS() {
 		var err error
 		if layout.BIOS, err = b.biosBoot(); err != nil {
 			return err
 		}
 	}
-	b.phase(PhaseDisk, "writing the disk image", l.DiskSize)
+	b.phase(PhaseDisk, "writing the disk image", layout.Size)
 	dr, err := disk.Write(ctx, img, layout, b.prog)
 	if err != nil {
 		return err

@@ -108,7 +108,11 @@ func (b *builder) readInputs(ctx context.Context) error {
 	g.Go(func() error {
 		pkg := kernel
 		var err error
-		in.kernel, err = b.readKernel(gctx, pkg, kernelModules(r))
+		want := kernelModules(r)
+		if usesRoot(r) {
+			want = appendMissing(want, rootModules)
+		}
+		in.kernel, err = b.readKernel(gctx, pkg, want)
 		if err != nil {
 			return fmt.Errorf("kernel %s: %w", pkg.Name, err)
 		}

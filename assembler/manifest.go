@@ -34,6 +34,18 @@ type Manifest struct {
 	UKI        UKIInfo       `json:"uki"`
 	Files      []PlacedFile  `json:"files"`
 	ISO        *ISOInfo      `json:"iso,omitempty"` // [outputs] iso
+	// Root is the read-only root filesystem of a package image (partition root-a).
+	Root *RootInfo `json:"root,omitempty"`
+}
+
+// RootInfo describes the root filesystem image: its file in the update bundle, its id (on the
+// UKI's command line as kiln.root=<id> and in the root's /etc/kiln/root-id) and checksum.
+type RootInfo struct {
+	File   string `json:"file"`
+	FS     string `json:"fs"` // "erofs"
+	ID     string `json:"id"`
+	Size   int64  `json:"size"`
+	SHA256 string `json:"sha256"`
 }
 
 // BoardInfo names the board an image was built for.

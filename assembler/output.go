@@ -86,7 +86,7 @@ func checkOutDir(out, imageName string) error {
 	if merr != nil || m.Format < 1 || m.Kiln == "" {
 		return refuse("holds no manifest.json of a previous build, so Kiln did not write it")
 	}
-	// The update bundle: update.json and the unified kernel images, nothing else.
+	// The update bundle: update.json, the unified kernel images and root images, nothing else.
 	upd := filepath.Join(out, "update")
 	if fi, err := os.Lstat(upd); err == nil && !fi.IsDir() {
 		return refuse("contains update, which is not the directory a build writes")
@@ -96,7 +96,7 @@ func checkOutDir(out, imageName string) error {
 		return fmt.Errorf("output directory %s: %w", out, err)
 	}
 	for _, e := range bundle {
-		if n := e.Name(); !e.Type().IsRegular() || (n != ota.BundleFile && filepath.Ext(n) != ".efi") {
+		if n := e.Name(); !e.Type().IsRegular() || (n != ota.BundleFile && filepath.Ext(n) != ".efi" && filepath.Ext(n) != ".root") {
 			return refuse("contains update/%s, which a build did not write", n)
 		}
 	}

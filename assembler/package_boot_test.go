@@ -61,9 +61,13 @@ func TestBootPackage(t *testing.T) {
 	}
 	t.Logf("installed %q", names)
 
+	checkRootLayout(t, res)
+
+	ready := regexp.MustCompile(`kiln: ready name=hello version=1\.0\.0`)
 	g := bootVM(t, vmrunner.Config{Image: res.Image, Firmware: vmrunner.FirmwareUEFI, MemoryMiB: 1024})
-	g.expect(regexp.MustCompile(`kiln: ready name=hello version=1\.0\.0`), bootTimeout)
+	g.expect(ready, bootTimeout)
 	g.send("\n")
+	checkReadOnlyRoot(g)
 	g.send(`hello; echo "packages=$(grep -c '^Status: install ok installed' /var/lib/dpkg/status)"` + "\n")
 	g.expect(regexp.MustCompile(`\nHello, world!\r?\n`), bootTimeout)
 	got := g.expect(regexp.MustCompile(`packages=([0-9]+)\r?\n`), bootTimeout)
@@ -78,4 +82,7 @@ func TestBootPackage(t *testing.T) {
 	}
 	g.expect(regexp.MustCompile(`\nfrom a service\r?\n`), bootTimeout)
 	g.expect(regexp.MustCompile(`kiln: service greeter exited with status 0`), bootTimeout)
+	g.vm.Stop()
+
+	checkSlots(t, res, ready)
 }

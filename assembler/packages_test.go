@@ -2,11 +2,14 @@ package assembler_test
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	cdx "github.com/CycloneDX/cyclonedx-go"
 
@@ -15,8 +18,8 @@ import (
 	"github.com/kilnproject/kiln/assembler/archive/archivetest"
 	"github.com/kilnproject/kiln/assembler/deb"
 	"github.com/kilnproject/kiln/assembler/recipe"
-	"github.com/kilnproject/kiln/assembler/uki"
 	"github.com/kilnproject/kiln/internal/progress"
+	"github.com/kilnproject/kiln/internal/testenv"
 	"github.com/kilnproject/kiln/internal/testimage"
 )
 
@@ -175,7 +178,10 @@ func TestBuildInstallsPackages(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	root := unpackUKI(t, res.UKI)
+	if res.Root == "" {
+		t.Fatal("a package image without a root filesystem")
+	}
+	root := unpackRoot(t, res.Root)
 	if b, err := os.ReadFile(filepath.Join(root, "usr/bin/greet")); err != nil || !strings.Contains(string(b), "hello from a package") {
 		t.Errorf("usr/bin/greet: %q, %v", b, err)
 	}
@@ -274,30 +280,27 @@ func TestBuildInstallsPackages(t *testing.T) {
 	if err := assembler.WriteLock(filepath.Join(dir, assembler.LockName), l); err != nil {
 		t.Fatal(err)
 	}
-	opts.OutDir = filepath.Join(t.TempDir(), "out")
+	// Into the first build's directory: a previous package build (its root image too) is replaced.
+	opts.OutDir = filepath.Dir(res.Image)
 	res3, err := assembler.Build(t.Context(), r, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if b, err := os.ReadFile(filepath.Join(unpackUKI(t, res3.UKI), "usr/bin/greet")); err != nil || !strings.Contains(string(b), "a newer greeting") {
+	if b, err := os.ReadFile(filepath.Join(unpackRoot(t, res3.Root), "usr/bin/greet")); err != nil || !strings.Contains(string(b), "a newer greeting") {
 		t.Errorf("after the lock update usr/bin/greet is %q, %v", b, err)
 	}
 }
 
-// unpackUKI unpacks the root filesystem of a unified kernel image.
-func unpackUKI(t *testing.T, file string) string {
+// unpackRoot extracts a root filesystem image with erofs-utils' fsck.erofs and returns the
+// directory.
+func unpackRoot(t *testing.T, file string) string {
 	t.Helper()
-	data, err := os.ReadFile(file)
-	if err != nil {
-		t.Fatal(err)
+	fsck := testenv.Tool(t, "fsck.erofs")
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+	dir := filepath.Join(t.TempDir(), "root")
+	if out, err := exec.CommandContext(ctx, fsck, "--extract="+dir, file).CombinedOutput(); err != nil {
+		t.Fatalf("fsck.erofs --extract: %v\n%s", err, out)
 	}
-	secs, err := uki.Sections(data)
-	if err != nil {
-		t.Fatal(err)
-	}
-	initrd, ok := uki.Find(secs, ".initrd")
-	if !ok {
-		t.Fatal("UKI has no .initrd section")
-	}
-	return unpackInitramfs(t, initrd.Data)
+	return dir
 }

@@ -126,3 +126,20 @@ func (g *guest) send(s string) {
 		g.t.Fatalf("serial console: %v", err)
 	}
 }
+
+// waitStopped waits until the VM exits by itself (a guest that reboots under -no-reboot).
+func (g *guest) waitStopped(timeout time.Duration) {
+	g.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	stop := context.AfterFunc(ctx, func() { g.mu.Lock(); g.cond.Broadcast(); g.mu.Unlock() })
+	defer stop()
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for !g.closed {
+		if ctx.Err() != nil {
+			g.t.Fatalf("the VM did not stop within %s", timeout)
+		}
+		g.cond.Wait()
+	}
+}

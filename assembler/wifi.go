@@ -3,6 +3,7 @@ package assembler
 import (
 	"slices"
 
+	"github.com/kilnproject/kiln/assembler/kmod"
 	"github.com/kilnproject/kiln/assembler/recipe"
 )
 
@@ -39,13 +40,7 @@ func kernelModules(r *recipe.Recipe) []string {
 	if err != nil {
 		return mods
 	}
-	mods = slices.Clone(mods)
-	for _, m := range bd.WiFi.Modules {
-		if !slices.Contains(mods, m) {
-			mods = append(mods, m)
-		}
-	}
-	return mods
+	return appendMissing(mods, bd.WiFi.Modules)
 }
 
 // boardComponents returns the archive components the board needs beyond the recipe's: the
@@ -63,4 +58,18 @@ func boardComponents(r *recipe.Recipe) []string {
 		out = append(out, c)
 	}
 	return out
+}
+
+// bootModules returns the modules the initramfs of an image with a root partition loads: those of
+// load (in order) but the Wi-Fi drivers, which load from the root where their firmware is, and
+// the root's filesystem and overlays.
+func bootModules(r *recipe.Recipe, load []string) []string {
+	var wifi []string
+	if bd, err := r.LoadBoard(); err == nil {
+		wifi = bd.WiFi.Modules
+	}
+	out := slices.DeleteFunc(slices.Clone(load), func(m string) bool {
+		return slices.ContainsFunc(wifi, func(w string) bool { return kmod.Name(w) == kmod.Name(m) })
+	})
+	return appendMissing(out, rootModules)
 }

@@ -62,6 +62,15 @@ garden >/dev/null 2>&1
 tgw=$(timeit garden)
 gn=$(python3 -c 'import json,sys; print(len(json.load(open(sys.argv[1]))["packages"]))' "$work/garden/out/manifest.json")
 n=$(python3 -c 'import json,sys; print(len(json.load(open(sys.argv[1]))["packages"]))' "$work/hello/out/manifest.json")
+# The device image's root filesystem (EROFS on root-a) and its UKI, and the EROFS writers on the
+# same tree: Kiln's (bench/erofsdir) against mkfs.erofs, when installed.
+read -r groot guki < <(python3 -c 'import json,sys; m=json.load(open(sys.argv[1])); print(m["root"]["size"], m["uki"]["size"])' "$work/garden/out/manifest.json")
+mkdir -p "$work/tree"
+fsck.erofs --extract="$work/tree/root" "$work/garden/out/update/garden-1.0.0.root" >/dev/null 2>&1 || true
+"$(bash scripts/go.sh)" build -o "$work/erofsdir" ./bench/erofsdir
+terofs=$(timeit "$work/erofsdir" "$work/tree/root" "$work/tree/kiln.erofs")
+tmkfs=
+if command -v mkfs.erofs >/dev/null; then tmkfs=$(timeit mkfs.erofs -T1704067200 "$work/tree/mk.erofs" "$work/tree/root"); fi
 {
   echo "# Packages"
   echo
@@ -79,4 +88,7 @@ n=$(python3 -c 'import json,sys; print(len(json.load(open(sys.argv[1]))["package
   printf '| kiln build with packages = ["hello"], warm (from kiln.lock) | %.2f s |\n' "$thw"
   printf '| kiln build of python3 mosquitto + SSH key (%d packages), maintainer scripts run (lock and packages cached) | %.2f s |\n' "$gn" "$tgc"
   printf '| the same, warm (configured packages cached) | %.2f s |\n' "$tgw"
+  printf '| its root filesystem (EROFS on root-a) / UKI | %d MiB / %d MiB |\n' "$((groot >> 20))" "$((guki >> 20))"
+  printf '| that root tree written as EROFS: Kiln (bench/erofsdir, reading the tree included) | %.2f s |\n' "$terofs"
+  [ -z "$tmkfs" ] || printf '| the same tree: mkfs.erofs, uncompressed | %.2f s |\n' "$tmkfs"
 } | tee docs/bench-packages.md

@@ -5,7 +5,7 @@ pkgs=(
   # Go toolchain needs (cgo for Fyne and libusb)
   gcc pkg-config libgl1-mesa-dev xorg-dev libxkbcommon-dev libwayland-dev libusb-1.0-0-dev
   # image building and its checks
-  mtools dosfstools gdisk fdisk cpio bmap-tools binutils e2fsprogs kmod
+  mtools dosfstools gdisk fdisk cpio bmap-tools binutils e2fsprogs kmod erofs-utils
   # peers for the cpio and UKI tests (busybox cpio -t, systemd's EFI stub)
   busybox-static systemd-boot-efi
   # compression peers

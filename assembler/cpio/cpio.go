@@ -203,6 +203,10 @@ func cleanName(name string) string {
 	}
 }
 
+// UnixMode converts an fs.FileMode to the st_mode value of <sys/stat.h> (type, permission,
+// setuid, setgid and sticky bits), as stored in the newc header and other Unix filesystems.
+func UnixMode(m fs.FileMode) (uint32, error) { return rawMode(m) }
+
 // rawMode converts an fs.FileMode to the st_mode value stored in the header.
 func rawMode(m fs.FileMode) (uint32, error) {
 	v := uint32(m.Perm())

@@ -10,6 +10,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"regexp"
 	"strings"
@@ -40,6 +41,7 @@ const (
 const (
 	FSNone  = ""      // the partition is left empty (zeros)
 	FSFAT32 = "fat32" // FAT32 holding Files
+	FSImage = "image" // Image written at the partition's start (an EROFS root, say), the rest zeros
 )
 
 // Errors a caller can branch on.
@@ -89,9 +91,11 @@ type Partition struct {
 	Size  int64  // bytes, rounded up to 1 MiB; 0: the rest of the disk (last partition only)
 	Label string // filesystem label
 	GUID  string // unique partition GUID; derive it from the recipe for reproducible images
-	FS    string // FSFAT32 or FSNone
+	FS    string // FSFAT32, FSImage or FSNone
 	// Files is the filesystem's contents; parent directories are implied.
 	Files []fat.File
+	// Image is an FSImage partition's contents, a filesystem built elsewhere.
+	Image []byte
 }
 
 // Result describes a written image.
@@ -192,6 +196,19 @@ func Write(ctx context.Context, path string, layout Layout, prog progress.Func) 
 			pr.Files, pr.Dirs = info.Files, info.Dirs
 			pr.Used, pr.Free = int64(info.UsedClusters)*info.ClusterSize, info.FreeBytes()
 		}
+		if p.FS == FSImage {
+			if err := ctx.Err(); err != nil {
+				return nil, fmt.Errorf("disk %s: %w", path, err)
+			}
+			if err := writeRaw(ctx, w, pr.Start, p.Image, func(done int64) {
+				prog.Report(progress.Event{Phase: "disk", Device: p.Name, Done: done, Total: int64(len(p.Image)),
+					Message: "writing partition " + p.Name})
+			}); err != nil {
+				return nil, fmt.Errorf("disk %s: partition %s: %w", path, p.Name, err)
+			}
+			pr.Used = int64(len(p.Image))
+			pr.Free = pr.Size - pr.Used
+		}
 		res.Partitions = append(res.Partitions, pr)
 	}
 	res.Written = w.Written()
@@ -225,10 +242,12 @@ func plan(l Layout) ([]*gpt.Partition, error) {
 			return nil, fmt.Errorf("%s: GPT names are at most 36 characters", where)
 		case !guidRE.MatchString(p.GUID):
 			return nil, fmt.Errorf("%s: GUID %q is not a GUID (derive one from the recipe)", where, p.GUID)
-		case p.FS != FSNone && p.FS != FSFAT32:
-			return nil, fmt.Errorf("%s: filesystem %q is not supported (fat32, or none)", where, p.FS)
-		case p.FS == FSNone && p.Files != nil:
-			return nil, fmt.Errorf("%s: files given for a partition without a filesystem", where)
+		case p.FS != FSNone && p.FS != FSFAT32 && p.FS != FSImage:
+			return nil, fmt.Errorf("%s: filesystem %q is not supported (fat32, image, or none)", where, p.FS)
+		case p.FS != FSFAT32 && p.Files != nil:
+			return nil, fmt.Errorf("%s: files given for a partition without a filesystem that holds files (fat32)", where)
+		case p.FS != FSImage && p.Image != nil:
+			return nil, fmt.Errorf("%s: an image given for a partition of filesystem %q", where, p.FS)
 		case p.Size < 0:
 			return nil, fmt.Errorf("%s: negative size", where)
 		case p.Size == 0 && i != len(l.Partitions)-1:
@@ -254,6 +273,9 @@ func plan(l Layout) ([]*gpt.Partition, error) {
 				return nil, fmt.Errorf("%w: %s: ends at %d MiB, past the usable end of the %d MiB disk: make the disk larger or the partitions smaller",
 					ErrTooSmall, where, (end+1)*SectorSize>>20, l.Size>>20)
 			}
+		}
+		if size := int64(end-next+1) * SectorSize; int64(len(p.Image)) > size {
+			return nil, fmt.Errorf("%w: %s: an image of %d MiB does not fit its %d MiB", ErrTooSmall, where, (int64(len(p.Image))+Alignment-1)>>20, size>>20)
 		}
 		out = append(out, &gpt.Partition{Index: i + 1, Start: next, End: end, Size: (end - next + 1) * SectorSize,
 			Type: t, Name: p.Name, GUID: g})
@@ -289,4 +311,20 @@ func plan(l Layout) ([]*gpt.Partition, error) {
 func volumeID(guid string) uint32 {
 	sum := sha256.Sum256([]byte("kiln-fat-volume-id\x00" + strings.ToUpper(guid)))
 	return binary.LittleEndian.Uint32(sum[:4])
+}
+
+// writeRaw writes data at off in 4 MiB pieces, reporting progress and checking ctx between them.
+func writeRaw(ctx context.Context, w io.WriterAt, off int64, data []byte, done func(int64)) error {
+	const chunk = 4 << 20
+	for i := 0; i < len(data); i += chunk {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		end := min(i+chunk, len(data))
+		if _, err := w.WriteAt(data[i:end], off+int64(i)); err != nil {
+			return fmt.Errorf("write: %w", err)
+		}
+		done(int64(end))
+	}
+	return nil
 }

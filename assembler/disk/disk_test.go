@@ -241,6 +241,10 @@ func TestWriteErrors(t *testing.T) {
 		{"unknown type", func(l *Layout) { l.Partitions[1].Type = "swap" }, nil, "not one of esp, data, linux"},
 		{"files without filesystem", func(l *Layout) { l.Partitions[1].FS = FSNone }, nil, "without a filesystem"},
 		{"bad disk size", func(l *Layout) { l.Size = 100 }, nil, "multiple of 512"},
+		{"image too big", func(l *Layout) {
+			l.Partitions[1] = Partition{Name: "root-a", Type: TypeLinux, Size: 2 * MiB, GUID: dataGUID, FS: FSImage, Image: make([]byte, 3*MiB)}
+		}, ErrTooSmall, "does not fit"},
+		{"image without FSImage", func(l *Layout) { l.Partitions[1].Image = []byte{1} }, nil, "an image given"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -289,6 +293,43 @@ func TestLinuxPartitionLeftEmpty(t *testing.T) {
 	}
 	if p := res.Partitions[1]; p.Size != 32*MiB || p.Start != 65*MiB {
 		t.Errorf("root-a at %d+%d", p.Start, p.Size)
+	}
+}
+
+// An FSImage partition holds its image at its start, recorded in the written ranges; the rest
+// of the partition stays zeros.
+func TestImagePartition(t *testing.T) {
+	l := testLayout(t)
+	data := bytes.Repeat([]byte("erofs!"), 500_000) // 3 MB, not a whole number of blocks
+	l.Partitions[1] = Partition{Name: "root-a", Type: TypeLinux, Size: 32 * MiB, GUID: dataGUID, FS: FSImage, Image: data}
+	img, res := writeImage(t, l)
+	if out := run(t, "sgdisk", "-v", img); !strings.Contains(out, "No problems found.") {
+		t.Errorf("sgdisk -v:\n%s", out)
+	}
+	p := res.Partitions[1]
+	f, err := os.Open(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	got := make([]byte, p.Size)
+	if _, err := f.ReadAt(got, p.Start); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got[:len(data)], data) || !bytes.Equal(got[len(data):], make([]byte, int(p.Size)-len(data))) {
+		t.Error("the partition does not hold the image followed by zeros")
+	}
+	if p.Used != int64(len(data)) {
+		t.Errorf("used %d, want %d", p.Used, len(data))
+	}
+	covered := false
+	for _, r := range res.Written {
+		if r[0] <= p.Start && r[1] >= p.Start+int64(len(data)) {
+			covered = true
+		}
+	}
+	if !covered {
+		t.Errorf("written ranges %v do not cover the image at %d+%d", res.Written, p.Start, len(data))
 	}
 }
 

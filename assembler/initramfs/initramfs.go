@@ -143,23 +143,54 @@ var (
 
 // Build assembles the root filesystem and writes the compressed archive.
 func Build(ctx context.Context, s Spec) (*Result, error) {
-	if len(s.Busybox.Data) == 0 {
-		return nil, ErrNoBusybox
+	files, err := Tree(ctx, s)
+	if err != nil {
+		return nil, err
 	}
+	return archive(files, s)
+}
+
+// Tree assembles the root filesystem and returns its entries in archive order (parents first):
+// what Build archives, for a root filesystem image instead.
+func Tree(ctx context.Context, s Spec) ([]File, error) {
+	return assemble(ctx, &s, addBase, addPackages, addBusybox, addInit, addServices, addSettings, addModules, addKiln, addExtra)
+}
+
+// BuildBoot writes the initramfs of an image whose root is a filesystem on a partition: busybox,
+// the kernel modules (Spec.Kernel; the storage drivers, erofs and overlay among them) and an /init
+// that mounts the root named by kiln.root= on the kernel command line and switches to it (see
+// assets/init/boot-init). The other fields of Spec go into the root filesystem (Tree).
+func BuildBoot(ctx context.Context, s Spec) (*Result, error) {
 	if s.Compression == "" {
 		s.Compression = Zstd
 	}
+	files, err := assemble(ctx, &s, addBase, addBusybox, addModules, addBootInit)
+	if err != nil {
+		return nil, err
+	}
+	return archive(files, s)
+}
+
+func assemble(ctx context.Context, s *Spec, steps ...func(*tree, *Spec) error) ([]File, error) {
+	if len(s.Busybox.Data) == 0 {
+		return nil, ErrNoBusybox
+	}
 	t := newTree()
-	steps := []func(*tree, *Spec) error{addBase, addPackages, addBusybox, addInit, addServices, addSettings, addModules, addKiln, addExtra}
 	for _, step := range steps {
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		if err := step(t, &s); err != nil {
+		if err := step(t, s); err != nil {
 			return nil, fmt.Errorf("initramfs: %w", err)
 		}
 	}
-	files := t.sorted()
+	return t.sorted(), nil
+}
+
+func archive(files []File, s Spec) (*Result, error) {
+	if s.Compression == "" {
+		s.Compression = Zstd
+	}
 	entries := make([]cpio.Entry, len(files))
 	for i, f := range files {
 		entries[i] = cpio.Entry{Name: f.Path, Mode: f.Mode, UID: f.UID, GID: f.GID, Data: f.Data,
@@ -178,6 +209,26 @@ func Build(ctx context.Context, s Spec) (*Result, error) {
 		return nil, fmt.Errorf("initramfs: compress: %w", err)
 	}
 	return &Result{Data: buf.Bytes(), Compression: s.Compression, Files: files, Size: n}, nil
+}
+
+// addBootInit makes /init the script that finds and mounts the root filesystem, with its
+// settings in /etc/kiln/boot.conf.
+func addBootInit(t *tree, s *Spec) error {
+	b, err := fs.ReadFile(assets.Init, "init/boot-init")
+	if err != nil {
+		return fmt.Errorf("embedded init/boot-init: %w", err)
+	}
+	if err := t.file("init", 0o755, b, "kiln:assets/init/boot-init"); err != nil {
+		return err
+	}
+	wait := s.DiskWait
+	if wait <= 0 {
+		wait = 10
+	}
+	conf := "# Written by kiln: settings for /init.\n" +
+		"KILN_MODULES=" + shellQuote(strings.Join(s.Kernel.Load, " ")) + "\n" +
+		"KILN_DISK_WAIT=" + shellQuote(fmt.Sprint(wait)) + "\n"
+	return t.file("etc/kiln/boot.conf", 0o644, []byte(conf), "kiln")
 }
 
 // NewWriter returns a writer that compresses what is written to it onto w the way Build does;

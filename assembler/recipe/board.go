@@ -73,3 +73,7 @@ func (r *Recipe) applyBoard() []Problem {
 	r.ApplyBoard(b, func(f string) bool { _, ok := r.lines[f]; return ok })
 	return nil
 }
+
+// IsSet reports whether the recipe file sets field ("board.disk_size"), rather than taking the
+// board's or the default value. A recipe made in code sets none.
+func (r *Recipe) IsSet(field string) bool { _, ok := r.lines[field]; return ok }

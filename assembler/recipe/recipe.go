@@ -72,14 +72,17 @@ type Recipe struct {
 // Board selects the board support data (a built-in board or a board file, see package board) and
 // overrides its firmware and disk layout. Fields the recipe leaves out take the board's values.
 type Board struct {
-	Name       string `toml:"name,omitempty"` // built-in board ("pc", "arm64-uefi", "rpi") or board file path; "": by arch
-	Firmware   string `toml:"firmware"`       // FirmwareUEFI, FirmwareBIOS, FirmwareHybrid or FirmwareRPi
-	DiskSize   Size   `toml:"disk_size"`      // whole image
-	ESPSize    Size   `toml:"esp_size"`       // EFI system partition (FAT32)
-	DataSize   Size   `toml:"data_size"`      // data partition; 0 = the rest of the disk
-	Bootloader string `toml:"bootloader"`     // systemd-boot package name or .deb path
-	BootTries  int    `toml:"boot_tries"`     // boot counting: tries a new version gets
-	GRUB       string `toml:"grub"`           // grub-pc-bin package name or .deb path (BIOS boot)
+	Name     string `toml:"name,omitempty"` // built-in board ("pc", "arm64-uefi", "rpi") or board file path; "": by arch
+	Firmware string `toml:"firmware"`       // FirmwareUEFI, FirmwareBIOS, FirmwareHybrid or FirmwareRPi
+	DiskSize Size   `toml:"disk_size"`      // whole image
+	ESPSize  Size   `toml:"esp_size"`       // EFI system partition (FAT32)
+	DataSize Size   `toml:"data_size"`      // data partition; 0 = the rest of the disk
+	// RootSize is each of the two root partitions of a package image; 0: twice the root
+	// filesystem, rounded up to 64 MiB, at least 256 MiB.
+	RootSize   Size   `toml:"root_size,omitempty"`
+	Bootloader string `toml:"bootloader"` // systemd-boot package name or .deb path
+	BootTries  int    `toml:"boot_tries"` // boot counting: tries a new version gets
+	GRUB       string `toml:"grub"`       // grub-pc-bin package name or .deb path (BIOS boot)
 }
 
 // Firmware values.

@@ -156,7 +156,7 @@ func (v *validator) board() {
 	for _, f := range []struct {
 		name string
 		s    Size
-	}{{"board.disk_size", b.DiskSize}, {"board.esp_size", b.ESPSize}, {"board.data_size", b.DataSize}} {
+	}{{"board.disk_size", b.DiskSize}, {"board.esp_size", b.ESPSize}, {"board.data_size", b.DataSize}, {"board.root_size", b.RootSize}} {
 		if f.s%512 != 0 {
 			v.add(f.name, `use whole MiB, such as "512MiB"`, "size %d is not a multiple of the 512-byte sector", int64(f.s))
 			sizeOK = false
