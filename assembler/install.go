@@ -111,6 +111,11 @@ func (b *builder) unpack(ctx context.Context, list []archive.LockedPackage, conf
 	var infos []PackageInfo
 	var status bytes.Buffer
 	var unpacked []dpkgconf.Package
+	if configure {
+		if err := mergeUsr(t); err != nil {
+			return nil, nil, err
+		}
+	}
 	for i, lp := range list {
 		if err := ctx.Err(); err != nil {
 			return nil, nil, err
@@ -148,6 +153,55 @@ func (b *builder) unpack(ctx context.Context, list []archive.LockedPackage, conf
 	return t, infos, nil
 }
 
+// mergedDirs are the top-level directories that are links into /usr on a merged-/usr system:
+// bin, sbin and lib always, lib32, lib64, libx32 and libo32 as packages of the architecture use
+// them (as debootstrap links them).
+var mergedDirs = []string{"bin", "sbin", "lib", "lib32", "lib64", "libx32", "libo32"}
+
+// MergedUsrPackage stands for merged /usr in a package set: package images are built merged, so
+// the resolver prefers it to usrmerge.
+const MergedUsrPackage = "usr-is-merged"
+
+// mergeUsr makes t a merged-/usr tree before packages are unpacked into it, as debootstrap does:
+// /bin, /sbin and /lib are links to their /usr directories. The Essential init-system-helpers
+// then takes usr-is-merged (which checks just that) rather than usrmerge, which converts a tree
+// with perl.
+func mergeUsr(t *fstree.Tree) error {
+	for _, d := range mergedDirs[:3] {
+		if err := t.AddDir("usr/"+d, 0o755, "kiln:merged-usr"); err != nil {
+			return err
+		}
+		if err := t.AddSymlink(d, "usr/"+d, "kiln:merged-usr"); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// usrPath returns the path mapping of packages unpacked into t: on a merged-/usr tree a
+// package's /bin/ls lands in /usr/bin/ls, as dpkg writes it through the link (dpkg's file list
+// still says /bin/ls); /lib64 and the like are linked on first use. Nil when t is not merged.
+func usrPath(t *fstree.Tree) func(string) string {
+	if n := t.Get("bin"); n == nil || !n.IsSymlink() {
+		return nil
+	}
+	return func(p string) string {
+		top, _, _ := strings.Cut(p, "/")
+		if !slices.Contains(mergedDirs, top) {
+			return p
+		}
+		if t.Get(top) == nil {
+			if t.AddDir("usr/"+top, 0o755, "kiln:merged-usr") != nil || t.AddSymlink(top, "usr/"+top, "kiln:merged-usr") != nil {
+				return p
+			}
+		}
+		if n := t.Get(top); n == nil || !n.IsSymlink() {
+			return p
+		}
+		return "usr/" + p
+	}
+}
+
 // installPackage adds one package's files and its dpkg database entries to t and its status
 // paragraph to status.
 func installPackage(t *fstree.Tree, status *bytes.Buffer, pkg *deb.Package, lp archive.LockedPackage, unpacked bool) (PackageInfo, error) {
@@ -160,7 +214,7 @@ func installPackage(t *fstree.Tree, status *bytes.Buffer, pkg *deb.Package, lp a
 	err := t.AddDeb(pkg, func(p string) bool {
 		listing = append(listing, "/"+p)
 		return true
-	}, nil)
+	}, usrPath(t))
 	if err != nil {
 		return info, err
 	}

@@ -172,9 +172,9 @@ func resolve(ctx context.Context, srcs []archive.Source, arch string, reqs, inpu
 	}
 	var pkgs []*archive.Package
 	if len(reqs) > 0 {
-		// The Essential and required base comes with packages: their maintainer scripts need
-		// dpkg, a shell, perl, adduser …
-		if pkgs, err = a.Resolve(reqs, archive.Options{Base: true}); err != nil {
+		// Debian's Essential set comes with packages: their maintainer scripts rely on it
+		// (dpkg, a shell, coreutils …). The tree is built with merged /usr (mergeUsr).
+		if pkgs, err = a.Resolve(reqs, archive.Options{Base: true, Prefer: []string{MergedUsrPackage}}); err != nil {
 			return nil, fmt.Errorf("system.packages: %w", err)
 		}
 	}

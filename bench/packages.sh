@@ -5,7 +5,7 @@
 #    for the versioned kernel), the same three packages and the kernel metapackage;
 #  - `kiln build` of Kiln Tiny from an empty cache (resolve, download, lock, build) and again warm
 #    (the lock and packages cached: no network);
-#  - an image with packages = ["hello"] (GNU hello, its C library and Debian's required base,
+#  - an image with packages = ["hello"] (GNU hello, its C library and Debian's Essential base,
 #    configured by their maintainer scripts): first build, warm rebuild;
 #  - a device image (python3, mosquitto, an SSH key: dropbear added): a build that configures
 #    the packages (lock and packages cached), and a warm rebuild (configured tree cached).

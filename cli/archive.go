@@ -85,7 +85,7 @@ func (f sourceFlags) sources() ([]archive.Source, error) {
 func runPackagesResolve(ctx context.Context, env *Env, args []string) error {
 	fs, common := newFlags(env, "packages resolve", "[--arch A] [--suite S] [--mirror URL --keyring FILE] [--base] [--lock FILE] PKG...")
 	src := addSourceFlags(fs)
-	base := fs.Bool("base", false, "add the Essential and Priority: required base of a Debian system")
+	base := fs.Bool("base", false, "add Debian's Essential set, on merged /usr, as a package image installs it")
 	lockFile := fs.String("lock", "", "write the resolved set to this lockfile (e.g. kiln.lock)")
 	if err := common.parse(env, fs, args, true); err != nil {
 		return err
@@ -103,7 +103,11 @@ func runPackagesResolve(ctx context.Context, env *Env, args []string) error {
 	if err != nil {
 		return err
 	}
-	pkgs, err := a.Resolve(fs.Args(), archive.Options{Base: *base})
+	opt := archive.Options{Base: *base}
+	if *base {
+		opt.Prefer = []string{assembler.MergedUsrPackage}
+	}
+	pkgs, err := a.Resolve(fs.Args(), opt)
 	if err != nil {
 		return err
 	}

@@ -26,6 +26,9 @@ pkgs=(
   cloud-init netplan.io
   # networking tests, benchmarks
   iproute2 socat hyperfine time
+  # package images against mmdebstrap and the usual image tools (bench/mmdebstrap.sh); apt for
+  # the resolver's comparison test
+  mmdebstrap squashfs-tools apt
   # the device database on PostgreSQL, and nginx as the load balancer of several servers
   postgresql nginx
   # package builds as an ordinary user (newuidmap/newgidmap for the user namespace)

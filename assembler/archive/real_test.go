@@ -101,10 +101,10 @@ func (r *aptRoot) simulate(t testing.TB, pkgs []string) []string {
 	return set
 }
 
-// goldenDiffs reads testdata/apt-differences.txt: one "+name:arch" (only Kiln installs it) or
+// goldenDiffs reads a golden file of testdata: one "+name:arch" (only Kiln installs it) or
 // "-name:arch" (only apt does) per line, then "#" and the reason.
-func goldenDiffs(t *testing.T) map[string]string {
-	f, err := os.Open("testdata/apt-differences.txt")
+func goldenDiffs(t *testing.T, file string) map[string]string {
+	f, err := os.Open(filepath.Join("testdata", file))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -120,6 +120,48 @@ func goldenDiffs(t *testing.T) map[string]string {
 		out[strings.TrimSpace(k)] = strings.TrimSpace(why)
 	}
 	return out
+}
+
+// compareSets checks Kiln's set against apt's: every difference must be explained in the golden
+// file, and every explanation must still be needed.
+func compareSets(t *testing.T, got []*Package, want []string, file string) {
+	t.Helper()
+	kiln := map[string]string{}
+	for _, p := range got {
+		kiln[p.Name+":"+p.Arch] = p.Version
+	}
+	aptSet := map[string]string{}
+	for _, e := range want {
+		k, v, _ := strings.Cut(e, "=")
+		aptSet[k] = v
+	}
+	golden := goldenDiffs(t, file)
+	seen := map[string]bool{}
+	for k, v := range kiln {
+		av, ok := aptSet[k]
+		switch {
+		case !ok:
+			seen["+"+k] = true
+			if _, explained := golden["+"+k]; !explained {
+				t.Errorf("Kiln installs %s=%s, apt does not (explain it in testdata/%s or fix the resolver)", k, v, file)
+			}
+		case av != v:
+			t.Errorf("%s: Kiln picks %s, apt %s", k, v, av)
+		}
+	}
+	for k, v := range aptSet {
+		if _, ok := kiln[k]; !ok {
+			seen["-"+k] = true
+			if _, explained := golden["-"+k]; !explained {
+				t.Errorf("apt installs %s=%s, Kiln does not (explain it in testdata/%s or fix the resolver)", k, v, file)
+			}
+		}
+	}
+	for k := range golden {
+		if !seen[k] {
+			t.Errorf("testdata/%s explains %s, which is no longer a difference: remove it", file, k)
+		}
+	}
 }
 
 // TestRealArchiveMatchesApt resolves the request against the real archive named by the host's
@@ -154,40 +196,25 @@ func TestRealArchiveMatchesApt(t *testing.T) {
 	if len(want) < 20 {
 		t.Fatalf("apt-get --simulate listed only %d packages: %q", len(want), want)
 	}
-	kiln := map[string]string{}
-	for _, p := range got {
-		kiln[p.Name+":"+p.Arch] = p.Version
+	compareSets(t, got, want, "apt-differences.txt")
+
+	// What a package image installs: the request on top of the Essential set, on a tree with
+	// merged /usr (the assembler's Prefer), against apt installing the Essential set and the
+	// request, as mmdebstrap --variant=essential --include=… does.
+	got, err = a.Resolve(realRequest, Options{Base: true, Prefer: []string{"usr-is-merged"}})
+	if err != nil {
+		t.Fatal(err)
 	}
-	aptSet := map[string]string{}
-	for _, e := range want {
-		k, v, _ := strings.Cut(e, "=")
-		aptSet[k] = v
-	}
-	golden := goldenDiffs(t)
-	seen := map[string]bool{}
-	for k, v := range kiln {
-		av, ok := aptSet[k]
-		switch {
-		case !ok:
-			seen["+"+k] = true
-			if _, explained := golden["+"+k]; !explained {
-				t.Errorf("Kiln installs %s=%s, apt does not (explain it in testdata/apt-differences.txt or fix the resolver)", k, v)
-			}
-		case av != v:
-			t.Errorf("%s: Kiln picks %s, apt %s", k, v, av)
+	// The Essential packages as mmdebstrap lists them: Essential: yes in the indices (apt's own
+	// ?essential also counts apt itself).
+	var essential []string
+	for _, p := range a.cand {
+		if p.Essential && (p.Arch == "amd64" || p.Arch == "all") {
+			essential = append(essential, p.Name)
 		}
 	}
-	for k, v := range aptSet {
-		if _, ok := kiln[k]; !ok {
-			seen["-"+k] = true
-			if _, explained := golden["-"+k]; !explained {
-				t.Errorf("apt installs %s=%s, Kiln does not (explain it in testdata/apt-differences.txt or fix the resolver)", k, v)
-			}
-		}
-	}
-	for k := range golden {
-		if !seen[k] {
-			t.Errorf("testdata/apt-differences.txt explains %s, which is no longer a difference: remove it", k)
-		}
-	}
+	sort.Strings(essential)
+	want = root.simulate(t, append(essential, realRequest...))
+	t.Logf("with the Essential base: Kiln %d packages, apt-get --simulate with the %d Essential packages %d", len(got), len(essential), len(want))
+	compareSets(t, got, want, "apt-differences-base.txt")
 }

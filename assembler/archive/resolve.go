@@ -11,9 +11,16 @@ import (
 
 // Options tune Resolve.
 type Options struct {
-	// Base adds the packages a minimal Debian system needs: every Essential: yes and
-	// Priority: required package of the native architecture, as mmdebstrap's "required" variant.
+	// Base adds the Essential set, resolved before the requests as apt finds it installed on any
+	// Debian system: every Essential: yes package of the native architecture and its
+	// dependencies, what maintainer scripts may rely on (dpkg, a shell, coreutils …), as
+	// mmdebstrap's "essential" variant. Priority: required packages that are not Essential
+	// (apt, e2fsprogs, tzdata …) do not come with it.
 	Base bool
+	// Prefer names packages that win a dependency they satisfy over its other alternatives and
+	// providers, like a package apt finds already installed: what the target system provides
+	// itself (usr-is-merged on a tree built with merged /usr, as debootstrap does).
+	Prefer []string
 }
 
 // UnsatisfiableError says which request cannot be installed and why, through the chain of
@@ -29,6 +36,7 @@ func (e *UnsatisfiableError) Error() string {
 
 type resolver struct {
 	a      *Archive
+	prefer []string
 	sel    map[string]*Package // "name:arch"
 	byName map[string][]*Package
 	queue  []queued
@@ -41,21 +49,23 @@ type queued struct {
 
 // Resolve returns the closure apt would install for requests, sorted by name and architecture.
 // A request is a relation as in a Depends field: "python3", "python3 (>= 3.11)", "libc6:i386",
-// "mawk | gawk". It follows Pre-Depends and Depends (not Recommends); an alternative is taken
-// when it is already selected, else the first one installable (a candidate satisfying the
-// version, or a provider) that conflicts with nothing selected. Like apt it installs candidate
-// versions only (highest pin priority, then highest version).
+// "mawk | gawk". It follows Pre-Depends and Depends (not Recommends). A dependency already met
+// by a selected package adds nothing; else a preferred package (Options.Prefer) that meets it is
+// taken, else, as apt's MarkInstall chooses, the first alternative installable (a candidate
+// satisfying the version, or a provider, Essential and higher Priority providers first) that
+// conflicts with nothing selected and whose own dependencies all have candidates. Like apt it
+// installs candidate versions only (highest pin priority, then highest version).
 func (a *Archive) Resolve(requests []string, opt Options) ([]*Package, error) {
 	if len(a.Arches) == 0 {
 		return nil, fmt.Errorf("archive: no architecture given")
 	}
 	a.prepare()
-	r := &resolver{a: a, sel: map[string]*Package{}, byName: map[string][]*Package{}}
+	r := &resolver{a: a, prefer: opt.Prefer, sel: map[string]*Package{}, byName: map[string][]*Package{}}
 	var rels []Relation
 	if opt.Base {
 		var names []string
 		for k, p := range a.cand {
-			if (p.Essential || p.Priority == "required") && (p.Arch == a.Native() || p.Arch == "all") {
+			if p.Essential && (p.Arch == a.Native() || p.Arch == "all") {
 				names = append(names, k)
 			}
 		}
@@ -133,20 +143,80 @@ func (r *resolver) satisfy(rel Relation, chain []string, arch string) error {
 			}
 		}
 	}
+	var opts []*Package // installable candidates in preference order
 	var reasons []string
 	for _, d := range alts {
 		cands, why := r.candidates(d, arch)
+		n := 0
 		for _, c := range cands {
 			if other := r.conflicting(c); other != nil {
 				why = fmt.Sprintf("%s %s conflicts with %s %s", c.Name, c.Version, other.Name, other.Version)
 				continue
 			}
-			r.add(c, append(append([]string(nil), chain...), c.Name))
-			return nil
+			opts = append(opts, c)
+			n++
 		}
-		reasons = append(reasons, why)
+		if n == 0 {
+			reasons = append(reasons, why)
+		}
 	}
-	return &UnsatisfiableError{Chain: append(append([]string(nil), chain...), rel.String()), Reason: strings.Join(reasons, "; ")}
+	if len(opts) == 0 {
+		return &UnsatisfiableError{Chain: append(append([]string(nil), chain...), rel.String()), Reason: strings.Join(reasons, "; ")}
+	}
+	pick := opts[0]
+	if p := r.preferred(opts); p != nil {
+		pick = p
+	} else if len(opts) > 1 {
+		// apt skips an alternative it sees cannot be installed one level down; when none can,
+		// the first one fails with its chain.
+		for _, c := range opts {
+			if r.depsHaveCandidates(c) {
+				pick = c
+				break
+			}
+		}
+	}
+	r.add(pick, append(append([]string(nil), chain...), pick.Name))
+	return nil
+}
+
+// preferred returns the first option named in Options.Prefer.
+func (r *resolver) preferred(opts []*Package) *Package {
+	for _, c := range opts {
+		if slices.Contains(r.prefer, c.Name) {
+			return c
+		}
+	}
+	return nil
+}
+
+// depsHaveCandidates reports whether every Pre-Depends and Depends of p is met by a selected
+// package or has an installable candidate, not looking further.
+func (r *resolver) depsHaveCandidates(p *Package) bool {
+	arch := r.ctxArch(p)
+	for _, deps := range [][]Relation{p.PreDepends, p.Depends} {
+		for _, rel := range deps {
+			ok, any := false, false
+			for _, d := range rel {
+				if !d.ForArch(arch) {
+					continue
+				}
+				any = true
+				if slices.ContainsFunc(r.selectedFor(d), func(s *Package) bool { return r.matches(s, d, arch) }) {
+					ok = true
+					break
+				}
+				if cands, _ := r.candidates(d, arch); len(cands) > 0 {
+					ok = true
+					break
+				}
+			}
+			if any && !ok {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 func (r *resolver) add(p *Package, chain []string) {

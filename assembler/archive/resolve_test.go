@@ -14,11 +14,24 @@ var universe = []archivetest.Pkg{
 	archivetest.P("libc6", "2.36-9", "Architecture", "i386", "Multi-Arch", "same"),
 	archivetest.P("base-files", "12.4", "Essential", "yes", "Priority", "required"),
 	archivetest.P("dash", "0.5.12-2", "Essential", "yes", "Priority", "required", "Pre-Depends", "libc6 (>= 2.34)"),
+	// The Essential base: required but not Essential packages stay out; an Essential package's
+	// alternatives are chosen as apt chooses them (usrmerge and its perl), unless preferred.
+	archivetest.P("apt", "2.6.1", "Priority", "required", "Depends", "libc6"),
+	archivetest.P("init-helpers", "1.65", "Architecture", "all", "Essential", "yes", "Priority", "required", "Depends", "usrmerge | usr-is-merged"),
+	archivetest.P("usrmerge", "37", "Architecture", "all", "Provides", "usr-is-merged", "Depends", "perl-full"),
+	archivetest.P("usr-is-merged", "37", "Architecture", "all"),
+	archivetest.P("perl-full", "5.36"),
+	archivetest.P("mawk-e", "1.3", "Essential", "yes", "Priority", "required"),
+	archivetest.P("app-awk", "1.0", "Depends", "gawk-c | mawk-e"),
 	// Alternatives.
 	archivetest.P("awk-a", "1.0", "Depends", "libc6"),
 	archivetest.P("awk-b", "1.0", "Depends", "libc6"),
 	archivetest.P("app-alt", "1.0", "Depends", "awk-a | awk-b"),
 	archivetest.P("app-alt-missing", "1.0", "Depends", "not-in-archive | awk-b"),
+	archivetest.P("awk-broken", "1.0", "Depends", "libc6, not-in-archive"),
+	archivetest.P("awk-broken2", "1.0", "Depends", "also-missing"),
+	archivetest.P("app-alt-broken", "1.0", "Depends", "awk-broken | awk-b"),
+	archivetest.P("app-alt-allbroken", "1.0", "Depends", "awk-broken | awk-broken2"),
 	// Virtual packages and providers.
 	archivetest.P("exim", "4.96", "Priority", "standard", "Provides", "mta"),
 	archivetest.P("postfix", "3.7", "Priority", "optional", "Provides", "mta"),
@@ -71,6 +84,7 @@ func TestResolve(t *testing.T) {
 		name    string
 		req     []string
 		base    bool
+		prefer  []string
 		want    string // names=versions, sorted; ":i386" marks foreign ones
 		wantErr string
 	}{
@@ -104,11 +118,21 @@ func TestResolve(t *testing.T) {
 		{name: "multi-arch same co-installs", req: []string{"libc6", "libc6:i386"}, want: "libc6=2.36-9 libc6=2.36-9:i386"},
 		{name: ":any met by allowed of the native arch", req: []string{"py-tool:i386"}, want: "libc6=2.36-9 py-tool=1.0:i386 python3=3.11.2-1"},
 		{name: "pre-depends followed", req: []string{"app-pre"}, want: "app-pre=1.0 awk-b=1.0 libc6=2.36-9"},
-		{name: "essential and required base", req: []string{"app-virt"}, base: true, want: "app-virt=1.0 base-files=12.4 dash=0.5.12-2 exim=4.96 libc6=2.36-9"},
+		{name: "alternative with a missing dependency skipped", req: []string{"app-alt-broken"}, want: "app-alt-broken=1.0 awk-b=1.0 libc6=2.36-9"},
+		{name: "no alternative installable: the first fails with its chain", req: []string{"app-alt-allbroken"},
+			wantErr: "app-alt-allbroken → awk-broken → not-in-archive: no package not-in-archive in stable"},
+		{name: "essential base, required but not essential left out", req: []string{"app-virt"}, base: true,
+			want: "app-virt=1.0 base-files=12.4 dash=0.5.12-2 exim=4.96 init-helpers=1.65 libc6=2.36-9 mawk-e=1.3 perl-full=5.36 usrmerge=37"},
+		{name: "preferred alternative (merged /usr)", req: []string{"app-virt"}, base: true, prefer: []string{"usr-is-merged"},
+			want: "app-virt=1.0 base-files=12.4 dash=0.5.12-2 exim=4.96 init-helpers=1.65 libc6=2.36-9 mawk-e=1.3 usr-is-merged=37"},
+		{name: "preferred package not needed is not added", req: []string{"app-alt"}, prefer: []string{"usr-is-merged"}, want: "app-alt=1.0 awk-a=1.0 libc6=2.36-9"},
+		{name: "without the base, the first alternative", req: []string{"app-awk"}, want: "app-awk=1.0 gawk-c=1.0"},
+		{name: "the essential base is installed first: its alternative wins", req: []string{"app-awk"}, base: true, prefer: []string{"usr-is-merged"},
+			want: "app-awk=1.0 base-files=12.4 dash=0.5.12-2 init-helpers=1.65 libc6=2.36-9 mawk-e=1.3 usr-is-merged=37"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			got, err := a.Resolve(c.req, Options{Base: c.base})
+			got, err := a.Resolve(c.req, Options{Base: c.base, Prefer: c.prefer})
 			if c.wantErr != "" {
 				var ue *UnsatisfiableError
 				if err == nil || !errors.As(err, &ue) || !strings.Contains(err.Error(), c.wantErr) {
