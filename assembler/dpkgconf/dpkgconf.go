@@ -106,6 +106,9 @@ func Configure(ctx context.Context, t *fstree.Tree, opts Options) (*fstree.Tree,
 	if _, err := os.Stat(filepath.Join(root, strings.TrimPrefix(shell, "/"))); err != nil {
 		return nil, fmt.Errorf("configure packages: no shell in the image (%s): the lock lacks the Essential packages; run `kiln lock --update`", shell)
 	}
+	if err := checkRunnable(root, "/proc/sys/fs/binfmt_misc"); err != nil {
+		return nil, fmt.Errorf("configure packages: %w", err)
+	}
 	var script strings.Builder
 	script.WriteString("set -e\n[ -e /dev/null ] || { echo 'no /dev/null' >&2; exit 1; }\n")
 	for _, p := range order(opts.Packages) {
