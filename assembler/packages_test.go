@@ -257,20 +257,39 @@ func TestBuildInstallsPackages(t *testing.T) {
 		t.Errorf("SBOM lacks the busybox input")
 	}
 
-	// The archive moves on; a build from the lock is byte-identical.
+	// The archive moves on; a build from the lock is byte-identical: with the root image from
+	// the cache, and with the cached root image damaged (it is checked and written again).
 	a.Publish(append(inputs, testPackages(t, "1.0-2", "a newer greeting")[0]), nil)
-	opts.OutDir = filepath.Join(t.TempDir(), "out")
-	res2, err := assembler.Build(t.Context(), r, opts)
-	if err != nil {
-		t.Fatal(err)
+	cachedRoots, _ := filepath.Glob(filepath.Join(opts.Cache, "roots", "*.erofs"))
+	if len(cachedRoots) != 1 {
+		t.Fatalf("cached root images after one build: %q", cachedRoots)
 	}
-	if res2.ImageSHA256 != res.ImageSHA256 {
-		t.Errorf("rebuild from the lock: image %s, first %s", res2.ImageSHA256, res.ImageSHA256)
-	}
-	m1, _ := os.ReadFile(res.Manifest)
-	m2, _ := os.ReadFile(res2.Manifest)
-	if !bytes.Equal(m1, m2) {
-		t.Errorf("rebuild from the lock wrote a different manifest")
+	for _, damage := range []bool{false, true} {
+		if damage {
+			f, err := os.OpenFile(cachedRoots[0], os.O_WRONLY, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			f.WriteAt([]byte("damaged"), 4096)
+			f.Close()
+		}
+		opts.OutDir = filepath.Join(t.TempDir(), "out")
+		res2, err := assembler.Build(t.Context(), r, opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res2.ImageSHA256 != res.ImageSHA256 {
+			t.Errorf("rebuild from the lock (cached root damaged: %v): image %s, first %s", damage, res2.ImageSHA256, res.ImageSHA256)
+		}
+		m1, _ := os.ReadFile(res.Manifest)
+		m2, _ := os.ReadFile(res2.Manifest)
+		if !bytes.Equal(m1, m2) {
+			t.Errorf("rebuild from the lock (cached root damaged: %v) wrote a different manifest", damage)
+		}
+		r1, _ := os.ReadFile(res.Root)
+		if c, err := os.ReadFile(cachedRoots[0]); err != nil || !bytes.Equal(c, r1) {
+			t.Errorf("cached root image (damaged: %v) differs from the built one: %v", damage, err)
+		}
 	}
 	// kiln lock --update takes the new version.
 	l, err := assembler.ResolveLock(t.Context(), r, assembler.LockOptions{Cache: opts.Cache})

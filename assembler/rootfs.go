@@ -14,6 +14,7 @@ import (
 	"strings"
 	"sync/atomic"
 
+	"github.com/sirupsen/logrus"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/kilnproject/kiln/assembler/erofs"
@@ -114,15 +115,20 @@ func (b *builder) buildRoot(ctx context.Context, spec initramfs.Spec) (*rootImag
 	idFile := []byte(id + "\n")
 	files = append(files, initramfs.File{Path: RootIDFile[1:], Mode: 0o644, Data: idFile, Origin: "kiln:root-id"})
 	sums = append(sums, sha256Hex(idFile))
-	ef := make([]erofs.File, len(files))
-	for i, f := range files {
-		ef[i] = erofs.File{Path: f.Path, Mode: f.Mode, Data: f.Data, Target: f.Target, Major: f.Major, Minor: f.Minor,
-			UID: f.UID, GID: f.GID}
-	}
-	var buf bytes.Buffer
-	h := sha256.New()
-	if _, err := erofs.Write(ctx, io.MultiWriter(&buf, h), ef, b.opts.SourceDateEpoch); err != nil {
-		return nil, fmt.Errorf("root filesystem: %w", err)
+	img, cached := b.loadRoot(id)
+	if !cached {
+		ef := make([]erofs.File, len(files))
+		for i, f := range files {
+			ef[i] = erofs.File{Path: f.Path, Mode: f.Mode, Data: f.Data, Target: f.Target, Major: f.Major, Minor: f.Minor,
+				UID: f.UID, GID: f.GID}
+		}
+		var buf bytes.Buffer
+		h := sha256.New()
+		if _, err := erofs.Write(ctx, io.MultiWriter(&buf, h), ef, b.opts.SourceDateEpoch); err != nil {
+			return nil, fmt.Errorf("root filesystem: %w", err)
+		}
+		img = &rootImage{data: buf.Bytes(), id: id, sha256: hex.EncodeToString(h.Sum(nil))}
+		b.saveRoot(img)
 	}
 	for i, f := range files {
 		path := "root:/" + strings.TrimPrefix(f.Path, "/")
@@ -135,9 +141,8 @@ func (b *builder) buildRoot(ctx context.Context, spec initramfs.Spec) (*rootImag
 				Size: int64(len(f.Data)), SHA256: sums[i], Origin: f.Origin})
 		}
 	}
-	img := &rootImage{data: buf.Bytes(), id: id, sha256: hex.EncodeToString(h.Sum(nil))}
 	b.manifest.Root = &RootInfo{File: rootName(b.r), FS: "erofs", ID: id, Size: int64(len(img.data)), SHA256: img.sha256}
-	b.log.WithField("id", id).WithField("size", len(img.data)).Debug("root filesystem built")
+	b.log.WithFields(logrus.Fields{"id": id, "size": len(img.data), "cached": cached}).Debug("root filesystem built")
 	return img, nil
 }
 
