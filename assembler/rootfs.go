@@ -29,7 +29,7 @@ import (
 // only busybox, the kernel modules and the init that mounts the root (assets/init/boot-init).
 
 // rootModules are the modules the initramfs loads to mount the root: its filesystem and the
-// writable overlays over /etc and /var.
+// writable overlays over /etc, /var, /home and /root.
 var rootModules = []string{"erofs", "overlay"}
 
 // RootIDFile holds the root filesystem's id inside the root.
