@@ -3,7 +3,7 @@
 #  - resolve + download (warm: Kiln's input cache and apt's archive cache both filled by an untimed
 #    run; the package indices are fetched each time by both) + assemble the test set (python3
 #    dropbear wpasupplicant mosquitto, an SSH key): `kiln build` with no lock and no cache of
-#    configured trees (so it resolves and runs the maintainer scripts), against
+#    configured trees or root images (so it resolves and runs the maintainer scripts), against
 #    `mmdebstrap --variant=essential --include=…` into a directory plus the usual image tools:
 #    mksquashfs (zstd) of the tree, mkfs.vfat + mcopy of an ESP with the same kernel and
 #    systemd-boot, sgdisk and dd for the GPT disk;
@@ -53,7 +53,7 @@ mkdir -p "$work/garden"
   printf '"%s", ' "${pkgs[@]}" | sed 's/, $//'
   printf ']\n[[system.users]]\nname = "pi"\nssh_keys = ["%s"]\n' "$key"
 } > "$work/garden/kiln.toml"
-kfresh() { rm -rf "$work/garden/kiln.lock" "$work/garden/out" "$work/cache/configured"; }
+kfresh() { rm -rf "$work/garden/kiln.lock" "$work/garden/out" "$work/cache/configured" "$work/cache/roots"; }
 kbuild() { "$KILN" build --recipe "$work/garden/kiln.toml" --out "$work/garden/out"; }
 
 # The peer. The kernel and systemd-boot come from the same packages Kiln's build used, unpacked
@@ -199,11 +199,13 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f×", a / b }'; }
   echo
   echo "Warm means both package caches are filled by an untimed run: Kiln's input cache (\`sha256/\`)"
   echo "and apt's \`/var/cache/apt/archives\` (synced in and out by hooks); both fetch the package"
-  echo "indices every time. Kiln builds without a lock and without its cache of configured trees, so"
+  echo "indices every time. Kiln builds without a lock and without its cache of configured trees and root images, so"
   echo "it resolves and runs the maintainer scripts each time, as mmdebstrap does. The peer's disk has"
   echo "the same kernel and systemd-boot, unpacked once untimed, but no initramfs to mount its root:"
   echo "a lower bound for the peer. mmdebstrap installs usrmerge and perl where Kiln, building merged"
   echo "/usr from the start as debootstrap does, installs usr-is-merged ([archive.md](archive.md#how-packages-are-chosen))."
+  echo "Kiln's root is an uncompressed EROFS image (quick to write and to read, and updates of it as"
+  echo "small deltas), so it maps more bytes than the peer's zstd-compressed squashfs."
   echo
   echo "Boot under TCG (QEMU q35, OVMF, 1 GiB, no KVM), from QEMU's start:"
   echo
