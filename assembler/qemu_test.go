@@ -89,34 +89,48 @@ func bootVM(t *testing.T, cfg vmrunner.Config) *guest {
 // match and its groups.
 func (g *guest) expect(re *regexp.Regexp, timeout time.Duration) []string {
 	g.t.Helper()
+	var out []string
+	matched := g.wait(timeout, func() bool {
+		rest := g.out.Bytes()[g.mark:]
+		m := re.FindSubmatchIndex(rest)
+		if m == nil {
+			if g.closed {
+				g.t.Fatalf("the VM stopped before the console printed %q", re)
+			}
+			return false
+		}
+		for i := 0; i < len(m); i += 2 {
+			if m[i] >= 0 {
+				out = append(out, string(rest[m[i]:m[i+1]]))
+			} else {
+				out = append(out, "")
+			}
+		}
+		g.mark += m[1]
+		return true
+	})
+	if !matched {
+		g.t.Fatalf("the console did not print %q within %s", re, timeout)
+	}
+	return out
+}
+
+// wait calls done, with g.mu held, each time the console changes until it returns true; false
+// when timeout passes first.
+func (g *guest) wait(timeout time.Duration, done func() bool) bool {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	stop := context.AfterFunc(ctx, func() { g.mu.Lock(); g.cond.Broadcast(); g.mu.Unlock() })
 	defer stop()
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	for {
-		rest := g.out.Bytes()[g.mark:]
-		if m := re.FindSubmatchIndex(rest); m != nil {
-			var out []string
-			for i := 0; i < len(m); i += 2 {
-				if m[i] >= 0 {
-					out = append(out, string(rest[m[i]:m[i+1]]))
-				} else {
-					out = append(out, "")
-				}
-			}
-			g.mark += m[1]
-			return out
-		}
-		if g.closed {
-			g.t.Fatalf("the VM stopped before the console printed %q", re)
-		}
+	for !done() {
 		if ctx.Err() != nil {
-			g.t.Fatalf("the console did not print %q within %s", re, timeout)
+			return false
 		}
 		g.cond.Wait()
 	}
+	return true
 }
 
 // send types s on the serial console.
@@ -130,16 +144,7 @@ func (g *guest) send(s string) {
 // waitStopped waits until the VM exits by itself (a guest that reboots under -no-reboot).
 func (g *guest) waitStopped(timeout time.Duration) {
 	g.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-	stop := context.AfterFunc(ctx, func() { g.mu.Lock(); g.cond.Broadcast(); g.mu.Unlock() })
-	defer stop()
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	for !g.closed {
-		if ctx.Err() != nil {
-			g.t.Fatalf("the VM did not stop within %s", timeout)
-		}
-		g.cond.Wait()
+	if !g.wait(timeout, func() bool { return g.closed }) {
+		g.t.Fatalf("the VM did not stop within %s", timeout)
 	}
 }

@@ -75,12 +75,13 @@ func publish(t *testing.T, dir string, keys *repo.Keys, res *assembler.Result) {
 // console follows the serial console line by line, so that expectations match in order.
 type console struct {
 	t     *testing.T
+	vm    *vmrunner.VM
 	lines chan string
 	log   *os.File
 }
 
 func follow(t *testing.T, vm *vmrunner.VM) *console {
-	c := &console{t: t, lines: make(chan string, 4096)}
+	c := &console{t: t, vm: vm, lines: make(chan string, 4096)}
 	c.log, _ = os.Create(filepath.Join(t.TempDir(), "serial.log"))
 	go func() {
 		defer close(c.lines)
@@ -147,14 +148,9 @@ func waitDevice(ctx context.Context, t *testing.T, srv *server.Server, what stri
 	}
 }
 
-func TestUpdateAndRollbackInQEMU(t *testing.T) { updateAndRollback(t, "pc", "q35") }
-
-// The same on the arm64-uefi board: QEMU virt, AAVMF, systemd-boot's boot counting on arm64.
-func TestUpdateAndRollbackArm64(t *testing.T) { updateAndRollback(t, "arm64-uefi", "virt") }
-
-// updateAndRollback installs 1.1.0 over 1.0.0 and survives a broken 1.2.0 on a board, booted on a
-// QEMU machine.
-func updateAndRollback(t *testing.T, board, machine string) {
+// needUEFIMachine fails the test (skips it outside CI) when QEMU or the UEFI firmware of machine
+// is missing, and prepares the input cache.
+func needUEFIMachine(t *testing.T, machine string) {
 	m := vmrunner.Machines[machine]
 	if _, err := vmrunner.FindQEMUFor("", m); err != nil {
 		testimage.Missing(t, "QEMU not installed: "+err.Error())
@@ -163,8 +159,59 @@ func updateAndRollback(t *testing.T, board, machine string) {
 		testimage.Missing(t, "UEFI firmware not installed: "+err.Error())
 	}
 	testimage.Cache(t)
+}
+
+// serve starts the update server for the repository in dir on 127.0.0.1:port with a device
+// store; both stop when the test ends.
+func serve(ctx context.Context, t *testing.T, dir string, port int) (*server.Server, *fleet.DB) {
+	store, err := fleet.Open(ctx, filepath.Join(t.TempDir(), "devices.db"), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	srv, err := server.New(server.Config{Repo: dir, Addr: fmt.Sprintf("127.0.0.1:%d", port), PollInterval: 5 * time.Second, Store: store})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Stop(context.Background()) })
+	return srv, store
+}
+
+// bootDevice boots image on machine (UEFI, TCG, 2 CPUs, 1 GiB) from a writable copy of the disk
+// and follows its serial console, saved for a failed test; the VM stops when the test ends.
+func bootDevice(ctx context.Context, t *testing.T, image, machine string) *console {
+	vm, err := vmrunner.Start(ctx, vmrunner.Config{
+		Image: image, Persist: filepath.Join(t.TempDir(), "disk.img"), Machine: machine,
+		Firmware: vmrunner.FirmwareUEFI, Accel: vmrunner.AccelTCG, CPUs: 2, MemoryMiB: 1024,
+		Display: vmrunner.DisplayNone,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { vm.Stop() })
+	con := follow(t, vm)
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("serial console saved in %s", con.log.Name())
+		}
+	})
+	return con
+}
+
+func TestUpdateAndRollbackInQEMU(t *testing.T) { updateAndRollback(t, "pc", "q35") }
+
+// The same on the arm64-uefi board: QEMU virt, AAVMF, systemd-boot's boot counting on arm64.
+func TestUpdateAndRollbackArm64(t *testing.T) { updateAndRollback(t, "arm64-uefi", "virt") }
+
+// updateAndRollback installs 1.1.0 over 1.0.0 and survives a broken 1.2.0 on a board, booted on a
+// QEMU machine.
+func updateAndRollback(t *testing.T, board, machine string) {
+	needUEFIMachine(t, machine)
 	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Minute)
-	defer cancel()
+	t.Cleanup(cancel) // after the server and the VM stop
 
 	keys := otatest.Keys(t)
 	port := freePort(t)
@@ -176,35 +223,9 @@ func updateAndRollback(t *testing.T, board, machine string) {
 	dir := t.TempDir()
 	publish(t, dir, keys, v100)
 	publish(t, dir, keys, v110)
-	store, err := fleet.Open(ctx, filepath.Join(t.TempDir(), "devices.db"), 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer store.Close()
-	srv, err := server.New(server.Config{Repo: dir, Addr: fmt.Sprintf("127.0.0.1:%d", port), PollInterval: 5 * time.Second, Store: store})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Stop(context.Background())
+	srv, store := serve(ctx, t, dir, port)
 
-	vm, err := vmrunner.Start(ctx, vmrunner.Config{
-		Image: v100.Image, Persist: filepath.Join(t.TempDir(), "disk.img"), Machine: machine,
-		Firmware: vmrunner.FirmwareUEFI, Accel: vmrunner.AccelTCG, CPUs: 2, MemoryMiB: 1024,
-		Display: vmrunner.DisplayNone,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer vm.Stop()
-	con := follow(t, vm)
-	defer func() {
-		if t.Failed() {
-			t.Logf("serial console saved in %s", con.log.Name())
-		}
-	}()
+	con := bootDevice(ctx, t, v100.Image, machine)
 
 	// 1.0.0 boots, finds 1.1.0 and installs it; the boot loader tries 1.1.0, which is healthy.
 	con.expect(ctx, "kiln: ready name=kiln-tiny version=1.0.0")

@@ -15,11 +15,8 @@ import (
 	"github.com/kilnproject/kiln/assembler/recipe"
 	"github.com/kilnproject/kiln/internal/testimage"
 	"github.com/kilnproject/kiln/ota"
-	"github.com/kilnproject/kiln/ota/fleet"
 	"github.com/kilnproject/kiln/ota/internal/otatest"
 	"github.com/kilnproject/kiln/ota/repo"
-	"github.com/kilnproject/kiln/ota/server"
-	"github.com/kilnproject/kiln/vmrunner"
 )
 
 // buildPackages builds version of a package image with packages, its root filesystem on the
@@ -57,16 +54,9 @@ func TestPackageImageUpdateAndRollback(t *testing.T) {
 	if srcs, err := archive.HostSources("/"); err != nil || len(srcs) == 0 {
 		testimage.Missing(t, "the host has no apt sources to take packages from")
 	}
-	m := vmrunner.Machines["q35"]
-	if _, err := vmrunner.FindQEMUFor("", m); err != nil {
-		testimage.Missing(t, "QEMU not installed: "+err.Error())
-	}
-	if _, err := vmrunner.FindUEFIFor(nil, "", m); err != nil {
-		testimage.Missing(t, "UEFI firmware not installed: "+err.Error())
-	}
-	testimage.Cache(t)
+	needUEFIMachine(t, "q35")
 	ctx, cancel := context.WithTimeout(context.Background(), 25*time.Minute)
-	defer cancel()
+	t.Cleanup(cancel) // after the server and the VM stop
 
 	keys := otatest.Keys(t)
 	port := freePort(t)
@@ -79,35 +69,9 @@ func TestPackageImageUpdateAndRollback(t *testing.T) {
 	dir := t.TempDir()
 	publish(t, dir, keys, v100)
 	publish(t, dir, keys, v110)
-	store, err := fleet.Open(ctx, filepath.Join(t.TempDir(), "devices.db"), 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer store.Close()
-	srv, err := server.New(server.Config{Repo: dir, Addr: fmt.Sprintf("127.0.0.1:%d", port), PollInterval: 5 * time.Second, Store: store})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Stop(context.Background())
+	srv, _ := serve(ctx, t, dir, port)
 
-	vm, err := vmrunner.Start(ctx, vmrunner.Config{
-		Image: v100.Image, Persist: filepath.Join(t.TempDir(), "disk.img"), Machine: "q35",
-		Firmware: vmrunner.FirmwareUEFI, Accel: vmrunner.AccelTCG, CPUs: 2, MemoryMiB: 1024,
-		Display: vmrunner.DisplayNone,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer vm.Stop()
-	con := follow(t, vm)
-	defer func() {
-		if t.Failed() {
-			t.Logf("serial console saved in %s", con.log.Name())
-		}
-	}()
+	con := bootDevice(ctx, t, v100.Image, "q35")
 
 	con.expect(ctx, "kiln: ready name=garden version=1.0.0")
 	con.expect(ctx, "kiln-agent: healthy version=1.0.0", "unhealthy")
@@ -135,7 +99,7 @@ func TestPackageImageUpdateAndRollback(t *testing.T) {
 	})
 	// On the serial console's root shell (the typed line does not match what it prints): 1.1.0 runs on its own root, from the slot it was
 	// installed in, with the package it added and without 1.2.0's.
-	fmt.Fprintf(vm.SerialInput(), "\necho \"chec\"\"k: slot=$(cat %s) tree=$(command -v tree) jq=$(command -v jq) ro=$(touch /usr/x 2>/dev/null && echo no || echo yes)\"\n", ota.RunningRootFile)
+	fmt.Fprintf(con.vm.SerialInput(), "\necho \"chec\"\"k: slot=$(cat %s) tree=$(command -v tree) jq=$(command -v jq) ro=$(touch /usr/x 2>/dev/null && echo no || echo yes)\"\n", ota.RunningRootFile)
 	line := con.expect(ctx, "check: slot=")
 	if !strings.Contains(line, "check: slot="+ota.RootSlotB+" tree=/usr/bin/tree jq= ro=yes") {
 		t.Errorf("after the rollback the console says %q, want 1.1.0's root from %s, read-only", line, ota.RootSlotB)
