@@ -10,10 +10,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"syscall"
 	"testing"
 	"time"
 
+	"github.com/kilnproject/kiln/assembler/fstree"
 	"github.com/kilnproject/kiln/internal/testenv"
 )
 
@@ -140,9 +140,9 @@ func checkTree(t *testing.T, dir string, files []File, owners bool, ignore fs.Fi
 		if st.Mode()&^ignore != f.Mode&^ignore {
 			t.Errorf("%s: mode %v, want %v", f.Path, st.Mode(), f.Mode)
 		}
-		sys := st.Sys().(*syscall.Stat_t)
-		if root && (sys.Uid != f.UID || sys.Gid != f.GID) {
-			t.Errorf("%s: owner %d:%d, want %d:%d", f.Path, sys.Uid, sys.Gid, f.UID, f.GID)
+		uid, gid, _ := fstree.Owner(st)
+		if root && (uid != f.UID || gid != f.GID) {
+			t.Errorf("%s: owner %d:%d, want %d:%d", f.Path, uid, gid, f.UID, f.GID)
 		}
 		switch f.Mode.Type() {
 		case 0:
@@ -155,8 +155,10 @@ func checkTree(t *testing.T, dir string, files []File, owners bool, ignore fs.Fi
 				t.Errorf("%s: target %q, want %q (%v)", f.Path, got, f.Target, err)
 			}
 		case fs.ModeDevice, fs.ModeDevice | fs.ModeCharDevice:
-			maj := uint32((sys.Rdev>>8)&0xfff) | uint32(sys.Rdev>>32)&^0xfff
-			minor := uint32(sys.Rdev&0xff) | uint32(sys.Rdev>>12)&^0xff
+			maj, minor, err := fstree.DeviceNumbers(st)
+			if err != nil {
+				t.Fatal(err)
+			}
 			if maj != f.Major || minor != f.Minor {
 				t.Errorf("%s: device %d:%d, want %d:%d", f.Path, maj, minor, f.Major, f.Minor)
 			}

@@ -235,7 +235,7 @@ func (t *Tree) AddOverlayDir(dir, dest, origin string) error {
 				return &EntryError{Path: rel, Origin: o, Err: ErrDevice,
 					Reason: "set allow_devices = true in [system] if the image really needs it (the init creates /dev itself)"}
 			}
-			major, minor, err := deviceNumbers(info)
+			major, minor, err := DeviceNumbers(info)
 			if err != nil {
 				return &EntryError{Path: rel, Origin: o, Err: ErrType, Reason: err.Error()}
 			}

@@ -8,10 +8,10 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"syscall"
 	"time"
 
 	"github.com/kilnproject/kiln/assembler/erofs"
+	"github.com/kilnproject/kiln/assembler/fstree"
 )
 
 func main() {
@@ -41,9 +41,11 @@ func run(dir, img string) error {
 			return err
 		}
 		f := erofs.File{Path: filepath.ToSlash(rel), Mode: st.Mode()}
-		if sys, ok := st.Sys().(*syscall.Stat_t); ok {
-			f.UID, f.GID = sys.Uid, sys.Gid
-			f.Major, f.Minor = uint32(sys.Rdev>>8)&0xfff|uint32(sys.Rdev>>32)&^0xfff, uint32(sys.Rdev&0xff)|uint32(sys.Rdev>>12)&^0xff
+		f.UID, f.GID, _ = fstree.Owner(st)
+		if st.Mode()&fs.ModeDevice != 0 {
+			if f.Major, f.Minor, err = fstree.DeviceNumbers(st); err != nil {
+				return fmt.Errorf("%s: %w", p, err)
+			}
 		}
 		switch {
 		case st.Mode().IsRegular():
