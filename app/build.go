@@ -89,7 +89,7 @@ func (e extra) label() string {
 var fieldOf = map[string]string{
 	"name": "name", "version": "version",
 	"system.hostname": "hostname", "system.timezone": "timezone",
-	"board.disk_size": "disk", "board.esp_size": "disk", "board.data_size": "disk",
+	"board.disk_size": "disk", "board.esp_size": "disk", "board.data_size": "disk", "board.root_size": "disk",
 	"board.firmware": "firmware",
 	"board.name":     "board", "arch": "board",
 	"system.users": "user",

@@ -88,6 +88,7 @@ firmware = "uefi"
 disk_size = "1GiB"
 esp_size = "256MiB"
 data_size = "512MiB"
+root_size = "256MiB"
 bootloader = "systemd-boot-efi"
 boot_tries = 5
 
