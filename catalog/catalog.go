@@ -349,6 +349,8 @@ func convert(it item, base *url.URL, root string) (OS, error) {
 		o.URL = p
 	case err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "":
 		return o, fmt.Errorf("url %q is not an http(s) URL", it.URL)
+	default:
+		o.URL = u.String() // the scheme in lower case ("HTTPS://" is allowed), as the downloader expects
 	}
 	if o.ExtractSize, err = size(it.ExtractSize); err != nil {
 		return o, fmt.Errorf("extract_size: %w", err)
