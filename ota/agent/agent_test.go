@@ -173,14 +173,7 @@ func TestUpdateBlessAndRollback(t *testing.T) {
 	otatest.Publish(t, dir, keys, "1.0.0", uki["1.0.0"], repo.Options{})
 	otatest.Publish(t, dir, keys, "1.1.0", uki["1.1.0"], repo.Options{})
 
-	srv, err := server.New(server.Config{Repo: dir, Addr: "127.0.0.1:0"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Stop(context.Background())
+	srv := startServer(t, dir)
 
 	d := &device{t: t, esp: t.TempDir(), efivars: t.TempDir(), data: t.TempDir(), et: t.TempDir(),
 		root: keys.Root, server: srv.URL(), uki: uki, health: map[string]string{"1.2.0": "false", "1.1.0": "true"}}
@@ -269,4 +262,19 @@ func TestUpdateBlessAndRollback(t *testing.T) {
 	if err := a.CheckAndInstall(ctx); !errors.Is(err, ota.ErrNoUpdate) {
 		t.Fatalf("check after rollback: %v, want ErrNoUpdate (1.2.0 is not retried)", err)
 	}
+}
+
+// startServer starts an update server for the repository in dir on a free port of 127.0.0.1;
+// it stops when the test ends.
+func startServer(t *testing.T, dir string) *server.Server {
+	t.Helper()
+	srv, err := server.New(server.Config{Repo: dir, Addr: "127.0.0.1:0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Stop(context.Background()) })
+	return srv
 }

@@ -14,7 +14,6 @@ import (
 	"github.com/kilnproject/kiln/ota"
 	"github.com/kilnproject/kiln/ota/internal/otatest"
 	"github.com/kilnproject/kiln/ota/repo"
-	"github.com/kilnproject/kiln/ota/server"
 )
 
 // TestIdentityPersistsAndIsAccepted: a real agent's signed reports and checks are accepted,
@@ -25,14 +24,7 @@ func TestIdentityPersistsAndIsAccepted(t *testing.T) {
 	dir := t.TempDir()
 	uki := otatest.Payload(64<<10, 1)
 	otatest.Publish(t, dir, keys, "1.0.0", uki, repo.Options{})
-	srv, err := server.New(server.Config{Repo: dir, Addr: "127.0.0.1:0"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Stop(context.Background())
+	srv := startServer(t, dir)
 
 	d := &device{t: t, esp: t.TempDir(), efivars: t.TempDir(), data: t.TempDir(), et: t.TempDir(),
 		root: keys.Root, server: srv.URL(), uki: map[string][]byte{"1.0.0": uki}}

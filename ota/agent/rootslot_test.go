@@ -18,7 +18,6 @@ import (
 	"github.com/kilnproject/kiln/ota/client"
 	"github.com/kilnproject/kiln/ota/internal/otatest"
 	"github.com/kilnproject/kiln/ota/repo"
-	"github.com/kilnproject/kiln/ota/server"
 )
 
 // disks is a fake /sys/class/block and /dev: each partition is a file under dev, described in
@@ -112,14 +111,7 @@ func TestRootUpdateGoesIntoTheSpareSlot(t *testing.T) {
 	publish("1.0.0")
 	publish("1.1.0")
 
-	srv, err := server.New(server.Config{Repo: dir, Addr: "127.0.0.1:0"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Stop(context.Background())
+	srv := startServer(t, dir)
 
 	// The device's disk (sda) and a plugged-in Kiln stick (sdb) with the same partition names.
 	disk := newDisks(t)
@@ -196,7 +188,7 @@ func TestRootUpdateGoesIntoTheSpareSlot(t *testing.T) {
 	tamper(t, dir, "tiny-1.3.0.root")
 	a = d.agent("1.1.0")
 	a.Assess(ctx)
-	err = a.CheckAndInstall(ctx)
+	err := a.CheckAndInstall(ctx)
 	if !errors.Is(err, client.ErrHashMismatch) || d.reboots != 2 {
 		t.Fatalf("install of a corrupted root: err %v, %d reboots; want a hash mismatch and no reboot", err, d.reboots)
 	}
@@ -236,14 +228,7 @@ func TestRootSlotsAmbiguous(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	srv, err := server.New(server.Config{Repo: dir, Addr: "127.0.0.1:0"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Stop(context.Background())
+	srv := startServer(t, dir)
 	disk := newDisks(t)
 	disk.add("sda", "sda2", ota.RootSlotA, 4<<20)
 	disk.add("sda", "sda3", ota.RootSlotB, 4<<20)

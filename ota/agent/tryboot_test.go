@@ -16,7 +16,6 @@ import (
 	"github.com/kilnproject/kiln/ota/agent"
 	"github.com/kilnproject/kiln/ota/internal/otatest"
 	"github.com/kilnproject/kiln/ota/repo"
-	"github.com/kilnproject/kiln/ota/server"
 )
 
 // pi is a simulated Raspberry Pi: its FAT partitions as directories 1, 2, 3, the firmware's
@@ -114,14 +113,7 @@ func TestTrybootUpdateCommitAndRollback(t *testing.T) {
 	}
 	publish("1.0.0")
 	publish("1.1.0")
-	srv, err := server.New(server.Config{Repo: dir, Addr: "127.0.0.1:0"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Stop(context.Background())
+	srv := startServer(t, dir)
 
 	tmp := t.TempDir()
 	p := &pi{t: t, parts: filepath.Join(tmp, "boot"), data: t.TempDir(), et: t.TempDir(), run: filepath.Join(tmp, "cmdline"),
