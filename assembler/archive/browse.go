@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/kilnproject/kiln/assembler/internal/suggest"
 	"github.com/kilnproject/kiln/internal/atomicfile"
 )
 
@@ -254,7 +255,7 @@ func (ix *Index) suggest(name string, n int) []string {
 		if abs(len(e.Name)-len(name)) > max {
 			continue
 		}
-		if d := editDistance(name, e.Name, max); d <= max {
+		if d := suggest.DistanceAtMost(name, e.Name, max); d <= max {
 			cs = append(cs, cand{e.Name, d})
 		}
 	}
@@ -279,32 +280,6 @@ func abs(x int) int {
 		return -x
 	}
 	return x
-}
-
-// editDistance is the Levenshtein distance of a and b, or max+1 once it exceeds max.
-func editDistance(a, b string, max int) int {
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		low := cur[0]
-		for j := 1; j <= len(b); j++ {
-			c := prev[j-1]
-			if a[i-1] != b[j-1] {
-				c = 1 + min(prev[j-1], prev[j], cur[j-1])
-			}
-			cur[j] = c
-			low = min(low, c)
-		}
-		if low > max {
-			return max + 1
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
 }
 
 // IndexCache is an http.RoundTripper for Client that keeps the archive's index files on disk,

@@ -55,7 +55,11 @@ func Closest(name string, candidates []string, max int) []string {
 }
 
 // Distance is the Levenshtein edit distance between a and b, counting bytes.
-func Distance(a, b string) int {
+func Distance(a, b string) int { return DistanceAtMost(a, b, max(len(a), len(b))) }
+
+// DistanceAtMost is Distance, or limit+1 as soon as it is sure to exceed limit (a cheap bound
+// for scanning many names).
+func DistanceAtMost(a, b string, limit int) int {
 	prev := make([]int, len(b)+1)
 	cur := make([]int, len(b)+1)
 	for j := range prev {
@@ -63,12 +67,17 @@ func Distance(a, b string) int {
 	}
 	for i := 1; i <= len(a); i++ {
 		cur[0] = i
+		low := cur[0]
 		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
+			c := prev[j-1]
+			if a[i-1] != b[j-1] {
+				c = 1 + min(prev[j-1], prev[j], cur[j-1])
 			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+			cur[j] = c
+			low = min(low, c)
+		}
+		if low > limit {
+			return limit + 1
 		}
 		prev, cur = cur, prev
 	}
