@@ -303,23 +303,15 @@ func (b *builder) initramfs(ctx context.Context) (*initramfs.Result, error) {
 	if w := r.System.WiFi; w != nil {
 		spec.WiFi = &initramfs.WiFi{SSID: w.SSID, PSK: w.PSK, Country: w.Country}
 	}
-	if usesRoot(r) {
+	build := initramfs.Build
+	if usesRoot(r) { // the root goes on its partitions; the initramfs only mounts it
 		if b.root, err = b.buildRoot(ctx, spec); err != nil {
 			return nil, err
 		}
 		spec.Kernel.Load = bootModules(r, spec.Kernel.Load)
-		rd, err := initramfs.BuildBoot(ctx, spec)
-		if err != nil {
-			return nil, err
-		}
-		for _, f := range rd.Files {
-			if pf, ok := placed("initramfs:", f.Path, f.Mode, f.Data, f.Target, f.Origin); ok {
-				b.manifest.Files = append(b.manifest.Files, pf)
-			}
-		}
-		return rd, nil
+		build = initramfs.BuildBoot
 	}
-	rd, err := initramfs.Build(ctx, spec)
+	rd, err := build(ctx, spec)
 	if err != nil {
 		return nil, err
 	}
